@@ -1,0 +1,88 @@
+using System.Device.Gpio;
+using EdgeMl.Agent.Pipeline;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeMl.Agent.Actions;
+
+/// <summary>Applies the <see cref="ActionRule"/>s to each prediction and switches their pins.</summary>
+public sealed partial class GpioActions : IPredictionSink, IDisposable
+{
+    private readonly GpioController _gpio;
+    private readonly ActionRule[] _rules;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly int[] _streak;
+    private readonly long[] _lastMatch;
+    private readonly bool[] _on;
+
+    public GpioActions(GpioController gpio, IReadOnlyList<ActionRule> rules, TimeProvider time, ILogger logger)
+    {
+        _gpio = gpio;
+        _rules = rules.ToArray();
+        _time = time;
+        _logger = logger;
+        _streak = new int[_rules.Length];
+        _lastMatch = new long[_rules.Length];
+        _on = new bool[_rules.Length];
+        foreach (var rule in _rules)
+        {
+            _gpio.OpenPin(rule.Pin, PinMode.Output, Level(rule, on: false));
+        }
+    }
+
+    public void OnPrediction(Prediction p)
+    {
+        var now = _time.GetTimestamp();
+        for (var i = 0; i < _rules.Length; i++)
+        {
+            var rule = _rules[i];
+            var match = rule.Label is not null
+                ? string.Equals(p.Label, rule.Label, StringComparison.Ordinal) && p.Score >= rule.MinScore
+                : p.Score > rule.Above;
+            if (match)
+            {
+                _streak[i]++;
+                _lastMatch[i] = now;
+                if (!_on[i] && _streak[i] >= rule.After)
+                {
+                    Switch(i, on: true, p);
+                }
+            }
+            else
+            {
+                _streak[i] = 0;
+                if (_on[i] && _time.GetElapsedTime(_lastMatch[i], now).TotalMilliseconds >= rule.HoldMs)
+                {
+                    Switch(i, on: false, p);
+                }
+            }
+        }
+    }
+
+    public bool IsOn(int ruleIndex) => _on[ruleIndex];
+
+    private void Switch(int i, bool on, Prediction p)
+    {
+        var rule = _rules[i];
+        _gpio.Write(rule.Pin, Level(rule, on));
+        _on[i] = on;
+        LogSwitched(_logger, rule.Pin, on ? "on" : "off", p.Label ?? p.Score.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture), p.Sequence);
+    }
+
+    private static PinValue Level(ActionRule rule, bool on) => on ^ rule.ActiveLow ? PinValue.High : PinValue.Low;
+
+    public void Dispose()
+    {
+        foreach (var rule in _rules)
+        {
+            if (_gpio.IsPinOpen(rule.Pin))
+            {
+                _gpio.Write(rule.Pin, Level(rule, on: false));
+                _gpio.ClosePin(rule.Pin);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 1300, Level = LogLevel.Information, Message = "GPIO {Pin} {State} (prediction {Result}, #{Sequence})")]
+    private static partial void LogSwitched(ILogger logger, int pin, string state, string result, long sequence);
+}

@@ -1,0 +1,77 @@
+using EdgeMl.Protocol.Packages;
+
+namespace EdgeMl.Agent.Cli;
+
+/// <summary>Dispatches <c>edgeml-agent COMMAND …</c>; user errors become one line on stderr and exit 1 (2 for usage).</summary>
+public static class AgentProgram
+{
+    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help" };
+
+    public const string Usage = """
+        edgeml-agent — runs quantized ONNX models on sensor data at the edge
+
+        usage:
+          edgeml-agent run --config FILE [--Agent:Key=value …]     the service (see README: configuration)
+          edgeml-agent run --model PKG --sensor SPEC [--seed N] [--count N] [--fast] [--threads N]
+                           [--provider cpu|cuda|tensorrt] [--onnxruntime LIB] [--results FILE] [--quiet]
+                                                                    one JSON line per prediction on stdout
+          edgeml-agent check-model PKG                              validate a package and run a smoke inference
+          edgeml-agent bench PKG [--json FILE]                      size, memory, cold start, overhead, allocations
+          edgeml-agent record --sensor SPEC --samples N --out FILE.csv [--seed N]
+                                                                    record a sensor to CSV (replay format)
+
+        sensors: sim:vibration[,fault=none|imbalance|bearing,fault-at=SECONDS,severity=X,drift-gain=X,drift-offset=X]
+                 sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]
+                 mpu6050[,bus=1,address=0x68,rate=HZ]   gpio:PIN+PIN[,rate=HZ]
+        """;
+
+    public static async Task<int> MainAsync(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            cts.Cancel();
+        };
+
+        try
+        {
+            var rest = new Arguments(args.Skip(1), Flags);
+            return args[0] switch
+            {
+                "run" => await RunCommand.RunAsync(rest, cts.Token).ConfigureAwait(false),
+                "check-model" => CheckModelCommand.Run(rest),
+                "bench" => BenchCommand.Run(rest),
+                "record" => RecordCommand.Run(rest),
+                "version" or "--version" => PrintVersion(),
+                _ => throw new UsageException($"unknown command '{args[0]}'"),
+            };
+        }
+        catch (UsageException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}\n\n{Usage}").ConfigureAwait(false);
+            return 2;
+        }
+        catch (Exception e) when (e is ConfigurationException or ModelPackageException or InvalidDataException)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            return 130;
+        }
+    }
+
+    private static int PrintVersion()
+    {
+        Console.WriteLine($"edgeml-agent {typeof(AgentProgram).Assembly.GetName().Version}");
+        return 0;
+    }
+}

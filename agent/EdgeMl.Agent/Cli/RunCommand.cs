@@ -1,0 +1,95 @@
+using EdgeMl.Agent.Configuration;
+using EdgeMl.Agent.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeMl.Agent.Cli;
+
+/// <summary>
+/// <c>run --config FILE</c>: the service, hosted (systemd-aware), logging to the console.
+/// <c>run --model PKG --sensor SPEC</c>: the same pipeline without a config file, predictions as JSON lines on stdout.
+/// </summary>
+public static class RunCommand
+{
+    public static async Task<int> RunAsync(Arguments args, CancellationToken ct)
+    {
+        var configFile = args.Get("config");
+        var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        Map(args, settings, "model", "Agent:Model");
+        Map(args, settings, "sensor", "Agent:Sensor");
+        Map(args, settings, "seed", "Agent:Seed");
+        Map(args, settings, "count", "Agent:Pipeline:Count");
+        Map(args, settings, "threads", "Agent:Inference:Threads");
+        Map(args, settings, "provider", "Agent:Inference:Provider");
+        Map(args, settings, "onnxruntime", "Agent:Inference:OnnxRuntimeLibrary");
+        Map(args, settings, "results", "Agent:ResultLog");
+        Map(args, settings, "health-every", "Agent:HealthIntervalSeconds");
+        if (args.Has("fast")) settings["Agent:Pipeline:Realtime"] = "false";
+        foreach (var kv in args.ConfigOverrides()) settings[kv.Key] = kv.Value;
+        var quiet = args.Has("quiet");
+        args.RejectUnknown();
+
+        if (configFile is null && !settings.ContainsKey("Agent:Model"))
+        {
+            throw new UsageException("run needs --config FILE, or --model PKG --sensor SPEC");
+        }
+
+        if (configFile is not null && !File.Exists(configFile))
+        {
+            throw new ConfigurationException("--config", $"'{configFile}' does not exist");
+        }
+
+        if (configFile is null)
+        {
+            // Quick mode: no host, so the first prediction comes as soon as the model is loaded.
+            settings.TryAdd("Agent:HealthIntervalSeconds", "0");
+            var config = new ConfigurationBuilder().AddEnvironmentVariables("EDGEML_").AddInMemoryCollection(settings).Build();
+            var options = AgentOptionsLoader.Load(config);
+            using var loggers = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
+                .SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information)
+                .AddFilter((_, _, level) => level >= (quiet ? LogLevel.Warning : LogLevel.Information))
+                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+            using var runtime = new AgentRuntime(options, loggers);
+            await runtime.RunAsync(ct).ConfigureAwait(false);
+            return 0;
+        }
+
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            ContentRootPath = Path.GetDirectoryName(Path.GetFullPath(configFile)),
+        });
+        builder.Configuration
+            .AddJsonFile(Path.GetFullPath(configFile), optional: false, reloadOnChange: false)
+            .AddEnvironmentVariables("EDGEML_")
+            .AddInMemoryCollection(settings);
+        var agentOptions = AgentOptionsLoader.Load(builder.Configuration);
+        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Services.AddSystemd();
+        var outcome = new ServiceOutcome();
+        builder.Services.AddSingleton(agentOptions);
+        builder.Services.AddSingleton(outcome);
+        builder.Services.AddHostedService<AgentService>();
+        using (var host = builder.Build())
+        {
+            await host.RunAsync(ct).ConfigureAwait(false);
+        }
+
+        if (outcome.Failure is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(outcome.Failure);
+        }
+
+        return 0;
+    }
+
+    private static void Map(Arguments args, Dictionary<string, string?> settings, string option, string key)
+    {
+        var v = args.Get(option);
+        if (v is not null) settings[key] = v;
+    }
+}

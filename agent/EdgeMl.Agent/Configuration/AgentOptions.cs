@@ -1,0 +1,37 @@
+using EdgeMl.Agent.Actions;
+using EdgeMl.Agent.Inference;
+using EdgeMl.Agent.Pipeline;
+
+namespace EdgeMl.Agent.Configuration;
+
+/// <summary>
+/// The agent's settings, section <c>Agent</c> of <c>appsettings.json</c>, overridable by environment
+/// variables (<c>EDGEML_Agent__Inference__Threads=2</c>) and the command line (<c>--Agent:Inference:Threads=2</c>).
+/// </summary>
+public sealed class AgentOptions
+{
+    public const string Section = "Agent";
+
+    /// <summary>Path of the <c>.edgepkg</c> to run.</summary>
+    public string Model { get; set; } = "";
+    /// <summary>The sensor, e.g. <c>sim:vibration</c>, <c>mpu6050,bus=1,address=0x68</c> (see README).</summary>
+    public string Sensor { get; set; } = "";
+    /// <summary>Seed of simulated sensors.</summary>
+    public int Seed { get; set; } = 1;
+    /// <summary>Where predictions go, one JSON line each: a file path, or <c>-</c> for stdout.</summary>
+    public string ResultLog { get; set; } = "-";
+    /// <summary>Seconds between health lines in the log (0: none).</summary>
+    public int HealthIntervalSeconds { get; set; } = 30;
+    public InferenceSettings Inference { get; set; } = new();
+    public PipelineSettings Pipeline { get; set; } = new();
+    public GpioSettings Gpio { get; set; } = new();
+    public List<ActionRule> Actions { get; set; } = [];
+}
+
+public sealed class GpioSettings
+{
+    /// <summary><c>auto</c> (the board's driver), <c>libgpiod</c>, <c>sysfs</c> or <c>simulated</c> (no pins: development machines).</summary>
+    public string Driver { get; set; } = "auto";
+    /// <summary>GPIO chip number for libgpiod.</summary>
+    public int Chip { get; set; }
+}

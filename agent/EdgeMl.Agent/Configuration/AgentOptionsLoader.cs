@@ -1,0 +1,74 @@
+using EdgeMl.Agent.Sensors;
+using Microsoft.Extensions.Configuration;
+
+namespace EdgeMl.Agent.Configuration;
+
+/// <summary>
+/// Binds <see cref="AgentOptions"/> from configuration (source-generated binder: AOT-safe) and validates
+/// it. Unknown keys, values of the wrong type and out-of-range values are errors that name the key.
+/// </summary>
+public static class AgentOptionsLoader
+{
+    public static AgentOptions Load(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(AgentOptions.Section);
+        var options = new AgentOptions();
+        try
+        {
+            section.Bind(options, b => b.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ConfigurationException(KeyFrom(e.Message), e.Message);
+        }
+
+        Validate(options);
+        return options;
+    }
+
+    public static void Validate(AgentOptions o)
+    {
+        const string p = AgentOptions.Section;
+        if (string.IsNullOrWhiteSpace(o.Model)) throw new ConfigurationException($"{p}:Model", "a model package (.edgepkg) is required");
+        if (string.IsNullOrWhiteSpace(o.Sensor)) throw new ConfigurationException($"{p}:Sensor", "a sensor is required, e.g. sim:vibration");
+        _ = SensorSpec.Parse(o.Sensor, $"{p}:Sensor");
+        if (o.HealthIntervalSeconds < 0) throw new ConfigurationException($"{p}:HealthIntervalSeconds", "must be >= 0");
+
+        var inf = o.Inference;
+        if (inf.Provider.ToLowerInvariant() is not ("cpu" or "cuda" or "tensorrt"))
+            throw new ConfigurationException($"{p}:Inference:Provider", $"'{inf.Provider}' is not one of cpu, cuda, tensorrt");
+        if (inf.Threads is < 0 or > 256) throw new ConfigurationException($"{p}:Inference:Threads", $"{inf.Threads} is not between 0 (automatic) and 256");
+        if (inf.WarmupRuns is < 0 or > 1000) throw new ConfigurationException($"{p}:Inference:WarmupRuns", $"{inf.WarmupRuns} is not between 0 and 1000");
+        if (inf.DeviceId < 0) throw new ConfigurationException($"{p}:Inference:DeviceId", "must be >= 0");
+
+        var pl = o.Pipeline;
+        if (pl.WindowQueue is < 1 or > 1024) throw new ConfigurationException($"{p}:Pipeline:WindowQueue", $"{pl.WindowQueue} is not between 1 and 1024");
+        if (pl.RetryInitialMs < 1) throw new ConfigurationException($"{p}:Pipeline:RetryInitialMs", "must be >= 1");
+        if (pl.RetryMaxMs < pl.RetryInitialMs) throw new ConfigurationException($"{p}:Pipeline:RetryMaxMs", $"must be >= RetryInitialMs ({pl.RetryInitialMs})");
+        if (pl.Count < 0) throw new ConfigurationException($"{p}:Pipeline:Count", "must be >= 0");
+
+        if (o.Gpio.Driver.ToLowerInvariant() is not ("auto" or "libgpiod" or "sysfs" or "simulated"))
+            throw new ConfigurationException($"{p}:Gpio:Driver", $"'{o.Gpio.Driver}' is not one of auto, libgpiod, sysfs, simulated");
+
+        var pins = new HashSet<int>();
+        for (var i = 0; i < o.Actions.Count; i++)
+        {
+            var a = o.Actions[i];
+            var at = $"{p}:Actions:{i}";
+            if (a.Pin is < 0 or > 1023) throw new ConfigurationException($"{at}:Pin", $"{a.Pin} is not a GPIO pin number (0..1023)");
+            if (!pins.Add(a.Pin)) throw new ConfigurationException($"{at}:Pin", $"GPIO {a.Pin} is driven by another action already");
+            if ((a.Label is null) == (a.Above is null)) throw new ConfigurationException(at, "set exactly one of Label (a class) or Above (a score threshold)");
+            if (a.MinScore is < 0 or > 1) throw new ConfigurationException($"{at}:MinScore", $"{a.MinScore} is not a probability (0..1)");
+            if (a.After < 1) throw new ConfigurationException($"{at}:After", "must be >= 1");
+            if (a.HoldMs < 0) throw new ConfigurationException($"{at}:HoldMs", "must be >= 0");
+        }
+    }
+
+    /// <summary>The binder's messages quote the key ("… at 'Agent:Inference:Threads' …"); pull it out for the exception's Key.</summary>
+    private static string KeyFrom(string message)
+    {
+        var start = message.IndexOf('\'', StringComparison.Ordinal);
+        var end = start >= 0 ? message.IndexOf('\'', start + 1) : -1;
+        return end > start ? message[(start + 1)..end] : AgentOptions.Section;
+    }
+}

@@ -1,0 +1,127 @@
+using System.Device.Gpio;
+using System.Text.Json;
+using EdgeMl.Agent.Actions;
+using EdgeMl.Agent.Configuration;
+using EdgeMl.Agent.Gpio;
+using EdgeMl.Agent.Inference;
+using EdgeMl.Agent.Pipeline;
+using EdgeMl.Agent.Sensors;
+using EdgeMl.Protocol.Json;
+using EdgeMl.Protocol.Packages;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeMl.Agent.Hosting;
+
+/// <summary>
+/// Everything one running agent holds, built from <see cref="AgentOptions"/>: the model, the sensor,
+/// GPIO and its actions, the result log and the pipeline. Used by the service and by <c>run --model</c>.
+/// Disposes what it built, also when building fails halfway.
+/// </summary>
+public sealed partial class AgentRuntime : IDisposable
+{
+    private readonly List<IDisposable> _owned = [];
+    private readonly ILogger _logger;
+    private readonly AgentOptions _options;
+    private readonly TimeProvider _time;
+
+    public AgentRuntime(AgentOptions options, ILoggerFactory loggers, TimeProvider? time = null,
+        ISensorSource? sensor = null, GpioController? gpio = null, Stream? resultStream = null)
+    {
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        _logger = loggers.CreateLogger("EdgeMl.Agent");
+        try
+        {
+            var package = ModelPackage.Open(options.Model);
+            Runner = Own(ModelRunner.Load(package, options.Inference, _logger));
+            Sensor = sensor ?? Own(SensorFactory.Create(options.Sensor, options.Seed, $"{AgentOptions.Section}:Sensor"));
+            Health = new AgentHealth(_time);
+
+            var sinks = new List<IPredictionSink>();
+            if (options.Actions.Count > 0)
+            {
+                Gpio = gpio ?? Own(GpioControllers.Open(options.Gpio));
+                Actions = Own(new GpioActions(Gpio, options.Actions, _time, loggers.CreateLogger("EdgeMl.Agent.Actions")));
+                sinks.Add(Actions);
+            }
+
+            var manifest = package.Manifest;
+            var stream = resultStream ?? (options.ResultLog == "-" ? Console.OpenStandardOutput() : OpenLog(options.ResultLog));
+            sinks.Add(Own(new ResultLog(stream, ownsStream: resultStream is null, manifest.Name, manifest.Version)));
+
+            Pipeline = new AgentPipeline(Sensor, new Predictor(Runner), options.Pipeline, Health, sinks, _time, _logger);
+            LogStarted(_logger, manifest.Name, manifest.Version, Runner.Provider, Sensor.Name);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public ModelRunner Runner { get; } = null!;
+    public ISensorSource Sensor { get; } = null!;
+    public AgentHealth Health { get; } = null!;
+    public GpioController? Gpio { get; }
+    public GpioActions? Actions { get; }
+    public AgentPipeline Pipeline { get; } = null!;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var health = _options.HealthIntervalSeconds > 0 ? ReportHealthAsync(TimeSpan.FromSeconds(_options.HealthIntervalSeconds), stop.Token) : Task.CompletedTask;
+        try
+        {
+            await Pipeline.RunAsync(stop.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await health.ConfigureAwait(false);
+        }
+    }
+
+    private async Task ReportHealthAsync(TimeSpan every, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(every, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                LogHealth(_logger, JsonSerializer.Serialize(Health.Snapshot(), ProtocolJsonContext.Default.HealthReport).ReplaceLineEndings(" "));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private static FileStream OpenLog(string path)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        return new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
+    }
+
+    private T Own<T>(T disposable) where T : IDisposable
+    {
+        _owned.Add(disposable);
+        return disposable;
+    }
+
+    public void Dispose()
+    {
+        for (var i = _owned.Count - 1; i >= 0; i--)
+        {
+            _owned[i].Dispose();
+        }
+
+        _owned.Clear();
+    }
+
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Running {Model}@{Version} on {Provider} with sensor {Sensor}")]
+    private static partial void LogStarted(ILogger logger, string model, string version, string provider, string sensor);
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Health {Report}")]
+    private static partial void LogHealth(ILogger logger, string report);
+}

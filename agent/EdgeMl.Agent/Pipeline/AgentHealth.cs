@@ -1,0 +1,116 @@
+using EdgeMl.Protocol.Health;
+
+namespace EdgeMl.Agent.Pipeline;
+
+/// <summary>
+/// Live counters of the running pipeline, written by its stages and read as a <see cref="HealthReport"/>.
+/// Latencies go into a fixed ring (the last 1,024 predictions) so percentiles cost no allocation per call.
+/// </summary>
+public sealed class AgentHealth(TimeProvider time)
+{
+    private readonly Lock _gate = new();
+    private readonly long _started = time.GetTimestamp();
+    private readonly double[] _latencies = new double[1024];
+    private readonly SensorHealth _sensor = new();
+    private long _latencyCount;
+    private long _predictions;
+    private long _dropped;
+    private ModelHealth? _model;
+
+    public void SetModel(string name, string version, string provider)
+    {
+        lock (_gate) _model = new ModelHealth { Name = name, Version = version, Provider = provider };
+    }
+
+    public void SetSensor(string name)
+    {
+        lock (_gate) _sensor.Name = name;
+    }
+
+    public void SensorSample()
+    {
+        lock (_gate)
+        {
+            _sensor.Samples++;
+            if (_sensor.ConsecutiveErrors != 0 || _sensor.State != "ok")
+            {
+                _sensor.ConsecutiveErrors = 0;
+                _sensor.State = "ok";
+                _sensor.RetryInSeconds = null;
+            }
+        }
+    }
+
+    public void SensorError(string message, TimeSpan retryIn)
+    {
+        lock (_gate)
+        {
+            _sensor.Errors++;
+            _sensor.ConsecutiveErrors++;
+            _sensor.State = "failing";
+            _sensor.LastError = message;
+            _sensor.LastErrorAt = time.GetUtcNow();
+            _sensor.RetryInSeconds = retryIn.TotalSeconds;
+        }
+    }
+
+    public void SensorEnded()
+    {
+        lock (_gate) _sensor.State = "ended";
+    }
+
+    public void WindowDropped() => Interlocked.Increment(ref _dropped);
+
+    public void Predicted(double latencyMs)
+    {
+        lock (_gate)
+        {
+            _predictions++;
+            _latencies[_latencyCount++ % _latencies.Length] = latencyMs;
+        }
+    }
+
+    public long Predictions => Interlocked.Read(ref _predictions);
+
+    public HealthReport Snapshot()
+    {
+        lock (_gate)
+        {
+            var uptime = time.GetElapsedTime(_started).TotalSeconds;
+            var report = new HealthReport { At = time.GetUtcNow(), UptimeSeconds = uptime };
+            report.Sensors.Add(new SensorHealth
+            {
+                Name = _sensor.Name,
+                State = _sensor.State,
+                Samples = _sensor.Samples,
+                Errors = _sensor.Errors,
+                ConsecutiveErrors = _sensor.ConsecutiveErrors,
+                LastError = _sensor.LastError,
+                LastErrorAt = _sensor.LastErrorAt,
+                RetryInSeconds = _sensor.RetryInSeconds,
+            });
+            if (_model is not null)
+            {
+                var n = (int)Math.Min(_latencyCount, _latencies.Length);
+                var sorted = _latencies.AsSpan(0, n).ToArray();
+                Array.Sort(sorted);
+                report.Model = new ModelHealth
+                {
+                    Name = _model.Name,
+                    Version = _model.Version,
+                    Provider = _model.Provider,
+                    Predictions = _predictions,
+                    WindowsDropped = Interlocked.Read(ref _dropped),
+                    InferencesPerSecond = uptime > 0 ? _predictions / uptime : 0,
+                    LatencyP50Ms = Percentile(sorted, 0.50),
+                    LatencyP99Ms = Percentile(sorted, 0.99),
+                };
+            }
+
+            return report;
+        }
+    }
+
+    private static double Percentile(double[] sorted, double p) =>
+        sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
+}

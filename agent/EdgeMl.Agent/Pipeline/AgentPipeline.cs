@@ -1,0 +1,264 @@
+using System.Threading.Channels;
+using EdgeMl.Agent.Sensors;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeMl.Agent.Pipeline;
+
+/// <summary>
+/// sensor → sliding window → normalization → model → prediction → sinks, as three stages joined by
+/// bounded channels. The sampler never waits for inference: when the window queue is full it drops
+/// the window and counts it. Window and prediction buffers circulate through free lists, so the
+/// steady state allocates nothing.
+/// </summary>
+public sealed partial class AgentPipeline
+{
+    private readonly ISensorSource _source;
+    private readonly Predictor _predictor;
+    private readonly PipelineSettings _settings;
+    private readonly AgentHealth _health;
+    private readonly IReadOnlyList<IPredictionSink> _sinks;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly SlidingWindow[] _windows;
+    private readonly Channel<Frame> _ready;
+    private readonly Channel<Frame> _freeFrames;
+    private readonly Channel<Prediction> _results;
+    private readonly Channel<Prediction> _freePredictions;
+
+    public AgentPipeline(
+        ISensorSource source, Predictor predictor, PipelineSettings settings, AgentHealth health,
+        IReadOnlyList<IPredictionSink> sinks, TimeProvider time, ILogger logger)
+    {
+        _source = source;
+        _predictor = predictor;
+        _settings = settings;
+        _health = health;
+        _sinks = sinks;
+        _time = time;
+        _logger = logger;
+
+        var manifest = predictor.Runner.Manifest;
+        _windows = manifest.Inputs.Select((input, i) =>
+        {
+            var src = input.Source!;
+            var index = src.Channels.Select(ch =>
+            {
+                var k = IndexOf(source.Channels, ch);
+                return k >= 0 ? k : throw new ConfigurationException("Agent:Sensor",
+                    $"model input '{input.Name}' needs channel '{ch}' but sensor {source.Name} has channels {string.Join(", ", source.Channels)}");
+            }).ToArray();
+            var first = manifest.Inputs[0].Source!;
+            if (src.Window != first.Window || src.Hop != first.Hop)
+            {
+                throw new ConfigurationException("Agent:Model", $"inputs[{i}]: every input must share window and hop (inputs[0] has {first.Window}/{first.Hop})");
+            }
+
+            return new SlidingWindow(index, src.Window, src.Hop);
+        }).ToArray();
+
+        var depth = Math.Max(1, settings.WindowQueue);
+        _ready = Channel.CreateBounded<Frame>(new BoundedChannelOptions(depth) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        _freeFrames = Channel.CreateUnbounded<Frame>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
+        for (var i = 0; i < depth + 1; i++)
+        {
+            _freeFrames.Writer.TryWrite(new Frame(_windows.Select(w => new float[w.Length * w.Channels]).ToArray()));
+        }
+
+        _results = Channel.CreateBounded<Prediction>(new BoundedChannelOptions(depth) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        _freePredictions = Channel.CreateUnbounded<Prediction>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        for (var i = 0; i < depth + 1; i++)
+        {
+            _freePredictions.Writer.TryWrite(new Prediction(manifest));
+        }
+
+        health.SetSensor(source.Name);
+        health.SetModel(manifest.Name, manifest.Version, predictor.Runner.Provider);
+    }
+
+    /// <summary>Runs until <see cref="PipelineSettings.Count"/> predictions, the end of a replay, or cancellation.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var sampler = Task.Run(() => SampleAsync(stop.Token), CancellationToken.None);
+        var inference = Task.Run(() => InferAsync(stop.Token), CancellationToken.None);
+        var output = Task.Run(() => EmitAsync(stop), CancellationToken.None);
+        try
+        {
+            await Task.WhenAll(sampler, inference, output).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task SampleAsync(CancellationToken ct)
+    {
+        var sample = new float[_source.Channels.Count];
+        var pace = _settings.Realtime || !_source.IsVirtual;
+        var period = TimeSpan.FromSeconds(1.0 / _source.SampleRateHz);
+        var started = _time.GetTimestamp();
+        long n = 0;
+        var failures = 0;
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                bool more;
+                try
+                {
+                    more = _source.Read(sample);
+                }
+                catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException)
+                {
+                    failures++;
+                    var wait = TimeSpan.FromMilliseconds(Math.Min(_settings.RetryMaxMs, _settings.RetryInitialMs * Math.Pow(2, Math.Min(failures - 1, 20))));
+                    _health.SensorError(e.Message, wait);
+                    LogSensorError(_logger, _source.Name, failures, wait.TotalMilliseconds, e.Message);
+                    await Task.Delay(wait, _time, ct).ConfigureAwait(false);
+                    // Time lost while the sensor was down is not made up; pacing restarts from now.
+                    started = _time.GetTimestamp();
+                    n = 0;
+                    continue;
+                }
+
+                if (!more)
+                {
+                    _health.SensorEnded();
+                    break;
+                }
+
+                if (failures > 0)
+                {
+                    LogSensorRecovered(_logger, _source.Name, failures);
+                    failures = 0;
+                }
+
+                _health.SensorSample();
+                n++;
+                var due = false;
+                foreach (var w in _windows)
+                {
+                    due |= w.Add(sample);
+                }
+
+                if (due)
+                {
+                    Dispatch(n / _source.SampleRateHz);
+                }
+
+                if (pace)
+                {
+                    var ahead = period * n - _time.GetElapsedTime(started);
+                    if (ahead > TimeSpan.FromMilliseconds(2))
+                    {
+                        await Task.Delay(ahead, _time, ct).ConfigureAwait(false);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            _ready.Writer.TryComplete();
+        }
+    }
+
+    private void Dispatch(double endSeconds)
+    {
+        if (!_freeFrames.Reader.TryRead(out var frame))
+        {
+            _health.WindowDropped();
+            return;
+        }
+
+        for (var i = 0; i < _windows.Length; i++)
+        {
+            _windows[i].CopyTo(frame.Windows[i]);
+        }
+
+        frame.EndSeconds = endSeconds;
+        if (!_ready.Writer.TryWrite(frame))
+        {
+            _health.WindowDropped();
+            _freeFrames.Writer.TryWrite(frame);
+        }
+    }
+
+    private async Task InferAsync(CancellationToken ct)
+    {
+        long seq = 0;
+        try
+        {
+            await foreach (var frame in _ready.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                var prediction = await _freePredictions.Reader.ReadAsync(ct).ConfigureAwait(false);
+                _predictor.Predict(frame.Windows, prediction);
+                prediction.Sequence = ++seq;
+                prediction.WindowEndSeconds = frame.EndSeconds;
+                _freeFrames.Writer.TryWrite(frame);
+                _health.Predicted(prediction.LatencyMs);
+                await _results.Writer.WriteAsync(prediction, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            _results.Writer.TryComplete();
+        }
+    }
+
+    private async Task EmitAsync(CancellationTokenSource stop)
+    {
+        long emitted = 0;
+        try
+        {
+            await foreach (var prediction in _results.Reader.ReadAllAsync(stop.Token).ConfigureAwait(false))
+            {
+                foreach (var sink in _sinks)
+                {
+                    sink.OnPrediction(prediction);
+                }
+
+                _freePredictions.Writer.TryWrite(prediction);
+                if (_settings.Count > 0 && ++emitted >= _settings.Count)
+                {
+                    await stop.CancelAsync().ConfigureAwait(false);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private static int IndexOf(IReadOnlyList<string> list, string item)
+    {
+        for (var i = 0; i < list.Count; i++)
+        {
+            if (string.Equals(list[i], item, StringComparison.OrdinalIgnoreCase)) return i;
+        }
+
+        return -1;
+    }
+
+    private sealed class Frame(float[][] windows)
+    {
+        public float[][] Windows { get; } = windows;
+        public double EndSeconds { get; set; }
+    }
+
+    [LoggerMessage(EventId = 1200, Level = LogLevel.Warning, Message = "Sensor {Sensor} failed ({Failures} in a row), retrying in {RetryMs} ms: {Error}")]
+    private static partial void LogSensorError(ILogger logger, string sensor, int failures, double retryMs, string error);
+
+    [LoggerMessage(EventId = 1201, Level = LogLevel.Information, Message = "Sensor {Sensor} answers again after {Failures} failed reads")]
+    private static partial void LogSensorRecovered(ILogger logger, string sensor, int failures);
+}

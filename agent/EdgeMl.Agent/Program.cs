@@ -1,0 +1,3 @@
+using EdgeMl.Agent.Cli;
+
+return await AgentProgram.MainAsync(args).ConfigureAwait(false);

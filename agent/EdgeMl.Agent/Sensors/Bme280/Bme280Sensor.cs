@@ -1,0 +1,63 @@
+using System.Device.I2c;
+using Iot.Device.Bmxx80;
+using Iot.Device.Bmxx80.PowerMode;
+
+namespace EdgeMl.Agent.Sensors.Bme280;
+
+/// <summary>
+/// A BME280 on I2C through Iot.Device.Bindings: channels temperature (°C), humidity (%RH), pressure (hPa).
+/// The chip runs in normal mode. After an I/O error the driver is built again on the next read, which
+/// re-checks the chip id and re-reads the calibration (a chip that was power-cycled needs that).
+/// </summary>
+public sealed class Bme280Sensor(Func<I2cDevice> openDevice, string name, double sampleRateHz) : ISensorSource
+{
+    private static readonly string[] ChannelNames = ["temperature", "humidity", "pressure"];
+    private Iot.Device.Bmxx80.Bme280? _chip;
+
+    public string Name => name;
+    public IReadOnlyList<string> Channels => ChannelNames;
+    public double SampleRateHz => sampleRateHz;
+    public bool IsVirtual => false;
+
+    public bool Read(Span<float> values)
+    {
+        try
+        {
+            var chip = _chip ??= Open();
+            if (!chip.TryReadTemperature(out var t) | !chip.TryReadHumidity(out var h) | !chip.TryReadPressure(out var p))
+            {
+                throw new IOException($"{name}: a measurement was skipped");
+            }
+
+            values[0] = (float)t.DegreesCelsius;
+            values[1] = (float)h.Percent;
+            values[2] = (float)p.Hectopascals;
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException)
+        {
+            Reset();
+            throw new IOException($"{name}: {e.Message}", e);
+        }
+    }
+
+    private Iot.Device.Bmxx80.Bme280 Open()
+    {
+        var chip = new Iot.Device.Bmxx80.Bme280(openDevice())
+        {
+            TemperatureSampling = Sampling.Standard,
+            PressureSampling = Sampling.Standard,
+            HumiditySampling = Sampling.Standard,
+        };
+        chip.SetPowerMode(Bmx280PowerMode.Normal);
+        return chip;
+    }
+
+    private void Reset()
+    {
+        try { _chip?.Dispose(); } catch (IOException) { }
+        _chip = null;
+    }
+
+    public void Dispose() => Reset();
+}

@@ -1,0 +1,35 @@
+namespace EdgeMl.Protocol.Health;
+
+/// <summary>A device's health at one moment: what its sensors and its model are doing.</summary>
+public sealed class HealthReport
+{
+    public DateTimeOffset At { get; set; }
+    public double UptimeSeconds { get; set; }
+    public ModelHealth? Model { get; set; }
+    public List<SensorHealth> Sensors { get; set; } = [];
+}
+
+public sealed class ModelHealth
+{
+    public string Name { get; set; } = "";
+    public string Version { get; set; } = "";
+    public string Provider { get; set; } = "";
+    public long Predictions { get; set; }
+    public long WindowsDropped { get; set; }
+    public double InferencesPerSecond { get; set; }
+    public double LatencyP50Ms { get; set; }
+    public double LatencyP99Ms { get; set; }
+}
+
+public sealed class SensorHealth
+{
+    public string Name { get; set; } = "";
+    /// <summary><c>ok</c>, <c>failing</c> (retrying with backoff) or <c>ended</c> (a replay reached its end).</summary>
+    public string State { get; set; } = "ok";
+    public long Samples { get; set; }
+    public long Errors { get; set; }
+    public int ConsecutiveErrors { get; set; }
+    public string? LastError { get; set; }
+    public DateTimeOffset? LastErrorAt { get; set; }
+    public double? RetryInSeconds { get; set; }
+}

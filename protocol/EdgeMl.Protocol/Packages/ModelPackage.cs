@@ -1,0 +1,187 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text.Json;
+using EdgeMl.Protocol.Json;
+
+namespace EdgeMl.Protocol.Packages;
+
+/// <summary>
+/// An <c>.edgepkg</c>: a zip holding <c>manifest.json</c>, <c>model.onnx</c> and optionally a detached
+/// signature over the manifest. Opening checks the container, the manifest and the model's SHA-256;
+/// checking the manifest against the model's real inputs and outputs needs an inference engine and
+/// happens in the agent.
+/// </summary>
+public sealed class ModelPackage
+{
+    public const string ModelEntryName = "model.onnx";
+    public const string ManifestEntryName = "manifest.json";
+    public const string SignatureEntryName = "manifest.sig";
+
+    private ModelPackage(string source, ModelManifest manifest, byte[] manifestBytes, byte[] modelBytes, byte[]? signature)
+    {
+        Source = source;
+        Manifest = manifest;
+        ManifestBytes = manifestBytes;
+        ModelBytes = modelBytes;
+        Signature = signature;
+    }
+
+    /// <summary>Where the package came from (a path), for messages.</summary>
+    public string Source { get; }
+    public ModelManifest Manifest { get; }
+    /// <summary>The manifest exactly as stored: signatures are over these bytes.</summary>
+    public byte[] ManifestBytes { get; }
+    public byte[] ModelBytes { get; }
+    public byte[]? Signature { get; }
+
+    public static ModelPackage Open(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ModelPackageException($"model package '{path}' does not exist");
+        }
+
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return Read(stream, path);
+        }
+        catch (IOException e) when (e is not FileNotFoundException)
+        {
+            throw new ModelPackageException($"model package '{path}' cannot be read: {e.Message}", e);
+        }
+    }
+
+    public static ModelPackage Read(Stream stream, string source)
+    {
+        ZipArchive zip;
+        try
+        {
+            zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ModelPackageException(
+                $"model package '{source}' is not a valid .edgepkg (zip) file — truncated or corrupted? ({e.Message})", e);
+        }
+
+        using (zip)
+        {
+            var manifestBytes = ReadEntry(zip, ManifestEntryName, source, required: true)!;
+            var manifest = ParseManifest(manifestBytes, $"{source}!{ManifestEntryName}");
+            var modelEntry = string.IsNullOrEmpty(manifest.Model.File) ? ModelEntryName : manifest.Model.File;
+            var modelBytes = ReadEntry(zip, modelEntry, source, required: true)!;
+            var signature = ReadEntry(zip, SignatureEntryName, source, required: false);
+
+            if (manifest.Model.SizeBytes != 0 && manifest.Model.SizeBytes != modelBytes.LongLength)
+            {
+                throw new ModelPackageException(
+                    $"model package '{source}': {modelEntry} is {modelBytes.LongLength} bytes but manifest model.sizeBytes says {manifest.Model.SizeBytes}");
+            }
+
+            var actual = Sha256Hex(modelBytes);
+            if (!string.Equals(actual, manifest.Model.Sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ModelPackageException(
+                    $"model package '{source}': SHA-256 of {modelEntry} is {actual} but manifest model.sha256 says '{manifest.Model.Sha256}' — the package is corrupted or was altered");
+            }
+
+            return new ModelPackage(source, manifest, manifestBytes, modelBytes, signature);
+        }
+    }
+
+    /// <summary>Parses and validates a manifest; <paramref name="source"/> names it in errors.</summary>
+    public static ModelManifest ParseManifest(ReadOnlySpan<byte> json, string source)
+    {
+        ModelManifest? manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize(json, ProtocolJsonContext.Default.ModelManifest);
+        }
+        catch (JsonException e)
+        {
+            var where = e.Path is null ? "" : $" at {e.Path}";
+            var line = e.LineNumber is null ? "" : $" (line {e.LineNumber + 1})";
+            throw new ModelPackageException($"{source}: invalid manifest JSON{where}{line}: {FirstSentence(e.Message)}", e);
+        }
+
+        if (manifest is null)
+        {
+            throw new ModelPackageException($"{source}: manifest is empty (null)");
+        }
+
+        var errors = ManifestValidator.Validate(manifest);
+        if (errors.Count > 0)
+        {
+            throw new ModelPackageException($"{source}: invalid manifest: {string.Join("; ", errors)}");
+        }
+
+        return manifest;
+    }
+
+    /// <summary>Writes a package, filling in the model's SHA-256 and size in the manifest.</summary>
+    public static void Write(string path, ModelManifest manifest, byte[] modelBytes, byte[]? signature = null)
+    {
+        manifest.Model.File = ModelEntryName;
+        manifest.Model.Sha256 = Sha256Hex(modelBytes);
+        manifest.Model.SizeBytes = modelBytes.LongLength;
+        var manifestBytes = SerializeManifest(manifest);
+
+        var tmp = path + ".tmp";
+        using (var stream = File.Create(tmp))
+        using (var zip = new ZipArchive(stream, ZipArchiveMode.Create))
+        {
+            WriteEntry(zip, ManifestEntryName, manifestBytes);
+            WriteEntry(zip, ModelEntryName, modelBytes);
+            if (signature is not null)
+            {
+                WriteEntry(zip, SignatureEntryName, signature);
+            }
+        }
+
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static byte[] SerializeManifest(ModelManifest manifest) =>
+        JsonSerializer.SerializeToUtf8Bytes(manifest, ProtocolJsonContext.Default.ModelManifest);
+
+    public static string Sha256Hex(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
+
+    private static void WriteEntry(ZipArchive zip, string name, byte[] data)
+    {
+        // Fixed timestamp: the same inputs give a byte-identical package.
+        var entry = zip.CreateEntry(name, CompressionLevel.Optimal);
+        entry.LastWriteTime = new DateTimeOffset(2020, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        using var s = entry.Open();
+        s.Write(data);
+    }
+
+    private static byte[]? ReadEntry(ZipArchive zip, string name, string source, bool required)
+    {
+        var entry = zip.GetEntry(name);
+        if (entry is null)
+        {
+            return required
+                ? throw new ModelPackageException($"model package '{source}' has no '{name}' entry")
+                : null;
+        }
+
+        try
+        {
+            using var s = entry.Open();
+            using var ms = new MemoryStream(entry.Length > 0 && entry.Length < int.MaxValue ? (int)entry.Length : 0);
+            s.CopyTo(ms);
+            return ms.ToArray();
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ModelPackageException($"model package '{source}': entry '{name}' is corrupted ({e.Message})", e);
+        }
+    }
+
+    private static string FirstSentence(string message)
+    {
+        var i = message.IndexOf(". Path:", StringComparison.Ordinal);
+        return i > 0 ? message[..i] : message;
+    }
+}
