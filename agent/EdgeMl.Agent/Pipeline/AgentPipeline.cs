@@ -147,7 +147,17 @@ public sealed partial class AgentPipeline
 
                 if (due)
                 {
-                    Dispatch(n / _source.SampleRateHz);
+                    if (pace)
+                    {
+                        Dispatch(n / _source.SampleRateHz);
+                    }
+                    else
+                    {
+                        // An unpaced virtual source can wait for inference instead of dropping windows.
+                        var frame = await _freeFrames.Reader.ReadAsync(ct).ConfigureAwait(false);
+                        Fill(frame, n / _source.SampleRateHz);
+                        await _ready.Writer.WriteAsync(frame, ct).ConfigureAwait(false);
+                    }
                 }
 
                 if (pace)
@@ -177,17 +187,22 @@ public sealed partial class AgentPipeline
             return;
         }
 
+        Fill(frame, endSeconds);
+        if (!_ready.Writer.TryWrite(frame))
+        {
+            _health.WindowDropped();
+            _freeFrames.Writer.TryWrite(frame);
+        }
+    }
+
+    private void Fill(Frame frame, double endSeconds)
+    {
         for (var i = 0; i < _windows.Length; i++)
         {
             _windows[i].CopyTo(frame.Windows[i]);
         }
 
         frame.EndSeconds = endSeconds;
-        if (!_ready.Writer.TryWrite(frame))
-        {
-            _health.WindowDropped();
-            _freeFrames.Writer.TryWrite(frame);
-        }
     }
 
     private async Task InferAsync(CancellationToken ct)

@@ -17,6 +17,7 @@ public sealed class VibrationSimulator : ISensorSource
     private readonly double _phaseX;
     private readonly double _phaseY;
     private readonly double _bpfo;
+    private readonly double _baseAmplitude;
     private long _n;
     private double _shaftPhase;
     private double _nextImpact = double.NaN;
@@ -32,6 +33,8 @@ public sealed class VibrationSimulator : ISensorSource
         _phaseX = _rng.NextDouble() * Math.PI * 2;
         _phaseY = _rng.NextDouble() * Math.PI * 2;
         _bpfo = 3.585 * settings.ShaftHz;
+        // No two healthy machines vibrate alike: residual unbalance and alignment differ per machine.
+        _baseAmplitude = 0.15 + 0.2 * _rng.NextDouble();
     }
 
     public string Name => "sim:vibration";
@@ -56,15 +59,15 @@ public sealed class VibrationSimulator : ISensorSource
         _shaftPhase += 2 * Math.PI * speed * dt;
         var p = _shaftPhase;
 
-        var x = 0.25 * Math.Sin(p + _phaseX) + 0.08 * Math.Sin(2 * p + 0.5) + 0.04 * Math.Sin(3 * p + 1.3);
-        var y = 0.25 * Math.Cos(p + _phaseX) + 0.06 * Math.Sin(3 * p + 1.1);
+        var x = _baseAmplitude * Math.Sin(p + _phaseX) + 0.08 * Math.Sin(2 * p + 0.5) + 0.04 * Math.Sin(3 * p + 1.3);
+        var y = _baseAmplitude * Math.Cos(p + _phaseX) + 0.06 * Math.Sin(3 * p + 1.1);
         var z = 9.81 + 0.1 * Math.Sin(p + 0.3);
 
         var fault = ActiveFault;
         var severity = _s.Severity;
         if (fault == MachineFault.Imbalance)
         {
-            var a = 1.1 * severity;
+            var a = 0.9 * severity;
             x += a * Math.Sin(p + _phaseX + 0.2);
             y += a * Math.Cos(p + _phaseX + 0.2);
             z += 0.15 * severity * Math.Sin(p);
@@ -99,7 +102,7 @@ public sealed class VibrationSimulator : ISensorSource
             _prevImpactTime = _impactTime;
             _prevImpactAmp = _impactAmp;
             _impactTime = _nextImpact;
-            _impactAmp = 2.4 * severity * (0.75 + 0.5 * _rng.NextDouble());
+            _impactAmp = 2.0 * severity * (0.75 + 0.5 * _rng.NextDouble());
             // 1 % jitter: rolling elements slip, impacts are not perfectly periodic.
             _nextImpact += 1.0 / _bpfo * (1 + 0.01 * (2 * _rng.NextDouble() - 1));
         }
