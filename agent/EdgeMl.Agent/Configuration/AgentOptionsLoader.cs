@@ -67,7 +67,8 @@ public static class AgentOptionsLoader
     /// <summary>The binder's messages quote the key ("… at 'Agent:Inference:Threads' …"); pull it out for the exception's Key.</summary>
     private static string KeyFrom(string message)
     {
-        var start = message.IndexOf('\'', StringComparison.Ordinal);
+        var at = message.IndexOf(" at '", StringComparison.Ordinal);
+        var start = at >= 0 ? at + 4 : message.IndexOf('\'', StringComparison.Ordinal);
         var end = start >= 0 ? message.IndexOf('\'', start + 1) : -1;
         return end > start ? message[(start + 1)..end] : AgentOptions.Section;
     }
