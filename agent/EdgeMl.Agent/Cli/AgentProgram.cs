@@ -13,7 +13,8 @@ public static class AgentProgram
         usage:
           edgeml-agent run --config FILE [--Agent:Key=value …]     the service (see README: configuration)
           edgeml-agent run --model PKG --sensor SPEC [--seed N] [--count N] [--fast] [--threads N]
-                           [--provider cpu|cuda|tensorrt] [--onnxruntime LIB] [--results FILE] [--quiet]
+                           [--provider cpu|cuda|tensorrt] [--onnxruntime LIB] [--results FILE]
+                           [--format json|text] [--health-every SECONDS] [--quiet]
                                                                     one JSON line per prediction on stdout
           edgeml-agent check-model PKG                              validate a package and run a smoke inference
           edgeml-agent bench PKG [--json FILE]                      size, memory, cold start, overhead, allocations

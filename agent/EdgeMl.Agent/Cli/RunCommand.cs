@@ -25,6 +25,7 @@ public static class RunCommand
         Map(args, settings, "provider", "Agent:Inference:Provider");
         Map(args, settings, "onnxruntime", "Agent:Inference:OnnxRuntimeLibrary");
         Map(args, settings, "results", "Agent:ResultLog");
+        Map(args, settings, "format", "Agent:ResultFormat");
         Map(args, settings, "health-every", "Agent:HealthIntervalSeconds");
         if (args.Has("fast")) settings["Agent:Pipeline:Realtime"] = "false";
         foreach (var kv in args.ConfigOverrides()) settings[kv.Key] = kv.Value;
@@ -66,6 +67,10 @@ public static class RunCommand
             .AddEnvironmentVariables("EDGEML_")
             .AddInMemoryCollection(settings);
         var agentOptions = AgentOptionsLoader.Load(builder.Configuration);
+        // Paths in a config file are relative to that file (a systemd unit's working directory is often /).
+        var configDir = Path.GetDirectoryName(Path.GetFullPath(configFile))!;
+        agentOptions.Model = Path.GetFullPath(agentOptions.Model, configDir);
+        if (agentOptions.ResultLog != "-") agentOptions.ResultLog = Path.GetFullPath(agentOptions.ResultLog, configDir);
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.SetMinimumLevel(LogLevel.Information);

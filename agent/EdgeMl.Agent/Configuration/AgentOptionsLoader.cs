@@ -32,6 +32,8 @@ public static class AgentOptionsLoader
         if (string.IsNullOrWhiteSpace(o.Model)) throw new ConfigurationException($"{p}:Model", "a model package (.edgepkg) is required");
         if (string.IsNullOrWhiteSpace(o.Sensor)) throw new ConfigurationException($"{p}:Sensor", "a sensor is required, e.g. sim:vibration");
         _ = SensorSpec.Parse(o.Sensor, $"{p}:Sensor");
+        if (o.ResultFormat is not ("json" or "text")) throw new ConfigurationException($"{p}:ResultFormat", $"'{o.ResultFormat}' is not one of json, text");
+        if (o.ResultFormat == "text" && o.ResultLog != "-") throw new ConfigurationException($"{p}:ResultFormat", "text output goes to the terminal; a ResultLog file is always JSON lines");
         if (o.HealthIntervalSeconds < 0) throw new ConfigurationException($"{p}:HealthIntervalSeconds", "must be >= 0");
 
         var inf = o.Inference;

@@ -46,11 +46,22 @@ public sealed partial class AgentRuntime : IDisposable
             }
 
             var manifest = package.Manifest;
-            var stream = resultStream ?? (options.ResultLog == "-" ? Console.OpenStandardOutput() : OpenLog(options.ResultLog));
-            sinks.Add(Own(new ResultLog(stream, ownsStream: resultStream is null, manifest.Name, manifest.Version)));
+            if (options.ResultFormat == "text" && resultStream is null)
+            {
+                sinks.Add(new ConsoleResultView(Console.Out));
+            }
+            else
+            {
+                var stream = resultStream ?? (options.ResultLog == "-" ? Console.OpenStandardOutput() : OpenLog(options.ResultLog));
+                sinks.Add(Own(new ResultLog(stream, ownsStream: resultStream is null, manifest.Name, manifest.Version)));
+            }
 
             Pipeline = new AgentPipeline(Sensor, new Predictor(Runner), options.Pipeline, Health, sinks, _time, _logger);
             LogStarted(_logger, manifest.Name, manifest.Version, Runner.Provider, Sensor.Name);
+            if (options.ReleaseStartupPages)
+            {
+                Memory.StartupPages.Release();
+            }
         }
         catch
         {

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The one entry point. Usage:
+#   ./build.sh                          build everything
+#   ./build.sh test                     build, publish linux-x64 + linux-arm64, run every test
+#   ./build.sh demo                     the agent on a simulated machine that develops a fault
+#   ./build.sh publish linux-x64|linux-arm64
+#                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
+#   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
+# Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# apt packages, installed only when missing. Native AOT needs clang/lld/zlib; the arm64 cross build needs
+# the cross toolchain, and running the arm64 binary here needs qemu plus arm64 runtime libraries (multiarch).
+need_apt() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]} == 0)) && return 0
+  if [[ " ${missing[*]} " == *":arm64"* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "enabling the arm64 package architecture (multiarch)"
+    dpkg --add-architecture arm64
+  fi
+  log "installing ${missing[*]}"
+  local sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+native_deps() { need_apt clang lld zlib1g-dev; }
+arm64_deps() { need_apt clang lld crossbuild-essential-arm64 binutils-aarch64-linux-gnu qemu-user-static libc6:arm64 libstdc++6:arm64 libssl3:arm64; }
+
+build() {
+  log "dotnet build"
+  dotnet build EdgeMl.sln -c Debug -nologo -v q -clp:ErrorsOnly
+}
+
+publish() {
+  local rid=${1:?usage: ./build.sh publish linux-x64|linux-arm64}
+  local out="$ROOT/artifacts/publish/$rid"
+  local extra=()
+  case "$rid" in
+    linux-x64) native_deps ;;
+    linux-arm64) native_deps; arm64_deps; extra=(-p:LinkerFlavor=lld -p:ObjCopyName=aarch64-linux-gnu-objcopy) ;;
+    *) echo "publish: '$rid' is not one of linux-x64, linux-arm64" >&2; exit 2 ;;
+  esac
+  log "publish edgeml-agent for $rid (native AOT)"
+  rm -rf "$out"
+  dotnet publish agent/EdgeMl.Agent/EdgeMl.Agent.csproj -c Release -r "$rid" -nologo -v q -clp:ErrorsOnly "${extra[@]}" -o "$out"
+  mkdir -p "$out/models"
+  cp models/vibration/*.edgepkg "$out/models/"
+  log "$out: edgeml-agent $(du -h "$out/edgeml-agent" | cut -f1), libonnxruntime.so $(du -h "$out/libonnxruntime.so" | cut -f1)"
+}
+
+# Runs the arm64 agent under qemu-user. ONNX Runtime's CPU probe reads /proc/cpuinfo and crashes on the
+# x86 host's; a Raspberry Pi 4's cpuinfo is bind-mounted over it in a private mount namespace.
+run_arm64() {
+  unshare -m sh -c 'mount --bind "$0" /proc/cpuinfo && exec qemu-aarch64-static -L / "$@"' \
+    "$ROOT/tests/data/rpi4-cpuinfo.txt" "$ROOT/artifacts/publish/linux-arm64/edgeml-agent" "$@"
+}
+
+run_tests() {
+  build
+  publish linux-x64
+  publish linux-arm64
+  log "arm64 smoke run under qemu"
+  run_arm64 check-model "$ROOT/models/vibration/vibration-fault-int8.edgepkg"
+  log "dotnet test"
+  EDGEML_REQUIRE_PUBLISHED=1 dotnet test EdgeMl.sln -c Debug -nologo --no-build -v q \
+    --logger "console;verbosity=normal" 2>&1 | tee artifacts/test.log | grep -E "^\s*(Passed|Failed|Skipped) [A-Z]|Total tests|Passed!|Failed!|error" || true
+  # The closing line CI reads: "N passed, N failed".
+  local passed failed
+  passed=$(grep -cE '^\s*Passed [A-Z]' artifacts/test.log || true)
+  failed=$(grep -cE '^\s*Failed [A-Z]' artifacts/test.log || true)
+  echo "$passed passed, $failed failed"
+  grep -qE 'Failed!|error' artifacts/test.log && return 1
+  [[ "$failed" == 0 && "$passed" -gt 0 ]]
+}
+
+demo() {
+  publish linux-x64
+  local agent="$ROOT/artifacts/publish/linux-x64/edgeml-agent"
+  cat <<'TEXT' >&2
+
+  EdgeMl demo — the bundled int8 vibration model on a simulated 3-axis accelerometer (1 kHz).
+  The machine runs healthy; after 15 s its bearing's outer race starts to fail. A relay on GPIO 17
+  (simulated pins) switches on after 3 bearing_fault predictions in a row. Ends after ~40 s; Ctrl-C stops it.
+
+TEXT
+  "$agent" check-model "$ROOT/artifacts/publish/linux-x64/models/vibration-fault-int8.edgepkg" >&2
+  echo >&2
+  "$agent" run --model "$ROOT/artifacts/publish/linux-x64/models/vibration-fault-int8.edgepkg" \
+    --sensor "sim:vibration,fault=bearing,fault-at=15" --seed 7 --count 300 --format text \
+    --health-every 10 \
+    --Agent:Gpio:Driver=simulated --Agent:Actions:0:Pin=17 --Agent:Actions:0:Label=bearing_fault \
+    --Agent:Actions:0:After=3 --Agent:Actions:0:MinScore=0.9
+}
+
+bench() {
+  case "${1:-}" in
+    agent)
+      publish linux-x64
+      mkdir -p bench-results
+      "$ROOT/artifacts/publish/linux-x64/edgeml-agent" bench "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --json bench-results/agent.json
+      ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent)" >&2; exit 2 ;;
+  esac
+}
+
+case "${1:-build}" in
+  build) build ;;
+  test) run_tests ;;
+  demo) demo ;;
+  publish) publish "${2:-}" ;;
+  bench) bench "${2:-}" ;;
+  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,89 @@
+using System.Text.Json;
+using EdgeMl.TestUtilities;
+
+namespace EdgeMl.Agent.Tests.Cli;
+
+/// <summary>
+/// The native AOT binaries from <c>./build.sh publish</c>: what ships, and the arm64 build (run under
+/// qemu-user) predicting what the x64 build predicts. <c>./build.sh test</c> publishes both first and sets
+/// EDGEML_REQUIRE_PUBLISHED=1, so there these tests cannot skip; a plain <c>dotnet test</c> skips them.
+/// </summary>
+public class PublishedBinaryTests
+{
+    private static readonly string Publish = Path.Combine(TestPackages.RepositoryRoot, "artifacts", "publish");
+    private static readonly string X64 = Path.Combine(Publish, "linux-x64", "edgeml-agent");
+    private static readonly string Arm64 = Path.Combine(Publish, "linux-arm64", "edgeml-agent");
+
+    private static void RequirePublished(string binary)
+    {
+        var required = Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1";
+        if (required) Assert.True(File.Exists(binary), $"{binary} is missing: ./build.sh publish did not run");
+        Skip.IfNot(File.Exists(binary), $"{binary} not published (run ./build.sh test)");
+    }
+
+    private static List<JsonElement> Predictions(string stdout) =>
+        stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+
+    private static (int, string, string) RunArm64(params string[] args) =>
+        AgentProcess.Exec("unshare", null,
+        [
+            "-m", "sh", "-c", "mount --bind \"$0\" /proc/cpuinfo && exec qemu-aarch64-static -L / \"$@\"",
+            Path.Combine(TestPackages.RepositoryRoot, "tests", "data", "rpi4-cpuinfo.txt"), Arm64, .. args,
+        ]);
+
+    [SkippableTheory]
+    [InlineData("sim:vibration,fault=bearing,fault-at=2")]
+    [InlineData("sim:vibration,fault=imbalance,fault-at=2,shaft-hz=21")]
+    [InlineData("replay:models/vibration/test/bearing_fault-32003.csv")]
+    public void Arm64_build_under_qemu_predicts_what_the_x64_build_predicts(string sensor)
+    {
+        RequirePublished(X64);
+        RequirePublished(Arm64);
+        sensor = sensor.Replace("replay:", "replay:" + TestPackages.RepositoryRoot + "/", StringComparison.Ordinal);
+        string[] args = ["run", "--model", TestPackages.VibrationInt8, "--sensor", sensor, "--seed", "4", "--count", "24", "--fast", "--quiet"];
+
+        var (xCode, xOut, xErr) = AgentProcess.Exec(X64, null, args);
+        var (aCode, aOut, aErr) = RunArm64(args);
+
+        Assert.True(xCode == 0, xErr);
+        Assert.True(aCode == 0, aErr);
+        var x = Predictions(xOut);
+        var a = Predictions(aOut);
+        Assert.Equal(x.Count, a.Count);
+        Assert.True(x.Count >= 14);
+        Assert.Contains(x, p => p.GetProperty("label").GetString() != "normal"); // the fault shows in both
+        for (var i = 0; i < x.Count; i++)
+        {
+            Assert.Equal(x[i].GetProperty("label").GetString(), a[i].GetProperty("label").GetString());
+            // Different CPU kernels (AVX2 vs NEON) round differently; the probabilities agree closely.
+            foreach (var prob in x[i].GetProperty("probs").EnumerateObject())
+            {
+                Assert.Equal(prob.Value.GetDouble(), a[i].GetProperty("probs").GetProperty(prob.Name).GetDouble(), 0.002);
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void Arm64_check_model_refuses_a_corrupted_package_too()
+    {
+        RequirePublished(Arm64);
+        using var dir = new TempDirectory();
+        var bytes = File.ReadAllBytes(TestPackages.VibrationInt8);
+        File.WriteAllBytes(dir.File("cut.edgepkg"), bytes[..100]);
+        var (code, _, stderr) = RunArm64("check-model", dir.File("cut.edgepkg"));
+        Assert.Equal(1, code);
+        Assert.Contains("is not a valid .edgepkg (zip) file", stderr, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public void Published_output_is_the_native_binary_and_linux_libraries_only()
+    {
+        RequirePublished(X64);
+        var files = Directory.GetFiles(Path.GetDirectoryName(X64)!).Select(Path.GetFileName).ToList();
+        Assert.Contains("edgeml-agent", files);
+        Assert.Contains("libonnxruntime.so", files);
+        Assert.DoesNotContain(files, f => f!.EndsWith(".dll", StringComparison.Ordinal) || f.EndsWith(".pdb", StringComparison.Ordinal) || f.EndsWith(".exe", StringComparison.Ordinal));
+        Assert.True(new FileInfo(X64).Length < 15 * 1024 * 1024, "binary_mb target: <= 15 MB");
+        Assert.True(File.Exists(Path.Combine(Path.GetDirectoryName(X64)!, "models", "vibration-fault-int8.edgepkg")));
+    }
+}
