@@ -52,6 +52,7 @@ public static class CheckModelCommand
         foreach (var s in m.State)
             Console.WriteLine($"  state      {s.Output} → {s.Input} [{string.Join(", ", s.Shape)}]");
         Console.WriteLine($"  provider   {runner.Provider}");
+        Console.WriteLine($"  runtime    ONNX Runtime {Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString()} from {OnnxRuntimeLibrary.MappedFile() ?? OnnxRuntimeLibrary.LoadedFrom ?? "the bundled library"}");
         Console.WriteLine($"  load       {loadMs:0.0} ms; smoke inference {prediction.LatencyMs:0.000} ms → {(prediction.Label is null ? $"score {prediction.Score:0.####}" : $"{prediction.Label} {prediction.Score:0.###}")}");
         Console.WriteLine($"  signature  {(package.Signature is null ? "none" : $"{package.Signature.Length} bytes (not verified here)")}");
         return 0;

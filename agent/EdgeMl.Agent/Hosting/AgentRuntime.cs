@@ -1,12 +1,10 @@
 using System.Device.Gpio;
-using System.Text.Json;
 using EdgeMl.Agent.Actions;
 using EdgeMl.Agent.Configuration;
 using EdgeMl.Agent.Gpio;
 using EdgeMl.Agent.Inference;
 using EdgeMl.Agent.Pipeline;
 using EdgeMl.Agent.Sensors;
-using EdgeMl.Protocol.Json;
 using EdgeMl.Protocol.Packages;
 using Microsoft.Extensions.Logging;
 
@@ -99,7 +97,11 @@ public sealed partial class AgentRuntime : IDisposable
         {
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
             {
-                LogHealth(_logger, JsonSerializer.Serialize(Health.Snapshot(), ProtocolJsonContext.Default.HealthReport).ReplaceLineEndings(" "));
+                var h = Health.Snapshot();
+                var m = h.Model!;
+                var sensor = h.Sensors[0];
+                LogHealth(_logger, m.Predictions, m.InferencesPerSecond, m.LatencyP50Ms, m.LatencyP99Ms, m.WindowsDropped,
+                    sensor.Name, sensor.State, sensor.Errors, sensor.LastError ?? "none");
             }
         }
         catch (OperationCanceledException)
@@ -133,6 +135,7 @@ public sealed partial class AgentRuntime : IDisposable
     [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Running {Model}@{Version} on {Provider} with sensor {Sensor}")]
     private static partial void LogStarted(ILogger logger, string model, string version, string provider, string sensor);
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Health {Report}")]
-    private static partial void LogHealth(ILogger logger, string report);
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information,
+        Message = "Health: {Predictions} predictions ({Rate:0.0}/s), latency p50 {P50:0.000} ms p99 {P99:0.000} ms, {Dropped} windows dropped; sensor {Sensor} {State}, {Errors} errors (last: {LastError})")]
+    private static partial void LogHealth(ILogger logger, long predictions, double rate, double p50, double p99, long dropped, string sensor, string state, long errors, string lastError);
 }

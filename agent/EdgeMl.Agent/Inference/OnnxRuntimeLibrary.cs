@@ -17,6 +17,23 @@ public static class OnnxRuntimeLibrary
 
     public static string? LoadedFrom => s_path;
 
+    /// <summary>The file the process really mapped ONNX Runtime from (Linux: /proc/self/maps), or null if unknown.</summary>
+    public static string? MappedFile()
+    {
+        try
+        {
+            return File.ReadLines("/proc/self/maps")
+                .Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries))
+                .Where(p => p.Length == 6 && Path.GetFileName(p[5].Trim()).StartsWith("libonnxruntime.so", StringComparison.Ordinal))
+                .Select(p => p[5].Trim())
+                .FirstOrDefault();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     public static void Use(string? path)
     {
         if (string.IsNullOrWhiteSpace(path) || s_path is not null)

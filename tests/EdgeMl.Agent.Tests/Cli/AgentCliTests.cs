@@ -141,3 +141,29 @@ public class AgentCliTests
         Assert.Contains("provider   cpu", stdout, StringComparison.Ordinal);
     }
 }
+
+public class OnnxRuntimeLibraryTests
+{
+    [Fact]
+    public void A_user_supplied_libonnxruntime_is_the_one_loaded()
+    {
+        // As on a Jetson: the agent is pointed at a libonnxruntime.so outside its own folder.
+        using var dir = new TempDirectory();
+        var bundled = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libonnxruntime.so");
+        var custom = dir.File("libonnxruntime.so");
+        File.Copy(bundled, custom);
+
+        var (code, stdout, stderr) = AgentProcess.Agent("check-model", TestPackages.VibrationInt8, "--onnxruntime", custom);
+
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"from {custom}", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_missing_library_is_a_configuration_error()
+    {
+        var (code, _, stderr) = AgentProcess.Agent("check-model", TestPackages.VibrationInt8, "--onnxruntime", "/nonexistent/libonnxruntime.so");
+        Assert.Equal(1, code);
+        Assert.Contains("'Agent:Inference:OnnxRuntimeLibrary': '/nonexistent/libonnxruntime.so' does not exist", stderr, StringComparison.Ordinal);
+    }
+}

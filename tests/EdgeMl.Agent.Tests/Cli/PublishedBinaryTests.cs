@@ -87,3 +87,20 @@ public class PublishedBinaryTests
         Assert.True(File.Exists(Path.Combine(Path.GetDirectoryName(X64)!, "models", "vibration-fault-int8.edgepkg")));
     }
 }
+
+public class PublishedOnnxRuntimeLibraryTests
+{
+    [SkippableFact]
+    public void Native_agent_loads_the_libonnxruntime_it_is_pointed_at()
+    {
+        var x64 = Path.Combine(TestPackages.RepositoryRoot, "artifacts", "publish", "linux-x64", "edgeml-agent");
+        if (Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1") Assert.True(File.Exists(x64));
+        Skip.IfNot(File.Exists(x64), "not published");
+        using var dir = new TempDirectory();
+        var custom = dir.File("libonnxruntime.so");
+        File.Copy(Path.Combine(Path.GetDirectoryName(x64)!, "libonnxruntime.so"), custom);
+        var (code, stdout, stderr) = AgentProcess.Exec(x64, null, ["check-model", TestPackages.VibrationInt8, "--onnxruntime", custom]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"from {custom}", stdout, StringComparison.Ordinal);
+    }
+}
