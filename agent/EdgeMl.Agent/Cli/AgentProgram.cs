@@ -5,7 +5,7 @@ namespace EdgeMl.Agent.Cli;
 /// <summary>Dispatches <c>edgeml-agent COMMAND …</c>; user errors become one line on stderr and exit 1 (2 for usage).</summary>
 public static class AgentProgram
 {
-    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help" };
+    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help", "json" };
 
     public const string Usage = """
         edgeml-agent — runs quantized ONNX models on sensor data at the edge
@@ -14,8 +14,9 @@ public static class AgentProgram
           edgeml-agent run --config FILE [--Agent:Key=value …]     the service (see README: configuration)
           edgeml-agent run --model PKG --sensor SPEC [--seed N] [--count N] [--fast] [--threads N]
                            [--provider cpu|cuda|tensorrt] [--onnxruntime LIB] [--results FILE]
-                           [--format json|text] [--health-every SECONDS] [--quiet]
+                           [--format json|text] [--health-every SECONDS] [--data DIR] [--quiet]
                                                                     one JSON line per prediction on stdout
+          edgeml-agent status --data DIR [--json]                   the device's status from local state (no network)
           edgeml-agent check-model PKG                              validate a package and run a smoke inference
           edgeml-agent bench PKG [--json FILE]                      size, memory, cold start, overhead, allocations
           edgeml-agent record --sensor SPEC --samples N --out FILE.csv [--seed N]
@@ -50,6 +51,7 @@ public static class AgentProgram
                 "check-model" => CheckModelCommand.Run(rest),
                 "bench" => BenchCommand.Run(rest),
                 "record" => RecordCommand.Run(rest),
+                "status" => StatusCommand.Run(rest),
                 "version" or "--version" => PrintVersion(),
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };

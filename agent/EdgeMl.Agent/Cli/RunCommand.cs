@@ -26,6 +26,7 @@ public static class RunCommand
         Map(args, settings, "onnxruntime", "Agent:Inference:OnnxRuntimeLibrary");
         Map(args, settings, "results", "Agent:ResultLog");
         Map(args, settings, "format", "Agent:ResultFormat");
+        Map(args, settings, "data", "Agent:DataDirectory");
         Map(args, settings, "health-every", "Agent:HealthIntervalSeconds");
         if (args.Has("fast")) settings["Agent:Pipeline:Realtime"] = "false";
         foreach (var kv in args.ConfigOverrides()) settings[kv.Key] = kv.Value;
@@ -71,6 +72,7 @@ public static class RunCommand
         var configDir = Path.GetDirectoryName(Path.GetFullPath(configFile))!;
         agentOptions.Model = Path.GetFullPath(agentOptions.Model, configDir);
         if (agentOptions.ResultLog != "-") agentOptions.ResultLog = Path.GetFullPath(agentOptions.ResultLog, configDir);
+        if (agentOptions.DataDirectory.Length > 0) agentOptions.DataDirectory = Path.GetFullPath(agentOptions.DataDirectory, configDir);
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.SetMinimumLevel(LogLevel.Information);

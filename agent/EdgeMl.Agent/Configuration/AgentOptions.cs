@@ -16,6 +16,12 @@ public sealed class AgentOptions
     public string Model { get; set; } = "";
     /// <summary>The sensor, e.g. <c>sim:vibration</c>, <c>mpu6050,bus=1,address=0x68</c> (see README).</summary>
     public string Sensor { get; set; } = "";
+    /// <summary>
+    /// Where the agent keeps its state (the outbox, <c>agent.db</c>). Empty: nothing is stored, predictions
+    /// only go to the result log.
+    /// </summary>
+    public string DataDirectory { get; set; } = "";
+    public Outbox.OutboxSettings Outbox { get; set; } = new();
     /// <summary>Seed of simulated sensors.</summary>
     public int Seed { get; set; } = 1;
     /// <summary>Where predictions go, one JSON line each: a file path, or <c>-</c> for stdout.</summary>

@@ -36,6 +36,9 @@ public static class AgentOptionsLoader
         if (o.ResultFormat == "text" && o.ResultLog != "-") throw new ConfigurationException($"{p}:ResultFormat", "text output goes to the terminal; a ResultLog file is always JSON lines");
         if (o.HealthIntervalSeconds < 0) throw new ConfigurationException($"{p}:HealthIntervalSeconds", "must be >= 0");
 
+        if (o.Outbox.MaxBytes < 1024) throw new ConfigurationException($"{p}:Outbox:MaxBytes", $"{o.Outbox.MaxBytes} is below the minimum of 1024 bytes");
+        if (o.Outbox.TtlHours < 0) throw new ConfigurationException($"{p}:Outbox:TtlHours", "must be >= 0 (0: never expire)");
+
         var inf = o.Inference;
         if (inf.Provider.ToLowerInvariant() is not ("cpu" or "cuda" or "tensorrt"))
             throw new ConfigurationException($"{p}:Inference:Provider", $"'{inf.Provider}' is not one of cpu, cuda, tensorrt");

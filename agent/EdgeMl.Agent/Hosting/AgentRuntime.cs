@@ -2,7 +2,11 @@ using System.Device.Gpio;
 using EdgeMl.Agent.Actions;
 using EdgeMl.Agent.Configuration;
 using EdgeMl.Agent.Gpio;
+using System.Text.Json;
 using EdgeMl.Agent.Inference;
+using EdgeMl.Agent.Outbox;
+using EdgeMl.Protocol.Json;
+using EdgeMl.Protocol.Wire;
 using EdgeMl.Agent.Pipeline;
 using EdgeMl.Agent.Sensors;
 using EdgeMl.Protocol.Packages;
@@ -44,6 +48,13 @@ public sealed partial class AgentRuntime : IDisposable
             }
 
             var manifest = package.Manifest;
+            if (!string.IsNullOrWhiteSpace(options.DataDirectory))
+            {
+                // First sink: a record is stored before anything acts on it or prints it.
+                Outbox = Own(new DeviceOutbox(DeviceOutboxPath(options.DataDirectory), options.Outbox, _time));
+                sinks.Insert(0, Own(new OutboxSink(Outbox, manifest.Name, manifest.Version)));
+            }
+
             if (options.ResultFormat == "text" && resultStream is null)
             {
                 sinks.Add(new ConsoleResultView(Console.Out));
@@ -74,6 +85,9 @@ public sealed partial class AgentRuntime : IDisposable
     public GpioController? Gpio { get; }
     public GpioActions? Actions { get; }
     public AgentPipeline Pipeline { get; } = null!;
+    public DeviceOutbox? Outbox { get; }
+
+    public static string DeviceOutboxPath(string dataDirectory) => Path.Combine(dataDirectory, "agent.db");
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -98,6 +112,15 @@ public sealed partial class AgentRuntime : IDisposable
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
             {
                 var h = Health.Snapshot();
+                if (Outbox is not null)
+                {
+                    Outbox.Expire();
+                    h.Outbox = Outbox.Health();
+                    var json = JsonSerializer.SerializeToUtf8Bytes(h, ProtocolJsonContext.Default.HealthReport);
+                    SaveHealth(json);
+                    Outbox.Append(RecordClass.Health, json);
+                }
+
                 var m = h.Model!;
                 var sensor = h.Sensors[0];
                 LogHealth(_logger, m.Predictions, m.InferencesPerSecond, m.LatencyP50Ms, m.LatencyP99Ms, m.WindowsDropped,
@@ -108,6 +131,16 @@ public sealed partial class AgentRuntime : IDisposable
         {
         }
     }
+
+    /// <summary>The latest health report as a file beside the outbox, for <c>edgeml-agent status</c> on site, without a network.</summary>
+    private void SaveHealth(byte[] json)
+    {
+        var path = HealthPath(_options.DataDirectory);
+        File.WriteAllBytes(path + ".tmp", json);
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+
+    public static string HealthPath(string dataDirectory) => Path.Combine(dataDirectory, "health.json");
 
     private static FileStream OpenLog(string path)
     {

@@ -7,6 +7,18 @@ public sealed class HealthReport
     public double UptimeSeconds { get; set; }
     public ModelHealth? Model { get; set; }
     public List<SensorHealth> Sensors { get; set; } = [];
+    public OutboxHealth? Outbox { get; set; }
+}
+
+/// <summary>The device's store-and-forward queue: what waits, and what had to be dropped, per record class.</summary>
+public sealed class OutboxHealth
+{
+    public Dictionary<string, long> Depth { get; set; } = [];
+    public long Bytes { get; set; }
+    public long MaxBytes { get; set; }
+    public Dictionary<string, long> Dropped { get; set; } = [];
+    public Dictionary<string, long> Expired { get; set; } = [];
+    public DateTimeOffset? Oldest { get; set; }
 }
 
 public sealed class ModelHealth

@@ -104,3 +104,29 @@ public class PublishedOnnxRuntimeLibraryTests
         Assert.Contains($"from {custom}", stdout, StringComparison.Ordinal);
     }
 }
+
+public class PublishedOutboxTests
+{
+    [SkippableTheory]
+    [InlineData("linux-x64")]
+    [InlineData("linux-arm64")]
+    public void Native_agent_stores_predictions_in_its_outbox_and_reports_status(string rid)
+    {
+        var binary = Path.Combine(TestPackages.RepositoryRoot, "artifacts", "publish", rid, "edgeml-agent");
+        if (Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1") Assert.True(File.Exists(binary));
+        Skip.IfNot(File.Exists(binary), "not published");
+        using var dir = new TempDirectory();
+        string[] run = ["run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "9", "--fast", "--quiet", "--data", dir.Path];
+        string[] status = ["status", "--data", dir.Path];
+        (int, string, string) Exec(string[] args) => rid == "linux-x64"
+            ? AgentProcess.Exec(binary, null, args)
+            : AgentProcess.Exec("unshare", null, ["-m", "sh", "-c", "mount --bind \"$0\" /proc/cpuinfo && exec qemu-aarch64-static -L / \"$@\"",
+                Path.Combine(TestPackages.RepositoryRoot, "tests", "data", "rpi4-cpuinfo.txt"), binary, .. args]);
+
+        var (code, _, stderr) = Exec(run);
+        Assert.True(code == 0, stderr);
+        var (sc, stdout, serr) = Exec(status);
+        Assert.True(sc == 0, serr);
+        Assert.Matches(@"telemetry\s+9\s+0\s+0", stdout);
+    }
+}

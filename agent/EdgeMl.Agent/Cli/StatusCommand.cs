@@ -1,0 +1,108 @@
+using System.Globalization;
+using System.Text.Json;
+using EdgeMl.Agent.Hosting;
+using EdgeMl.Agent.Outbox;
+using EdgeMl.Protocol.Health;
+using EdgeMl.Protocol.Json;
+
+namespace EdgeMl.Agent.Cli;
+
+/// <summary>
+/// <c>status --data DIR [--json]</c>: the device's own status from local state only — a field engineer on
+/// site with a laptop and no uplink. The outbox is read directly (read-only, also while the agent runs);
+/// the model and sensor figures come from the last health report the agent saved.
+/// </summary>
+public static class StatusCommand
+{
+    public static int Run(Arguments args)
+    {
+        var dir = args.Get("data") ?? throw new UsageException("status needs --data DIR (the agent's Agent:DataDirectory)");
+        var asJson = args.Has("json");
+        args.RejectUnknown();
+        if (!Directory.Exists(dir))
+        {
+            throw new ConfigurationException("--data", $"'{dir}' does not exist");
+        }
+
+        HealthReport? health = null;
+        var healthPath = AgentRuntime.HealthPath(dir);
+        if (File.Exists(healthPath))
+        {
+            try
+            {
+                health = JsonSerializer.Deserialize(File.ReadAllBytes(healthPath), ProtocolJsonContext.Default.HealthReport);
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{healthPath}: not a health report ({e.Message})", e);
+            }
+        }
+
+        OutboxHealth? outbox = null;
+        var dbPath = AgentRuntime.DeviceOutboxPath(dir);
+        if (File.Exists(dbPath))
+        {
+            using var box = new DeviceOutbox(dbPath, new OutboxSettings(), readOnly: true);
+            outbox = box.Health();
+        }
+
+        outbox ??= health?.Outbox;
+        if (asJson)
+        {
+            var report = health ?? new HealthReport();
+            report.Outbox = outbox;
+            Console.WriteLine(JsonSerializer.Serialize(report, ProtocolJsonContext.Default.HealthReport));
+            return 0;
+        }
+
+        var now = DateTimeOffset.UtcNow;
+        Console.WriteLine($"edgeml-agent status — {Path.GetFullPath(dir)} (local state, no network needed)");
+        if (outbox is null)
+        {
+            Console.WriteLine("outbox     none (the agent has not stored anything here yet)");
+        }
+        else
+        {
+            Console.WriteLine($"outbox     {outbox.Depth.Values.Sum()} records waiting, {Size(outbox.Bytes)} of {Size(outbox.MaxBytes)}{(outbox.Oldest is { } o ? $", oldest {Ago(now - o)} ago" : "")}");
+            Console.WriteLine($"           {"class",-10} {"waiting",8} {"dropped",8} {"expired",8}");
+            foreach (var (name, depth) in outbox.Depth)
+            {
+                Console.WriteLine($"           {name,-10} {depth,8} {outbox.Dropped.GetValueOrDefault(name),8} {outbox.Expired.GetValueOrDefault(name),8}");
+            }
+        }
+
+        if (health is null)
+        {
+            Console.WriteLine("health     no report saved yet (the agent writes one every Agent:HealthIntervalSeconds)");
+            return 0;
+        }
+
+        Console.WriteLine($"health     reported {health.At.ToLocalTime():yyyy-MM-dd HH:mm:ss} ({Ago(now - health.At)} ago), agent up {Ago(TimeSpan.FromSeconds(health.UptimeSeconds))}");
+        if (health.Model is { } m)
+        {
+            Console.WriteLine($"model      {m.Name}@{m.Version} on {m.Provider}: {m.Predictions} predictions, {m.InferencesPerSecond:0.0}/s, latency p50 {m.LatencyP50Ms:0.000} ms p99 {m.LatencyP99Ms:0.000} ms, {m.WindowsDropped} windows dropped");
+        }
+
+        foreach (var s in health.Sensors)
+        {
+            Console.WriteLine($"sensor     {s.Name}: {s.State}, {s.Samples} samples, {s.Errors} errors{(s.LastError is null ? "" : $" (last: {s.LastError})")}");
+        }
+
+        return 0;
+    }
+
+    private static string Size(long bytes) => bytes switch
+    {
+        < 1024 => $"{bytes} B",
+        < 1024 * 1024 => (bytes / 1024.0).ToString("0.0 kB", CultureInfo.InvariantCulture),
+        _ => (bytes / 1048576.0).ToString("0.0 MB", CultureInfo.InvariantCulture),
+    };
+
+    private static string Ago(TimeSpan t) => t.TotalSeconds switch
+    {
+        < 90 => $"{Math.Max(0, t.TotalSeconds):0} s",
+        < 5400 => $"{t.TotalMinutes:0} min",
+        < 172800 => $"{t.TotalHours:0.0} h",
+        _ => $"{t.TotalDays:0.0} days",
+    };
+}
