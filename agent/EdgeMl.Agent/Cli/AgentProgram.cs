@@ -5,7 +5,8 @@ namespace EdgeMl.Agent.Cli;
 /// <summary>Dispatches <c>edgeml-agent COMMAND …</c>; user errors become one line on stderr and exit 1 (2 for usage).</summary>
 public static class AgentProgram
 {
-    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help", "json" };
+    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help" };
+    private static readonly IReadOnlySet<string> StatusFlags = new HashSet<string> { "json" };
 
     public const string Usage = """
         edgeml-agent — runs quantized ONNX models on sensor data at the edge
@@ -44,7 +45,7 @@ public static class AgentProgram
 
         try
         {
-            var rest = new Arguments(args.Skip(1), Flags);
+            var rest = new Arguments(args.Skip(1), args[0] == "status" ? StatusFlags : Flags);
             return args[0] switch
             {
                 "run" => await RunCommand.RunAsync(rest, cts.Token).ConfigureAwait(false),
