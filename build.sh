@@ -63,6 +63,8 @@ run_arm64() {
 }
 
 run_tests() {
+  # Debian's mosquitto: the external broker and third-party clients of the uplink tests.
+  need_apt mosquitto mosquitto-clients
   build
   publish linux-x64
   publish linux-arm64

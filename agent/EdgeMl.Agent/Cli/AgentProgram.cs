@@ -15,7 +15,8 @@ public static class AgentProgram
           edgeml-agent run --config FILE [--Agent:Key=value …]     the service (see README: configuration)
           edgeml-agent run --model PKG --sensor SPEC [--seed N] [--count N] [--fast] [--threads N]
                            [--provider cpu|cuda|tensorrt] [--onnxruntime LIB] [--results FILE]
-                           [--format json|text] [--health-every SECONDS] [--data DIR] [--quiet]
+                           [--format json|text] [--health-every SECONDS] [--data DIR]
+                           [--hub mqtt://HOST:PORT --device ID] [--quiet]
                                                                     one JSON line per prediction on stdout
           edgeml-agent status --data DIR [--json]                   the device's status from local state (no network)
           edgeml-agent check-model PKG                              validate a package and run a smoke inference

@@ -27,6 +27,8 @@ public static class RunCommand
         Map(args, settings, "results", "Agent:ResultLog");
         Map(args, settings, "format", "Agent:ResultFormat");
         Map(args, settings, "data", "Agent:DataDirectory");
+        Map(args, settings, "hub", "Agent:Hub:Broker");
+        Map(args, settings, "device", "Agent:Hub:DeviceId");
         Map(args, settings, "health-every", "Agent:HealthIntervalSeconds");
         if (args.Has("fast")) settings["Agent:Pipeline:Realtime"] = "false";
         foreach (var kv in args.ConfigOverrides()) settings[kv.Key] = kv.Value;

@@ -22,6 +22,8 @@ public sealed class AgentOptions
     /// </summary>
     public string DataDirectory { get; set; } = "";
     public Outbox.OutboxSettings Outbox { get; set; } = new();
+    /// <summary>The hub the outbox is delivered to over MQTT (needs <see cref="DataDirectory"/>).</summary>
+    public Sync.HubSettings Hub { get; set; } = new();
     /// <summary>Seed of simulated sensors.</summary>
     public int Seed { get; set; } = 1;
     /// <summary>Where predictions go, one JSON line each: a file path, or <c>-</c> for stdout.</summary>

@@ -39,6 +39,20 @@ public static class AgentOptionsLoader
         if (o.Outbox.MaxBytes < 1024) throw new ConfigurationException($"{p}:Outbox:MaxBytes", $"{o.Outbox.MaxBytes} is below the minimum of 1024 bytes");
         if (o.Outbox.TtlHours < 0) throw new ConfigurationException($"{p}:Outbox:TtlHours", "must be >= 0 (0: never expire)");
 
+        var hub = o.Hub;
+        if (hub.Broker.Length > 0)
+        {
+            if (!Uri.TryCreate(hub.Broker, UriKind.Absolute, out var broker) || broker.Scheme != "mqtt" || broker.Host.Length == 0)
+                throw new ConfigurationException($"{p}:Hub:Broker", $"'{hub.Broker}' is not mqtt://host[:port]");
+            if (hub.DeviceId.Length == 0 || hub.DeviceId.IndexOfAny(['/', '+', '#', ' ']) >= 0)
+                throw new ConfigurationException($"{p}:Hub:DeviceId", $"'{hub.DeviceId}' is not a device id (non-empty, no '/', '+', '#' or spaces)");
+            if (string.IsNullOrWhiteSpace(o.DataDirectory))
+                throw new ConfigurationException($"{p}:DataDirectory", "the uplink sends what the outbox stored: set a data directory");
+            if (hub.BatchSize is < 1 or > 10_000) throw new ConfigurationException($"{p}:Hub:BatchSize", $"{hub.BatchSize} is not between 1 and 10000");
+            if (hub.ReconnectMinMs < 1 || hub.ReconnectMaxMs < hub.ReconnectMinMs)
+                throw new ConfigurationException($"{p}:Hub:ReconnectMaxMs", "ReconnectMinMs must be >= 1 and ReconnectMaxMs >= ReconnectMinMs");
+        }
+
         var inf = o.Inference;
         if (inf.Provider.ToLowerInvariant() is not ("cpu" or "cuda" or "tensorrt"))
             throw new ConfigurationException($"{p}:Inference:Provider", $"'{inf.Provider}' is not one of cpu, cuda, tensorrt");

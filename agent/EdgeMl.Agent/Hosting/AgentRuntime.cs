@@ -93,6 +93,11 @@ public sealed partial class AgentRuntime : IDisposable
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var health = _options.HealthIntervalSeconds > 0 ? ReportHealthAsync(TimeSpan.FromSeconds(_options.HealthIntervalSeconds), stop.Token) : Task.CompletedTask;
+        using var uplinkStop = new CancellationTokenSource();
+        using var uplink = Outbox is not null && _options.Hub.Broker.Length > 0
+            ? new Sync.Uplink(Outbox, _options.Hub, _time, _logger)
+            : null;
+        var delivering = uplink is null ? Task.CompletedTask : Task.Run(() => uplink.RunAsync(uplinkStop.Token), CancellationToken.None);
         try
         {
             await Pipeline.RunAsync(stop.Token).ConfigureAwait(false);
@@ -101,6 +106,19 @@ public sealed partial class AgentRuntime : IDisposable
         {
             await stop.CancelAsync().ConfigureAwait(false);
             await health.ConfigureAwait(false);
+            if (uplink is not null)
+            {
+                // Give the uplink a moment to deliver what is left; what it cannot stays in the outbox.
+                var deadline = _time.GetTimestamp();
+                while (!cancellationToken.IsCancellationRequested && Outbox!.Stats().Depth.Values.Sum() > 0
+                       && _time.GetElapsedTime(deadline) < TimeSpan.FromSeconds(5))
+                {
+                    await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+                }
+
+                await uplinkStop.CancelAsync().ConfigureAwait(false);
+                await delivering.ConfigureAwait(false);
+            }
         }
     }
 

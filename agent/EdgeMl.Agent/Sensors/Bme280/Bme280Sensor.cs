@@ -29,9 +29,11 @@ public sealed class Bme280Sensor(Func<I2cDevice> openDevice, string name, double
                 throw new IOException($"{name}: a measurement was skipped");
             }
 
-            values[0] = (float)t.DegreesCelsius;
-            values[1] = (float)h.Percent;
-            values[2] = (float)p.Hectopascals;
+            // The driver builds these as °C, % and hPa; reading Value in that unit (checked) keeps UnitsNet's
+            // unit-conversion tables — megabytes of native code — out of the binary.
+            values[0] = (float)In(t.Value, t.Unit == UnitsNet.Units.TemperatureUnit.DegreeCelsius, "temperature", t.Unit);
+            values[1] = (float)In(h.Value, h.Unit == UnitsNet.Units.RelativeHumidityUnit.Percent, "humidity", h.Unit);
+            values[2] = (float)In(p.Value, p.Unit == UnitsNet.Units.PressureUnit.Hectopascal, "pressure", p.Unit);
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException)
@@ -40,6 +42,9 @@ public sealed class Bme280Sensor(Func<I2cDevice> openDevice, string name, double
             throw new IOException($"{name}: {e.Message}", e);
         }
     }
+
+    private static double In(double value, bool expectedUnit, string what, Enum unit) =>
+        expectedUnit ? value : throw new IOException($"the BME280 driver reported {what} in {unit}, not the unit the agent reads");
 
     private Iot.Device.Bmxx80.Bme280 Open()
     {

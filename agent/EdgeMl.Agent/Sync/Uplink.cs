@@ -1,0 +1,192 @@
+using System.Buffers;
+using System.Text.Json;
+using EdgeMl.Agent.Outbox;
+using EdgeMl.Protocol.Wire;
+using Microsoft.Extensions.Logging;
+using MQTTnet;
+using MQTTnet.Diagnostics.Logger;
+using MQTTnet.Exceptions;
+using MQTTnet.Protocol;
+
+namespace EdgeMl.Agent.Sync;
+
+/// <summary>
+/// Delivers the outbox to the hub's MQTT broker (MQTT 5, QoS 1, persistent session): most important
+/// records first, in batches, each batch removed from the outbox only after the broker acknowledged it.
+/// Announces itself with a retained <c>online</c> status carrying the boot id, and leaves a Last Will
+/// <c>offline</c>. Reconnects with jittered exponential backoff; nothing is lost while the link is down,
+/// since nothing leaves the outbox unacknowledged. Delivery is at least once: the hub de-duplicates on
+/// (device, bootId, seq).
+/// </summary>
+public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, TimeProvider time, ILogger logger) : IDisposable
+{
+    private readonly IMqttClient _client = new MqttClientFactory(new MqttNetNullLogger(), new TcpOnlyAdapterFactory()).CreateMqttClient();
+    private readonly ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private readonly Random _jitter = new();
+
+    public long Delivered { get; private set; }
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        var failures = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                if (!_client.IsConnected)
+                {
+                    await ConnectAsync(ct).ConfigureAwait(false);
+                    failures = 0;
+                }
+
+                var batch = outbox.Peek(settings.BatchSize);
+                if (batch.Count == 0)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(200), time, ct).ConfigureAwait(false);
+                    continue;
+                }
+
+                foreach (var group in batch.GroupBy(r => Topics.For(r.Class, settings.DeviceId)))
+                {
+                    var records = group.ToList();
+                    var result = await _client.PublishAsync(Message(group.Key, records), ct).ConfigureAwait(false);
+                    if (!result.IsSuccess)
+                    {
+                        throw new IOException($"broker refused a batch on {group.Key}: {result.ReasonCode} {result.ReasonString}");
+                    }
+
+                    outbox.Acknowledge(records.Select(r => r.Id));
+                    Delivered += records.Count;
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is MqttCommunicationException or IOException or InvalidOperationException or OperationCanceledException or System.Net.Sockets.SocketException)
+            {
+                failures++;
+                var max = Math.Min(settings.ReconnectMaxMs, settings.ReconnectMinMs * Math.Pow(2, Math.Min(failures - 1, 16)));
+                var wait = TimeSpan.FromMilliseconds(max * (0.5 + 0.5 * _jitter.NextDouble()));
+                LogLinkDown(logger, settings.Broker, failures, wait.TotalMilliseconds, e.Message);
+                try
+                {
+                    if (_client.IsConnected) await _client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                    await Task.Delay(wait, time, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                catch (MqttCommunicationException)
+                {
+                }
+            }
+        }
+
+        if (_client.IsConnected)
+        {
+            // A clean stop says offline itself (a crash leaves it to the Last Will).
+            try
+            {
+                await _client.PublishAsync(Status("offline"), CancellationToken.None).ConfigureAwait(false);
+                await _client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (MqttCommunicationException)
+            {
+            }
+        }
+    }
+
+    private async Task ConnectAsync(CancellationToken ct)
+    {
+        var uri = new Uri(settings.Broker);
+        var builder = new MqttClientOptionsBuilder()
+            .WithTcpServer(uri.Host, uri.IsDefaultPort || uri.Port <= 0 ? 1883 : uri.Port)
+            .WithClientId(settings.DeviceId)
+            .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
+            .WithCleanStart(false)
+            .WithSessionExpiryInterval(7 * 24 * 3600)
+            .WithKeepAlivePeriod(TimeSpan.FromSeconds(settings.KeepAliveSeconds))
+            .WithTimeout(TimeSpan.FromSeconds(10))
+            .WithWillTopic(Topics.Status(settings.DeviceId))
+            .WithWillPayload(StatusPayload("offline"))
+            .WithWillRetain(true)
+            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce);
+        if (!string.IsNullOrEmpty(settings.Username))
+        {
+            builder = builder.WithCredentials(settings.Username, settings.Password);
+        }
+
+        var result = await _client.ConnectAsync(builder.Build(), ct).ConfigureAwait(false);
+        if (result.ResultCode != MqttClientConnectResultCode.Success)
+        {
+            throw new IOException($"broker refused the connection: {result.ResultCode} {result.ReasonString}");
+        }
+
+        await _client.PublishAsync(Status("online"), ct).ConfigureAwait(false);
+        LogConnected(logger, settings.Broker, settings.DeviceId);
+    }
+
+    private MqttApplicationMessage Status(string state) => new MqttApplicationMessageBuilder()
+        .WithTopic(Topics.Status(settings.DeviceId))
+        .WithPayload(StatusPayload(state))
+        .WithRetainFlag(true)
+        .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+        .Build();
+
+    private byte[] StatusPayload(string state)
+    {
+        _buffer.ResetWrittenCount();
+        using (var json = new Utf8JsonWriter(_buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("state"u8, state);
+            json.WriteString("boot"u8, outbox.BootId);
+            json.WriteNumber("at"u8, time.GetUtcNow().ToUnixTimeMilliseconds());
+            json.WriteEndObject();
+        }
+
+        return _buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>One MQTT message for a batch: <c>{"device":…,"records":[{"boot","seq","class","at","data"}…]}</c>.</summary>
+    private MqttApplicationMessage Message(string topic, List<StoredRecord> records)
+    {
+        _buffer.ResetWrittenCount();
+        using (var json = new Utf8JsonWriter(_buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("device"u8, settings.DeviceId);
+            json.WriteStartArray("records"u8);
+            foreach (var r in records)
+            {
+                json.WriteStartObject();
+                json.WriteString("boot"u8, r.BootId);
+                json.WriteNumber("seq"u8, r.Seq);
+                json.WriteString("class"u8, DeviceOutbox.Name(r.Class));
+                json.WriteNumber("at"u8, r.CreatedAt.ToUnixTimeMilliseconds());
+                json.WritePropertyName("data"u8);
+                json.WriteRawValue(r.Payload, skipInputValidation: true);
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return new MqttApplicationMessageBuilder()
+            .WithTopic(topic)
+            .WithPayload(_buffer.WrittenSpan.ToArray())
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build();
+    }
+
+    public void Dispose() => _client.Dispose();
+
+    [LoggerMessage(EventId = 1400, Level = LogLevel.Information, Message = "Connected to {Broker} as {Device}")]
+    private static partial void LogConnected(ILogger logger, string broker, string device);
+
+    [LoggerMessage(EventId = 1401, Level = LogLevel.Warning, Message = "Uplink to {Broker} down ({Failures} in a row), retrying in {WaitMs:0} ms: {Error}")]
+    private static partial void LogLinkDown(ILogger logger, string broker, int failures, double waitMs, string error);
+}

@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace EdgeMl.TestUtilities.Mqtt;
+
+/// <summary>Debian's mosquitto broker on a free loopback port, as an external broker for tests. Can be stopped and started again on the same port.</summary>
+public sealed class Mosquitto : IDisposable
+{
+    private readonly string _config;
+    private Process? _process;
+
+    public Mosquitto(int? port = null)
+    {
+        Port = port ?? FreePort();
+        _config = Path.Combine(Path.GetTempPath(), $"edgeml-mosquitto-{Port}.conf");
+        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+    }
+
+    public int Port { get; }
+    public string Url => $"mqtt://127.0.0.1:{Port}";
+
+    public static bool Available => File.Exists("/usr/sbin/mosquitto") && File.Exists("/usr/bin/mosquitto_sub");
+
+    public Mosquitto Start()
+    {
+        _process = Process.Start(new ProcessStartInfo("/usr/sbin/mosquitto", ["-c", _config]) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false })!;
+        var deadline = Environment.TickCount64 + 10_000;
+        while (!Listening())
+        {
+            if (_process.HasExited || Environment.TickCount64 > deadline) throw new InvalidOperationException($"mosquitto did not start on port {Port}");
+            Thread.Sleep(20);
+        }
+
+        return this;
+    }
+
+    public void Stop()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+
+        _process?.Dispose();
+        _process = null;
+    }
+
+    private bool Listening()
+    {
+        try
+        {
+            using var c = new TcpClient();
+            c.Connect(IPAddress.Loopback, Port);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    public static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        File.Delete(_config);
+    }
+}
+
+/// <summary><c>mosquitto_sub</c> as a third-party client: every message as "topic payload", collected as it arrives.</summary>
+public sealed class MosquittoSub : IDisposable
+{
+    private readonly Process _process;
+    private readonly Lock _gate = new();
+    private readonly List<(string Topic, string Payload)> _messages = [];
+
+    public MosquittoSub(int port, string topic, string clientId)
+    {
+        _process = Process.Start(new ProcessStartInfo("/usr/bin/mosquitto_sub",
+            ["-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-t", topic, "-v", "-q", "1", "-i", clientId])
+        { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false })!;
+        _process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not { Length: > 0 } line) return;
+            var space = line.IndexOf(' ', StringComparison.Ordinal);
+            lock (_gate) _messages.Add((line[..space], line[(space + 1)..]));
+        };
+        _process.BeginOutputReadLine();
+    }
+
+    public List<(string Topic, string Payload)> Messages
+    {
+        get { lock (_gate) return [.. _messages]; }
+    }
+
+    /// <summary>Waits until the messages received satisfy <paramref name="condition"/>; fails after the timeout.</summary>
+    public void WaitUntil(Func<List<(string Topic, string Payload)>, bool> condition, string what, int timeoutMs = 20_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (!condition(Messages))
+        {
+            if (Environment.TickCount64 > deadline) throw new TimeoutException($"timed out waiting for: {what} ({Messages.Count} messages so far)");
+            Thread.Sleep(20);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill();
+        _process.WaitForExit();
+        _process.Dispose();
+    }
+}
