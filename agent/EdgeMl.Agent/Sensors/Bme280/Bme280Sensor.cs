@@ -33,7 +33,12 @@ public sealed class Bme280Sensor(Func<I2cDevice> openDevice, string name, double
             // unit-conversion tables — megabytes of native code — out of the binary.
             values[0] = (float)In(t.Value, t.Unit == UnitsNet.Units.TemperatureUnit.DegreeCelsius, "temperature", t.Unit);
             values[1] = (float)In(h.Value, h.Unit == UnitsNet.Units.RelativeHumidityUnit.Percent, "humidity", h.Unit);
-            values[2] = (float)In(p.Value, p.Unit == UnitsNet.Units.PressureUnit.Hectopascal, "pressure", p.Unit);
+            values[2] = p.Unit switch
+            {
+                UnitsNet.Units.PressureUnit.Pascal => (float)(p.Value / 100),
+                UnitsNet.Units.PressureUnit.Hectopascal => (float)p.Value,
+                _ => (float)In(p.Value, false, "pressure", p.Unit),
+            };
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException)
