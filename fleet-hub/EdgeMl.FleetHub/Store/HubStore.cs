@@ -1,0 +1,118 @@
+using LiteDB;
+
+namespace EdgeMl.FleetHub.Store;
+
+/// <summary>
+/// The hub's embedded store (LiteDB, one data directory). A telemetry batch is one document; duplicates are
+/// dropped with a sequence watermark per (device, boot, record class), written in the same transaction as
+/// the batch, so a record is stored exactly once however often the device re-sends it. (Per the issue: one
+/// document per record with a unique index cannot reach the ingest target on LiteDB.)
+/// </summary>
+public sealed class HubStore : IDisposable
+{
+    private readonly LiteDatabase _db;
+    private readonly ILiteCollection<BsonDocument> _batches;
+    private readonly ILiteCollection<BsonDocument> _marks;
+    private readonly ILiteCollection<BsonDocument> _devices;
+    private readonly Lock _gate = new();
+
+    public HubStore(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        _db = new LiteDatabase(new ConnectionString { Filename = Path.Combine(directory, "hub.db"), Connection = ConnectionType.Direct });
+        _batches = _db.GetCollection("batches", BsonAutoId.Int64);
+        _marks = _db.GetCollection("watermarks");
+        _devices = _db.GetCollection("devices");
+        _batches.EnsureIndex("device", "$.device");
+    }
+
+    /// <summary>Stores the records of a batch not stored before; returns how many were new.</summary>
+    public int StoreBatch(string device, IReadOnlyList<IncomingRecord> records, DateTimeOffset receivedAt)
+    {
+        lock (_gate)
+        {
+            _db.BeginTrans();
+            var fresh = new BsonArray();
+            var marks = new Dictionary<string, (BsonDocument Doc, long Seq)>();
+            foreach (var r in records)
+            {
+                var key = $"{device}|{r.Boot}|{r.Class}";
+                if (!marks.TryGetValue(key, out var mark))
+                {
+                    var doc = _marks.FindById(key) ?? new BsonDocument { ["_id"] = key, ["seq"] = 0L };
+                    mark = (doc, doc["seq"].AsInt64);
+                }
+
+                if (r.Seq <= mark.Seq) continue; // already stored
+                marks[key] = (mark.Doc, r.Seq);
+                fresh.Add(new BsonDocument { ["boot"] = r.Boot, ["seq"] = r.Seq, ["class"] = r.Class, ["at"] = r.At, ["data"] = r.Data });
+            }
+
+            if (fresh.Count > 0)
+            {
+                _batches.Insert(new BsonDocument { ["device"] = device, ["received"] = receivedAt.ToUnixTimeMilliseconds(), ["n"] = fresh.Count, ["records"] = fresh });
+                foreach (var (_, (doc, seq)) in marks)
+                {
+                    doc["seq"] = seq;
+                    _marks.Upsert(doc);
+                }
+
+                var d = Device(device);
+                d["records"] = d["records"].AsInt64 + fresh.Count;
+                d["lastSeen"] = receivedAt.ToUnixTimeMilliseconds();
+                _devices.Upsert(d);
+            }
+
+            _db.Commit();
+            return fresh.Count;
+        }
+    }
+
+    public void SetPresence(string device, string state, string? boot, DateTimeOffset at)
+    {
+        lock (_gate)
+        {
+            var d = Device(device);
+            d["presence"] = state;
+            if (boot is not null) d["boot"] = boot;
+            d["lastSeen"] = at.ToUnixTimeMilliseconds();
+            _devices.Upsert(d);
+        }
+    }
+
+    public List<BsonDocument> Devices()
+    {
+        lock (_gate) return _devices.FindAll().ToList();
+    }
+
+    public BsonDocument? FindDevice(string id)
+    {
+        lock (_gate) return _devices.FindById(id);
+    }
+
+    /// <summary>The newest stored records of a device, newest first.</summary>
+    public List<BsonDocument> Telemetry(string device, int limit)
+    {
+        lock (_gate)
+        {
+            var result = new List<BsonDocument>();
+            foreach (var batch in _batches.Find(Query.EQ("device", device)).OrderByDescending(b => b["_id"].AsInt64))
+            {
+                foreach (var r in batch["records"].AsArray.Reverse())
+                {
+                    result.Add(r.AsDocument);
+                    if (result.Count >= limit) return result;
+                }
+            }
+
+            return result;
+        }
+    }
+
+    private BsonDocument Device(string id) =>
+        _devices.FindById(id) ?? new BsonDocument { ["_id"] = id, ["presence"] = "unknown", ["records"] = 0L, ["lastSeen"] = 0L };
+
+    public void Dispose() => _db.Dispose();
+}
+
+public sealed record IncomingRecord(string Boot, long Seq, string Class, long At, string Data);

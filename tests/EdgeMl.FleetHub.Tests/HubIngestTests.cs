@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Text.Json;
+using EdgeMl.TestUtilities;
+using EdgeMl.TestUtilities.Mqtt;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>The hub with its embedded broker and real agents, each a separate process, over loopback MQTT.</summary>
+public sealed class HubIngestTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private readonly int _mqtt = Mosquitto.FreePort();
+    private readonly int _http = Mosquitto.FreePort();
+    private readonly HttpClient _api = new();
+    private Process? _hub;
+
+    public HubIngestTests() => _api.BaseAddress = new Uri($"http://127.0.0.1:{_http}");
+
+    private void StartHub()
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), "--Data", Path.Combine(_dir.Path, "hub"),
+                     "--MqttPort", _mqtt.ToString(System.Globalization.CultureInfo.InvariantCulture), "--urls", $"http://127.0.0.1:{_http}" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        _hub = Process.Start(psi)!;
+        _hub.OutputDataReceived += (_, _) => { };
+        _hub.ErrorDataReceived += (_, _) => { };
+        _hub.BeginOutputReadLine();
+        _hub.BeginErrorReadLine();
+        Until(() => { try { return _api.GetAsync("/api/devices").Result.IsSuccessStatusCode; } catch (AggregateException) { return false; } }, "the hub to answer");
+    }
+
+    private void KillHub()
+    {
+        _hub!.Kill(); // kill -9
+        _hub.WaitForExit();
+        _hub.Dispose();
+        _hub = null;
+    }
+
+    private static void Until(Func<bool> condition, string what, int timeoutMs = 30_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (!condition())
+        {
+            if (Environment.TickCount64 > deadline) Assert.Fail($"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    private Process Agent(string device, int count, bool fast)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll"), "run", "--model", TestPackages.VibrationInt8,
+                     "--sensor", "sim:vibration", "--count", count.ToString(System.Globalization.CultureInfo.InvariantCulture), "--quiet",
+                     "--data", Path.Combine(_dir.Path, device), "--hub", $"mqtt://127.0.0.1:{_mqtt}", "--device", device,
+                     "--Agent:Hub:ReconnectMinMs=50", "--Agent:Hub:ReconnectMaxMs=500", fast ? "--fast" : "--Agent:Pipeline:Realtime=true" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    private long Records(string id)
+    {
+        var response = _api.GetAsync($"/api/devices/{id}").Result;
+        return response.IsSuccessStatusCode ? JsonDocument.Parse(response.Content.ReadAsStringAsync().Result).RootElement.GetProperty("records").GetInt64() : 0;
+    }
+
+    private JsonElement Device(string id) => JsonDocument.Parse(_api.GetStringAsync($"/api/devices/{id}").Result).RootElement;
+
+    private List<(string Boot, long Seq)> Stored(string id) =>
+        JsonDocument.Parse(_api.GetStringAsync($"/api/devices/{id}/telemetry?limit=10000").Result).RootElement.EnumerateArray()
+            .Where(r => r.GetProperty("class").GetString() == "telemetry")
+            .Select(r => (r.GetProperty("boot").GetString()!, r.GetProperty("seq").GetInt64())).ToList();
+
+    [Fact]
+    public void Records_produced_by_several_agents_are_stored_once_each()
+    {
+        StartHub();
+        var agents = new[] { "press-1", "press-2", "press-3" }.Select(d => (d, Agent(d, 60, fast: true))).ToList();
+        foreach (var (_, p) in agents)
+        {
+            Assert.True(p.WaitForExit(60_000));
+            Assert.Equal(0, p.ExitCode);
+            p.Dispose();
+        }
+
+        foreach (var (id, _) in agents)
+        {
+            var stored = Stored(id);
+            Assert.Equal(60, stored.Count);
+            Assert.Equal(Enumerable.Range(1, 60).Select(i => (long)i), stored.Select(r => r.Seq).Order());
+            Assert.Equal(60, Device(id).GetProperty("records").GetInt64());
+            Assert.Equal("offline", Device(id).GetProperty("presence").GetString()); // the agent said goodbye
+        }
+    }
+
+    [Fact]
+    public void A_hub_killed_and_restarted_mid_stream_loses_and_duplicates_nothing()
+    {
+        StartHub();
+        using var agent = Agent("mill-1", 40, fast: false); // real time: about 5 s
+        Until(() => Records("mill-1") >= 8, "the first records stored", 30_000);
+        Assert.Equal("online", Device("mill-1").GetProperty("presence").GetString());
+        KillHub();
+        Thread.Sleep(1500); // the agent keeps measuring with no hub
+        StartHub();
+        Assert.True(agent.WaitForExit(60_000));
+
+        Until(() => Stored("mill-1").Count >= 40, "all 40 records");
+        var stored = Stored("mill-1");
+        Assert.Equal(40, stored.Count);
+        Assert.Equal(Enumerable.Range(1, 40).Select(i => (long)i), stored.Select(r => r.Seq).Order());
+    }
+
+    public void Dispose()
+    {
+        if (_hub is not null) KillHub();
+        _api.Dispose();
+        _dir.Dispose();
+    }
+}
