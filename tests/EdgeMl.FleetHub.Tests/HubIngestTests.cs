@@ -76,6 +76,8 @@ public sealed class HubIngestTests : IDisposable
         return response.IsSuccessStatusCode ? JsonDocument.Parse(response.Content.ReadAsStringAsync().Result).RootElement.GetProperty("records").GetInt64() : 0;
     }
 
+    private long Malformed() => JsonDocument.Parse(_api.GetStringAsync("/api/ingest").Result).RootElement.GetProperty("malformed").GetInt64();
+
     private JsonElement Device(string id) => JsonDocument.Parse(_api.GetStringAsync($"/api/devices/{id}").Result).RootElement;
 
     private List<(string Boot, long Seq)> Stored(string id) =>
@@ -121,6 +123,30 @@ public sealed class HubIngestTests : IDisposable
         var stored = Stored("mill-1");
         Assert.Equal(40, stored.Count);
         Assert.Equal(Enumerable.Range(1, 40).Select(i => (long)i), stored.Select(r => r.Seq).Order());
+    }
+
+    [Fact]
+    public void A_malformed_payload_is_counted_and_dropped_without_affecting_other_devices()
+    {
+        Assert.True(File.Exists("/usr/bin/mosquitto_pub"), "mosquitto-clients is needed (./build.sh test installs it)");
+        StartHub();
+        var port = _mqtt.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (topic, payload) in new[]
+                 {
+                     ("edgeml/rogue-1/tele", "{not json"),
+                     ("edgeml/rogue-1/tele", "{\"device\":\"press-9\",\"records\":[]}"), // claims another device
+                     ("edgeml/rogue-1/status", "[]"),
+                 })
+        {
+            using var pub = Process.Start(new ProcessStartInfo("/usr/bin/mosquitto_pub", ["-p", port, "-i", "rogue-1", "-t", topic, "-m", payload, "-q", "1"]) { UseShellExecute = false })!;
+            Assert.True(pub.WaitForExit(10_000));
+            Assert.Equal(0, pub.ExitCode); // acknowledged: re-sending garbage would not help
+        }
+
+        using var agent = Agent("press-9", 20, fast: true);
+        Assert.True(agent.WaitForExit(60_000));
+        Assert.Equal(20, Stored("press-9").Count);
+        Assert.Equal(3, Malformed());
     }
 
     public void Dispose()

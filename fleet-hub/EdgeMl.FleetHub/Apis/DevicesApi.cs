@@ -9,6 +9,7 @@ public static class DevicesApi
 {
     public static void MapDevicesApi(this WebApplication app)
     {
+        app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(new IngestView(ingest.Malformed)));
         var api = app.MapGroup("/api/devices");
         api.MapGet("/", (HubStore store) => TypedResults.Ok(store.Devices().Select(Summary).ToList()));
         api.MapGet("/{id}", IResult (string id, HubStore store) =>
@@ -24,5 +25,7 @@ public static class DevicesApi
 }
 
 public sealed record DeviceView(string Id, string Presence, string? Boot, long Records, DateTimeOffset? LastSeen);
+
+public sealed record IngestView(long Malformed);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);
