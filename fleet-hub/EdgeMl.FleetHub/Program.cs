@@ -11,7 +11,14 @@ builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton(_ => new HubStore(settings.Data));
 builder.Services.AddSingleton<TelemetryIngest>();
-builder.Services.AddHostedService<EmbeddedBroker>();
+if (settings.Broker.Length > 0)
+{
+    builder.Services.AddHostedService<ExternalBrokerClient>();
+}
+else
+{
+    builder.Services.AddHostedService<EmbeddedBroker>();
+}
 var app = builder.Build();
 app.MapDevicesApi();
 app.Run();

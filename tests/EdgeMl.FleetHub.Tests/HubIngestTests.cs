@@ -16,7 +16,10 @@ public sealed class HubIngestTests : IDisposable
 
     public HubIngestTests() => _api.BaseAddress = new Uri($"http://127.0.0.1:{_http}");
 
-    private void StartHub()
+    private string _agentBroker = "";
+    private readonly ManualResetEventSlim _subscribed = new();
+
+    private void StartHub(string? externalBroker = null)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), "--Data", Path.Combine(_dir.Path, "hub"),
@@ -25,8 +28,20 @@ public sealed class HubIngestTests : IDisposable
             psi.ArgumentList.Add(a);
         }
 
+        if (externalBroker is not null)
+        {
+            psi.ArgumentList.Add("--Broker");
+            psi.ArgumentList.Add(externalBroker);
+        }
+
+        _agentBroker = externalBroker ?? $"mqtt://127.0.0.1:{_mqtt}";
         _hub = Process.Start(psi)!;
-        _hub.OutputDataReceived += (_, _) => { };
+        _subscribed.Reset();
+        _hub.OutputDataReceived += (_, e) =>
+        {
+            // Logged after the hub subscribed at the external broker.
+            if (e.Data?.Contains("Connected to external broker", StringComparison.Ordinal) == true) _subscribed.Set();
+        };
         _hub.ErrorDataReceived += (_, _) => { };
         _hub.BeginOutputReadLine();
         _hub.BeginErrorReadLine();
@@ -56,7 +71,7 @@ public sealed class HubIngestTests : IDisposable
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll"), "run", "--model", TestPackages.VibrationInt8,
                      "--sensor", "sim:vibration", "--count", count.ToString(System.Globalization.CultureInfo.InvariantCulture), "--quiet",
-                     "--data", Path.Combine(_dir.Path, device), "--hub", $"mqtt://127.0.0.1:{_mqtt}", "--device", device,
+                     "--data", Path.Combine(_dir.Path, device), "--hub", _agentBroker, "--device", device,
                      "--Agent:Hub:ReconnectMinMs=50", "--Agent:Hub:ReconnectMaxMs=500", fast ? "--fast" : "--Agent:Pipeline:Realtime=true" })
         {
             psi.ArgumentList.Add(a);
@@ -108,6 +123,27 @@ public sealed class HubIngestTests : IDisposable
     }
 
     [Fact]
+    public void With_an_external_mosquitto_broker_the_hub_stores_every_record_once()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new Mosquitto().Start();
+        StartHub(broker.Url);
+        Assert.True(_subscribed.Wait(30_000), "the hub did not subscribe at the external broker");
+        var agents = new[] { "ext-1", "ext-2" }.Select(d => (d, Agent(d, 50, fast: true))).ToList();
+        foreach (var (_, p) in agents)
+        {
+            Assert.True(p.WaitForExit(60_000));
+            p.Dispose();
+        }
+
+        foreach (var (id, _) in agents)
+        {
+            Until(() => Records(id) >= 50, $"{id}'s records");
+            Assert.Equal(Enumerable.Range(1, 50).Select(i => (long)i), Stored(id).Select(r => r.Seq).Order());
+        }
+    }
+
+    [Fact]
     public void A_hub_killed_and_restarted_mid_stream_loses_and_duplicates_nothing()
     {
         StartHub();
@@ -153,6 +189,7 @@ public sealed class HubIngestTests : IDisposable
     {
         if (_hub is not null) KillHub();
         _api.Dispose();
+        _subscribed.Dispose();
         _dir.Dispose();
     }
 }

@@ -1,0 +1,81 @@
+using EdgeMl.FleetHub.Ingest;
+using MQTTnet;
+using MQTTnet.Exceptions;
+using MQTTnet.Protocol;
+
+namespace EdgeMl.FleetHub.Broker;
+
+/// <summary>
+/// <c>--Broker mqtt://host:port</c>: the hub as a client of an existing broker (Mosquitto here; EMQX, VerneMQ,
+/// HiveMQ clusters in production) instead of its embedded one. Device batches arrive through MQTT 5 shared
+/// subscriptions (<c>$share/edgeml-hub/…</c>) so several hub replicas split the load; status goes to every
+/// replica. A message is acknowledged only after ingest stored it.
+/// </summary>
+public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, ILogger<ExternalBrokerClient> logger) : BackgroundService
+{
+    public const string ShareGroup = "edgeml-hub";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var uri = new Uri(settings.Broker);
+        using var client = new MqttClientFactory().CreateMqttClient();
+        client.ApplicationMessageReceivedAsync += async e =>
+        {
+            e.AutoAcknowledge = false;
+            if (ingest.Handle(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload))
+            {
+                await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+            }
+        };
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer(uri.Host, uri.Port > 0 ? uri.Port : 1883)
+            .WithClientId(settings.ClientId)
+            .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
+            .WithCleanStart(false)
+            .WithSessionExpiryInterval(24 * 3600)
+            .Build();
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (!client.IsConnected)
+                {
+                    await client.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
+                    var subscribe = new MqttClientSubscribeOptionsBuilder()
+                        .WithTopicFilter($"$share/{ShareGroup}/edgeml/+/tele", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .WithTopicFilter($"$share/{ShareGroup}/edgeml/+/health", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .WithTopicFilter("edgeml/+/status", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .Build();
+                    await client.SubscribeAsync(subscribe, stoppingToken).ConfigureAwait(false);
+                    LogConnected(logger, settings.Broker);
+                    failures = 0;
+                }
+
+                await Task.Delay(500, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is MqttCommunicationException or IOException or System.Net.Sockets.SocketException or OperationCanceledException)
+            {
+                failures++;
+                var wait = TimeSpan.FromMilliseconds(Math.Min(10_000, 200 * Math.Pow(2, Math.Min(failures, 10))) * (0.5 + Random.Shared.NextDouble() / 2));
+                LogDown(logger, settings.Broker, wait.TotalMilliseconds, e.Message);
+                await Task.Delay(wait, stoppingToken).ConfigureAwait(false);
+            }
+        }
+
+        if (client.IsConnected)
+        {
+            await client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Connected to external broker {Broker}")]
+    private static partial void LogConnected(ILogger logger, string broker);
+
+    [LoggerMessage(EventId = 2201, Level = LogLevel.Warning, Message = "External broker {Broker} unreachable, retrying in {WaitMs:0} ms: {Error}")]
+    private static partial void LogDown(ILogger logger, string broker, double waitMs, string error);
+}
