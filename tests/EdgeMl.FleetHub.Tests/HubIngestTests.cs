@@ -144,6 +144,28 @@ public sealed class HubIngestTests : IDisposable
     }
 
     [Fact]
+    public void Presence_flips_to_offline_through_the_last_will_when_an_agent_is_killed_and_back_on_restart()
+    {
+        StartHub();
+        using (var agent = Agent("lathe-1", 0, fast: false))
+        {
+            Until(() => Records("lathe-1") >= 2, "records from the running agent");
+            Assert.Equal("online", Device("lathe-1").GetProperty("presence").GetString());
+            agent.Kill(); // kill -9: the agent says nothing, its broker session's Last Will does
+            agent.WaitForExit();
+        }
+
+        Until(() => Device("lathe-1").GetProperty("presence").GetString() == "offline", "presence offline via the Last Will");
+        var killedBoot = Device("lathe-1").GetProperty("boot").GetString();
+
+        using var again = Agent("lathe-1", 0, fast: false);
+        Until(() => Device("lathe-1").GetProperty("presence").GetString() == "online" && Device("lathe-1").GetProperty("boot").GetString() != killedBoot,
+            "presence online again with a new boot id");
+        again.Kill();
+        again.WaitForExit();
+    }
+
+    [Fact]
     public void A_hub_killed_and_restarted_mid_stream_loses_and_duplicates_nothing()
     {
         StartHub();
