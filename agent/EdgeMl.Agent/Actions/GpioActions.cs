@@ -59,8 +59,6 @@ public sealed partial class GpioActions : IPredictionSink, IDisposable
         }
     }
 
-    public bool IsOn(int ruleIndex) => _on[ruleIndex];
-
     private void Switch(int i, bool on, Prediction p)
     {
         var rule = _rules[i];

@@ -55,7 +55,6 @@ public sealed class DeviceOutbox : IDisposable
         var meta = _meta.FindById("counters");
         if (meta is not null)
         {
-            _nextId = meta["nextId"].AsInt64;
             foreach (var c in Classes)
             {
                 _dropped[(int)c] = meta["dropped"].AsDocument[c.ToString()].AsInt64;
@@ -67,6 +66,7 @@ public sealed class DeviceOutbox : IDisposable
         {
             _depth[doc["c"].AsInt32]++;
             _bytes += doc["n"].AsInt32;
+            _nextId = Math.Max(_nextId, doc["_id"].AsInt64); // ids only order records on this device
         }
     }
 
@@ -80,7 +80,7 @@ public sealed class DeviceOutbox : IDisposable
         {
             // One transaction: evictions, the record and the counters land together or not at all.
             _db.BeginTrans();
-            if (!MakeRoom(recordClass, payload.Length))
+            if (!MakeRoom(recordClass, payload.Length, out var evicted))
             {
                 _dropped[(int)recordClass]++;
                 _meta.Upsert(Counters());
@@ -101,7 +101,7 @@ public sealed class DeviceOutbox : IDisposable
                 ["n"] = payload.Length,
                 ["p"] = payload,
             });
-            _meta.Upsert(Counters());
+            if (evicted) _meta.Upsert(Counters());
             _db.Commit();
             _depth[(int)recordClass]++;
             _bytes += payload.Length;
@@ -126,11 +126,7 @@ public sealed class DeviceOutbox : IDisposable
             _db.BeginTrans();
             foreach (var id in ids)
             {
-                var doc = _records.FindById(id);
-                if (doc is null) continue;
-                _records.Delete(id);
-                _depth[doc["c"].AsInt32]--;
-                _bytes -= doc["n"].AsInt32;
+                if (_records.FindById(id) is { } doc) Remove(doc, counter: null);
             }
 
             _db.Commit();
@@ -149,11 +145,7 @@ public sealed class DeviceOutbox : IDisposable
             _db.BeginTrans();
             foreach (var doc in old)
             {
-                var c = doc["c"].AsInt32;
-                _records.Delete(doc["_id"]);
-                _depth[c]--;
-                _expired[c]++;
-                _bytes -= doc["n"].AsInt32;
+                Remove(doc, _expired);
             }
 
             _meta.Upsert(Counters());
@@ -197,8 +189,9 @@ public sealed class DeviceOutbox : IDisposable
     /// Frees room for a record of <paramref name="size"/> bytes by dropping the oldest records of the least
     /// important classes that are no more important than <paramref name="incoming"/>. False if that is not enough.
     /// </summary>
-    private bool MakeRoom(RecordClass incoming, int size)
+    private bool MakeRoom(RecordClass incoming, int size, out bool evicted)
     {
+        evicted = false;
         var excess = _bytes + size - _settings.MaxBytes;
         if (excess <= 0) return true;
         if (size > _settings.MaxBytes) return false;
@@ -220,14 +213,21 @@ public sealed class DeviceOutbox : IDisposable
 
         foreach (var doc in victims)
         {
-            var c = doc["c"].AsInt32;
-            _records.Delete(doc["_id"]);
-            _depth[c]--;
-            _dropped[c]++;
-            _bytes -= doc["n"].AsInt32;
+            Remove(doc, _dropped);
         }
 
+        evicted = true;
         return true;
+    }
+
+    /// <summary>Deletes a record inside the caller's transaction, keeping depth and size right and counting it when it was lost.</summary>
+    private void Remove(BsonDocument doc, long[]? counter)
+    {
+        var c = doc["c"].AsInt32;
+        _records.Delete(doc["_id"]);
+        _depth[c]--;
+        _bytes -= doc["n"].AsInt32;
+        if (counter is not null) counter[c]++;
     }
 
     private BsonDocument Counters()
@@ -240,7 +240,7 @@ public sealed class DeviceOutbox : IDisposable
             expired[c.ToString()] = _expired[(int)c];
         }
 
-        return new BsonDocument { ["_id"] = "counters", ["nextId"] = _nextId, ["dropped"] = dropped, ["expired"] = expired };
+        return new BsonDocument { ["_id"] = "counters", ["dropped"] = dropped, ["expired"] = expired };
     }
 
     private static long Key(RecordClass c, long id) => ((long)c << 56) | id;
