@@ -1,6 +1,9 @@
 namespace EdgeMl.FleetHub;
 
-/// <summary>Command line: <c>edgeml-hub --Data DIR --MqttPort 1883 [--Broker mqtt://host:port] --urls http://127.0.0.1:8080</c>.</summary>
+/// <summary>
+/// Command line (or <c>EDGEML_HUB_*</c>-free plain configuration): <c>edgeml-hub --Data DIR --MqttPort 1883
+/// [--MqttAddress 0.0.0.0] [--Broker mqtt://host:port] --urls http://127.0.0.1:8080</c>.
+/// </summary>
 public sealed class HubSettings
 {
     public string Data { get; set; } = "hub-data";
@@ -10,4 +13,8 @@ public sealed class HubSettings
     public string Broker { get; set; } = "";
     /// <summary>This replica's client id at the external broker (persistent session).</summary>
     public string ClientId { get; set; } = "edgeml-hub-1";
+    /// <summary>An operator API token to accept (besides the generated <c>operator.token</c>); empty: none.</summary>
+    public string OperatorToken { get; set; } = "";
+    /// <summary>How long an enrollment token stays valid.</summary>
+    public double EnrollTokenHours { get; set; } = 24;
 }

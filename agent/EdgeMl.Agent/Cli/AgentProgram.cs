@@ -18,6 +18,8 @@ public static class AgentProgram
                            [--format json|text] [--health-every SECONDS] [--data DIR]
                            [--hub mqtt://HOST:PORT --device ID] [--quiet]
                                                                     one JSON line per prediction on stdout
+          edgeml-agent enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt://HOST:PORT]
+                                                                    join a hub with the operator's one-time token
           edgeml-agent status --data DIR [--json]                   the device's status from local state (no network)
           edgeml-agent check-model PKG                              validate a package and run a smoke inference
           edgeml-agent bench PKG [--json FILE]                      size, memory, cold start, overhead, allocations
@@ -54,6 +56,7 @@ public static class AgentProgram
                 "bench" => BenchCommand.Run(rest),
                 "record" => RecordCommand.Run(rest),
                 "status" => StatusCommand.Run(rest),
+                "enroll" => await EnrollCommand.RunAsync(rest, cts.Token).ConfigureAwait(false),
                 "version" or "--version" => PrintVersion(),
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };

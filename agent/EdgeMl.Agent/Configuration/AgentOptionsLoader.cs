@@ -22,6 +22,7 @@ public static class AgentOptionsLoader
             throw new ConfigurationException(KeyFrom(e.Message), e.Message);
         }
 
+        Sync.DeviceIdentity.Apply(options);
         Validate(options);
         return options;
     }

@@ -1,31 +1,126 @@
-using EdgeMl.FleetHub.Store;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using EdgeMl.FleetHub.Broker;
+using EdgeMl.FleetHub.Security;
+using EdgeMl.FleetHub.Store;
+using EdgeMl.Protocol.Enrollment;
 using LiteDB;
 
 namespace EdgeMl.FleetHub.Apis;
 
-/// <summary>REST: the device registry as the hub knows it so far (presence, last seen, records stored).</summary>
-public static class DevicesApi
+/// <summary>
+/// REST: the device registry (viewer: list with filters, show, telemetry and health history; operator:
+/// enroll, revoke) and the device's own enrollment call.
+/// </summary>
+public static partial class DevicesApi
 {
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex DeviceIdPattern();
+
     public static void MapDevicesApi(this WebApplication app)
     {
-        app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(new IngestView(ingest.Malformed)));
+        app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(new IngestView(ingest.Malformed, ingest.Refused))).RequireRole(ApiAuth.Viewer);
+
         var api = app.MapGroup("/api/devices");
-        api.MapGet("/", (HubStore store) => TypedResults.Ok(store.Devices().Select(Summary).ToList()));
+        api.MapGet("/", (string? group, string? status, string? model, string? tag, HubStore store) =>
+            TypedResults.Ok(store.Devices().Select(d => Summary(d, withHealth: false))
+                .Where(d => group is null || d.Group == group)
+                .Where(d => status is null || d.Presence == status || d.Enrollment == status)
+                .Where(d => model is null || d.Model == model || $"{d.Model}@{d.ModelVersion}" == model)
+                .Where(d => tag is null || HasTag(d, tag))
+                .OrderBy(d => d.Id, StringComparer.Ordinal).ToList())).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}", IResult (string id, HubStore store) =>
-            store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d)) : TypedResults.NotFound(new { error = $"no device '{id}'" }));
-        api.MapGet("/{id}/telemetry", (string id, int? limit, HubStore store) =>
-            TypedResults.Ok(store.Telemetry(id, Math.Clamp(limit ?? 100, 1, 10_000)).Select(r => new RecordView(
-                r["boot"].AsString, r["seq"].AsInt64, r["class"].AsString, r["at"].AsInt64, JsonNode.Parse(r["data"].AsString))).ToList()));
+            store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true)) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/telemetry", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "telemetry")).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/records", IResult (string id, int? limit, HubStore store) => History(store, id, limit, null)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/health", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "health")).RequireRole(ApiAuth.Viewer);
+
+        api.MapPost("/", IResult (EnrollRequest request, HubStore store, HubSettings settings, TimeProvider time) =>
+        {
+            if (!DeviceIdPattern().IsMatch(request.Id ?? ""))
+            {
+                return TypedResults.BadRequest(new ApiError($"device id '{request.Id}' is not valid: 1-64 of A-Z a-z 0-9 . _ - (no '/', '+' or '#': it is an MQTT topic level)"));
+            }
+
+            var now = time.GetUtcNow();
+            var token = Secrets.New("enr_");
+            var expires = now.AddHours(request.ExpiresHours ?? settings.EnrollTokenHours);
+            try
+            {
+                store.CreateEnrollment(request.Id!, request.Group, request.Tags ?? [], Secrets.Hash(token), expires, now);
+            }
+            catch (InvalidOperationException e)
+            {
+                return TypedResults.Conflict(new ApiError(e.Message));
+            }
+
+            return TypedResults.Ok(new EnrollTicket(request.Id!, token, expires));
+        }).RequireRole(ApiAuth.Operator);
+
+        api.MapPost("/{id}/revoke", async Task<IResult> (string id, HubStore store, IDeviceConnections connections, TimeProvider time) =>
+        {
+            if (!store.Revoke(id, time.GetUtcNow())) return NoDevice(id);
+            await connections.DisconnectAsync(id).ConfigureAwait(false);
+            return TypedResults.Ok(Summary(store.FindDevice(id)!, withHealth: false));
+        }).RequireRole(ApiAuth.Operator);
+
+        // The device's side of enrollment: the one-time token is the credential, so no API token here.
+        app.MapPost("/api/enroll", IResult (EnrollmentClaim request, HubStore store, HubSettings settings, TimeProvider time) =>
+        {
+            var password = Secrets.New("dev_");
+            var id = store.ClaimEnrollment(Secrets.Hash(request.Token ?? ""), Secrets.Hash(password), time.GetUtcNow());
+            if (id is null)
+            {
+                return Results.Json(new ApiError("enrollment token unknown, already used or expired: ask the operator for a new one (`edgeml devices enroll ID`)"),
+                    statusCode: StatusCodes.Status403Forbidden);
+            }
+
+            return TypedResults.Ok(new DeviceCredentials { DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort });
+        });
     }
 
-    private static DeviceView Summary(BsonDocument d) => new(
-        d["_id"].AsString, d["presence"].AsString, d.TryGetValue("boot", out var b) ? b.AsString : null,
-        d["records"].AsInt64, d["lastSeen"].AsInt64 == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(d["lastSeen"].AsInt64));
+    private static IResult History(HubStore store, string id, int? limit, string? recordClass) =>
+        store.FindDevice(id) is null
+            ? NoDevice(id)
+            : TypedResults.Ok(store.Records(id, Math.Clamp(limit ?? 100, 1, 10_000), recordClass).Select(r => new RecordView(
+                r["boot"].AsString, r["seq"].AsInt64, r["class"].AsString, r["at"].AsInt64, JsonNode.Parse(r["data"].AsString))).ToList());
+
+    private static IResult NoDevice(string id) => TypedResults.NotFound(new ApiError($"no device '{id}'"));
+
+    private static bool HasTag(DeviceView d, string tag)
+    {
+        var eq = tag.IndexOf('=', StringComparison.Ordinal);
+        return eq < 0 ? d.Tags.ContainsKey(tag) : d.Tags.TryGetValue(tag[..eq], out var v) && v == tag[(eq + 1)..];
+    }
+
+    private static DateTimeOffset? Time(BsonDocument d, string key) =>
+        d.TryGetValue(key, out var v) && v.IsInt64 && v.AsInt64 > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(v.AsInt64) : null;
+
+    private static string? Text(BsonDocument d, string key) => d.TryGetValue(key, out var v) && v.IsString ? v.AsString : null;
+
+    private static DeviceView Summary(BsonDocument d, bool withHealth)
+    {
+        var enrollment = d["revoked"].AsBoolean ? "revoked"
+            : d.ContainsKey("secretHash") ? "enrolled"
+            : d.ContainsKey("tokenHash") ? "pending"
+            : "unregistered";
+        var tags = d.TryGetValue("tags", out var t) && t.IsDocument ? t.AsDocument.ToDictionary(kv => kv.Key, kv => kv.Value.AsString) : [];
+        return new DeviceView(
+            d["_id"].AsString, Text(d, "group"), tags, enrollment, Time(d, "enrolledAt"), Time(d, "revokedAt"),
+            d["presence"].AsString, Text(d, "boot"), Time(d, "lastSeen"), d["records"].AsInt64,
+            Text(d, "model"), Text(d, "modelVersion"), Time(d, "healthAt"),
+            withHealth && Text(d, "health") is { } h ? JsonNode.Parse(h) : null);
+    }
 }
 
-public sealed record DeviceView(string Id, string Presence, string? Boot, long Records, DateTimeOffset? LastSeen);
+public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string, string>? Tags, double? ExpiresHours);
 
-public sealed record IngestView(long Malformed);
+public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expires);
+
+public sealed record DeviceView(
+    string Id, string? Group, Dictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
+    string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, DateTimeOffset? HealthAt, JsonNode? Health);
+
+public sealed record IngestView(long Malformed, long Refused);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);

@@ -1,16 +1,29 @@
+using System.Collections.Concurrent;
 using System.Net;
 using EdgeMl.FleetHub.Ingest;
+using EdgeMl.FleetHub.Store;
+using EdgeMl.Protocol.Wire;
+using MQTTnet.Protocol;
 using MQTTnet.Server;
 
 namespace EdgeMl.FleetHub.Broker;
 
 /// <summary>
-/// The hub's embedded MQTT broker (MQTTnet.Server). Every publish goes through ingest before the broker
-/// answers it, so a device's PUBACK means "stored".
+/// The hub's embedded MQTT broker (MQTTnet.Server). Only enrolled devices get in (user name = client id =
+/// device id, password from enrollment); a device may publish and subscribe only under
+/// <c>edgeml/{its id}/…</c>. Every publish goes through ingest before the broker answers it, so a
+/// device's PUBACK means "stored".
 /// </summary>
-public sealed class EmbeddedBroker(TelemetryIngest ingest, HubSettings settings) : IHostedService, IAsyncDisposable
+public sealed partial class EmbeddedBroker(TelemetryIngest ingest, HubStore store, HubSettings settings, ILogger<EmbeddedBroker> logger)
+    : IHostedService, IDeviceConnections, IAsyncDisposable
 {
     private MqttServer? _server;
+
+    // Connections the broker has announced and not yet finished closing, by client id. MQTTnet 5 cleans a
+    // closing connection up by client id; a reconnect with the same id in that instant can lose its new
+    // session to the old connection's clean-up (seen here as mosquitto_pub's "connection lost"). A new
+    // connection for an id waits (briefly) until the previous one is gone.
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _closing = new(StringComparer.Ordinal);
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -21,9 +34,40 @@ public sealed class EmbeddedBroker(TelemetryIngest ingest, HubSettings settings)
             .WithPersistentSessions()
             .Build();
         _server = new MqttServerFactory().CreateMqttServer(options);
+        _server.ValidatingConnectionAsync += ValidateAsync;
+        _server.ClientConnectedAsync += e =>
+        {
+            _closing[e.ClientId] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return Task.CompletedTask;
+        };
+        _server.ClientDisconnectedAsync += e =>
+        {
+            if (e.DisconnectType != MqttClientDisconnectType.Takeover && _closing.TryRemove(e.ClientId, out var gone)) gone.TrySetResult();
+            return Task.CompletedTask;
+        };
+        _server.InterceptingSubscriptionAsync += e =>
+        {
+            if (!Owns(e.ClientId, e.TopicFilter.Topic))
+            {
+                e.ProcessSubscription = false;
+                e.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
+                LogRefusedSubscription(logger, e.ClientId, e.TopicFilter.Topic);
+            }
+
+            return Task.CompletedTask;
+        };
         _server.InterceptingPublishAsync += e =>
         {
-            if (!ingest.Handle(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload))
+            if (!Owns(e.ClientId, e.ApplicationMessage.Topic))
+            {
+                // MQTT 3.1.1 has no negative PUBACK: closing the connection is the only answer a client sees.
+                e.ProcessPublish = false;
+                e.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
+                e.CloseConnection = true;
+                ingest.CountRefused();
+                LogRefusedPublish(logger, e.ClientId, e.ApplicationMessage.Topic);
+            }
+            else if (!ingest.Handle(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload))
             {
                 e.ProcessPublish = false;
             }
@@ -31,6 +75,54 @@ public sealed class EmbeddedBroker(TelemetryIngest ingest, HubSettings settings)
             return Task.CompletedTask;
         };
         await _server.StartAsync().ConfigureAwait(false);
+    }
+
+    private async Task ValidateAsync(ValidatingConnectionEventArgs e)
+    {
+        var id = e.ClientId;
+        if (string.IsNullOrEmpty(e.UserName) || e.UserName != id)
+        {
+            e.ReasonCode = MqttConnectReasonCode.NotAuthorized;
+            LogRefused(logger, id, e.RemoteEndPoint?.ToString() ?? "?", "user name must be the device id (= client id)");
+            return;
+        }
+
+        var access = store.CheckDevice(id, e.Password ?? "");
+        if (access != DeviceAccess.Allowed)
+        {
+            e.ReasonCode = access switch
+            {
+                DeviceAccess.Revoked => MqttConnectReasonCode.Banned,
+                DeviceAccess.BadPassword => MqttConnectReasonCode.BadUserNameOrPassword,
+                _ => MqttConnectReasonCode.NotAuthorized,
+            };
+            LogRefused(logger, id, e.RemoteEndPoint?.ToString() ?? "?", access switch
+            {
+                DeviceAccess.Revoked => "revoked",
+                DeviceAccess.BadPassword => "wrong password",
+                _ => "not enrolled",
+            });
+            return;
+        }
+
+        if (_closing.TryGetValue(id, out var previous))
+        {
+            await Task.WhenAny(previous.Task, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A device's own subtree: <c>edgeml/{id}/…</c>, with no wildcard standing in for the id.</summary>
+    private static bool Owns(string clientId, string topic) =>
+        topic.StartsWith($"{Topics.Root}/{clientId}/", StringComparison.Ordinal) && clientId.IndexOfAny(['+', '#', '/']) < 0;
+
+    public async Task DisconnectAsync(string deviceId)
+    {
+        if (_server is null) return;
+        var clients = await _server.GetClientsAsync().ConfigureAwait(false);
+        foreach (var c in clients.Where(c => c.Id == deviceId))
+        {
+            await c.DisconnectAsync(new MqttServerClientDisconnectOptions { ReasonCode = MqttDisconnectReasonCode.AdministrativeAction }).ConfigureAwait(false);
+        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -46,4 +138,25 @@ public sealed class EmbeddedBroker(TelemetryIngest ingest, HubSettings settings)
             _server.Dispose();
         }
     }
+
+    [LoggerMessage(EventId = 2300, Level = LogLevel.Warning, Message = "Refused MQTT connection of '{Device}' from {Endpoint}: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string device, string endpoint, string reason);
+
+    [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Refused publish of device '{Device}' to {Topic}: not its own topic; connection closed")]
+    private static partial void LogRefusedPublish(ILogger logger, string device, string topic);
+
+    [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "Refused subscription of device '{Device}' to {Filter}: not its own topics")]
+    private static partial void LogRefusedSubscription(ILogger logger, string device, string filter);
+}
+
+/// <summary>Live device connections the hub can end (revocation).</summary>
+public interface IDeviceConnections
+{
+    Task DisconnectAsync(string deviceId);
+}
+
+/// <summary>With an external broker the hub holds no device connections; the broker's own ACLs decide.</summary>
+public sealed class NoDeviceConnections : IDeviceConnections
+{
+    public Task DisconnectAsync(string deviceId) => Task.CompletedTask;
 }

@@ -14,8 +14,14 @@ namespace EdgeMl.FleetHub.Ingest;
 public sealed partial class TelemetryIngest(HubStore store, TimeProvider time, ILogger<TelemetryIngest> logger)
 {
     private long _malformed;
+    private long _refused;
 
     public long Malformed => Interlocked.Read(ref _malformed);
+
+    /// <summary>Publishes refused by the broker's ACL (a device writing outside its own topics).</summary>
+    public long Refused => Interlocked.Read(ref _refused);
+
+    public void CountRefused() => Interlocked.Increment(ref _refused);
 
     /// <summary>Returns false when the message must not be acknowledged (it could not be stored).</summary>
     public bool Handle(string topic, ReadOnlySequence<byte> payload)

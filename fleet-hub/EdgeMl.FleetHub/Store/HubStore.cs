@@ -8,12 +8,13 @@ namespace EdgeMl.FleetHub.Store;
 /// the batch, so a record is stored exactly once however often the device re-sends it. (Per the issue: one
 /// document per record with a unique index cannot reach the ingest target on LiteDB.)
 /// </summary>
-public sealed class HubStore : IDisposable
+public sealed partial class HubStore : IDisposable
 {
     private readonly LiteDatabase _db;
     private readonly ILiteCollection<BsonDocument> _batches;
     private readonly ILiteCollection<BsonDocument> _marks;
     private readonly ILiteCollection<BsonDocument> _devices;
+    private readonly ILiteCollection<BsonDocument> _apiTokens;
     private readonly Lock _gate = new();
 
     public HubStore(string directory)
@@ -23,7 +24,9 @@ public sealed class HubStore : IDisposable
         _batches = _db.GetCollection("batches", BsonAutoId.Int64);
         _marks = _db.GetCollection("watermarks");
         _devices = _db.GetCollection("devices");
+        _apiTokens = _db.GetCollection("apitokens");
         _batches.EnsureIndex("device", "$.device");
+        _devices.EnsureIndex("tokenHash", "$.tokenHash");
     }
 
     /// <summary>Stores the records of a batch not stored before; returns how many were new.</summary>
@@ -60,6 +63,11 @@ public sealed class HubStore : IDisposable
                 var d = Device(device);
                 d["records"] = d["records"].AsInt64 + fresh.Count;
                 d["lastSeen"] = receivedAt.ToUnixTimeMilliseconds();
+                foreach (var r in fresh)
+                {
+                    if (r["class"].AsString == "health") NoteHealth(d, r["at"].AsInt64, r["data"].AsString);
+                }
+
                 _devices.Upsert(d);
             }
 
@@ -90,8 +98,8 @@ public sealed class HubStore : IDisposable
         lock (_gate) return _devices.FindById(id);
     }
 
-    /// <summary>The newest stored records of a device, newest first.</summary>
-    public List<BsonDocument> Telemetry(string device, int limit)
+    /// <summary>The newest stored records of a device, newest first; only those of <paramref name="recordClass"/> when given.</summary>
+    public List<BsonDocument> Records(string device, int limit, string? recordClass = null)
     {
         lock (_gate)
         {
@@ -100,6 +108,7 @@ public sealed class HubStore : IDisposable
             {
                 foreach (var r in batch["records"].AsArray.Reverse())
                 {
+                    if (recordClass is not null && r["class"].AsString != recordClass) continue;
                     result.Add(r.AsDocument);
                     if (result.Count >= limit) return result;
                 }
@@ -110,7 +119,7 @@ public sealed class HubStore : IDisposable
     }
 
     private BsonDocument Device(string id) =>
-        _devices.FindById(id) ?? new BsonDocument { ["_id"] = id, ["presence"] = "unknown", ["records"] = 0L, ["lastSeen"] = 0L };
+        _devices.FindById(id) ?? new BsonDocument { ["_id"] = id, ["presence"] = "unknown", ["records"] = 0L, ["lastSeen"] = 0L, ["revoked"] = false };
 
     public void Dispose() => _db.Dispose();
 }

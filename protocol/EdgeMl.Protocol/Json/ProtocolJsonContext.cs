@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using EdgeMl.Protocol.Enrollment;
 using EdgeMl.Protocol.Health;
 using EdgeMl.Protocol.Packages;
 
@@ -14,4 +15,6 @@ namespace EdgeMl.Protocol.Json;
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow)]
 [JsonSerializable(typeof(ModelManifest))]
 [JsonSerializable(typeof(HealthReport))]
+[JsonSerializable(typeof(EnrollmentClaim))]
+[JsonSerializable(typeof(DeviceCredentials))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext;

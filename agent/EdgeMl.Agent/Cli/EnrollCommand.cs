@@ -1,0 +1,72 @@
+using System.Net.Http.Json;
+using EdgeMl.Agent.Sync;
+using EdgeMl.Protocol.Enrollment;
+using EdgeMl.Protocol.Json;
+
+namespace EdgeMl.Agent.Cli;
+
+/// <summary>
+/// <c>enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt://HOST:PORT]</c>: trades the operator's
+/// one-time token for this device's identity and broker password, stored in the data directory; from then
+/// on <c>run --data DIR</c> connects to the hub without naming it.
+/// </summary>
+public static class EnrollCommand
+{
+    public static async Task<int> RunAsync(Arguments args, CancellationToken ct)
+    {
+        var hubArg = args.Get("hub") ?? throw new UsageException("enroll needs --hub HOST[:PORT] (the hub's HTTP address)");
+        var token = args.Get("token") ?? throw new UsageException("enroll needs --token TOKEN (from `edgeml devices enroll ID`)");
+        var dir = args.Get("data") ?? throw new UsageException("enroll needs --data DIR (the agent's Agent:DataDirectory)");
+        var brokerOverride = args.Get("broker");
+        args.RejectUnknown();
+
+        var hub = HubUri(hubArg);
+        using var http = new HttpClient { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(30) };
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.PostAsJsonAsync("/api/enroll", new EnrollmentClaim { Token = token }, ProtocolJsonContext.Default.EnrollmentClaim, ct).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new ConfigurationException("--hub", $"cannot reach the hub at {hub}: {e.Message}");
+        }
+
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                var body = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+                throw new ConfigurationException("--token", $"the hub refused enrollment ({(int)response.StatusCode}): {body}");
+            }
+
+            var creds = await response.Content.ReadFromJsonAsync(ProtocolJsonContext.Default.DeviceCredentials, ct).ConfigureAwait(false)
+                        ?? throw new InvalidDataException($"{hub}: empty enrollment answer");
+            var identity = new DeviceIdentity
+            {
+                DeviceId = creds.DeviceId,
+                Password = creds.Password,
+                Broker = brokerOverride ?? creds.Broker ?? $"mqtt://{hub.Host}:{creds.MqttPort}",
+                Hub = hub.ToString(),
+                EnrolledAt = DateTimeOffset.UtcNow,
+            };
+            identity.Write(dir);
+            Console.WriteLine($"enrolled as '{identity.DeviceId}' at {identity.Hub} (broker {identity.Broker}); identity in {DeviceIdentity.PathIn(dir)}");
+            Console.WriteLine($"next: edgeml-agent run --config FILE   (with Agent:DataDirectory={dir})");
+            return 0;
+        }
+    }
+
+    private static Uri HubUri(string value)
+    {
+        var text = value.Contains("://", StringComparison.Ordinal) ? value : $"http://{value}";
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+        {
+            throw new ConfigurationException("--hub", $"'{value}' is not HOST[:PORT] or http(s)://HOST[:PORT]");
+        }
+
+        return value.Contains("://", StringComparison.Ordinal) || uri.Port != 80 || value.EndsWith(":80", StringComparison.Ordinal)
+            ? uri
+            : new UriBuilder(uri) { Port = 8080 }.Uri;
+    }
+}

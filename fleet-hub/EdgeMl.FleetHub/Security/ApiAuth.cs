@@ -1,0 +1,63 @@
+using EdgeMl.FleetHub.Store;
+
+namespace EdgeMl.FleetHub.Security;
+
+/// <summary>
+/// HTTP API access: <c>Authorization: Bearer TOKEN</c>. Two roles: <c>viewer</c> (field engineers: read only)
+/// and <c>operator</c> (also enrolls and revokes devices, creates tokens). The first start writes an operator
+/// token to <c>{data}/operator.token</c> (mode 600); more tokens come from <c>edgeml tokens create</c>.
+/// </summary>
+public static partial class ApiAuth
+{
+    public const string Viewer = "viewer";
+    public const string Operator = "operator";
+    public static readonly IReadOnlyList<string> Roles = [Viewer, Operator];
+
+    public static string OperatorTokenPath(string dataDirectory) => Path.Combine(dataDirectory, "operator.token");
+
+    /// <summary>Makes sure an operator can get in: creates the bootstrap token file when the hub has no operator token.</summary>
+    public static void Bootstrap(HubStore store, HubSettings settings, TimeProvider time, ILogger logger)
+    {
+        if (settings.OperatorToken.Length > 0 && store.ApiTokenRole(Secrets.Hash(settings.OperatorToken)) is null)
+        {
+            store.AddApiToken(Secrets.Hash(settings.OperatorToken), Operator, "configured", time.GetUtcNow());
+        }
+
+        if (store.HasApiTokens(Operator)) return;
+        var token = Secrets.New("op_");
+        var path = OperatorTokenPath(settings.Data);
+        File.WriteAllText(path, token + "\n");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        store.AddApiToken(Secrets.Hash(token), Operator, "bootstrap", time.GetUtcNow());
+        LogBootstrap(logger, path);
+    }
+
+    /// <summary>An endpoint filter: 401 without a known token, 403 when the token's role is below <paramref name="role"/>.</summary>
+    public static TBuilder RequireRole<TBuilder>(this TBuilder builder, string role) where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter(async (context, next) =>
+        {
+            var header = context.HttpContext.Request.Headers.Authorization.ToString();
+            var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
+            var store = context.HttpContext.RequestServices.GetRequiredService<HubStore>();
+            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token)) : null;
+            if (has is null)
+            {
+                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
+                return Results.Json(new ApiError("an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`)"), statusCode: StatusCodes.Status401Unauthorized);
+            }
+
+            if (Rank(has) < Rank(role))
+            {
+                return Results.Json(new ApiError($"this needs the '{role}' role; the token has '{has}'"), statusCode: StatusCodes.Status403Forbidden);
+            }
+
+            return await next(context).ConfigureAwait(false);
+        });
+
+    private static int Rank(string role) => role == Operator ? 2 : role == Viewer ? 1 : 0;
+
+    [LoggerMessage(EventId = 2400, Level = LogLevel.Warning, Message = "No operator token yet: created one in {Path} (use it with `edgeml login`)")]
+    private static partial void LogBootstrap(ILogger logger, string path);
+}
+
+public sealed record ApiError(string Error);

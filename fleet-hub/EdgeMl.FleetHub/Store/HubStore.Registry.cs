@@ -1,0 +1,135 @@
+using System.Text.Json;
+using LiteDB;
+
+namespace EdgeMl.FleetHub.Store;
+
+/// <summary>
+/// The device registry: enrollment (one-time token → device password), revocation, groups and tags,
+/// and the latest health each device reported. Secrets are stored as SHA-256 only.
+/// </summary>
+public sealed partial class HubStore
+{
+    /// <summary>
+    /// Registers <paramref name="id"/> with a one-time enrollment token. A device already enrolled and not
+    /// revoked is refused (revoke it first); a pending enrollment gets the new token instead of the old one.
+    /// </summary>
+    public void CreateEnrollment(string id, string? group, IReadOnlyDictionary<string, string> tags, string tokenHash, DateTimeOffset expires, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            var d = Device(id);
+            if (d.ContainsKey("secretHash") && !d["revoked"].AsBoolean)
+            {
+                throw new InvalidOperationException($"device '{id}' is already enrolled; revoke it first to enroll it again");
+            }
+
+            d.Remove("secretHash");
+            d["revoked"] = false;
+            d.Remove("revokedAt");
+            d["group"] = group ?? (d.TryGetValue("group", out var g) ? g : BsonValue.Null);
+            var tagDoc = new BsonDocument();
+            foreach (var (k, v) in tags) tagDoc[k] = v;
+            d["tags"] = tagDoc;
+            d["createdAt"] = now.ToUnixTimeMilliseconds();
+            d["tokenHash"] = tokenHash;
+            d["tokenExpires"] = expires.ToUnixTimeMilliseconds();
+            _devices.Upsert(d);
+        }
+    }
+
+    /// <summary>Exchanges an enrollment token for the device's password (stored as a hash); null if the token is unknown, used or expired.</summary>
+    public string? ClaimEnrollment(string tokenHash, string secretHash, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            var d = _devices.FindOne(Query.EQ("tokenHash", tokenHash));
+            if (d is null || d["tokenExpires"].AsInt64 < now.ToUnixTimeMilliseconds()) return null;
+            d.Remove("tokenHash");
+            d.Remove("tokenExpires");
+            d["secretHash"] = secretHash;
+            d["enrolledAt"] = now.ToUnixTimeMilliseconds();
+            _devices.Upsert(d);
+            return d["_id"].AsString;
+        }
+    }
+
+    public DeviceAccess CheckDevice(string id, string password)
+    {
+        lock (_gate)
+        {
+            var d = _devices.FindById(id);
+            if (d is null || !d.TryGetValue("secretHash", out var hash)) return DeviceAccess.Unknown;
+            if (d["revoked"].AsBoolean) return DeviceAccess.Revoked;
+            return Security.Secrets.Matches(password, hash.AsString) ? DeviceAccess.Allowed : DeviceAccess.BadPassword;
+        }
+    }
+
+    /// <summary>Marks the device revoked (its password stops working); false when there is no such device.</summary>
+    public bool Revoke(string id, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            var d = _devices.FindById(id);
+            if (d is null) return false;
+            d["revoked"] = true;
+            d["revokedAt"] = now.ToUnixTimeMilliseconds();
+            d.Remove("tokenHash");
+            d.Remove("tokenExpires");
+            _devices.Upsert(d);
+            return true;
+        }
+    }
+
+    public void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            _apiTokens.Insert(new BsonDocument { ["_id"] = tokenHash, ["role"] = role, ["name"] = name, ["created"] = now.ToUnixTimeMilliseconds() });
+        }
+    }
+
+    /// <summary>The role of an API token, or null when the token is not known.</summary>
+    public string? ApiTokenRole(string tokenHash)
+    {
+        lock (_gate) return _apiTokens.FindById(tokenHash)?["role"].AsString;
+    }
+
+    public bool HasApiTokens(string role)
+    {
+        lock (_gate) return _apiTokens.Exists(Query.EQ("role", role));
+    }
+
+    public List<BsonDocument> ApiTokens()
+    {
+        lock (_gate) return _apiTokens.FindAll().ToList();
+    }
+
+    /// <summary>Keeps the newest health report on the device document, with the model it names, for the registry.</summary>
+    private static void NoteHealth(BsonDocument d, long at, string json)
+    {
+        if (d.TryGetValue("healthAt", out var prev) && prev.AsInt64 > at) return;
+        d["healthAt"] = at;
+        d["health"] = json;
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            if (doc.RootElement.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.Object)
+            {
+                d["model"] = m.TryGetProperty("name", out var n) ? n.GetString() : null;
+                d["modelVersion"] = m.TryGetProperty("version", out var v) ? v.GetString() : null;
+            }
+        }
+        catch (JsonException)
+        {
+            // Stored as it came; the registry just has no model for it.
+        }
+    }
+}
+
+public enum DeviceAccess
+{
+    Allowed,
+    Unknown,
+    Revoked,
+    BadPassword,
+}

@@ -1,0 +1,21 @@
+namespace EdgeMl.Protocol.Enrollment;
+
+/// <summary>
+/// <c>POST /api/enroll</c>: a device trades the one-time token the operator got from
+/// <c>edgeml devices enroll ID</c> for its MQTT credentials.
+/// </summary>
+public sealed class EnrollmentClaim
+{
+    public string Token { get; set; } = "";
+}
+
+/// <summary>The hub's answer to an <see cref="EnrollmentClaim"/>: who the device is and how it logs in to the broker.</summary>
+public sealed class DeviceCredentials
+{
+    /// <summary>The device id: MQTT client id and user name, and the device level of its topics.</summary>
+    public string DeviceId { get; set; } = "";
+    public string Password { get; set; } = "";
+    /// <summary><c>mqtt://host:port</c> when the hub uses an external broker; null: the hub's own, on <see cref="MqttPort"/>.</summary>
+    public string? Broker { get; set; }
+    public int MqttPort { get; set; }
+}
