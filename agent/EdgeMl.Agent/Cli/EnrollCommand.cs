@@ -37,7 +37,7 @@ public static class EnrollCommand
             if (!response.IsSuccessStatusCode)
             {
                 var body = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-                throw new ConfigurationException("--token", $"the hub refused enrollment ({(int)response.StatusCode}): {body}");
+                throw new ConfigurationException("--token", $"the hub refused enrollment ({(int)response.StatusCode}): {ErrorText(body)}");
             }
 
             var creds = await response.Content.ReadFromJsonAsync(ProtocolJsonContext.Default.DeviceCredentials, ct).ConfigureAwait(false)
@@ -54,6 +54,20 @@ public static class EnrollCommand
             Console.WriteLine($"enrolled as '{identity.DeviceId}' at {identity.Hub} (broker {identity.Broker}); identity in {DeviceIdentity.PathIn(dir)}");
             Console.WriteLine($"next: edgeml-agent run --config FILE   (with Agent:DataDirectory={dir})");
             return 0;
+        }
+    }
+
+    /// <summary>The hub answers errors as <c>{"error": "…"}</c>; anything else is shown as it came.</summary>
+    private static string ErrorText(string body)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(body);
+            return doc.RootElement.TryGetProperty("error", out var e) && e.GetString() is { } text ? text : body;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return body;
         }
     }
 

@@ -25,6 +25,7 @@ public sealed partial class AgentRuntime : IDisposable
     private readonly ILogger _logger;
     private readonly AgentOptions _options;
     private readonly TimeProvider _time;
+    private readonly Platform.SystemProbe _system;
 
     public AgentRuntime(AgentOptions options, ILoggerFactory loggers, TimeProvider? time = null,
         ISensorSource? sensor = null, GpioController? gpio = null, Stream? resultStream = null)
@@ -32,6 +33,7 @@ public sealed partial class AgentRuntime : IDisposable
         _options = options;
         _time = time ?? TimeProvider.System;
         _logger = loggers.CreateLogger("EdgeMl.Agent");
+        _system = new Platform.SystemProbe(options.DataDirectory);
         try
         {
             var package = ModelPackage.Open(options.Model);
@@ -130,6 +132,7 @@ public sealed partial class AgentRuntime : IDisposable
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
             {
                 var h = Health.Snapshot();
+                h.System = _system.Read();
                 if (Outbox is not null)
                 {
                     Outbox.Expire();

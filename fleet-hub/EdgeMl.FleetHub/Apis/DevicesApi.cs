@@ -108,7 +108,7 @@ public static partial class DevicesApi
         return new DeviceView(
             d["_id"].AsString, Text(d, "group"), tags, enrollment, Time(d, "enrolledAt"), Time(d, "revokedAt"),
             d["presence"].AsString, Text(d, "boot"), Time(d, "lastSeen"), d["records"].AsInt64,
-            Text(d, "model"), Text(d, "modelVersion"), Time(d, "healthAt"),
+            Text(d, "model"), Text(d, "modelVersion"), d.TryGetValue("latencyP99Ms", out var p99) && p99.IsDouble ? p99.AsDouble : null, Time(d, "healthAt"),
             withHealth && Text(d, "health") is { } h ? JsonNode.Parse(h) : null);
     }
 }
@@ -119,7 +119,7 @@ public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expire
 
 public sealed record DeviceView(
     string Id, string? Group, Dictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
-    string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, DateTimeOffset? HealthAt, JsonNode? Health);
+    string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health);
 
 public sealed record IngestView(long Malformed, long Refused);
 

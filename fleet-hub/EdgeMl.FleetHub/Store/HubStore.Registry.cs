@@ -117,6 +117,7 @@ public sealed partial class HubStore
             {
                 d["model"] = m.TryGetProperty("name", out var n) ? n.GetString() : null;
                 d["modelVersion"] = m.TryGetProperty("version", out var v) ? v.GetString() : null;
+                d["latencyP99Ms"] = m.TryGetProperty("latencyP99Ms", out var p99) && p99.TryGetDouble(out var ms) ? ms : BsonValue.Null;
             }
         }
         catch (JsonException)

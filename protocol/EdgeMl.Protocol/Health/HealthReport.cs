@@ -8,6 +8,7 @@ public sealed class HealthReport
     public ModelHealth? Model { get; set; }
     public List<SensorHealth> Sensors { get; set; } = [];
     public OutboxHealth? Outbox { get; set; }
+    public SystemHealth? System { get; set; }
 }
 
 /// <summary>The device's store-and-forward queue: what waits, and what had to be dropped, per record class.</summary>
@@ -44,4 +45,21 @@ public sealed class SensorHealth
     public string? LastError { get; set; }
     public DateTimeOffset? LastErrorAt { get; set; }
     public double? RetryInSeconds { get; set; }
+}
+
+/// <summary>The machine the agent runs on, read from /proc and /sys (no tools, no privileges).</summary>
+public sealed class SystemHealth
+{
+    public int Cpus { get; set; }
+    /// <summary>All CPUs busy share since the previous report, 0..100.</summary>
+    public double CpuPercent { get; set; }
+    public double Load1 { get; set; }
+    public double MemoryTotalMb { get; set; }
+    public double MemoryUsedPercent { get; set; }
+    public double ProcessRssMb { get; set; }
+    /// <summary>Free space for the agent's data directory (the outbox lives there).</summary>
+    public double DiskFreeMb { get; set; }
+    /// <summary>Hottest thermal zone in °C; null where the board has none (containers, most VMs).</summary>
+    public double? TemperatureC { get; set; }
+    public double MachineUptimeSeconds { get; set; }
 }

@@ -1,0 +1,252 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace EdgeMl.Cli;
+
+/// <summary><c>edgeml</c>: the operator's tool. Errors are one line on stderr: exit 1 (the hub said no), 2 (usage).</summary>
+public static class EdgeMlCli
+{
+    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "json", "help" };
+
+    public const string Usage = """
+        edgeml — the operator's tool for an EdgeMl fleet hub
+
+        usage:
+          edgeml login --hub URL --token TOKEN            remember the hub and API token (~/.config/edgeml/login.json)
+          edgeml devices enroll ID [--group G] [--tag K=V]… [--expires HOURS]
+                                                          register a device; prints its one-time enrollment token
+          edgeml devices list [--group G] [--status online|offline|pending|revoked] [--model NAME[@VERSION]] [--tag K[=V]]
+          edgeml devices show ID                          one device: registry, presence, latest health
+          edgeml devices revoke ID                        the device's credentials stop working; it is disconnected now
+          edgeml tokens create [--role viewer|operator] [--name NAME]
+          edgeml tokens list
+
+        every command: [--hub URL] [--token TOKEN] [--json]   (or EDGEML_HUB, EDGEML_TOKEN)
+        """;
+
+    public static async Task<int> MainAsync(string[] argv, TextWriter stdout, TextWriter stderr)
+    {
+        if (argv.Length == 0 || argv[0] is "help" or "--help" or "-h")
+        {
+            await stdout.WriteLineAsync(Usage).ConfigureAwait(false);
+            return argv.Length == 0 ? 2 : 0;
+        }
+
+        try
+        {
+            // Options may come anywhere (`edgeml --hub URL devices list`); the first words are the command.
+            var args = new CliArgs(argv, Flags);
+            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" ? 2 : 1;
+            var command = string.Join(' ', args.Positional.Take(words));
+            args.Positional.RemoveRange(0, Math.Min(words, args.Positional.Count));
+            var json = args.Has("json");
+            var output = new Output(stdout, json);
+            switch (command)
+            {
+                case "login": await LoginAsync(args, output).ConfigureAwait(false); break;
+                case "devices enroll": await EnrollAsync(args, output).ConfigureAwait(false); break;
+                case "devices list": await ListAsync(args, output).ConfigureAwait(false); break;
+                case "devices show": await ShowAsync(args, output).ConfigureAwait(false); break;
+                case "devices revoke": await RevokeAsync(args, output).ConfigureAwait(false); break;
+                case "tokens create": await CreateTokenAsync(args, output).ConfigureAwait(false); break;
+                case "tokens list": await ListTokensAsync(args, output).ConfigureAwait(false); break;
+                default: throw new UsageException($"unknown command '{command}'");
+            }
+
+            return 0;
+        }
+        catch (UsageException e)
+        {
+            await stderr.WriteLineAsync($"error: {e.Message}\n\n{Usage}").ConfigureAwait(false);
+            return 2;
+        }
+        catch (HubException e)
+        {
+            await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
+    }
+
+    private static async Task LoginAsync(CliArgs args, Output output)
+    {
+        var hub = HubClient.ParseHub(args.Get("hub") ?? throw new UsageException("login needs --hub URL"));
+        var token = args.Get("token") ?? throw new UsageException("login needs --token TOKEN (an operator's first token is in the hub's DATA/operator.token)");
+        args.RejectUnknown(0);
+        using (var client = new HubClient(hub, token))
+        {
+            await client.GetAsync("/api/devices").ConfigureAwait(false); // proves the token before it is saved
+        }
+
+        LoginFile.Write(new LoginFile.Login(hub.ToString(), token));
+        output.Line($"logged in to {hub}; saved in {LoginFile.PathName}");
+    }
+
+    private static async Task EnrollAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var id = One(args, "devices enroll ID");
+        var tags = new JsonObject();
+        foreach (var t in args.All("tag"))
+        {
+            var eq = t.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0) throw new UsageException($"--tag '{t}' is not KEY=VALUE");
+            tags[t[..eq]] = t[(eq + 1)..];
+        }
+
+        var body = new JsonObject { ["id"] = id, ["group"] = args.Get("group"), ["tags"] = tags };
+        if (args.Get("expires") is { } hours) body["expiresHours"] = double.Parse(hours, CultureInfo.InvariantCulture);
+        args.RejectUnknown(1);
+        var ticket = await hub.PostAsync("/api/devices", body).ConfigureAwait(false);
+        if (output.Json(ticket)) return;
+        var token = ticket["token"]!.GetValue<string>();
+        output.Line($"device '{id}' registered; its one-time enrollment token (valid until {ticket["expires"]!.GetValue<DateTimeOffset>():yyyy-MM-dd HH:mm} UTC):");
+        output.Line("");
+        output.Line($"  {token}");
+        output.Line("");
+        output.Line("on the device:");
+        output.Line($"  edgeml-agent enroll --hub {hub.Hub.Authority} --token {token} --data /var/lib/edgeml");
+    }
+
+    private static async Task ListAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var query = new List<string>();
+        foreach (var key in new[] { "group", "status", "model", "tag" })
+        {
+            if (args.Get(key) is { } v) query.Add($"{key}={Uri.EscapeDataString(v)}");
+        }
+
+        args.RejectUnknown(0);
+        var devices = (await hub.GetAsync("/api/devices" + (query.Count > 0 ? "?" + string.Join('&', query) : "")).ConfigureAwait(false)).AsArray();
+        if (output.Json(devices)) return;
+        var now = DateTimeOffset.UtcNow;
+        var rows = devices.Select(d => new[]
+        {
+            S(d, "id"), S(d, "group") ?? "-", S(d, "presence"), Ago(d?["lastSeen"], now), S(d, "model") is { } m ? $"{m}@{S(d, "modelVersion")}" : "-",
+            d!["latencyP99Ms"] is { } p99 ? $"{N(p99):0.00} ms" : "-", d!["records"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture), S(d, "enrollment"),
+        }).ToList();
+        output.Table(["DEVICE", "GROUP", "PRESENCE", "LAST SEEN", "MODEL", "P99", "RECORDS", "ENROLLMENT"], rows);
+        output.Line($"{devices.Count} device(s); {devices.Count(d => S(d, "presence") == "online")} online");
+    }
+
+    private static async Task ShowAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var id = One(args, "devices show ID");
+        args.RejectUnknown(1);
+        var d = await hub.GetAsync($"/api/devices/{Uri.EscapeDataString(id)}").ConfigureAwait(false);
+        if (output.Json(d)) return;
+        var now = DateTimeOffset.UtcNow;
+        var tags = d["tags"]?.AsObject().Select(kv => $"{kv.Key}={kv.Value}") ?? [];
+        output.Pairs([
+            ("device", S(d, "id")), ("group", S(d, "group") ?? "-"), ("tags", string.Join(", ", tags) is { Length: > 0 } t ? t : "-"),
+            ("enrollment", S(d, "enrollment") + (S(d, "enrolledAt") is { } at ? $" (since {at})" : "") + (S(d, "revokedAt") is { } r ? $" (revoked {r})" : "")),
+            ("presence", $"{S(d, "presence")} (last seen {Ago(d["lastSeen"], now)}, boot {S(d, "boot") ?? "-"})"),
+            ("records", d["records"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture)),
+            ("model", S(d, "model") is { } m ? $"{m} {S(d, "modelVersion")}" : "-"),
+        ]);
+        if (d["health"] is not JsonObject h) return;
+        output.Line($"health (reported {Ago(d["healthAt"], now)}):");
+        var lines = new List<(string, string?)>();
+        if (h["model"] is JsonObject hm)
+        {
+            lines.Add(("  inference", $"{N(hm["inferencesPerSecond"]):0.0}/s, p50 {N(hm["latencyP50Ms"]):0.000} ms, p99 {N(hm["latencyP99Ms"]):0.000} ms, {hm["predictions"]} predictions, {hm["windowsDropped"]} windows dropped, {hm["provider"]}"));
+        }
+
+        if (h["system"] is JsonObject sys)
+        {
+            lines.Add(("  system", $"cpu {N(sys["cpuPercent"]):0}%, memory {N(sys["memoryUsedPercent"]):0}% used (agent rss {N(sys["processRssMb"]):0.0} MB), "
+                                   + $"disk free {N(sys["diskFreeMb"]):0} MB, temperature {(sys["temperatureC"] is { } tc ? $"{N(tc):0.0} °C" : "n/a")}, load {N(sys["load1"]):0.00}"));
+        }
+
+        if (h["uptimeSeconds"] is { } up) lines.Add(("  uptime", TimeSpan.FromSeconds(Math.Round(N(up))).ToString()));
+        foreach (var s in h["sensors"]?.AsArray() ?? [])
+        {
+            lines.Add(($"  sensor {S(s, "name")}", $"{S(s, "state")}, {s!["samples"]} samples, {s["errors"]} errors" + (S(s, "lastError") is { } le ? $" (last: {le})" : "")));
+        }
+
+        if (h["outbox"] is JsonObject ob)
+        {
+            lines.Add(("  outbox", $"waiting {Counts(ob["depth"])}; dropped {Counts(ob["dropped"])}; {N(ob["bytes"]) / 1024:0} of {N(ob["maxBytes"]) / 1024:0} KiB"));
+        }
+
+        output.Pairs(lines);
+    }
+
+    private static async Task RevokeAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var id = One(args, "devices revoke ID");
+        args.RejectUnknown(1);
+        var d = await hub.PostAsync($"/api/devices/{Uri.EscapeDataString(id)}/revoke", new JsonObject()).ConfigureAwait(false);
+        if (output.Json(d)) return;
+        output.Line($"device '{id}' revoked: its credentials no longer work and its connection was closed");
+    }
+
+    private static async Task CreateTokenAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var body = new JsonObject { ["role"] = args.Get("role") ?? "viewer", ["name"] = args.Get("name") ?? "" };
+        args.RejectUnknown(0);
+        var t = await hub.PostAsync("/api/tokens", body).ConfigureAwait(false);
+        if (output.Json(t)) return;
+        output.Line($"{S(t, "role")} token{(S(t, "name") is { Length: > 0 } n ? $" '{n}'" : "")} (shown once; the hub keeps only its hash):");
+        output.Line($"  {S(t, "token")}");
+    }
+
+    private static async Task ListTokensAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        args.RejectUnknown(0);
+        var tokens = (await hub.GetAsync("/api/tokens").ConfigureAwait(false)).AsArray();
+        if (output.Json(tokens)) return;
+        output.Table(["NAME", "ROLE", "CREATED"], tokens.Select(t => new[] { S(t, "name") is { Length: > 0 } n ? n : "-", S(t, "role"), S(t, "created") }).ToList());
+    }
+
+    private static string One(CliArgs args, string what) =>
+        args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException($"{what}: which device?");
+
+    private static string? S(JsonNode? node, string key) => node?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : node?[key]?.ToJsonString();
+
+    private static double N(JsonNode? node) => node is JsonValue v && v.TryGetValue<double>(out var d) ? d : double.NaN;
+
+    private static string Counts(JsonNode? node) =>
+        node is JsonObject o && o.Count > 0 ? string.Join(", ", o.Select(kv => $"{kv.Key} {kv.Value}")) : "none";
+
+    private static string Ago(JsonNode? at, DateTimeOffset now)
+    {
+        if (at is not JsonValue v || !v.TryGetValue<DateTimeOffset>(out var t)) return "never";
+        var d = now - t;
+        return d.TotalSeconds < 1 ? "now" : d.TotalMinutes < 1 ? $"{d.TotalSeconds:0}s ago" : d.TotalHours < 1 ? $"{d.TotalMinutes:0}m ago"
+            : d.TotalDays < 1 ? $"{d.TotalHours:0}h ago" : $"{d.TotalDays:0}d ago";
+    }
+}
+
+/// <summary>People get aligned tables; scripts (<c>--json</c>) get the hub's JSON unchanged.</summary>
+public sealed class Output(TextWriter writer, bool json)
+{
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    public bool Json(JsonNode node)
+    {
+        if (!json) return false;
+        writer.WriteLine(node.ToJsonString(Indented));
+        return true;
+    }
+
+    public void Line(string text) => writer.WriteLine(text);
+
+    public void Table(string[] header, IReadOnlyList<string?[]> rows)
+    {
+        var widths = header.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => (r[i] ?? "-").Length))).ToArray();
+        writer.WriteLine(string.Join("  ", header.Select((h, i) => h.PadRight(widths[i]))).TrimEnd());
+        foreach (var r in rows) writer.WriteLine(string.Join("  ", r.Select((c, i) => (c ?? "-").PadRight(widths[i]))).TrimEnd());
+    }
+
+    public void Pairs(IReadOnlyList<(string Key, string? Value)> pairs)
+    {
+        var width = pairs.Count == 0 ? 0 : pairs.Max(p => p.Key.Length);
+        foreach (var (k, v) in pairs) writer.WriteLine($"{(k + ":").PadRight(width + 1)} {v ?? "-"}");
+    }
+}

@@ -1,0 +1,120 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace EdgeMl.Cli;
+
+/// <summary>
+/// The hub's REST API for the CLI. Where: <c>--hub URL</c>, else <c>EDGEML_HUB</c>, else what <c>edgeml login</c>
+/// saved, else http://127.0.0.1:8080. Token: <c>--token</c>, <c>EDGEML_TOKEN</c>, or the saved login.
+/// </summary>
+public sealed class HubClient : IDisposable
+{
+    private readonly HttpClient _http;
+
+    public HubClient(Uri hub, string? token)
+    {
+        Hub = hub;
+        _http = new HttpClient { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(30) };
+        if (!string.IsNullOrEmpty(token)) _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+    }
+
+    public Uri Hub { get; }
+
+    public static HubClient From(CliArgs args)
+    {
+        var saved = LoginFile.Read();
+        var hub = args.Get("hub") ?? Environment.GetEnvironmentVariable("EDGEML_HUB") ?? saved?.Hub ?? "http://127.0.0.1:8080";
+        var token = args.Get("token") ?? Environment.GetEnvironmentVariable("EDGEML_TOKEN") ?? saved?.Token;
+        return new HubClient(ParseHub(hub), token);
+    }
+
+    public static Uri ParseHub(string value)
+    {
+        var text = value.Contains("://", StringComparison.Ordinal) ? value : $"http://{value}";
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+        {
+            throw new UsageException($"--hub: '{value}' is not http(s)://HOST[:PORT]");
+        }
+
+        return uri;
+    }
+
+    public Task<JsonNode> GetAsync(string path) => SendAsync(HttpMethod.Get, path, null);
+
+    public Task<JsonNode> PostAsync(string path, JsonNode body) => SendAsync(HttpMethod.Post, path, body);
+
+    private async Task<JsonNode> SendAsync(HttpMethod method, string path, JsonNode? body)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (body is not null) request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.SendAsync(request).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new HubException($"cannot reach the hub at {Hub}: {e.Message}");
+        }
+
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode)
+            {
+                var why = TryError(text) ?? (text.Length > 0 ? text : response.ReasonPhrase);
+                throw new HubException(response.StatusCode switch
+                {
+                    HttpStatusCode.Unauthorized => why ?? "an API token is needed",
+                    HttpStatusCode.Forbidden => $"not allowed: {why}",
+                    _ => $"{(int)response.StatusCode} {response.ReasonPhrase}: {why}",
+                });
+            }
+
+            return JsonNode.Parse(text) ?? new JsonObject();
+        }
+    }
+
+    private static string? TryError(string text)
+    {
+        try
+        {
+            return JsonNode.Parse(text)?["error"]?.GetValue<string>();
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose() => _http.Dispose();
+}
+
+/// <summary><c>edgeml login</c>'s memory: <c>$XDG_CONFIG_HOME/edgeml/login.json</c> (mode 600).</summary>
+public static class LoginFile
+{
+    public sealed record Login(string Hub, string Token);
+
+    public static string PathName =>
+        Path.Combine(Environment.GetEnvironmentVariable("XDG_CONFIG_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".config"), "edgeml", "login.json");
+
+    public static Login? Read()
+    {
+        if (!File.Exists(PathName)) return null;
+        var node = JsonNode.Parse(File.ReadAllText(PathName));
+        return node?["hub"]?.GetValue<string>() is { } hub && node["token"]?.GetValue<string>() is { } token ? new Login(hub, token) : null;
+    }
+
+    public static void Write(Login login)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(PathName)!);
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var f = new FileStream(PathName, options);
+        JsonSerializer.Serialize(f, new JsonObject { ["hub"] = login.Hub, ["token"] = login.Token });
+    }
+}

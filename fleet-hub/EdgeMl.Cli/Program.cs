@@ -1,0 +1,3 @@
+using EdgeMl.Cli;
+
+return await EdgeMlCli.MainAsync(args, Console.Out, Console.Error).ConfigureAwait(false);

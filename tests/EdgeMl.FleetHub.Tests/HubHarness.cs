@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using EdgeMl.TestUtilities;
+using EdgeMl.TestUtilities.Mqtt;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>
+/// A real hub process (embedded broker, or a client of an external broker), the operator's API client, and
+/// the programs people run against it — <c>edgeml-agent</c> and <c>edgeml</c> — as separate processes.
+/// </summary>
+public sealed class HubHarness : IDisposable
+{
+    private readonly ManualResetEventSlim _subscribed = new();
+    private readonly HashSet<string> _enrolled = [];
+    private Process? _hub;
+
+    public HubHarness()
+    {
+        Api.BaseAddress = new Uri($"http://127.0.0.1:{Http}");
+    }
+
+    public TempDirectory Dir { get; } = new();
+    public int Mqtt { get; } = Mosquitto.FreePort();
+    public int Http { get; } = Mosquitto.FreePort();
+    public string HubUrl => $"http://127.0.0.1:{Http}";
+    public string HubData => Path.Combine(Dir.Path, "hub");
+
+    /// <summary>The hub's REST API with the operator token the hub wrote on first start.</summary>
+    public HttpClient Api { get; } = new();
+
+    public string OperatorToken { get; private set; } = "";
+
+    /// <summary>Where agents connect: the embedded broker, or the external one the hub was started with.</summary>
+    public string AgentBroker { get; private set; } = "";
+
+    public bool External { get; private set; }
+
+    public void StartHub(string? externalBroker = null)
+    {
+        var args = new List<string> { "--Data", HubData, "--MqttPort", Str(Mqtt), "--urls", HubUrl };
+        if (externalBroker is not null) args.AddRange(["--Broker", externalBroker]);
+        External = externalBroker is not null;
+        AgentBroker = externalBroker ?? $"mqtt://127.0.0.1:{Mqtt}";
+        _subscribed.Reset();
+        _hub = Start(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), args, line =>
+        {
+            // Logged after the hub subscribed at the external broker.
+            if (line.Contains("Connected to external broker", StringComparison.Ordinal)) _subscribed.Set();
+        });
+        Until(() => File.Exists(Path.Combine(HubData, "operator.token")), "the hub's operator token");
+        OperatorToken = File.ReadAllText(Path.Combine(HubData, "operator.token")).Trim();
+        Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", OperatorToken);
+        Until(() => Try(() => Api.GetAsync("/api/devices").Result.IsSuccessStatusCode), "the hub to answer");
+    }
+
+    public bool WaitSubscribed(int timeoutMs) => _subscribed.Wait(timeoutMs);
+
+    public void KillHub()
+    {
+        _hub!.Kill(); // kill -9
+        _hub.WaitForExit();
+        _hub.Dispose();
+        _hub = null;
+    }
+
+    /// <summary>The operator registers the device (REST, as <c>edgeml devices enroll</c> does) and gets its one-time token.</summary>
+    public string Register(string device, string? group = null, Dictionary<string, string>? tags = null)
+    {
+        var response = Api.PostAsJsonAsync("/api/devices", new { id = device, group, tags }).Result;
+        Assert.True(response.IsSuccessStatusCode, $"registering {device}: {(int)response.StatusCode} {response.Content.ReadAsStringAsync().Result}");
+        return Json(response).GetProperty("token").GetString()!;
+    }
+
+    /// <summary>Register, then <c>edgeml-agent enroll</c> on the "device" with the token, as an engineer would.</summary>
+    public void Enroll(string device, string? group = null)
+    {
+        var token = Register(device, group);
+        var (code, _, err) = Run(AgentDll, "enroll", "--hub", $"127.0.0.1:{Http}", "--token", token, "--data", AgentData(device));
+        Assert.True(code == 0, $"edgeml-agent enroll {device}: {err}");
+        _enrolled.Add(device);
+    }
+
+    public string AgentData(string device) => Path.Combine(Dir.Path, device);
+
+    /// <summary>
+    /// An agent process on the simulated machine. With the embedded broker it is enrolled first and finds its
+    /// hub through its identity; with an external broker it is pointed at it (that broker's own ACLs apply).
+    /// </summary>
+    public Process Agent(string device, int count, bool fast)
+    {
+        var args = new List<string>
+        {
+            "run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", Str(count), "--quiet",
+            "--data", AgentData(device), "--Agent:Hub:ReconnectMinMs=50", "--Agent:Hub:ReconnectMaxMs=500",
+            fast ? "--fast" : "--Agent:Pipeline:Realtime=true",
+        };
+        if (External)
+        {
+            args.AddRange(["--hub", AgentBroker, "--device", device]);
+        }
+        else if (!_enrolled.Contains(device))
+        {
+            Enroll(device);
+        }
+
+        return Start(AgentDll, args, _ => { });
+    }
+
+    public static string AgentDll => Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll");
+    public static string CliDll => Path.Combine(AppContext.BaseDirectory, "edgeml.dll");
+
+    public JsonElement Get(string path)
+    {
+        var response = Api.GetAsync(path).Result;
+        Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode}");
+        return Json(response);
+    }
+
+    public JsonElement Device(string id) => Get($"/api/devices/{id}");
+
+    public long Records(string id)
+    {
+        var response = Api.GetAsync($"/api/devices/{id}").Result;
+        return response.IsSuccessStatusCode ? Json(response).GetProperty("records").GetInt64() : 0;
+    }
+
+    public List<(string Boot, long Seq)> Stored(string id) =>
+        Get($"/api/devices/{id}/telemetry?limit=10000").EnumerateArray()
+            .Select(r => (r.GetProperty("boot").GetString()!, r.GetProperty("seq").GetInt64())).ToList();
+
+    public static JsonElement Json(HttpResponseMessage response) => JsonDocument.Parse(response.Content.ReadAsStringAsync().Result).RootElement.Clone();
+
+    /// <summary>Runs a program to its end: (exit code, stdout, stderr).</summary>
+    public static (int Code, string Out, string Err) Run(string program, params string[] args)
+    {
+        var psi = new ProcessStartInfo(program.EndsWith(".dll", StringComparison.Ordinal) ? "dotnet" : program)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        if (program.EndsWith(".dll", StringComparison.Ordinal)) psi.ArgumentList.Add(program);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        Assert.True(p.WaitForExit(60_000), $"{program} {string.Join(' ', args)} did not finish");
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    public static Process Start(string dll, IEnumerable<string> args, Action<string> onLine)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    public static void Until(Func<bool> condition, string what, int timeoutMs = 30_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (!condition())
+        {
+            if (Environment.TickCount64 > deadline) Assert.Fail($"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    private static bool Try(Func<bool> f)
+    {
+        try
+        {
+            return f();
+        }
+        catch (AggregateException)
+        {
+            return false;
+        }
+    }
+
+    public static string Str(long v) => v.ToString(CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        if (_hub is not null) KillHub();
+        Api.Dispose();
+        _subscribed.Dispose();
+        Dir.Dispose();
+    }
+}
