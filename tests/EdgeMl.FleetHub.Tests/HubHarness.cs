@@ -90,13 +90,13 @@ public sealed class HubHarness : IDisposable
     /// An agent process on the simulated machine. With the embedded broker it is enrolled first and finds its
     /// hub through its identity; with an external broker it is pointed at it (that broker's own ACLs apply).
     /// </summary>
-    public Process Agent(string device, int count, bool fast)
+    public Process Agent(string device, int count, bool fast, int healthEvery = 0)
     {
         var args = new List<string>
         {
             "run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", Str(count), "--quiet",
             "--data", AgentData(device), "--Agent:Hub:ReconnectMinMs=50", "--Agent:Hub:ReconnectMaxMs=500",
-            fast ? "--fast" : "--Agent:Pipeline:Realtime=true",
+            fast ? "--fast" : "--Agent:Pipeline:Realtime=true", "--health-every", Str(healthEvery),
         };
         if (External)
         {
