@@ -4,10 +4,13 @@ using Microsoft.Extensions.Logging;
 
 namespace EdgeMl.Agent.Actions;
 
-/// <summary>Applies the <see cref="ActionRule"/>s to each prediction and switches their pins.</summary>
+/// <summary>
+/// Applies the <see cref="ActionRule"/>s to each prediction: switches their pins and reports each switch as an
+/// alert (<see cref="RuleSwitched"/>) to whoever stores alerts.
+/// </summary>
 public sealed partial class GpioActions : IPredictionSink, IDisposable
 {
-    private readonly GpioController _gpio;
+    private readonly GpioController? _gpio;
     private readonly ActionRule[] _rules;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -15,7 +18,8 @@ public sealed partial class GpioActions : IPredictionSink, IDisposable
     private readonly long[] _lastMatch;
     private readonly bool[] _on;
 
-    public GpioActions(GpioController gpio, IReadOnlyList<ActionRule> rules, TimeProvider time, ILogger logger)
+    /// <summary><paramref name="gpio"/> may be null when no rule has a pin.</summary>
+    public GpioActions(GpioController? gpio, IReadOnlyList<ActionRule> rules, TimeProvider time, ILogger logger)
     {
         _gpio = gpio;
         _rules = rules.ToArray();
@@ -24,11 +28,15 @@ public sealed partial class GpioActions : IPredictionSink, IDisposable
         _streak = new int[_rules.Length];
         _lastMatch = new long[_rules.Length];
         _on = new bool[_rules.Length];
-        foreach (var rule in _rules)
+        foreach (var rule in _rules.Where(r => r.Pin >= 0))
         {
-            _gpio.OpenPin(rule.Pin, PinMode.Output, Level(rule, on: false));
+            (_gpio ?? throw new ArgumentNullException(nameof(gpio), $"rule on GPIO {rule.Pin} needs a GPIO controller"))
+                .OpenPin(rule.Pin, PinMode.Output, Level(rule, on: false));
         }
     }
+
+    /// <summary>Raised when a rule with <see cref="ActionRule.Alert"/> switches on or off.</summary>
+    public event Action<RuleSwitch>? RuleSwitched;
 
     public void OnPrediction(Prediction p)
     {
@@ -62,18 +70,23 @@ public sealed partial class GpioActions : IPredictionSink, IDisposable
     private void Switch(int i, bool on, Prediction p)
     {
         var rule = _rules[i];
-        _gpio.Write(rule.Pin, Level(rule, on));
+        if (rule.Pin >= 0) _gpio!.Write(rule.Pin, Level(rule, on));
         _on[i] = on;
-        LogSwitched(_logger, rule.Pin, on ? "on" : "off", p.Label ?? p.Score.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture), p.Sequence);
+        var result = p.Label ?? p.Score.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
+        LogSwitched(_logger, RuleName(rule), rule.Pin >= 0 ? $"GPIO {rule.Pin}" : "alert only", on ? "on" : "off", result, p.Sequence);
+        if (rule.Alert) RuleSwitched?.Invoke(new RuleSwitch(i, RuleName(rule), rule.Pin >= 0 ? rule.Pin : null, on, p.Label, p.Score, p.Sequence, _time.GetUtcNow()));
     }
+
+    public static string RuleName(ActionRule rule) =>
+        rule.Name ?? rule.Label ?? $"score>{rule.Above?.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)}";
 
     private static PinValue Level(ActionRule rule, bool on) => on ^ rule.ActiveLow ? PinValue.High : PinValue.Low;
 
     public void Dispose()
     {
-        foreach (var rule in _rules)
+        foreach (var rule in _rules.Where(r => r.Pin >= 0))
         {
-            if (_gpio.IsPinOpen(rule.Pin))
+            if (_gpio!.IsPinOpen(rule.Pin))
             {
                 _gpio.Write(rule.Pin, Level(rule, on: false));
                 _gpio.ClosePin(rule.Pin);
@@ -81,6 +94,9 @@ public sealed partial class GpioActions : IPredictionSink, IDisposable
         }
     }
 
-    [LoggerMessage(EventId = 1300, Level = LogLevel.Information, Message = "GPIO {Pin} {State} (prediction {Result}, #{Sequence})")]
-    private static partial void LogSwitched(ILogger logger, int pin, string state, string result, long sequence);
+    [LoggerMessage(EventId = 1300, Level = LogLevel.Information, Message = "Rule {Rule} ({Target}) {State} (prediction {Result}, #{Sequence})")]
+    private static partial void LogSwitched(ILogger logger, string rule, string target, string state, string result, long sequence);
 }
+
+/// <summary>A rule switched on or off on prediction <see cref="Sequence"/>.</summary>
+public readonly record struct RuleSwitch(int Index, string Name, int? Pin, bool On, string? Label, float Score, long Sequence, DateTimeOffset At);

@@ -75,8 +75,9 @@ public static class AgentOptionsLoader
         {
             var a = o.Actions[i];
             var at = $"{p}:Actions:{i}";
-            if (a.Pin is < 0 or > 1023) throw new ConfigurationException($"{at}:Pin", $"{a.Pin} is not a GPIO pin number (0..1023)");
-            if (!pins.Add(a.Pin)) throw new ConfigurationException($"{at}:Pin", $"GPIO {a.Pin} is driven by another action already");
+            if (a.Pin is < -1 or > 1023) throw new ConfigurationException($"{at}:Pin", $"{a.Pin} is not a GPIO pin number (0..1023; -1: no pin)");
+            if (a.Pin < 0 && !a.Alert) throw new ConfigurationException(at, "the rule has no Pin and Alert is false: it would do nothing");
+            if (a.Pin >= 0 && !pins.Add(a.Pin)) throw new ConfigurationException($"{at}:Pin", $"GPIO {a.Pin} is driven by another action already");
             if ((a.Label is null) == (a.Above is null)) throw new ConfigurationException(at, "set exactly one of Label (a class) or Above (a score threshold)");
             if (a.MinScore is < 0 or > 1) throw new ConfigurationException($"{at}:MinScore", $"{a.MinScore} is not a probability (0..1)");
             if (a.After < 1) throw new ConfigurationException($"{at}:After", "must be >= 1");

@@ -44,7 +44,7 @@ public sealed partial class AgentRuntime : IDisposable
             var sinks = new List<IPredictionSink>();
             if (options.Actions.Count > 0)
             {
-                Gpio = gpio ?? Own(GpioControllers.Open(options.Gpio));
+                if (options.Actions.Any(a => a.Pin >= 0)) Gpio = gpio ?? Own(GpioControllers.Open(options.Gpio));
                 Actions = Own(new GpioActions(Gpio, options.Actions, _time, loggers.CreateLogger("EdgeMl.Agent.Actions")));
                 sinks.Add(Actions);
             }
@@ -68,6 +68,12 @@ public sealed partial class AgentRuntime : IDisposable
             }
 
             Pipeline = new AgentPipeline(Sensor, new Predictor(Runner), options.Pipeline, Health, sinks, _time, _logger);
+            if (Outbox is not null)
+            {
+                var alerts = new AlertRecorder(Outbox, manifest.Name, manifest.Version);
+                if (Actions is not null) Actions.RuleSwitched += alerts.Rule;
+                Pipeline.SensorStateChanged += alerts.Sensor;
+            }
             LogStarted(_logger, manifest.Name, manifest.Version, Runner.Provider, Sensor.Name);
             if (options.ReleaseStartupPages)
             {

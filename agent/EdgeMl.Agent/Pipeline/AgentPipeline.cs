@@ -25,6 +25,9 @@ public sealed partial class AgentPipeline
     private readonly Channel<Prediction> _results;
     private readonly Channel<Prediction> _freePredictions;
 
+    /// <summary>Raised when the sensor starts failing (first error after good reads) and when it answers again.</summary>
+    public event Action<SensorStateChange>? SensorStateChanged;
+
     public AgentPipeline(
         ISensorSource source, Predictor predictor, PipelineSettings settings, AgentHealth health,
         IReadOnlyList<IPredictionSink> sinks, TimeProvider time, ILogger logger)
@@ -115,6 +118,7 @@ public sealed partial class AgentPipeline
                 catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException)
                 {
                     failures++;
+                    if (failures == 1) SensorStateChanged?.Invoke(new SensorStateChange(_source.Name, "failing", e.Message, _time.GetUtcNow()));
                     var wait = TimeSpan.FromMilliseconds(Math.Min(_settings.RetryMaxMs, _settings.RetryInitialMs * Math.Pow(2, Math.Min(failures - 1, 20))));
                     _health.SensorError(e.Message, wait);
                     LogSensorError(_logger, _source.Name, failures, wait.TotalMilliseconds, e.Message);
@@ -134,6 +138,7 @@ public sealed partial class AgentPipeline
                 if (failures > 0)
                 {
                     LogSensorRecovered(_logger, _source.Name, failures);
+                    SensorStateChanged?.Invoke(new SensorStateChange(_source.Name, "ok", null, _time.GetUtcNow()));
                     failures = 0;
                 }
 
@@ -277,3 +282,6 @@ public sealed partial class AgentPipeline
     [LoggerMessage(EventId = 1201, Level = LogLevel.Information, Message = "Sensor {Sensor} answers again after {Failures} failed reads")]
     private static partial void LogSensorRecovered(ILogger logger, string sensor, int failures);
 }
+
+/// <summary>The sensor went from answering to failing (<see cref="State"/> <c>failing</c>) or back (<c>ok</c>).</summary>
+public readonly record struct SensorStateChange(string Sensor, string State, string? Error, DateTimeOffset At);

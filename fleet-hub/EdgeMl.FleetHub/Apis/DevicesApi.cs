@@ -32,7 +32,9 @@ public static partial class DevicesApi
         api.MapGet("/{id}", IResult (string id, HubStore store) =>
             store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true)) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/telemetry", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "telemetry")).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/records", IResult (string id, int? limit, HubStore store) => History(store, id, limit, null)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/records", IResult (string id, int? limit, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "class")] string? recordClass, HubStore store) =>
+            History(store, id, limit, recordClass)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/alerts", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "alert")).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/health", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "health")).RequireRole(ApiAuth.Viewer);
 
         api.MapPost("/", IResult (EnrollRequest request, HubStore store, HubSettings settings, TimeProvider time) =>

@@ -1,0 +1,51 @@
+using System.Text.Json;
+using EdgeMl.TestUtilities.Mqtt;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>What reaches the hub across a network cut between a device and its hub.</summary>
+public sealed class HubOutageTests : IDisposable
+{
+    private readonly HubHarness _h = new();
+
+    [Fact]
+    public void With_the_uplink_cut_and_a_tiny_budget_telemetry_is_dropped_before_alerts_and_the_drop_counts_reach_the_hub()
+    {
+        _h.StartHub();
+        _h.Enroll("pump-1");
+        using var cable = new TcpCutProxy(_h.Mqtt, startCut: true);
+        // Real time (about 8 predictions/s), a bearing fault after 1 s that an alert-only rule reports,
+        // and an outbox of 8 KiB: a few seconds of telemetry fill it.
+        using var agent = HubHarness.Start(HubHarness.AgentDll,
+        [
+            "run", "--model", EdgeMl.TestUtilities.TestPackages.VibrationInt8, "--sensor", "sim:vibration,fault=bearing,fault-at=1", "--quiet",
+            "--data", _h.AgentData("pump-1"), "--hub", $"mqtt://127.0.0.1:{cable.Port}", "--health-every", "2",
+            "--Agent:Pipeline:Realtime=true", "--Agent:Outbox:MaxBytes=8192",
+            "--Agent:Actions:0:Label=bearing_fault", "--Agent:Actions:0:After=2",
+            "--Agent:Hub:ReconnectMinMs=100", "--Agent:Hub:ReconnectMaxMs=500",
+        ], _ => { });
+        Thread.Sleep(9000); // ~70 predictions produced while nothing can leave
+        Assert.Equal(0, _h.Records("pump-1"));
+
+        cable.Restore();
+        HubHarness.Until(() => Dropped(_h.Device("pump-1"), "telemetry") > 0, "a health report with the telemetry drops", 30_000);
+        var alerts = _h.Get("/api/devices/pump-1/alerts").EnumerateArray().Select(r => r.GetProperty("data")).ToList();
+        var on = Assert.Single(alerts, a => a.GetProperty("kind").GetString() == "rule" && a.GetProperty("state").GetString() == "on");
+        Assert.Equal("bearing_fault", on.GetProperty("label").GetString());
+        Assert.Equal(0, Dropped(_h.Device("pump-1"), "alert"));
+
+        // What was kept arrived once each; what was dropped was counted, not silently lost.
+        var seqs = _h.Stored("pump-1").Select(r => r.Seq).ToList();
+        Assert.Equal(seqs.Count, seqs.Distinct().Count());
+        var produced = _h.Device("pump-1").GetProperty("health").GetProperty("model").GetProperty("predictions").GetInt64();
+        Assert.True(seqs.Count < produced, $"{seqs.Count} stored of {produced} produced: some must have been dropped");
+        agent.Kill();
+        agent.WaitForExit();
+    }
+
+    private static long Dropped(JsonElement device, string recordClass) =>
+        device.TryGetProperty("health", out var h) && h.ValueKind == JsonValueKind.Object
+        && h.GetProperty("outbox").GetProperty("dropped").TryGetProperty(recordClass, out var n) ? n.GetInt64() : 0;
+
+    public void Dispose() => _h.Dispose();
+}
