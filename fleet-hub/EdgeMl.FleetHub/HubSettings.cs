@@ -11,6 +11,11 @@ public sealed class HubSettings
     public int MqttPort { get; set; } = 1883;
     /// <summary><c>mqtt://host:port</c> of an external broker; empty: the embedded broker.</summary>
     public string Broker { get; set; } = "";
+    /// <summary>
+    /// With an external broker: the MQTT 5 shared-subscription group hub replicas split device batches in;
+    /// empty (default): plain subscriptions, which Mosquitto keeps across its own restart.
+    /// </summary>
+    public string SharedGroup { get; set; } = "";
     /// <summary>This replica's client id at the external broker (persistent session).</summary>
     public string ClientId { get; set; } = "edgeml-hub-1";
     /// <summary>An operator API token to accept (besides the generated <c>operator.token</c>); empty: none.</summary>

@@ -43,6 +43,55 @@ public sealed class HubOutageTests : IDisposable
         agent.WaitForExit();
     }
 
+    [Fact]
+    public void A_network_cut_of_twenty_seconds_flips_presence_and_loses_and_duplicates_nothing()
+    {
+        _h.StartHub();
+        _h.Enroll("belt-1");
+        using var cable = new TcpCutProxy(_h.Mqtt);
+        using var agent = HubHarness.Start(HubHarness.AgentDll,
+        [
+            "run", "--model", EdgeMl.TestUtilities.TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "260", "--quiet",
+            "--data", _h.AgentData("belt-1"), "--hub", $"mqtt://127.0.0.1:{cable.Port}", "--Agent:Pipeline:Realtime=true",
+            "--Agent:Hub:ReconnectMinMs=100", "--Agent:Hub:ReconnectMaxMs=2000",
+        ], _ => { }); // about 33 s of predictions in real time
+        HubHarness.Until(() => _h.Records("belt-1") >= 8, "the first records stored");
+        var boot = _h.Device("belt-1").GetProperty("boot").GetString();
+
+        cable.Cut();
+        HubHarness.Until(() => _h.Device("belt-1").GetProperty("presence").GetString() == "offline", "presence offline through the Last Will");
+        var beforeRestore = _h.Records("belt-1");
+        Thread.Sleep(20_000);
+        Assert.Equal(beforeRestore, _h.Records("belt-1"));
+
+        cable.Restore();
+        HubHarness.Until(() => _h.Device("belt-1").GetProperty("presence").GetString() == "online", "presence online again", 20_000);
+        Assert.Equal(boot, _h.Device("belt-1").GetProperty("boot").GetString()); // the same run, reconnected
+        Assert.True(agent.WaitForExit(60_000));
+        HubHarness.Until(() => _h.Records("belt-1") >= 260, "the backlog drained");
+        Assert.Equal(Enumerable.Range(1, 260).Select(i => (long)i), _h.Stored("belt-1").Select(r => r.Seq).Order());
+    }
+
+    [Fact]
+    public void An_external_broker_restart_loses_and_duplicates_nothing()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        var persist = Path.Combine(_h.Dir.Path, "mosquitto");
+        Directory.CreateDirectory(persist);
+        using var broker = new Mosquitto(persistDirectory: persist).Start();
+        _h.StartHub(broker.Url);
+        Assert.True(_h.WaitSubscribed(30_000), "the hub did not subscribe at the external broker");
+        using var agent = _h.Agent("ext-mill", 80, fast: false); // about 10 s in real time
+        HubHarness.Until(() => _h.Records("ext-mill") >= 8, "the first records stored");
+
+        broker.StopGracefully(); // as `systemctl restart mosquitto` does
+        Thread.Sleep(2000);
+        broker.Start();
+        Assert.True(agent.WaitForExit(60_000));
+        HubHarness.Until(() => _h.Records("ext-mill") >= 80, $"all 80 records (have: {string.Join(",", _h.Stored("ext-mill").Select(r => r.Seq).Order())})", 40_000);
+        Assert.Equal(Enumerable.Range(1, 80).Select(i => (long)i), _h.Stored("ext-mill").Select(r => r.Seq).Order());
+    }
+
     private static long Dropped(JsonElement device, string recordClass) =>
         device.TryGetProperty("health", out var h) && h.ValueKind == JsonValueKind.Object
         && h.GetProperty("outbox").GetProperty("dropped").TryGetProperty(recordClass, out var n) ? n.GetInt64() : 0;

@@ -7,14 +7,16 @@ namespace EdgeMl.FleetHub.Broker;
 
 /// <summary>
 /// <c>--Broker mqtt://host:port</c>: the hub as a client of an existing broker (Mosquitto here; EMQX, VerneMQ,
-/// HiveMQ clusters in production) instead of its embedded one. Device batches arrive through MQTT 5 shared
-/// subscriptions (<c>$share/edgeml-hub/…</c>) so several hub replicas split the load; status goes to every
-/// replica. A message is acknowledged only after ingest stored it.
+/// HiveMQ clusters in production) instead of its embedded one, with a persistent session (clean start off),
+/// so what devices send while the hub is away waits at the broker. A message is acknowledged only after
+/// ingest stored it. By default the hub subscribes plainly; with <c>--SharedGroup NAME</c> device batches
+/// arrive through MQTT 5 shared subscriptions (<c>$share/NAME/…</c>) so several hub replicas split the load.
+/// Measured here: Mosquitto 2.0.11 restores plain subscriptions of a persistent session after its own
+/// restart but not shared ones, so batches sent before the hub re-subscribed were lost — use shared
+/// subscriptions only on brokers that persist them.
 /// </summary>
 public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, ILogger<ExternalBrokerClient> logger) : BackgroundService
 {
-    public const string ShareGroup = "edgeml-hub";
-
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var uri = new Uri(settings.Broker);
@@ -42,10 +44,11 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 if (!client.IsConnected)
                 {
                     await client.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
+                    var share = settings.SharedGroup.Length > 0 ? $"$share/{settings.SharedGroup}/" : "";
                     var subscribe = new MqttClientSubscribeOptionsBuilder()
-                        .WithTopicFilter($"$share/{ShareGroup}/edgeml/+/tele", MqttQualityOfServiceLevel.AtLeastOnce)
-                        .WithTopicFilter($"$share/{ShareGroup}/edgeml/+/health", MqttQualityOfServiceLevel.AtLeastOnce)
-                        .WithTopicFilter("edgeml/+/status", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .WithTopicFilter($"{share}edgeml/+/tele", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .WithTopicFilter($"{share}edgeml/+/health", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .WithTopicFilter("edgeml/+/status", MqttQualityOfServiceLevel.AtLeastOnce) // every replica tracks presence
                         .Build();
                     await client.SubscribeAsync(subscribe, stoppingToken).ConfigureAwait(false);
                     LogConnected(logger, settings.Broker);

@@ -10,11 +10,19 @@ public sealed class Mosquitto : IDisposable
     private readonly string _config;
     private Process? _process;
 
-    public Mosquitto(int? port = null)
+    /// <param name="persistDirectory">Keep sessions and queued messages on disk there (as a production broker does), so they survive a restart.</param>
+    public Mosquitto(int? port = null, string? persistDirectory = null)
     {
         Port = port ?? FreePort();
         _config = Path.Combine(Path.GetTempPath(), $"edgeml-mosquitto-{Port}.conf");
-        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+        if (persistDirectory is not null && !OperatingSystem.IsWindows())
+        {
+            // Started as root, mosquitto drops to its own user before it writes the persistence file.
+            File.SetUnixFileMode(persistDirectory, (UnixFileMode)0x1FF);
+        }
+
+        var persistence = persistDirectory is null ? "persistence false\n" : $"persistence true\npersistence_location {persistDirectory.TrimEnd('/')}/\nautosave_interval 1\n";
+        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\nallow_anonymous true\n{persistence}");
     }
 
     public int Port { get; }
@@ -33,6 +41,20 @@ public sealed class Mosquitto : IDisposable
         }
 
         return this;
+    }
+
+    /// <summary>SIGTERM, as <c>systemctl restart</c> does: mosquitto writes its persistence file and exits.</summary>
+    public void StopGracefully()
+    {
+        if (_process is { HasExited: false })
+        {
+            using var kill = Process.Start("/bin/kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            kill.WaitForExit();
+            if (!_process.WaitForExit(10_000)) _process.Kill();
+        }
+
+        _process?.Dispose();
+        _process = null;
     }
 
     public void Stop()
