@@ -6,6 +6,8 @@
 #   ./build.sh publish linux-x64|linux-arm64
 #                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
 #   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
+#   ./build.sh bench hub [--devices N --connected N …]
+#                                       hub figures (ingest, latency, connections, backlog) → bench-results/hub.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -110,7 +112,20 @@ bench() {
       mkdir -p bench-results
       "$ROOT/artifacts/publish/linux-x64/edgeml-agent" bench "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --json bench-results/agent.json
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent)" >&2; exit 2 ;;
+    hub)
+      # A real hub (Release build) on loopback, a simulated fleet from one process, and the native agent.
+      publish linux-x64
+      log "build hub and fleet simulator (Release)"
+      dotnet build fleet-hub/EdgeMl.FleetSim/EdgeMl.FleetSim.csproj -c Release -nologo -v q
+      dotnet build fleet-hub/EdgeMl.FleetHub/EdgeMl.FleetHub.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+      dotnet fleet-hub/EdgeMl.FleetSim/bin/Release/net10.0/edgeml-fleetsim.dll bench \
+        --hub-dll "$ROOT/fleet-hub/EdgeMl.FleetHub/bin/Release/net10.0/edgeml-hub.dll" \
+        --agent "$ROOT/artifacts/publish/linux-x64/edgeml-agent" \
+        --model "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --out bench-results/hub.json "${@:2}"
+      ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub)" >&2; exit 2 ;;
   esac
 }
 
@@ -119,6 +134,6 @@ case "${1:-build}" in
   test) run_tests ;;
   demo) demo ;;
   publish) publish "${2:-}" ;;
-  bench) bench "${2:-}" ;;
-  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent]" >&2; exit 2 ;;
+  bench) bench "${@:2}" ;;
+  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub]" >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ public static partial class DevicesApi
 
     public static void MapDevicesApi(this WebApplication app)
     {
-        app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(new IngestView(ingest.Malformed, ingest.Refused))).RequireRole(ApiAuth.Viewer);
+        app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(ingest.Stats())).RequireRole(ApiAuth.Viewer);
 
         var api = app.MapGroup("/api/devices");
         api.MapGet("/", (string? group, string? status, string? model, string? tag, HubStore store) =>
@@ -122,7 +122,5 @@ public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expire
 public sealed record DeviceView(
     string Id, string? Group, Dictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health);
-
-public sealed record IngestView(long Malformed, long Refused);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);

@@ -56,7 +56,7 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, HubStore stor
 
             return Task.CompletedTask;
         };
-        _server.InterceptingPublishAsync += e =>
+        _server.InterceptingPublishAsync += async e =>
         {
             if (!Owns(e.ClientId, e.ApplicationMessage.Topic))
             {
@@ -67,12 +67,13 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, HubStore stor
                 ingest.CountRefused();
                 LogRefusedPublish(logger, e.ClientId, e.ApplicationMessage.Topic);
             }
-            else if (!ingest.Handle(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload))
+            else if (!await ingest.HandleAsync(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload).ConfigureAwait(false))
             {
+                // Not stored: no success PUBACK, so the device keeps the batch and sends it again.
                 e.ProcessPublish = false;
+                e.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+                e.CloseConnection = true;
             }
-
-            return Task.CompletedTask;
         };
         await _server.StartAsync().ConfigureAwait(false);
     }

@@ -24,7 +24,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         client.ApplicationMessageReceivedAsync += async e =>
         {
             e.AutoAcknowledge = false;
-            if (ingest.Handle(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload))
+            if (await ingest.HandleAsync(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload).ConfigureAwait(false))
             {
                 await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
             }

@@ -30,49 +30,70 @@ public sealed partial class HubStore : IDisposable
     }
 
     /// <summary>Stores the records of a batch not stored before; returns how many were new.</summary>
-    public int StoreBatch(string device, IReadOnlyList<IncomingRecord> records, DateTimeOffset receivedAt)
+    public int StoreBatch(string device, IReadOnlyList<IncomingRecord> records, DateTimeOffset receivedAt) =>
+        StoreBatches([(device, records)], receivedAt);
+
+    /// <summary>
+    /// Stores several devices' batches in one transaction (group commit), in order: each batch becomes one
+    /// document of the records not stored before. Returns how many records were new.
+    /// </summary>
+    public int StoreBatches(IReadOnlyList<(string Device, IReadOnlyList<IncomingRecord> Records)> batches, DateTimeOffset receivedAt)
     {
         lock (_gate)
         {
             _db.BeginTrans();
-            var fresh = new BsonArray();
-            var marks = new Dictionary<string, (BsonDocument Doc, long Seq)>();
-            foreach (var r in records)
+            try
             {
-                var key = $"{device}|{r.Boot}|{r.Class}";
-                if (!marks.TryGetValue(key, out var mark))
+                var marks = new Dictionary<string, (BsonDocument Doc, long Seq)>();
+                var devices = new Dictionary<string, BsonDocument>();
+                var total = 0;
+                var received = receivedAt.ToUnixTimeMilliseconds();
+                foreach (var (device, records) in batches)
                 {
-                    var doc = _marks.FindById(key) ?? new BsonDocument { ["_id"] = key, ["seq"] = 0L };
-                    mark = (doc, doc["seq"].AsInt64);
+                    var fresh = new BsonArray();
+                    foreach (var r in records)
+                    {
+                        var key = $"{device}|{r.Boot}|{r.Class}";
+                        if (!marks.TryGetValue(key, out var mark))
+                        {
+                            var doc = _marks.FindById(key) ?? new BsonDocument { ["_id"] = key, ["seq"] = 0L };
+                            mark = (doc, doc["seq"].AsInt64);
+                        }
+
+                        if (r.Seq <= mark.Seq) continue; // already stored
+                        marks[key] = (mark.Doc, r.Seq);
+                        fresh.Add(new BsonDocument { ["boot"] = r.Boot, ["seq"] = r.Seq, ["class"] = r.Class, ["at"] = r.At, ["data"] = r.Data });
+                    }
+
+                    if (fresh.Count == 0) continue;
+                    _batches.Insert(new BsonDocument { ["device"] = device, ["received"] = received, ["n"] = fresh.Count, ["records"] = fresh });
+                    if (!devices.TryGetValue(device, out var d)) devices[device] = d = Device(device);
+                    d["records"] = d["records"].AsInt64 + fresh.Count;
+                    d["lastSeen"] = received;
+                    foreach (var r in fresh)
+                    {
+                        if (r["class"].AsString == "health") NoteHealth(d, r["at"].AsInt64, r["data"].AsString);
+                    }
+
+                    total += fresh.Count;
                 }
 
-                if (r.Seq <= mark.Seq) continue; // already stored
-                marks[key] = (mark.Doc, r.Seq);
-                fresh.Add(new BsonDocument { ["boot"] = r.Boot, ["seq"] = r.Seq, ["class"] = r.Class, ["at"] = r.At, ["data"] = r.Data });
-            }
-
-            if (fresh.Count > 0)
-            {
-                _batches.Insert(new BsonDocument { ["device"] = device, ["received"] = receivedAt.ToUnixTimeMilliseconds(), ["n"] = fresh.Count, ["records"] = fresh });
                 foreach (var (_, (doc, seq)) in marks)
                 {
+                    if (doc["seq"].AsInt64 == seq) continue;
                     doc["seq"] = seq;
                     _marks.Upsert(doc);
                 }
 
-                var d = Device(device);
-                d["records"] = d["records"].AsInt64 + fresh.Count;
-                d["lastSeen"] = receivedAt.ToUnixTimeMilliseconds();
-                foreach (var r in fresh)
-                {
-                    if (r["class"].AsString == "health") NoteHealth(d, r["at"].AsInt64, r["data"].AsString);
-                }
-
-                _devices.Upsert(d);
+                foreach (var d in devices.Values) _devices.Upsert(d);
+                _db.Commit();
+                return total;
             }
-
-            _db.Commit();
-            return fresh.Count;
+            catch
+            {
+                _db.Rollback();
+                throw;
+            }
         }
     }
 

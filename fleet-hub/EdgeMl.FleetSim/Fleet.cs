@@ -1,0 +1,88 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace EdgeMl.FleetSim;
+
+/// <summary>Many <see cref="SimDevice"/>s: enrolled through the hub's API like real devices, connected, and driven.</summary>
+public sealed class Fleet(Uri hub, string operatorToken, Uri broker) : IAsyncDisposable
+{
+    private readonly HttpClient _http = new() { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(60) };
+
+    public List<SimDevice> Devices { get; } = [];
+
+    /// <summary>Registers and enrolls <paramref name="count"/> devices (operator call + the device's own call), <paramref name="parallel"/> at a time.</summary>
+    public async Task EnrollAsync(string prefix, int count, int parallel, CancellationToken ct)
+    {
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", operatorToken);
+        var result = new SimDevice[count];
+        await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = ct }, async (i, token) =>
+        {
+            var id = $"{prefix}{i:D5}";
+            using var reg = await _http.PostAsJsonAsync("/api/devices", new { id, group = prefix.TrimEnd('-') }, token).ConfigureAwait(false);
+            reg.EnsureSuccessStatusCode();
+            var ticket = await reg.Content.ReadFromJsonAsync<JsonElement>(token).ConfigureAwait(false);
+            using var claim = await _http.PostAsJsonAsync("/api/enroll", new { token = ticket.GetProperty("token").GetString() }, token).ConfigureAwait(false);
+            claim.EnsureSuccessStatusCode();
+            var creds = await claim.Content.ReadFromJsonAsync<JsonElement>(token).ConfigureAwait(false);
+            result[i] = new SimDevice(id, creds.GetProperty("password").GetString()!);
+        }).ConfigureAwait(false);
+        Devices.AddRange(result);
+    }
+
+    public Task ConnectAsync(int parallel, CancellationToken ct) =>
+        Parallel.ForEachAsync(Devices, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = ct },
+            async (d, token) => await d.ConnectAsync(broker, token).ConfigureAwait(false));
+
+    /// <summary>Every device sends telemetry batches back to back (each waits for its PUBACK) until <paramref name="ct"/> ends.</summary>
+    public Task FloodAsync(int batch, CancellationToken ct) =>
+        Task.WhenAll(Devices.Select(async d =>
+        {
+            try
+            {
+                while (!ct.IsCancellationRequested) await d.SendTelemetryAsync(batch, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }));
+
+    /// <summary>Every device reports health every <paramref name="every"/> (first report at a random offset) until <paramref name="ct"/> ends.</summary>
+    public Task HealthLoopAsync(TimeSpan every, CancellationToken ct) =>
+        Task.WhenAll(Devices.Select(async d =>
+        {
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * every.TotalMilliseconds), ct).ConfigureAwait(false);
+                using var timer = new PeriodicTimer(every);
+                do
+                {
+                    await d.SendHealthAsync(ct).ConfigureAwait(false);
+                }
+                while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }));
+
+    public async Task<JsonElement> IngestAsync() => await _http.GetFromJsonAsync<JsonElement>("/api/ingest").ConfigureAwait(false);
+
+    public async Task<int> OnlineAsync(string group)
+    {
+        var list = await _http.GetFromJsonAsync<JsonElement>($"/api/devices?group={group}&status=online").ConfigureAwait(false);
+        return list.GetArrayLength();
+    }
+
+    public async Task<long> RecordsAsync(string device)
+    {
+        var d = await _http.GetFromJsonAsync<JsonElement>($"/api/devices/{device}").ConfigureAwait(false);
+        return d.GetProperty("records").GetInt64();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Parallel.ForEachAsync(Devices, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (d, _) => await d.DisposeAsync().ConfigureAwait(false)).ConfigureAwait(false);
+        _http.Dispose();
+    }
+}

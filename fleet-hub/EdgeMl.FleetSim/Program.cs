@@ -1,0 +1,3 @@
+using EdgeMl.FleetSim;
+
+return await FleetSimProgram.MainAsync(args).ConfigureAwait(false);

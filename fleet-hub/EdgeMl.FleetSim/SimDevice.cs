@@ -1,0 +1,139 @@
+using System.Buffers;
+using System.Text.Json;
+using EdgeMl.Protocol.Wire;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace EdgeMl.FleetSim;
+
+/// <summary>
+/// One simulated device speaking the agent's real protocol: MQTT 5 with its enrolled credentials, retained
+/// status with a boot id and a Last Will, telemetry and health batches of (boot, seq) records, QoS 1.
+/// Thousands live in one process; each costs one MQTT connection and a small buffer.
+/// </summary>
+public sealed class SimDevice(string id, string password) : IAsyncDisposable
+{
+    private readonly IMqttClient _client = new MqttClientFactory().CreateMqttClient();
+    private readonly ArrayBufferWriter<byte> _buffer = new(16 * 1024);
+    private readonly string _boot = Guid.NewGuid().ToString("N")[..16];
+    private long _teleSeq;
+    private long _healthSeq;
+
+    public string Id { get; } = id;
+    public long Disconnects { get; private set; }
+    public long Acked { get; private set; }
+    public bool IsConnected => _client.IsConnected;
+
+    public async Task ConnectAsync(Uri broker, CancellationToken ct)
+    {
+        _client.DisconnectedAsync += e =>
+        {
+            if (e.ClientWasConnected) Disconnects++;
+            return Task.CompletedTask;
+        };
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer(broker.Host, broker.Port > 0 ? broker.Port : 1883)
+            .WithClientId(Id)
+            .WithCredentials(Id, password)
+            .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
+            .WithKeepAlivePeriod(TimeSpan.FromSeconds(30))
+            .WithTimeout(TimeSpan.FromSeconds(60))
+            .WithWillTopic(Topics.Status(Id))
+            .WithWillPayload(Status("offline"))
+            .WithWillRetain(true)
+            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build();
+        var result = await _client.ConnectAsync(options, ct).ConfigureAwait(false);
+        if (result.ResultCode != MqttClientConnectResultCode.Success) throw new InvalidOperationException($"{Id}: {result.ResultCode}");
+        await PublishAsync(Topics.Status(Id), Status("online"), retain: true, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>A batch of <paramref name="count"/> telemetry records produced now.</summary>
+    public Task SendTelemetryAsync(int count, CancellationToken ct)
+    {
+        var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        return SendAsync(Topics.Telemetry(Id), "telemetry", count, ref _teleSeq, at, static (w, seq) =>
+        {
+            w.WriteString("label"u8, seq % 50 == 0 ? "imbalance"u8 : "normal"u8);
+            w.WriteNumber("score"u8, 0.93 + (seq % 7) / 100.0);
+            w.WriteNumber("latencyMs"u8, 0.16);
+        }, ct);
+    }
+
+    public Task SendHealthAsync(CancellationToken ct)
+    {
+        var now = DateTimeOffset.UtcNow;
+        return SendAsync(Topics.Health(Id), "health", 1, ref _healthSeq, now.ToUnixTimeMilliseconds(), (w, _) =>
+        {
+            w.WriteString("at"u8, now);
+            w.WriteStartObject("model"u8);
+            w.WriteString("name"u8, "vibration-fault"u8);
+            w.WriteString("version"u8, "1.0.0"u8);
+            w.WriteNumber("latencyP99Ms"u8, 0.5);
+            w.WriteEndObject();
+        }, ct);
+    }
+
+    private Task SendAsync(string topic, string recordClass, int count, ref long seq, long at, Action<Utf8JsonWriter, long> data, CancellationToken ct)
+    {
+        _buffer.ResetWrittenCount();
+        using (var w = new Utf8JsonWriter(_buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("device"u8, Id);
+            w.WriteStartArray("records"u8);
+            for (var i = 0; i < count; i++)
+            {
+                var s = ++seq;
+                w.WriteStartObject();
+                w.WriteString("boot"u8, _boot);
+                w.WriteNumber("seq"u8, s);
+                w.WriteString("class"u8, recordClass);
+                w.WriteNumber("at"u8, at);
+                w.WritePropertyName("data"u8);
+                w.WriteStartObject();
+                data(w, s);
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        return PublishCountedAsync(topic, _buffer.WrittenMemory.ToArray(), count, ct);
+    }
+
+    private async Task PublishCountedAsync(string topic, byte[] payload, int count, CancellationToken ct)
+    {
+        await PublishAsync(topic, payload, retain: false, ct).ConfigureAwait(false);
+        Acked += count;
+    }
+
+    private async Task PublishAsync(string topic, byte[] payload, bool retain, CancellationToken ct)
+    {
+        var message = new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build();
+        var result = await _client.PublishAsync(message, ct).ConfigureAwait(false);
+        if (!result.IsSuccess) throw new IOException($"{Id}: broker refused a publish on {topic}: {result.ReasonCode}");
+    }
+
+    private byte[] Status(string state) => JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string> { ["state"] = state, ["boot"] = _boot });
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (_client.IsConnected)
+            {
+                await PublishAsync(Topics.Status(Id), Status("offline"), retain: true, CancellationToken.None).ConfigureAwait(false);
+                await _client.DisconnectAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or IOException or OperationCanceledException)
+        {
+        }
+
+        _client.Dispose();
+    }
+}
