@@ -5,16 +5,23 @@ using System.Text.Json;
 namespace EdgeMl.FleetSim;
 
 /// <summary>Many <see cref="SimDevice"/>s: enrolled through the hub's API like real devices, connected, and driven.</summary>
-public sealed class Fleet(Uri hub, string operatorToken, Uri broker) : IAsyncDisposable
+public sealed class Fleet : IAsyncDisposable
 {
-    private readonly HttpClient _http = new() { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(60) };
+    private readonly HttpClient _http;
+    private readonly Uri _broker;
+
+    public Fleet(Uri hub, string operatorToken, Uri broker)
+    {
+        _broker = broker;
+        _http = new HttpClient { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(60) };
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", operatorToken);
+    }
 
     public List<SimDevice> Devices { get; } = [];
 
     /// <summary>Registers and enrolls <paramref name="count"/> devices (operator call + the device's own call), <paramref name="parallel"/> at a time.</summary>
     public async Task EnrollAsync(string prefix, int count, int parallel, CancellationToken ct)
     {
-        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", operatorToken);
         var result = new SimDevice[count];
         await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = ct }, async (i, token) =>
         {
@@ -32,7 +39,7 @@ public sealed class Fleet(Uri hub, string operatorToken, Uri broker) : IAsyncDis
 
     public Task ConnectAsync(int parallel, CancellationToken ct) =>
         Parallel.ForEachAsync(Devices, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = ct },
-            async (d, token) => await d.ConnectAsync(broker, token).ConfigureAwait(false));
+            async (d, token) => await d.ConnectAsync(_broker, token).ConfigureAwait(false));
 
     /// <summary>Every device sends telemetry batches back to back (each waits for its PUBACK) until <paramref name="ct"/> ends.</summary>
     public Task FloodAsync(int batch, CancellationToken ct) =>
@@ -42,8 +49,9 @@ public sealed class Fleet(Uri hub, string operatorToken, Uri broker) : IAsyncDis
             {
                 while (!ct.IsCancellationRequested) await d.SendTelemetryAsync(batch, ct).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            catch (Exception) when (ct.IsCancellationRequested)
             {
+                // MQTTnet reports a cancelled publish as a time-out; either way the flood is over.
             }
         }));
 
@@ -61,7 +69,7 @@ public sealed class Fleet(Uri hub, string operatorToken, Uri broker) : IAsyncDis
                 }
                 while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
             }
-            catch (OperationCanceledException)
+            catch (Exception) when (ct.IsCancellationRequested)
             {
             }
         }));

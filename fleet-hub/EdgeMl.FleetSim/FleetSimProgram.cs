@@ -71,7 +71,7 @@ public static class FleetSimProgram
                 {
                     while (await timer.WaitForNextTickAsync(stop.Token).ConfigureAwait(false)) await dev.SendTelemetryAsync(batch, stop.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException)
+                catch (Exception) when (stop.IsCancellationRequested)
                 {
                 }
             })));

@@ -185,7 +185,7 @@ public static class HubBench
         psi.Environment["Logging__LogLevel__Default"] = "Warning";
         psi.Environment["DOTNET_gcServer"] = "1";
         var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, _) => { };
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"hub: {e.Data}"); }; // warnings and errors only
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"hub: {e.Data}"); };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
