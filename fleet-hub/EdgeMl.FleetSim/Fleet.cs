@@ -55,6 +55,28 @@ public sealed class Fleet : IAsyncDisposable
             }
         }));
 
+    /// <summary>
+    /// Open loop: every device sends a batch of <paramref name="batch"/> records every <paramref name="interval"/>
+    /// (phases spread at random), whatever the hub's answers do — a fixed offered load, for latency under it.
+    /// </summary>
+    public Task PacedAsync(int batch, TimeSpan interval, CancellationToken ct) =>
+        Task.WhenAll(Devices.Select(async d =>
+        {
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * interval.TotalMilliseconds), ct).ConfigureAwait(false);
+                using var timer = new PeriodicTimer(interval);
+                do
+                {
+                    await d.SendTelemetryAsync(batch, ct).ConfigureAwait(false);
+                }
+                while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+            }
+            catch (Exception) when (ct.IsCancellationRequested)
+            {
+            }
+        }));
+
     /// <summary>Every device reports health every <paramref name="every"/> (first report at a random offset) until <paramref name="ct"/> ends.</summary>
     public Task HealthLoopAsync(TimeSpan every, CancellationToken ct) =>
         Task.WhenAll(Devices.Select(async d =>

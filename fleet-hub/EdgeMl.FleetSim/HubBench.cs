@@ -46,33 +46,68 @@ public static class HubBench
         {
             var token = await WaitForHubAsync(Path.Combine(work.FullName, "hub"), hubUrl, ct).ConfigureAwait(false);
 
-            // 1. Ingest: 1,000 devices send 200-record batches back to back.
+            // 1. Ingest: 1,000 devices. First as fast as the hub takes it (each device sends 200-record batches back
+            //    to back: the most the hub stores per second), then at a fixed offered load of about the target
+            //    (each device 20 records every 200 ms: 100 records/s, 100,000/s in all) for the latency under it.
             Step($"ingest: enrolling and connecting {devices} simulated devices");
             await using (var fleet = new Fleet(hubUrl, token, broker))
             {
                 await fleet.EnrollAsync("ing-", devices, 32, ct).ConfigureAwait(false);
                 await fleet.ConnectAsync(64, ct).ConfigureAwait(false);
-                using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                var flood = fleet.FloodAsync(200, stop.Token);
-                await Task.Delay(TimeSpan.FromSeconds(3), ct).ConfigureAwait(false); // warm-up
-                Step($"ingest: measuring {seconds} s");
-                var before = await fleet.IngestAsync().ConfigureAwait(false);
-                var clock = Stopwatch.StartNew();
-                await Task.Delay(TimeSpan.FromSeconds(seconds), ct).ConfigureAwait(false);
-                var after = await fleet.IngestAsync().ConfigureAwait(false);
-                var elapsed = clock.Elapsed.TotalSeconds;
-                await stop.CancelAsync().ConfigureAwait(false);
-                await flood.ConfigureAwait(false);
-                var stored = after.GetProperty("stored").GetInt64() - before.GetProperty("stored").GetInt64();
-                var commits = after.GetProperty("commits").GetInt64() - before.GetProperty("commits").GetInt64();
-                var rate = stored / elapsed;
-                results["ingest_records_per_s"] = Math.Round(rate);
-                results["ingest_records_per_commit"] = commits == 0 ? 0 : Math.Round((double)stored / commits, 1);
-                results["e2e_p50_ms"] = after.GetProperty("e2eP50Ms").GetDouble();
-                results["e2e_p99_ms"] = after.GetProperty("e2eP99Ms").GetDouble();
-                results["ingest_vs_baseline"] = Math.Round(rate / baseline, 2);
-                rows.Add(("ingest_records_per_s", $"{rate:N0}", "≥ 100,000", $"{rate / baseline:0.0}x the baseline ({baseline:N0}/s); {stored / Math.Max(1, commits):N0} records per commit"));
-                rows.Add(("e2e_p99_ms", $"{after.GetProperty("e2eP99Ms").GetDouble():0}", "≤ 250", $"p50 {after.GetProperty("e2eP50Ms").GetDouble():0} ms, produced → committed, under that load"));
+                double rate;
+                using (var stop = CancellationTokenSource.CreateLinkedTokenSource(ct))
+                {
+                    var flood = fleet.FloodAsync(200, stop.Token);
+                    await Task.Delay(TimeSpan.FromSeconds(3), ct).ConfigureAwait(false); // warm-up
+                    Step($"ingest: as fast as it goes, {seconds} s");
+                    var before = await fleet.IngestAsync().ConfigureAwait(false);
+                    var clock = Stopwatch.StartNew();
+                    await Task.Delay(TimeSpan.FromSeconds(seconds), ct).ConfigureAwait(false);
+                    var after = await fleet.IngestAsync().ConfigureAwait(false);
+                    var elapsed = clock.Elapsed.TotalSeconds;
+                    await stop.CancelAsync().ConfigureAwait(false);
+                    await flood.ConfigureAwait(false);
+                    var stored = after.GetProperty("stored").GetInt64() - before.GetProperty("stored").GetInt64();
+                    var commits = after.GetProperty("commits").GetInt64() - before.GetProperty("commits").GetInt64();
+                    rate = stored / elapsed;
+                    results["ingest_records_per_s"] = Math.Round(rate);
+                    results["ingest_records_per_commit"] = commits == 0 ? 0 : Math.Round((double)stored / commits, 1);
+                    results["saturated_e2e_p99_ms"] = after.GetProperty("e2eP99Ms").GetDouble();
+                    results["ingest_vs_baseline"] = Math.Round(rate / baseline, 2);
+                    rows.Add(("ingest_records_per_s", $"{rate:N0}", "≥ 100,000", $"{rate / baseline:0.0}x the baseline ({baseline:N0}/s); {stored / Math.Max(1, commits):N0} records per commit"));
+                }
+
+                var perDevice = 100.0;
+                Step($"ingest: offered {devices * perDevice:N0} records/s for {seconds} s (latency)");
+                using (var stop = CancellationTokenSource.CreateLinkedTokenSource(ct))
+                {
+                    var paced = fleet.PacedAsync(20, TimeSpan.FromMilliseconds(200), stop.Token);
+                    await Task.Delay(TimeSpan.FromSeconds(3), ct).ConfigureAwait(false); // settle
+                    var before = await fleet.IngestAsync().ConfigureAwait(false);
+                    var clock = Stopwatch.StartNew();
+                    var p99s = new List<double>();
+                    var p50s = new List<double>();
+                    while (clock.Elapsed < TimeSpan.FromSeconds(seconds))
+                    {
+                        await Task.Delay(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                        var s = await fleet.IngestAsync().ConfigureAwait(false); // the hub's window: the last 131,072 records
+                        p99s.Add(s.GetProperty("e2eP99Ms").GetDouble());
+                        p50s.Add(s.GetProperty("e2eP50Ms").GetDouble());
+                    }
+
+                    var after = await fleet.IngestAsync().ConfigureAwait(false);
+                    var achieved = (after.GetProperty("stored").GetInt64() - before.GetProperty("stored").GetInt64()) / clock.Elapsed.TotalSeconds;
+                    await stop.CancelAsync().ConfigureAwait(false);
+                    await paced.ConfigureAwait(false);
+                    p99s.Sort();
+                    p50s.Sort();
+                    var p99 = p99s[p99s.Count / 2];
+                    results["e2e_p99_ms"] = p99;
+                    results["e2e_p99_worst_ms"] = p99s[^1];
+                    results["e2e_p50_ms"] = p50s[p50s.Count / 2];
+                    results["e2e_load_records_per_s"] = Math.Round(achieved);
+                    rows.Add(("e2e_p99_ms", $"{p99:0}", "≤ 250", $"at {achieved:N0} records/s stored; p50 {p50s[p50s.Count / 2]:0} ms; worst 1-s window p99 {p99s[^1]:0} ms; saturated p99 {results["saturated_e2e_p99_ms"]} ms"));
+                }
             }
 
             // 2. Backlog: one real agent with a day of records at 1 Hz in its outbox, then the link comes back.
