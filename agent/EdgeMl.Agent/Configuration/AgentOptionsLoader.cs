@@ -49,6 +49,7 @@ public static class AgentOptionsLoader
                 throw new ConfigurationException($"{p}:Hub:DeviceId", $"'{hub.DeviceId}' is not a device id (non-empty, no '/', '+', '#' or spaces)");
             if (string.IsNullOrWhiteSpace(o.DataDirectory))
                 throw new ConfigurationException($"{p}:DataDirectory", "the uplink sends what the outbox stored: set a data directory");
+            if (hub.BackfillRecordsPerSecond < 0) throw new ConfigurationException($"{p}:Hub:BackfillRecordsPerSecond", "must be >= 0 (0: no limit)");
             if (hub.BatchSize is < 1 or > 10_000) throw new ConfigurationException($"{p}:Hub:BatchSize", $"{hub.BatchSize} is not between 1 and 10000");
             if (hub.ReconnectMinMs < 1 || hub.ReconnectMaxMs < hub.ReconnectMinMs)
                 throw new ConfigurationException($"{p}:Hub:ReconnectMaxMs", "ReconnectMinMs must be >= 1 and ReconnectMaxMs >= ReconnectMinMs");

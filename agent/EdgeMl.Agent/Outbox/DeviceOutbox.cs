@@ -118,6 +118,34 @@ public sealed class DeviceOutbox : IDisposable
         }
     }
 
+    /// <summary>
+    /// Up to <paramref name="max"/> waiting records of <paramref name="classes"/> (in that order) whose id is in
+    /// (<paramref name="afterId"/>, <paramref name="upToId"/>], oldest first: the uplink tells live records
+    /// (stored since it connected) from the backlog by id.
+    /// </summary>
+    public List<StoredRecord> Peek(int max, IReadOnlyList<RecordClass> classes, long afterId = 0, long upToId = MaxId)
+    {
+        var result = new List<StoredRecord>();
+        lock (_gate)
+        {
+            foreach (var c in classes)
+            {
+                if (result.Count >= max || _depth[(int)c] == 0 || afterId >= upToId) continue;
+                result.AddRange(_records.Find(Query.Between("k", Key(c, afterId + 1), Key(c, upToId)), 0, max - result.Count).Select(ToRecord));
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>The newest record id so far (ids grow across restarts; they only order records on this device).</summary>
+    public long LastId
+    {
+        get { lock (_gate) return _nextId; }
+    }
+
+    private const long MaxId = (1L << 56) - 1;
+
     /// <summary>Removes records the broker acknowledged.</summary>
     public void Acknowledge(IEnumerable<long> ids)
     {

@@ -24,7 +24,43 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
     private readonly ArrayBufferWriter<byte> _buffer = new(64 * 1024);
     private readonly Random _jitter = new();
 
+    private static readonly RecordClass[] AlertsOnly = [RecordClass.Alert];
+    private static readonly RecordClass[] Others = [RecordClass.Health, RecordClass.Drift, RecordClass.Telemetry];
+    private long _backlogUpTo;
+    private double _tokens;
+    private long _refilled;
+
     public long Delivered { get; private set; }
+
+    /// <summary>
+    /// Alerts of any age first, then live records (stored since this connection came up), then the backlog —
+    /// at most <see cref="HubSettings.BackfillRecordsPerSecond"/> of it when that is set, so a day's backlog
+    /// after an outage does not crowd out live traffic on a thin link. <paramref name="backfill"/> is true
+    /// when the batch is backlog (or backlog is waiting for its rate).
+    /// </summary>
+    private List<StoredRecord> NextBatch(out bool backfill)
+    {
+        backfill = false;
+        var batch = outbox.Peek(settings.BatchSize, AlertsOnly);
+        if (batch.Count > 0) return batch;
+        batch = outbox.Peek(settings.BatchSize, Others, afterId: _backlogUpTo);
+        if (batch.Count > 0 || _backlogUpTo == 0) return batch;
+
+        var allowed = settings.BatchSize;
+        if (settings.BackfillRecordsPerSecond > 0)
+        {
+            var now = time.GetTimestamp();
+            _tokens = Math.Min(settings.BatchSize, _tokens + time.GetElapsedTime(_refilled, now).TotalSeconds * settings.BackfillRecordsPerSecond);
+            _refilled = now;
+            allowed = (int)Math.Min(settings.BatchSize, Math.Floor(_tokens));
+        }
+
+        backfill = true;
+        if (allowed < 1) return [];
+        batch = outbox.Peek(allowed, Others, upToId: _backlogUpTo);
+        if (batch.Count == 0) _backlogUpTo = 0; // drained: everything from now on is live
+        return batch;
+    }
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -37,14 +73,20 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
                 {
                     await ConnectAsync(ct).ConfigureAwait(false);
                     failures = 0;
+                    // What is in the outbox now is backlog; what is stored from here on is live.
+                    _backlogUpTo = outbox.LastId;
+                    _tokens = settings.BatchSize;
+                    _refilled = time.GetTimestamp();
                 }
 
-                var batch = outbox.Peek(settings.BatchSize);
+                var batch = NextBatch(out var backfill);
                 if (batch.Count == 0)
                 {
-                    await Task.Delay(TimeSpan.FromMilliseconds(200), time, ct).ConfigureAwait(false);
+                    await Task.Delay(TimeSpan.FromMilliseconds(backfill ? 50 : 200), time, ct).ConfigureAwait(false);
                     continue;
                 }
+
+                if (backfill) _tokens -= batch.Count;
 
                 foreach (var group in batch.GroupBy(r => Topics.For(r.Class, settings.DeviceId)))
                 {

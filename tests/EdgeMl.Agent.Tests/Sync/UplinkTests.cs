@@ -162,6 +162,39 @@ public sealed class UplinkTests : IDisposable
         Assert.Equal(5, records.Count(r => r.Boot != firstBoot));
     }
 
+    [SkippableFact]
+    public void Backfill_after_an_outage_keeps_to_its_rate_while_live_records_go_at_once()
+    {
+        using var link = new TcpCutProxy(_broker.Port, startCut: true);
+        string backlogBoot;
+        using (var down = new Agent(AgentArgs(link.Url, "pump-4", "160", fast: true)))
+        {
+            down.WaitForLines(160); // a backlog of 160 while the link is down
+            down.Process.Kill();
+            down.Process.WaitForExit();
+        }
+
+        link.Restore();
+        var started = Environment.TickCount64;
+        using var agent = new Agent([.. AgentArgs(link.Url, "pump-4", "0", fast: false), "--Agent:Hub:BackfillRecordsPerSecond=30", "--Agent:Hub:BatchSize=10"]);
+        _sub.WaitUntil(m => Telemetry(m, "pump-4").Select(r => r.Boot).Distinct().Count() == 2, "records of both boots");
+        backlogBoot = Telemetry(_sub.Messages, "pump-4")[0].Boot; // the backlog's boot goes first
+
+        // Live predictions (about 8/s) arrive while the backlog is still trickling in at 30/s.
+        _sub.WaitUntil(m => Telemetry(m, "pump-4").Count(r => r.Boot != backlogBoot) >= 16, "16 live records");
+        var elapsed = (Environment.TickCount64 - started) / 1000.0;
+        var backlogSoFar = Telemetry(_sub.Messages, "pump-4").Count(r => r.Boot == backlogBoot);
+        Assert.True(backlogSoFar < 160, $"the whole backlog ({backlogSoFar}) went before 16 live records");
+        Assert.True(backlogSoFar <= 30 * elapsed + 10, $"{backlogSoFar} backlog records in {elapsed:0.0} s exceeds 30/s");
+
+        _sub.WaitUntil(m => Telemetry(m, "pump-4").Where(r => r.Boot == backlogBoot).Select(r => r.Seq).Distinct().Count() >= 160, "the whole backlog", 30_000);
+        Thread.Sleep(300); // nothing beyond the backlog's 160 may follow
+        var drained = (Environment.TickCount64 - started) / 1000.0;
+        Assert.True(drained >= 4.0, $"160 records at 30/s took {drained:0.0} s"); // (160 - 10 at once) / 30
+        Assert.Equal(Enumerable.Range(1, 160).Select(i => (long)i),
+            Telemetry(_sub.Messages, "pump-4").Where(r => r.Boot == backlogBoot).Select(r => r.Seq).Distinct().Order());
+    }
+
     public void Dispose()
     {
         _sub?.Dispose();
