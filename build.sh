@@ -2,7 +2,8 @@
 # The one entry point. Usage:
 #   ./build.sh                          build everything
 #   ./build.sh test                     build, publish linux-x64 + linux-arm64, run every test
-#   ./build.sh demo                     the agent on a simulated machine that develops a fault
+#   ./build.sh demo [agent]             the agent on a simulated machine that develops a fault, then a fleet
+#                                       of four agents around a hub with a network cut (agent: the first part only)
 #   ./build.sh publish linux-x64|linux-arm64
 #                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
 #   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
@@ -103,6 +104,15 @@ TEXT
     --health-every 10 \
     --Agent:Gpio:Driver=simulated --Agent:Actions:0:Pin=17 --Agent:Actions:0:Label=bearing_fault \
     --Agent:Actions:0:After=3 --Agent:Actions:0:MinScore=0.9
+  [[ "${1:-}" == "agent" ]] && return 0
+
+  log "build the hub, the operator's CLI and the fleet simulator"
+  dotnet build EdgeMl.sln -nologo -v q >/dev/null
+  local bin="net10.0"
+  dotnet "fleet-hub/EdgeMl.FleetSim/bin/Debug/$bin/edgeml-fleetsim.dll" demo \
+    --hub-dll "$ROOT/fleet-hub/EdgeMl.FleetHub/bin/Debug/$bin/edgeml-hub.dll" \
+    --cli-dll "$ROOT/fleet-hub/EdgeMl.Cli/bin/Debug/$bin/edgeml.dll" \
+    --agent "$agent" --model "$ROOT/artifacts/publish/linux-x64/models/vibration-fault-int8.edgepkg"
 }
 
 bench() {
@@ -132,7 +142,7 @@ bench() {
 case "${1:-build}" in
   build) build ;;
   test) run_tests ;;
-  demo) demo ;;
+  demo) demo "${2:-}" ;;
   publish) publish "${2:-}" ;;
   bench) bench "${@:2}" ;;
   *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub]" >&2; exit 2 ;;

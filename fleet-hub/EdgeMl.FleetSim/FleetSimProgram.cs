@@ -15,6 +15,8 @@ public static class FleetSimProgram
           edgeml-fleetsim bench --hub-dll PATH --agent PATH --model PKG [--out bench-results/hub.json]
                               [--devices 1000] [--seconds 20] [--connected 10000] [--hold 30] [--backlog 86400]
                  starts a hub and measures ingest, end-to-end latency, connected devices and a backlog drain
+          edgeml-fleetsim demo --hub-dll PATH --cli-dll PATH --agent PATH --model PKG
+                 the fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost
         """;
 
     public static async Task<int> MainAsync(string[] args)
@@ -38,6 +40,7 @@ public static class FleetSimProgram
             {
                 "run" => await RunAsync(options, cts.Token).ConfigureAwait(false),
                 "bench" => await HubBench.RunAsync(options, cts.Token).ConfigureAwait(false),
+                "demo" => await FleetDemo.RunAsync(options, cts.Token).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'"),
             };
         }

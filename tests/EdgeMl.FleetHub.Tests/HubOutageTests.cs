@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EdgeMl.FleetSim;
 using EdgeMl.TestUtilities.Mqtt;
 
 namespace EdgeMl.FleetHub.Tests;

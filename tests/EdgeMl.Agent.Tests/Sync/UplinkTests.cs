@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using EdgeMl.TestUtilities;
+using EdgeMl.FleetSim;
 using EdgeMl.TestUtilities.Mqtt;
 
 namespace EdgeMl.Agent.Tests.Sync;

@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace EdgeMl.TestUtilities.Mqtt;
+namespace EdgeMl.FleetSim;
 
 /// <summary>
-/// A loopback TCP relay between a device and its broker that can cut the network: <see cref="Cut"/> drops
+/// A loopback TCP relay between a device and its broker that can cut the network (tests and the fleet demo): <see cref="Cut"/> drops
 /// every open connection and refuses new ones until <see cref="Restore"/>. Other clients keep talking to
 /// the broker directly, so they see what the device delivered across the cut.
 /// </summary>
