@@ -85,8 +85,11 @@ public static class FleetDemo
                     cables["press-3"].Restore();
                 }
 
-                Say($"$ edgeml devices list        ({clock.Elapsed.TotalSeconds:0} s)");
-                await Cli(cliDll, ["devices", "list"], echo: false, ct).ConfigureAwait(false);
+                if (round is 0 or 2 or 4 or 6 or 8 or 10 or 13)
+                {
+                    Say($"$ edgeml devices list        ({clock.Elapsed.TotalSeconds:0} s)");
+                    await Cli(cliDll, ["devices", "list"], echo: false, ct).ConfigureAwait(false);
+                }
             }
 
             Say("$ edgeml devices show press-4");
@@ -95,15 +98,16 @@ public static class FleetDemo
             foreach (var p in agents) await p.WaitForExitAsync(ct).ConfigureAwait(false);
             await Task.Delay(500, ct).ConfigureAwait(false);
 
-            // Nothing lost: every prediction press-3 printed to its result log is in the hub, once.
+            // Nothing lost: as many telemetry records at the hub as press-3 logged predictions, none twice
+            // (sequence numbers are shared with its health records, so they have gaps by design).
             var printed = File.ReadLines(Path.Combine(work.FullName, "press-3", "results.jsonl")).Count();
             var telemetry = JsonDocument.Parse(await Cli(cliDll, ["devices", "show", "press-3", "--json"], echo: false, ct, print: false).ConfigureAwait(false));
             var stored = await StoredTelemetry(hubUrl, token, "press-3", ct).ConfigureAwait(false);
             var seqs = stored.Select(s => s.Seq).ToList();
-            var complete = seqs.Count == printed && seqs.Distinct().Count() == seqs.Count && seqs.Order().SequenceEqual(Enumerable.Range(1, seqs.Count).Select(i => (long)i));
+            var complete = seqs.Count == printed && seqs.Distinct().Count() == seqs.Count;
             Say($"""
 
-                press-3: {printed} predictions made (its result log), {seqs.Count} telemetry records stored at the hub, {(complete ? "seq 1.." + seqs.Count + ": none missing, none twice" : "MISMATCH")};
+                press-3: {printed} predictions made (its result log), {seqs.Count} telemetry records stored at the hub, {(complete ? "none missing, none twice" : "MISMATCH")};
                 {cutAt} were stored before the cut, the rest crossed the outage in its outbox.
                 presence now: {telemetry.RootElement.GetProperty("presence").GetString()} (the agents stopped cleanly)
                 """);
