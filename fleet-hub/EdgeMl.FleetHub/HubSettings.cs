@@ -8,7 +8,14 @@ public sealed class HubSettings
 {
     public string Data { get; set; } = "hub-data";
     public string MqttAddress { get; set; } = "127.0.0.1";
+    /// <summary>Plain MQTT port of the embedded broker; 0: none (TLS only).</summary>
     public int MqttPort { get; set; } = 1883;
+    /// <summary>MQTT over TLS port of the embedded broker (with <see cref="MqttTlsCertificate"/>); 0: none.</summary>
+    public int MqttTlsPort { get; set; }
+    /// <summary>The broker's certificate chain (PEM) for TLS.</summary>
+    public string MqttTlsCertificate { get; set; } = "";
+    /// <summary>Its private key (PEM).</summary>
+    public string MqttTlsKey { get; set; } = "";
     /// <summary><c>mqtt://host:port</c> of an external broker; empty: the embedded broker.</summary>
     public string Broker { get; set; } = "";
     /// <summary>

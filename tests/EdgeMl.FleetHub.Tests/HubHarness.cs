@@ -39,10 +39,12 @@ public sealed class HubHarness : IDisposable
 
     public bool External { get; private set; }
 
-    public void StartHub(string? externalBroker = null)
+    /// <param name="extra">More hub options; a repeated option wins over the harness's (configuration: last one counts).</param>
+    public void StartHub(string? externalBroker = null, params string[] extra)
     {
         var args = new List<string> { "--Data", HubData, "--MqttPort", Str(Mqtt), "--urls", HubUrl };
         if (externalBroker is not null) args.AddRange(["--Broker", externalBroker]);
+        args.AddRange(extra);
         External = externalBroker is not null;
         AgentBroker = externalBroker ?? $"mqtt://127.0.0.1:{Mqtt}";
         _subscribed.Reset();

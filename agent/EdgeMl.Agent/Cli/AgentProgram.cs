@@ -18,7 +18,7 @@ public static class AgentProgram
                            [--format json|text] [--health-every SECONDS] [--data DIR]
                            [--hub mqtt://HOST:PORT --device ID] [--quiet]
                                                                     one JSON line per prediction on stdout
-          edgeml-agent enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt://HOST:PORT]
+          edgeml-agent enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt(s)://HOST:PORT] [--ca FILE]
                                                                     join a hub with the operator's one-time token
           edgeml-agent status --data DIR [--json]                   the device's status from local state (no network)
           edgeml-agent check-model PKG                              validate a package and run a smoke inference

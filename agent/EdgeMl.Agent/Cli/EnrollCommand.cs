@@ -6,7 +6,7 @@ using EdgeMl.Protocol.Json;
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
-/// <c>enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt://HOST:PORT]</c>: trades the operator's
+/// <c>enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt(s)://HOST:PORT] [--ca FILE]</c>: trades the operator's
 /// one-time token for this device's identity and broker password, stored in the data directory; from then
 /// on <c>run --data DIR</c> connects to the hub without naming it.
 /// </summary>
@@ -18,7 +18,9 @@ public static class EnrollCommand
         var token = args.Get("token") ?? throw new UsageException("enroll needs --token TOKEN (from `edgeml devices enroll ID`)");
         var dir = args.Get("data") ?? throw new UsageException("enroll needs --data DIR (the agent's Agent:DataDirectory)");
         var brokerOverride = args.Get("broker");
+        var ca = args.Get("ca");
         args.RejectUnknown();
+        if (ca is not null && !File.Exists(ca)) throw new ConfigurationException("--ca", $"'{ca}' does not exist");
 
         var hub = HubUri(hubArg);
         using var http = new HttpClient { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(30) };
@@ -46,10 +48,19 @@ public static class EnrollCommand
             {
                 DeviceId = creds.DeviceId,
                 Password = creds.Password,
-                Broker = brokerOverride ?? creds.Broker ?? $"mqtt://{hub.Host}:{creds.MqttPort}",
+                Broker = brokerOverride ?? creds.Broker
+                    ?? (creds.MqttTlsPort > 0 ? $"mqtts://{hub.Host}:{creds.MqttTlsPort}" : $"mqtt://{hub.Host}:{creds.MqttPort}"),
                 Hub = hub.ToString(),
                 EnrolledAt = DateTimeOffset.UtcNow,
             };
+            if (ca is not null)
+            {
+                // A copy beside the identity: the device keeps working when the original moves.
+                Directory.CreateDirectory(dir);
+                identity.CaCertificate = Path.GetFullPath(Path.Combine(dir, "ca.pem"));
+                File.Copy(ca, identity.CaCertificate, overwrite: true);
+            }
+
             identity.Write(dir);
             Console.WriteLine($"enrolled as '{identity.DeviceId}' at {identity.Hub} (broker {identity.Broker}); identity in {DeviceIdentity.PathIn(dir)}");
             Console.WriteLine($"next: edgeml-agent run --config FILE   (with Agent:DataDirectory={dir})");

@@ -43,8 +43,16 @@ public static class AgentOptionsLoader
         var hub = o.Hub;
         if (hub.Broker.Length > 0)
         {
-            if (!Uri.TryCreate(hub.Broker, UriKind.Absolute, out var broker) || broker.Scheme != "mqtt" || broker.Host.Length == 0)
-                throw new ConfigurationException($"{p}:Hub:Broker", $"'{hub.Broker}' is not mqtt://host[:port]");
+            if (!Uri.TryCreate(hub.Broker, UriKind.Absolute, out var broker) || broker.Scheme is not ("mqtt" or "mqtts") || broker.Host.Length == 0)
+                throw new ConfigurationException($"{p}:Hub:Broker", $"'{hub.Broker}' is not mqtt://host[:port] or mqtts://host[:port]");
+            foreach (var (key, file) in new[] { ("CaCertificate", hub.CaCertificate), ("ClientCertificate", hub.ClientCertificate), ("ClientKey", hub.ClientKey) })
+            {
+                if (file is not null && !File.Exists(file)) throw new ConfigurationException($"{p}:Hub:{key}", $"'{file}' does not exist");
+                if (file is not null && broker.Scheme != "mqtts") throw new ConfigurationException($"{p}:Hub:{key}", "certificates are for TLS: use an mqtts:// broker");
+            }
+
+            if ((hub.ClientCertificate is null) != (hub.ClientKey is null))
+                throw new ConfigurationException($"{p}:Hub:ClientKey", "a client certificate needs its key and a key its certificate: set both ClientCertificate and ClientKey");
             if (hub.DeviceId.Length == 0 || hub.DeviceId.IndexOfAny(['/', '+', '#', ' ']) >= 0)
                 throw new ConfigurationException($"{p}:Hub:DeviceId", $"'{hub.DeviceId}' is not a device id (non-empty, no '/', '+', '#' or spaces)");
             if (string.IsNullOrWhiteSpace(o.DataDirectory))

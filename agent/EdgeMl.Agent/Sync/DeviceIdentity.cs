@@ -14,6 +14,8 @@ public sealed class DeviceIdentity
     public string DeviceId { get; set; } = "";
     public string Broker { get; set; } = "";
     public string Password { get; set; } = "";
+    /// <summary>The CA (PEM, copied into the data directory at enrollment) the broker's TLS certificate chains to; null: the system's.</summary>
+    public string? CaCertificate { get; set; }
     /// <summary>The hub's HTTP address the device enrolled with.</summary>
     public string Hub { get; set; } = "";
     public DateTimeOffset EnrolledAt { get; set; }
@@ -72,6 +74,8 @@ public sealed class DeviceIdentity
             hub.Username ??= id.DeviceId;
             hub.Password = id.Password;
         }
+
+        if (hub.Broker == id.Broker) hub.CaCertificate ??= id.CaCertificate;
     }
 }
 

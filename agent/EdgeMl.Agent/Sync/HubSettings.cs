@@ -3,12 +3,18 @@ namespace EdgeMl.Agent.Sync;
 /// <summary>Bound from <c>Agent:Hub</c>: where the outbox is delivered.</summary>
 public sealed class HubSettings
 {
-    /// <summary><c>mqtt://host:port</c> of the hub's broker. Empty: no uplink, records stay in the outbox.</summary>
+    /// <summary><c>mqtt://host:port</c> or <c>mqtts://host:port</c> (TLS) of the hub's broker. Empty: no uplink, records stay in the outbox.</summary>
     public string Broker { get; set; } = "";
     /// <summary>The device id: MQTT client id and the device level of every topic.</summary>
     public string DeviceId { get; set; } = "";
     public string? Username { get; set; }
     public string? Password { get; set; }
+    /// <summary>With <c>mqtts://</c>: a PEM file of the CA(s) the broker's certificate must chain to (default: the system's trust store).</summary>
+    public string? CaCertificate { get; set; }
+    /// <summary>With <c>mqtts://</c>: this device's certificate (PEM), for brokers that ask for one; needs <see cref="ClientKey"/>.</summary>
+    public string? ClientCertificate { get; set; }
+    /// <summary>The private key (PEM) of <see cref="ClientCertificate"/>.</summary>
+    public string? ClientKey { get; set; }
     /// <summary>Records per MQTT message (telemetry goes in batches).</summary>
     public int BatchSize { get; set; } = 200;
     public int KeepAliveSeconds { get; set; } = 30;

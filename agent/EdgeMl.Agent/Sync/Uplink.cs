@@ -143,8 +143,9 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
     private async Task ConnectAsync(CancellationToken ct)
     {
         var uri = new Uri(settings.Broker);
+        var tls = uri.Scheme == "mqtts";
         var builder = new MqttClientOptionsBuilder()
-            .WithTcpServer(uri.Host, uri.IsDefaultPort || uri.Port <= 0 ? 1883 : uri.Port)
+            .WithTcpServer(uri.Host, uri.IsDefaultPort || uri.Port <= 0 ? (tls ? 8883 : 1883) : uri.Port)
             .WithClientId(settings.DeviceId)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
             .WithCleanStart(false)
@@ -158,6 +159,11 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         if (!string.IsNullOrEmpty(settings.Username))
         {
             builder = builder.WithCredentials(settings.Username, settings.Password);
+        }
+
+        if (tls)
+        {
+            builder = builder.WithTlsOptions(BrokerTls.Options(settings, uri.Host));
         }
 
         var result = await _client.ConnectAsync(builder.Build(), ct).ConfigureAwait(false);

@@ -77,7 +77,7 @@ public static partial class DevicesApi
                     statusCode: StatusCodes.Status403Forbidden);
             }
 
-            return TypedResults.Ok(new DeviceCredentials { DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort });
+            return TypedResults.Ok(new DeviceCredentials { DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort, MqttTlsPort = settings.MqttTlsPort });
         });
     }
 

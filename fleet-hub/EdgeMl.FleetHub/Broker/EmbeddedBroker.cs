@@ -27,12 +27,20 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, HubStore stor
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var options = new MqttServerOptionsBuilder()
-            .WithDefaultEndpoint()
-            .WithDefaultEndpointBoundIPAddress(IPAddress.Parse(settings.MqttAddress))
-            .WithDefaultEndpointPort(settings.MqttPort)
-            .WithPersistentSessions()
-            .Build();
+        var builder = new MqttServerOptionsBuilder().WithPersistentSessions();
+        builder = settings.MqttPort > 0
+            ? builder.WithDefaultEndpoint().WithDefaultEndpointBoundIPAddress(IPAddress.Parse(settings.MqttAddress)).WithDefaultEndpointPort(settings.MqttPort)
+            : builder.WithoutDefaultEndpoint();
+        if (settings.MqttTlsPort > 0)
+        {
+            builder = builder.WithEncryptedEndpoint()
+                .WithEncryptedEndpointBoundIPAddress(IPAddress.Parse(settings.MqttAddress))
+                .WithEncryptedEndpointPort(settings.MqttTlsPort)
+                .WithEncryptionCertificate(BrokerCertificate.Load(settings))
+                .WithEncryptionSslProtocol(System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13);
+        }
+
+        var options = builder.Build();
         _server = new MqttServerFactory().CreateMqttServer(options);
         _server.ValidatingConnectionAsync += ValidateAsync;
         _server.ClientConnectedAsync += e =>

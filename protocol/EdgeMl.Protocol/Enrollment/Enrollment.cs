@@ -18,4 +18,6 @@ public sealed class DeviceCredentials
     /// <summary><c>mqtt://host:port</c> when the hub uses an external broker; null: the hub's own, on <see cref="MqttPort"/>.</summary>
     public string? Broker { get; set; }
     public int MqttPort { get; set; }
+    /// <summary>The hub's MQTT-over-TLS port; 0: none. Devices prefer it when there is one.</summary>
+    public int MqttTlsPort { get; set; }
 }

@@ -9,6 +9,20 @@ internal static class AgentProcess
     public static (int ExitCode, string Stdout, string Stderr) Agent(params string[] args) =>
         Exec("dotnet", null, [Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll"), .. args]);
 
+    /// <summary>Starts this build's agent and lets it run; its output is read and discarded.</summary>
+    public static Process Start(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
     public static (int ExitCode, string Stdout, string Stderr) Exec(string executable, Dictionary<string, string>? env, string[] args)
     {
         var psi = new ProcessStartInfo(executable) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

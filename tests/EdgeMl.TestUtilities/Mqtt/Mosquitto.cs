@@ -11,7 +11,8 @@ public sealed class Mosquitto : IDisposable
     private Process? _process;
 
     /// <param name="persistDirectory">Keep sessions and queued messages on disk there (as a production broker does), so they survive a restart.</param>
-    public Mosquitto(int? port = null, string? persistDirectory = null)
+    /// <param name="listenerOptions">Lines for the listener, e.g. TLS: <c>cafile …</c>, <c>certfile …</c>, <c>require_certificate true</c>.</param>
+    public Mosquitto(int? port = null, string? persistDirectory = null, string? listenerOptions = null)
     {
         Port = port ?? FreePort();
         _config = Path.Combine(Path.GetTempPath(), $"edgeml-mosquitto-{Port}.conf");
@@ -22,7 +23,7 @@ public sealed class Mosquitto : IDisposable
         }
 
         var persistence = persistDirectory is null ? "persistence false\n" : $"persistence true\npersistence_location {persistDirectory.TrimEnd('/')}/\nautosave_interval 1\n";
-        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\nallow_anonymous true\n{persistence}");
+        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\n{listenerOptions}\nallow_anonymous true\n{persistence}");
     }
 
     public int Port { get; }
@@ -106,10 +107,11 @@ public sealed class MosquittoSub : IDisposable
     private readonly Lock _gate = new();
     private readonly List<(string Topic, string Payload)> _messages = [];
 
-    public MosquittoSub(int port, string topic, string clientId)
+    /// <param name="extra">More mosquitto_sub options, e.g. TLS: <c>--cafile</c>, <c>--cert</c>, <c>--key</c>.</param>
+    public MosquittoSub(int port, string topic, string clientId, string[]? extra = null)
     {
         _process = Process.Start(new ProcessStartInfo("/usr/bin/mosquitto_sub",
-            ["-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-t", topic, "-v", "-q", "1", "-i", clientId])
+            ["-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-t", topic, "-v", "-q", "1", "-i", clientId, .. extra ?? []])
         { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false })!;
         _process.OutputDataReceived += (_, e) =>
         {
