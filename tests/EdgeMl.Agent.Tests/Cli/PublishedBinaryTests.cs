@@ -130,3 +130,32 @@ public class PublishedOutboxTests
         Assert.Matches(@"telemetry\s+9\s+0\s+0", stdout);
     }
 }
+
+/// <summary>TLS through the trimmed native binary (SslStream, X509 chains, PEM loading survive AOT), against mosquitto with a private CA.</summary>
+public class PublishedTlsTests
+{
+    [SkippableFact]
+    public void Native_agent_delivers_over_tls_with_a_client_certificate()
+    {
+        var binary = Path.Combine(TestPackages.RepositoryRoot, "artifacts", "publish", "linux-x64", "edgeml-agent");
+        if (Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1") Assert.True(File.Exists(binary));
+        Skip.IfNot(File.Exists(binary), "not published");
+        Skip.IfNot(EdgeMl.TestUtilities.Mqtt.Mosquitto.Available, "mosquitto is not installed (./build.sh test installs it)");
+        using var dir = new TempDirectory();
+        var pki = new TestCertificates(Path.Combine(dir.Path, "pki"));
+        var (serverCert, serverKey) = pki.Server();
+        var (deviceCert, deviceKey) = pki.Client("native-tls");
+        var (observerCert, observerKey) = pki.Client("observer");
+        using var broker = new EdgeMl.TestUtilities.Mqtt.Mosquitto(listenerOptions: $"cafile {pki.CaPath}\ncertfile {serverCert}\nkeyfile {serverKey}\nrequire_certificate true").Start();
+        using var sub = new EdgeMl.TestUtilities.Mqtt.MosquittoSub(broker.Port, "edgeml/#", "observer", ["--cafile", pki.CaPath, "--cert", observerCert, "--key", observerKey]);
+        var (code, _, stderr) = AgentProcess.Exec(binary, null,
+        [
+            "run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "7", "--fast", "--quiet", "--data", Path.Combine(dir.Path, "agent"),
+            "--hub", $"mqtts://127.0.0.1:{broker.Port}", "--device", "native-tls",
+            $"--Agent:Hub:CaCertificate={pki.CaPath}", $"--Agent:Hub:ClientCertificate={deviceCert}", $"--Agent:Hub:ClientKey={deviceKey}",
+        ]);
+        Assert.True(code == 0, stderr);
+        sub.WaitUntil(m => m.Where(x => x.Topic == "edgeml/native-tls/tele")
+            .Sum(x => System.Text.Json.JsonDocument.Parse(x.Payload).RootElement.GetProperty("records").GetArrayLength()) >= 7, "7 records from the native agent over TLS");
+    }
+}
