@@ -92,7 +92,7 @@ public sealed class HubHarness : IDisposable
     /// An agent process on the simulated machine. With the embedded broker it is enrolled first and finds its
     /// hub through its identity; with an external broker it is pointed at it (that broker's own ACLs apply).
     /// </summary>
-    public Process Agent(string device, int count, bool fast, int healthEvery = 0)
+    public Process Agent(string device, int count, bool fast, int healthEvery = 0, string[]? extra = null)
     {
         var args = new List<string>
         {
@@ -100,6 +100,7 @@ public sealed class HubHarness : IDisposable
             "--data", AgentData(device), "--Agent:Hub:ReconnectMinMs=50", "--Agent:Hub:ReconnectMaxMs=500",
             fast ? "--fast" : "--Agent:Pipeline:Realtime=true", "--health-every", Str(healthEvery),
         };
+        args.AddRange(extra ?? []);
         if (External)
         {
             args.AddRange(["--hub", AgentBroker, "--device", device]);
