@@ -10,7 +10,7 @@ var settings = new HubSettings();
 builder.Configuration.Bind(settings);
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddSingleton(_ => new HubStore(settings.Data));
+builder.Services.AddSingleton<IHubStore>(_ => new LiteDbHubStore(settings.Data));
 builder.Services.AddSingleton<TelemetryIngest>();
 if (settings.Broker.Length > 0)
 {
@@ -25,7 +25,7 @@ else
 }
 
 var app = builder.Build();
-ApiAuth.Bootstrap(app.Services.GetRequiredService<HubStore>(), settings, TimeProvider.System, app.Logger);
+ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimeProvider.System, app.Logger);
 app.MapDevicesApi();
 app.MapTokensApi();
 app.Run();

@@ -4,7 +4,6 @@ using EdgeMl.FleetHub.Broker;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 using EdgeMl.Protocol.Enrollment;
-using LiteDB;
 
 namespace EdgeMl.FleetHub.Apis;
 
@@ -22,22 +21,22 @@ public static partial class DevicesApi
         app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(ingest.Stats())).RequireRole(ApiAuth.Viewer);
 
         var api = app.MapGroup("/api/devices");
-        api.MapGet("/", (string? group, string? status, string? model, string? tag, HubStore store) =>
+        api.MapGet("/", (string? group, string? status, string? model, string? tag, IHubStore store) =>
             TypedResults.Ok(store.Devices().Select(d => Summary(d, withHealth: false))
                 .Where(d => group is null || d.Group == group)
                 .Where(d => status is null || d.Presence == status || d.Enrollment == status)
                 .Where(d => model is null || d.Model == model || $"{d.Model}@{d.ModelVersion}" == model)
                 .Where(d => tag is null || HasTag(d, tag))
                 .OrderBy(d => d.Id, StringComparer.Ordinal).ToList())).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}", IResult (string id, HubStore store) =>
+        api.MapGet("/{id}", IResult (string id, IHubStore store) =>
             store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true)) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/telemetry", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "telemetry")).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/records", IResult (string id, int? limit, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "class")] string? recordClass, HubStore store) =>
+        api.MapGet("/{id}/telemetry", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "telemetry")).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/records", IResult (string id, int? limit, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "class")] string? recordClass, IHubStore store) =>
             History(store, id, limit, recordClass)).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/alerts", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "alert")).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/health", IResult (string id, int? limit, HubStore store) => History(store, id, limit, "health")).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/alerts", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "alert")).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/health", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "health")).RequireRole(ApiAuth.Viewer);
 
-        api.MapPost("/", IResult (EnrollRequest request, HubStore store, HubSettings settings, TimeProvider time) =>
+        api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
             if (!DeviceIdPattern().IsMatch(request.Id ?? ""))
             {
@@ -59,7 +58,7 @@ public static partial class DevicesApi
             return TypedResults.Ok(new EnrollTicket(request.Id!, token, expires));
         }).RequireRole(ApiAuth.Operator);
 
-        api.MapPost("/{id}/revoke", async Task<IResult> (string id, HubStore store, IDeviceConnections connections, TimeProvider time) =>
+        api.MapPost("/{id}/revoke", async Task<IResult> (string id, IHubStore store, IDeviceConnections connections, TimeProvider time) =>
         {
             if (!store.Revoke(id, time.GetUtcNow())) return NoDevice(id);
             await connections.DisconnectAsync(id).ConfigureAwait(false);
@@ -67,7 +66,7 @@ public static partial class DevicesApi
         }).RequireRole(ApiAuth.Operator);
 
         // The device's side of enrollment: the one-time token is the credential, so no API token here.
-        app.MapPost("/api/enroll", IResult (EnrollmentClaim request, HubStore store, HubSettings settings, TimeProvider time) =>
+        app.MapPost("/api/enroll", IResult (EnrollmentClaim request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
             var password = Secrets.New("dev_");
             var id = store.ClaimEnrollment(Secrets.Hash(request.Token ?? ""), Secrets.Hash(password), time.GetUtcNow());
@@ -81,11 +80,11 @@ public static partial class DevicesApi
         });
     }
 
-    private static IResult History(HubStore store, string id, int? limit, string? recordClass) =>
+    private static IResult History(IHubStore store, string id, int? limit, string? recordClass) =>
         store.FindDevice(id) is null
             ? NoDevice(id)
-            : TypedResults.Ok(store.Records(id, Math.Clamp(limit ?? 100, 1, 10_000), recordClass).Select(r => new RecordView(
-                r["boot"].AsString, r["seq"].AsInt64, r["class"].AsString, r["at"].AsInt64, JsonNode.Parse(r["data"].AsString))).ToList());
+            : TypedResults.Ok(store.Records(id, Math.Clamp(limit ?? 100, 1, 10_000), recordClass)
+                .Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
 
     private static IResult NoDevice(string id) => TypedResults.NotFound(new ApiError($"no device '{id}'"));
 
@@ -95,24 +94,9 @@ public static partial class DevicesApi
         return eq < 0 ? d.Tags.ContainsKey(tag) : d.Tags.TryGetValue(tag[..eq], out var v) && v == tag[(eq + 1)..];
     }
 
-    private static DateTimeOffset? Time(BsonDocument d, string key) =>
-        d.TryGetValue(key, out var v) && v.IsInt64 && v.AsInt64 > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(v.AsInt64) : null;
-
-    private static string? Text(BsonDocument d, string key) => d.TryGetValue(key, out var v) && v.IsString ? v.AsString : null;
-
-    private static DeviceView Summary(BsonDocument d, bool withHealth)
-    {
-        var enrollment = d["revoked"].AsBoolean ? "revoked"
-            : d.ContainsKey("secretHash") ? "enrolled"
-            : d.ContainsKey("tokenHash") ? "pending"
-            : "unregistered";
-        var tags = d.TryGetValue("tags", out var t) && t.IsDocument ? t.AsDocument.ToDictionary(kv => kv.Key, kv => kv.Value.AsString) : [];
-        return new DeviceView(
-            d["_id"].AsString, Text(d, "group"), tags, enrollment, Time(d, "enrolledAt"), Time(d, "revokedAt"),
-            d["presence"].AsString, Text(d, "boot"), Time(d, "lastSeen"), d["records"].AsInt64,
-            Text(d, "model"), Text(d, "modelVersion"), d.TryGetValue("latencyP99Ms", out var p99) && p99.IsDouble ? p99.AsDouble : null, Time(d, "healthAt"),
-            withHealth && Text(d, "health") is { } h ? JsonNode.Parse(h) : null);
-    }
+    private static DeviceView Summary(DeviceEntry d, bool withHealth) => new(
+        d.Id, d.Group, d.Tags, d.Enrollment, d.EnrolledAt, d.RevokedAt, d.Presence, d.Boot, d.LastSeen, d.Records,
+        d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null);
 }
 
 public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string, string>? Tags, double? ExpiresHours);
@@ -120,7 +104,7 @@ public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string,
 public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expires);
 
 public sealed record DeviceView(
-    string Id, string? Group, Dictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
+    string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);

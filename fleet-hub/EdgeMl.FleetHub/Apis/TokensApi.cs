@@ -9,7 +9,7 @@ public static class TokensApi
     public static void MapTokensApi(this WebApplication app)
     {
         var api = app.MapGroup("/api/tokens");
-        api.MapPost("/", IResult (TokenRequest request, HubStore store, TimeProvider time) =>
+        api.MapPost("/", IResult (TokenRequest request, IHubStore store, TimeProvider time) =>
         {
             var role = request.Role ?? ApiAuth.Viewer;
             if (!ApiAuth.Roles.Contains(role))
@@ -21,8 +21,8 @@ public static class TokensApi
             store.AddApiToken(Secrets.Hash(token), role, request.Name ?? "", time.GetUtcNow());
             return TypedResults.Ok(new TokenIssued(token, role, request.Name ?? ""));
         }).RequireRole(ApiAuth.Operator);
-        api.MapGet("/", (HubStore store) => TypedResults.Ok(store.ApiTokens().Select(t => new TokenInfo(
-            t["name"].AsString, t["role"].AsString, DateTimeOffset.FromUnixTimeMilliseconds(t["created"].AsInt64))).ToList())).RequireRole(ApiAuth.Operator);
+        api.MapGet("/", (IHubStore store) => TypedResults.Ok(store.ApiTokens().Select(t => new TokenInfo(t.Name, t.Role, t.Created)).ToList()))
+            .RequireRole(ApiAuth.Operator);
     }
 }
 

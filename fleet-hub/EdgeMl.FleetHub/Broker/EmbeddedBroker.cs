@@ -14,7 +14,7 @@ namespace EdgeMl.FleetHub.Broker;
 /// <c>edgeml/{its id}/…</c>. Every publish goes through ingest before the broker answers it, so a
 /// device's PUBACK means "stored".
 /// </summary>
-public sealed partial class EmbeddedBroker(TelemetryIngest ingest, HubStore store, HubSettings settings, ILogger<EmbeddedBroker> logger)
+public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore store, HubSettings settings, ILogger<EmbeddedBroker> logger)
     : IHostedService, IDeviceConnections, IAsyncDisposable
 {
     private MqttServer? _server;

@@ -21,7 +21,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 {
     private const int MaxRecordsPerCommit = 50_000;
 
-    private readonly HubStore _store;
+    private readonly IHubStore _store;
     private readonly TimeProvider _time;
     private readonly ILogger<TelemetryIngest> _logger;
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
@@ -33,7 +33,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private long _duplicates;
     private long _commits;
 
-    public TelemetryIngest(HubStore store, TimeProvider time, ILogger<TelemetryIngest> logger)
+    public TelemetryIngest(IHubStore store, TimeProvider time, ILogger<TelemetryIngest> logger)
     {
         _store = store;
         _time = time;

@@ -16,7 +16,7 @@ public static partial class ApiAuth
     public static string OperatorTokenPath(string dataDirectory) => Path.Combine(dataDirectory, "operator.token");
 
     /// <summary>Makes sure an operator can get in: creates the bootstrap token file when the hub has no operator token.</summary>
-    public static void Bootstrap(HubStore store, HubSettings settings, TimeProvider time, ILogger logger)
+    public static void Bootstrap(IHubStore store, HubSettings settings, TimeProvider time, ILogger logger)
     {
         if (settings.OperatorToken.Length > 0 && store.ApiTokenRole(Secrets.Hash(settings.OperatorToken)) is null)
         {
@@ -38,7 +38,7 @@ public static partial class ApiAuth
         {
             var header = context.HttpContext.Request.Headers.Authorization.ToString();
             var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
-            var store = context.HttpContext.RequestServices.GetRequiredService<HubStore>();
+            var store = context.HttpContext.RequestServices.GetRequiredService<IHubStore>();
             var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token)) : null;
             if (has is null)
             {

@@ -8,7 +8,7 @@ namespace EdgeMl.FleetHub.Store;
 /// the batch, so a record is stored exactly once however often the device re-sends it. (Per the issue: one
 /// document per record with a unique index cannot reach the ingest target on LiteDB.)
 /// </summary>
-public sealed partial class HubStore : IDisposable
+public sealed partial class LiteDbHubStore : IHubStore
 {
     private readonly LiteDatabase _db;
     private readonly ILiteCollection<BsonDocument> _batches;
@@ -17,7 +17,7 @@ public sealed partial class HubStore : IDisposable
     private readonly ILiteCollection<BsonDocument> _apiTokens;
     private readonly Lock _gate = new();
 
-    public HubStore(string directory)
+    public LiteDbHubStore(string directory)
     {
         Directory.CreateDirectory(directory);
         _db = new LiteDatabase(new ConnectionString { Filename = Path.Combine(directory, "hub.db"), Connection = ConnectionType.Direct });
@@ -109,28 +109,28 @@ public sealed partial class HubStore : IDisposable
         }
     }
 
-    public List<BsonDocument> Devices()
+    public List<DeviceEntry> Devices()
     {
-        lock (_gate) return _devices.FindAll().ToList();
+        lock (_gate) return _devices.FindAll().Select(Entry).ToList();
     }
 
-    public BsonDocument? FindDevice(string id)
+    public DeviceEntry? FindDevice(string id)
     {
-        lock (_gate) return _devices.FindById(id);
+        lock (_gate) return _devices.FindById(id) is { } d ? Entry(d) : null;
     }
 
     /// <summary>The newest stored records of a device, newest first; only those of <paramref name="recordClass"/> when given.</summary>
-    public List<BsonDocument> Records(string device, int limit, string? recordClass = null)
+    public List<HubRecord> Records(string device, int limit, string? recordClass = null)
     {
         lock (_gate)
         {
-            var result = new List<BsonDocument>();
+            var result = new List<HubRecord>();
             foreach (var batch in _batches.Find(Query.EQ("device", device)).OrderByDescending(b => b["_id"].AsInt64))
             {
                 foreach (var r in batch["records"].AsArray.Reverse())
                 {
                     if (recordClass is not null && r["class"].AsString != recordClass) continue;
-                    result.Add(r.AsDocument);
+                    result.Add(new HubRecord(r["boot"].AsString, r["seq"].AsInt64, r["class"].AsString, r["at"].AsInt64, r["data"].AsString));
                     if (result.Count >= limit) return result;
                 }
             }
@@ -145,4 +145,3 @@ public sealed partial class HubStore : IDisposable
     public void Dispose() => _db.Dispose();
 }
 
-public sealed record IncomingRecord(string Boot, long Seq, string Class, long At, string Data);

@@ -7,7 +7,7 @@ namespace EdgeMl.FleetHub.Store;
 /// The device registry: enrollment (one-time token → device password), revocation, groups and tags,
 /// and the latest health each device reported. Secrets are stored as SHA-256 only.
 /// </summary>
-public sealed partial class HubStore
+public sealed partial class LiteDbHubStore
 {
     /// <summary>
     /// Registers <paramref name="id"/> with a one-time enrollment token. A device already enrolled and not
@@ -99,10 +99,32 @@ public sealed partial class HubStore
         lock (_gate) return _apiTokens.Exists(Query.EQ("role", role));
     }
 
-    public List<BsonDocument> ApiTokens()
+    public List<ApiTokenEntry> ApiTokens()
     {
-        lock (_gate) return _apiTokens.FindAll().ToList();
+        lock (_gate)
+        {
+            return _apiTokens.FindAll().Select(t => new ApiTokenEntry(t["name"].AsString, t["role"].AsString, DateTimeOffset.FromUnixTimeMilliseconds(t["created"].AsInt64))).ToList();
+        }
     }
+
+    private static DeviceEntry Entry(BsonDocument d)
+    {
+        var enrollment = d["revoked"].AsBoolean ? "revoked"
+            : d.ContainsKey("secretHash") ? "enrolled"
+            : d.ContainsKey("tokenHash") ? "pending"
+            : "unregistered";
+        var tags = d.TryGetValue("tags", out var t) && t.IsDocument ? t.AsDocument.ToDictionary(kv => kv.Key, kv => kv.Value.AsString) : [];
+        return new DeviceEntry(
+            d["_id"].AsString, Text(d, "group"), tags, enrollment, Time(d, "enrolledAt"), Time(d, "revokedAt"),
+            d["presence"].AsString, Text(d, "boot"), Time(d, "lastSeen"), d["records"].AsInt64,
+            Text(d, "model"), Text(d, "modelVersion"), d.TryGetValue("latencyP99Ms", out var p99) && p99.IsDouble ? p99.AsDouble : null,
+            Time(d, "healthAt"), Text(d, "health"));
+    }
+
+    private static DateTimeOffset? Time(BsonDocument d, string key) =>
+        d.TryGetValue(key, out var v) && v.IsInt64 && v.AsInt64 > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(v.AsInt64) : null;
+
+    private static string? Text(BsonDocument d, string key) => d.TryGetValue(key, out var v) && v.IsString ? v.AsString : null;
 
     /// <summary>Keeps the newest health report on the device document, with the model it names, for the registry.</summary>
     private static void NoteHealth(BsonDocument d, long at, string json)
@@ -125,12 +147,4 @@ public sealed partial class HubStore
             // Stored as it came; the registry just has no model for it.
         }
     }
-}
-
-public enum DeviceAccess
-{
-    Allowed,
-    Unknown,
-    Revoked,
-    BadPassword,
 }

@@ -1,0 +1,61 @@
+namespace EdgeMl.FleetHub.Store;
+
+/// <summary>
+/// Everything the hub keeps: device batches (exactly once per (device, boot, class, seq)), presence, the
+/// registry with enrollment and health, and API tokens. LiteDB (<see cref="LiteDbHubStore"/>) is the embedded
+/// default; a shared store for several hub replicas implements the same contract.
+/// </summary>
+public interface IHubStore : IDisposable
+{
+    /// <summary>Stores several devices' batches in one transaction, in order; returns how many records were new.</summary>
+    int StoreBatches(IReadOnlyList<(string Device, IReadOnlyList<IncomingRecord> Records)> batches, DateTimeOffset receivedAt);
+
+    void SetPresence(string device, string state, string? boot, DateTimeOffset at);
+
+    List<DeviceEntry> Devices();
+
+    DeviceEntry? FindDevice(string id);
+
+    /// <summary>The newest stored records of a device, newest first; only those of <paramref name="recordClass"/> when given.</summary>
+    List<HubRecord> Records(string device, int limit, string? recordClass = null);
+
+    /// <summary>Registers a device with a one-time enrollment token (hash); refuses one enrolled and not revoked.</summary>
+    void CreateEnrollment(string id, string? group, IReadOnlyDictionary<string, string> tags, string tokenHash, DateTimeOffset expires, DateTimeOffset now);
+
+    /// <summary>Exchanges an enrollment token (hash) for the device's password (hash); null when unknown, used or expired.</summary>
+    string? ClaimEnrollment(string tokenHash, string secretHash, DateTimeOffset now);
+
+    DeviceAccess CheckDevice(string id, string password);
+
+    bool Revoke(string id, DateTimeOffset now);
+
+    void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now);
+
+    string? ApiTokenRole(string tokenHash);
+
+    bool HasApiTokens(string role);
+
+    List<ApiTokenEntry> ApiTokens();
+}
+
+/// <summary>One record as it came from a device.</summary>
+public sealed record IncomingRecord(string Boot, long Seq, string Class, long At, string Data);
+
+/// <summary>One stored record; <see cref="Data"/> is its JSON as the device sent it.</summary>
+public sealed record HubRecord(string Boot, long Seq, string Class, long At, string Data);
+
+/// <summary>A device in the registry. <see cref="Enrollment"/>: pending, enrolled, revoked or unregistered (seen on an external broker only).</summary>
+public sealed record DeviceEntry(
+    string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
+    string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms,
+    DateTimeOffset? HealthAt, string? HealthJson);
+
+public sealed record ApiTokenEntry(string Name, string Role, DateTimeOffset Created);
+
+public enum DeviceAccess
+{
+    Allowed,
+    Unknown,
+    Revoked,
+    BadPassword,
+}
