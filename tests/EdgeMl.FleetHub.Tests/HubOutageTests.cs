@@ -55,6 +55,8 @@ public sealed class HubOutageTests : IDisposable
             "run", "--model", EdgeMl.TestUtilities.TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "260", "--quiet",
             "--data", _h.AgentData("belt-1"), "--hub", $"mqtt://127.0.0.1:{cable.Port}", "--Agent:Pipeline:Realtime=true",
             "--Agent:Hub:ReconnectMinMs=100", "--Agent:Hub:ReconnectMaxMs=2000",
+            // Small batches and a backfill rate: after the cut, live records of this boot go before its backlog.
+            "--Agent:Hub:BatchSize=10", "--Agent:Hub:BackfillRecordsPerSecond=40",
         ], _ => { }); // about 33 s of predictions in real time
         HubHarness.Until(() => _h.Records("belt-1") >= 8, "the first records stored");
         var boot = _h.Device("belt-1").GetProperty("boot").GetString();

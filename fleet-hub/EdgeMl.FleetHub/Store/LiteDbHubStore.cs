@@ -4,8 +4,9 @@ namespace EdgeMl.FleetHub.Store;
 
 /// <summary>
 /// The hub's embedded store (LiteDB, one data directory). A telemetry batch is one document; duplicates are
-/// dropped with a sequence watermark per (device, boot, record class), written in the same transaction as
-/// the batch, so a record is stored exactly once however often the device re-sends it. (Per the issue: one
+/// dropped with a sequence watermark per (device, boot, record class) plus the ranges stored above it
+/// (<see cref="SeqSet"/>), written in the same transaction as the batch, so a record is stored exactly once
+/// however often, and in whatever order, the device re-sends it. (Per the issue: one
 /// document per record with a unique index cannot reach the ingest target on LiteDB.)
 /// </summary>
 public sealed partial class LiteDbHubStore : IHubStore
@@ -44,7 +45,7 @@ public sealed partial class LiteDbHubStore : IHubStore
             _db.BeginTrans();
             try
             {
-                var marks = new Dictionary<string, (BsonDocument Doc, long Seq)>();
+                var marks = new Dictionary<string, (BsonDocument Doc, SeqSet Seen)>();
                 var devices = new Dictionary<string, BsonDocument>();
                 var total = 0;
                 var received = receivedAt.ToUnixTimeMilliseconds();
@@ -57,11 +58,10 @@ public sealed partial class LiteDbHubStore : IHubStore
                         if (!marks.TryGetValue(key, out var mark))
                         {
                             var doc = _marks.FindById(key) ?? new BsonDocument { ["_id"] = key, ["seq"] = 0L };
-                            mark = (doc, doc["seq"].AsInt64);
+                            marks[key] = mark = (doc, Seen(doc));
                         }
 
-                        if (r.Seq <= mark.Seq) continue; // already stored
-                        marks[key] = (mark.Doc, r.Seq);
+                        if (!mark.Seen.Add(r.Seq)) continue; // already stored
                         fresh.Add(new BsonDocument { ["boot"] = r.Boot, ["seq"] = r.Seq, ["class"] = r.Class, ["at"] = r.At, ["data"] = r.Data });
                     }
 
@@ -78,10 +78,12 @@ public sealed partial class LiteDbHubStore : IHubStore
                     total += fresh.Count;
                 }
 
-                foreach (var (_, (doc, seq)) in marks)
+                foreach (var (_, (doc, seen)) in marks)
                 {
-                    if (doc["seq"].AsInt64 == seq) continue;
-                    doc["seq"] = seq;
+                    if (!seen.Changed) continue;
+                    doc["seq"] = seen.Watermark;
+                    if (seen.Ranges.Count == 0) doc.Remove("ranges");
+                    else doc["ranges"] = new BsonArray(seen.Ranges.Select(x => new BsonArray { x.Lo, x.Hi }));
                     _marks.Upsert(doc);
                 }
 
@@ -96,6 +98,10 @@ public sealed partial class LiteDbHubStore : IHubStore
             }
         }
     }
+
+    /// <summary>What a watermark document says is stored: <c>seq</c> (all up to it) and <c>ranges</c> above it.</summary>
+    private static SeqSet Seen(BsonDocument doc) =>
+        new(doc["seq"].AsInt64, doc.TryGetValue("ranges", out var r) && r.IsArray ? r.AsArray.Select(x => (x.AsArray[0].AsInt64, x.AsArray[1].AsInt64)) : null);
 
     public void SetPresence(string device, string state, string? boot, DateTimeOffset at)
     {
