@@ -16,6 +16,7 @@ public sealed class HubHarness : IDisposable
 {
     private readonly ManualResetEventSlim _subscribed = new();
     private readonly HashSet<string> _enrolled = [];
+    private readonly List<Process> _started = [];
     private Process? _hub;
 
     public HubHarness()
@@ -153,7 +154,15 @@ public sealed class HubHarness : IDisposable
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
-    public static Process Start(string dll, IEnumerable<string> args, Action<string> onLine)
+    /// <summary>Starts a program (a .dll through the dotnet host); whatever is still running when the test ends is killed.</summary>
+    public Process Start(string dll, IEnumerable<string> args, Action<string> onLine)
+    {
+        var p = StartProcess(dll, args, onLine);
+        lock (_started) _started.Add(p);
+        return p;
+    }
+
+    private static Process StartProcess(string dll, IEnumerable<string> args, Action<string> onLine)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(dll);
@@ -192,6 +201,20 @@ public sealed class HubHarness : IDisposable
 
     public void Dispose()
     {
+        lock (_started)
+        {
+            foreach (var p in _started)
+            {
+                try
+                {
+                    if (!p.HasExited) p.Kill(entireProcessTree: true); // a test that failed half-way leaves no agent behind
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+        }
+
         if (_hub is not null) KillHub();
         Api.Dispose();
         _subscribed.Dispose();

@@ -17,7 +17,7 @@ public sealed class HubOutageTests : IDisposable
         using var cable = new TcpCutProxy(_h.Mqtt, startCut: true);
         // Real time (about 8 predictions/s), a bearing fault after 1 s that an alert-only rule reports,
         // and an outbox of 8 KiB: a few seconds of telemetry fill it.
-        using var agent = HubHarness.Start(HubHarness.AgentDll,
+        using var agent = _h.Start(HubHarness.AgentDll,
         [
             "run", "--model", EdgeMl.TestUtilities.TestPackages.VibrationInt8, "--sensor", "sim:vibration,fault=bearing,fault-at=1", "--quiet",
             "--data", _h.AgentData("pump-1"), "--hub", $"mqtt://127.0.0.1:{cable.Port}", "--health-every", "2",
@@ -50,7 +50,7 @@ public sealed class HubOutageTests : IDisposable
         _h.StartHub();
         _h.Enroll("belt-1");
         using var cable = new TcpCutProxy(_h.Mqtt);
-        using var agent = HubHarness.Start(HubHarness.AgentDll,
+        using var agent = _h.Start(HubHarness.AgentDll,
         [
             "run", "--model", EdgeMl.TestUtilities.TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "260", "--quiet",
             "--data", _h.AgentData("belt-1"), "--hub", $"mqtt://127.0.0.1:{cable.Port}", "--Agent:Pipeline:Realtime=true",

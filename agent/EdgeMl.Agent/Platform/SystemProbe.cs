@@ -38,6 +38,7 @@ public sealed class SystemProbe(string dataDirectory, string procRoot = "/proc",
         if (Fields(Path.Combine("self", "status")).TryGetValue("VmRSS", out var rss)) h.ProcessRssMb = Math.Round(rss / 1024.0, 1);
         if (Text("uptime") is { } up && double.TryParse(up.Split(' ')[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var secs)) h.MachineUptimeSeconds = secs;
 
+        h.ManagedHeapMb = Math.Round(GC.GetGCMemoryInfo().HeapSizeBytes / 1048576.0, 1);
         h.TemperatureC = Temperature();
         try
         {

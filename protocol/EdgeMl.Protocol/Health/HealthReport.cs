@@ -57,6 +57,8 @@ public sealed class SystemHealth
     public double MemoryTotalMb { get; set; }
     public double MemoryUsedPercent { get; set; }
     public double ProcessRssMb { get; set; }
+    /// <summary>The agent's managed heap after the last garbage collection (part of the RSS).</summary>
+    public double ManagedHeapMb { get; set; }
     /// <summary>Free space for the agent's data directory (the outbox lives there).</summary>
     public double DiskFreeMb { get; set; }
     /// <summary>Hottest thermal zone in °C; null where the board has none (containers, most VMs).</summary>
