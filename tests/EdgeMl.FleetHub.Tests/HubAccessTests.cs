@@ -146,6 +146,9 @@ public sealed class HubAccessTests : IDisposable
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_h.AgentData("saw-1"), "identity.json")));
         }
 
+        var status = HubHarness.Run(HubHarness.AgentDll, "status", "--data", _h.AgentData("saw-1"));
+        Assert.Matches($@"device\s+saw-1, enrolled .* at http://127\.0\.0\.1:{_h.Http}/ \(broker mqtt://127\.0\.0\.1:{_h.Mqtt}\)", status.Out);
+
         var again = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", $"127.0.0.1:{_h.Http}", "--token", token, "--data", _h.AgentData("saw-1b"));
         Assert.Equal(1, again.Code);
         Assert.Contains("already used or expired", again.Err, StringComparison.Ordinal);

@@ -57,6 +57,10 @@ public static class StatusCommand
 
         var now = DateTimeOffset.UtcNow;
         Console.WriteLine($"edgeml-agent status — {Path.GetFullPath(dir)} (local state, no network needed)");
+        var identity = Sync.DeviceIdentity.Read(dir);
+        Console.WriteLine(identity is null
+            ? "device     not enrolled (edgeml-agent enroll --hub HOST --token TOKEN --data DIR)"
+            : $"device     {identity.DeviceId}, enrolled {identity.EnrolledAt.ToLocalTime():yyyy-MM-dd HH:mm} at {identity.Hub} (broker {identity.Broker})");
         if (outbox is null)
         {
             Console.WriteLine("outbox     none (the agent has not stored anything here yet)");
