@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace EdgeMl.FleetSim;
@@ -29,8 +27,8 @@ public static class FleetDemo
         var agent = FleetSimProgram.Need(o, "agent");
         var model = FleetSimProgram.Need(o, "model");
         var work = Directory.CreateTempSubdirectory("edgeml-fleet-demo-");
-        var mqtt = FreePort();
-        var http = FreePort();
+        var mqtt = Loopback.FreePort();
+        var http = Loopback.FreePort();
         var hubUrl = $"http://127.0.0.1:{http}";
         var agents = new List<Process>();
         var cables = new Dictionary<string, TcpCutProxy>();
@@ -186,12 +184,4 @@ public static class FleetDemo
 
     private static string Str(int v) => v.ToString(CultureInfo.InvariantCulture);
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 }

@@ -30,8 +30,8 @@ public static class HubBench
         var backlog = FleetSimProgram.Int(o, "backlog", 86_400);
 
         var work = Directory.CreateTempSubdirectory("edgeml-hub-bench-");
-        var mqtt = FreePort();
-        var http = FreePort();
+        var mqtt = Loopback.FreePort();
+        var http = Loopback.FreePort();
         var hubUrl = new Uri($"http://127.0.0.1:{http}");
         var broker = new Uri($"mqtt://127.0.0.1:{mqtt}");
         var results = new JsonObject();
@@ -284,14 +284,6 @@ public static class HubBench
         return 0;
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 
     private static void Step(string what) => Console.WriteLine($"==> {what}");
 }

@@ -84,14 +84,7 @@ public sealed class Mosquitto : IDisposable
         }
     }
 
-    public static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    public static int FreePort() => EdgeMl.FleetSim.Loopback.FreePort();
 
     public void Dispose()
     {
