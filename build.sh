@@ -9,6 +9,7 @@
 #   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
 #   ./build.sh bench hub [--devices N --connected N …]
 #                                       hub figures (ingest, latency, connections, backlog) → bench-results/hub.json
+#   ./build.sh bench drift              drift sketch figures (KS error, merge, update cost, detection) → bench-results/drift.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -135,7 +136,13 @@ bench() {
         --agent "$ROOT/artifacts/publish/linux-x64/edgeml-agent" \
         --model "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --out bench-results/hub.json "${@:2}"
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub)" >&2; exit 2 ;;
+    drift)
+      log "build the drift benchmark (Release)"
+      dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll drift --out bench-results/drift.json
+      ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift)" >&2; exit 2 ;;
   esac
 }
 
@@ -145,5 +152,5 @@ case "${1:-build}" in
   demo) demo "${2:-}" ;;
   publish) publish "${2:-}" ;;
   bench) bench "${@:2}" ;;
-  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub|drift]" >&2; exit 2 ;;
 esac
