@@ -38,6 +38,7 @@ public sealed class AgentOptions
     public PipelineSettings Pipeline { get; set; } = new();
     public GpioSettings Gpio { get; set; } = new();
     public List<ActionRule> Actions { get; set; } = [];
+    public Drift.DriftSettings Drift { get; set; } = new();
 }
 
 public sealed class GpioSettings

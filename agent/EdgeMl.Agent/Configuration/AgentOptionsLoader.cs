@@ -63,6 +63,9 @@ public static class AgentOptionsLoader
                 throw new ConfigurationException($"{p}:Hub:ReconnectMaxMs", "ReconnectMinMs must be >= 1 and ReconnectMaxMs >= ReconnectMinMs");
         }
 
+        if (o.Drift.WindowSeconds is < 1 or > 86_400) throw new ConfigurationException($"{p}:Drift:WindowSeconds", $"{o.Drift.WindowSeconds} is not between 1 and 86400");
+        if (o.Drift.K is < 8 or > 4096) throw new ConfigurationException($"{p}:Drift:K", $"{o.Drift.K} is not between 8 and 4096");
+
         var inf = o.Inference;
         if (inf.Provider.ToLowerInvariant() is not ("cpu" or "cuda" or "tensorrt"))
             throw new ConfigurationException($"{p}:Inference:Provider", $"'{inf.Provider}' is not one of cpu, cuda, tensorrt");

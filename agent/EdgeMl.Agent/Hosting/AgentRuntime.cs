@@ -67,10 +67,16 @@ public sealed partial class AgentRuntime : IDisposable
                 sinks.Add(Own(new ResultLog(stream, ownsStream: resultStream is null, manifest.Name, manifest.Version)));
             }
 
-            Pipeline = new AgentPipeline(Sensor, new Predictor(Runner), options.Pipeline, Health, sinks, _time, _logger);
-            if (Outbox is not null)
+            var alerts = Outbox is null ? null : new AlertRecorder(Outbox, manifest.Name, manifest.Version);
+            if (Outbox is not null && options.Drift.Enabled && manifest.Baseline is not null)
             {
-                var alerts = new AlertRecorder(Outbox, manifest.Name, manifest.Version);
+                Drift = Own(new Drift.DriftMonitor(manifest, Sensor.Channels, options.Drift, _time, Outbox, alerts));
+                sinks.Insert(1, Drift); // right after the outbox: sketches see what was stored
+            }
+
+            Pipeline = new AgentPipeline(Sensor, new Predictor(Runner), options.Pipeline, Health, sinks, _time, _logger) { Samples = Drift };
+            if (alerts is not null)
+            {
                 if (Actions is not null) Actions.RuleSwitched += alerts.Rule;
                 Pipeline.SensorStateChanged += alerts.Sensor;
             }
@@ -90,6 +96,9 @@ public sealed partial class AgentRuntime : IDisposable
     public ModelRunner Runner { get; } = null!;
     public ISensorSource Sensor { get; } = null!;
     public AgentHealth Health { get; } = null!;
+
+    /// <summary>Drift sketches of inputs and outputs (null without a data directory or a baseline in the package).</summary>
+    public Drift.DriftMonitor? Drift { get; }
     public GpioController? Gpio { get; }
     public GpioActions? Actions { get; }
     public AgentPipeline Pipeline { get; } = null!;
@@ -114,6 +123,7 @@ public sealed partial class AgentRuntime : IDisposable
         {
             await stop.CancelAsync().ConfigureAwait(false);
             await health.ConfigureAwait(false);
+            Drift?.Flush(); // the last, partial window goes out with the rest
             if (uplink is not null)
             {
                 // Give the uplink a moment to deliver what is left; what it cannot stays in the outbox.

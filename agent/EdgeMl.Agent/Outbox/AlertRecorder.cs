@@ -36,6 +36,17 @@ public sealed class AlertRecorder(DeviceOutbox outbox, string modelName, string 
         w.WriteString("at", c.At);
     });
 
+    /// <summary>An online detector saw a sudden change in a model output.</summary>
+    public void Drift(string detector, string output, string direction, long sequence, DateTimeOffset at) => Write(w =>
+    {
+        w.WriteString("kind", "drift");
+        w.WriteString("detector", detector);
+        w.WriteString("output", output);
+        w.WriteString("direction", direction);
+        w.WriteNumber("sequence", sequence);
+        w.WriteString("at", at);
+    });
+
     private void Write(Action<Utf8JsonWriter> body)
     {
         lock (_gate)

@@ -25,6 +25,9 @@ public sealed partial class AgentPipeline
     private readonly Channel<Prediction> _results;
     private readonly Channel<Prediction> _freePredictions;
 
+    /// <summary>Sees every sensor sample (drift sketches of the inputs); called on the sensor loop, so it must be cheap.</summary>
+    public ISampleSink? Samples { get; set; }
+
     /// <summary>Raised when the sensor starts failing (first error after good reads) and when it answers again.</summary>
     public event Action<SensorStateChange>? SensorStateChanged;
 
@@ -143,6 +146,7 @@ public sealed partial class AgentPipeline
                 }
 
                 _health.SensorSample();
+                Samples?.OnSample(sample);
                 n++;
                 var due = false;
                 foreach (var w in _windows)
@@ -285,3 +289,9 @@ public sealed partial class AgentPipeline
 
 /// <summary>The sensor went from answering to failing (<see cref="State"/> <c>failing</c>) or back (<c>ok</c>).</summary>
 public readonly record struct SensorStateChange(string Sensor, string State, string? Error, DateTimeOffset At);
+
+/// <summary>Receives every raw sample, channel values in the sensor's order.</summary>
+public interface ISampleSink
+{
+    void OnSample(ReadOnlySpan<float> sample);
+}

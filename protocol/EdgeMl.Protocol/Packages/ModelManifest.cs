@@ -120,6 +120,10 @@ public sealed class QuantizationInfo
 public sealed class DriftBaseline
 {
     public long Samples { get; set; }
+    /// <summary>What the reference data was (e.g. "healthy fleet: 16 machines …").</summary>
+    public string? Reference { get; set; }
+    /// <summary>This model's drift thresholds; null: the defaults (PSI 0.1/0.25, JS and normed Wasserstein 0.1, KS α 0.05).</summary>
+    public Drift.DriftThresholds? Thresholds { get; set; }
     public List<FeatureBaseline> Features { get; set; } = [];
     public List<FeatureBaseline> Outputs { get; set; } = [];
 }
