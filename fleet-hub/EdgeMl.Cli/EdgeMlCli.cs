@@ -21,6 +21,8 @@ public static class EdgeMlCli
           edgeml devices revoke ID                        the device's credentials stop working; it is disconnected now
           edgeml tokens create [--role viewer|operator] [--name NAME]
           edgeml tokens list
+          edgeml drift show [--device ID | --group G] [--since 24h]
+                                                          per feature: status, PSI, KS, Wasserstein, trend (neither: the fleet)
 
         every command: [--hub URL] [--token TOKEN] [--json]   (or EDGEML_HUB, EDGEML_TOKEN)
         """;
@@ -37,7 +39,7 @@ public static class EdgeMlCli
         {
             // Options may come anywhere (`edgeml --hub URL devices list`); the first words are the command.
             var args = new CliArgs(argv, Flags);
-            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" ? 2 : 1;
+            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" or "drift" ? 2 : 1;
             var command = string.Join(' ', args.Positional.Take(words));
             args.Positional.RemoveRange(0, Math.Min(words, args.Positional.Count));
             var json = args.Has("json");
@@ -51,6 +53,7 @@ public static class EdgeMlCli
                 case "devices revoke": await RevokeAsync(args, output).ConfigureAwait(false); break;
                 case "tokens create": await CreateTokenAsync(args, output).ConfigureAwait(false); break;
                 case "tokens list": await ListTokensAsync(args, output).ConfigureAwait(false); break;
+                case "drift show": await DriftAsync(args, output).ConfigureAwait(false); break;
                 default: throw new UsageException($"unknown command '{command}'");
             }
 
@@ -202,6 +205,36 @@ public static class EdgeMlCli
         var tokens = (await hub.GetAsync("/api/tokens").ConfigureAwait(false)).AsArray();
         if (output.Json(tokens)) return;
         output.Table(["NAME", "ROLE", "CREATED"], tokens.Select(t => new[] { S(t, "name") is { Length: > 0 } n ? n : "-", S(t, "role"), S(t, "created") }).ToList());
+    }
+
+    private static async Task DriftAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var query = new List<string> { $"since={Uri.EscapeDataString(args.Get("since") ?? "24h")}" };
+        if (args.Get("device") is { } device) query.Add($"device={Uri.EscapeDataString(device)}");
+        if (args.Get("group") is { } group) query.Add($"group={Uri.EscapeDataString(group)}");
+        args.RejectUnknown(0);
+        var v = await hub.GetAsync("/api/drift?" + string.Join('&', query)).ConfigureAwait(false);
+        if (output.Json(v)) return;
+        output.Line($"drift of {S(v, "scope")}: {S(v, "status")} — {S(v, "model")}@{S(v, "version")}, {v["windows"]} windows from {v["devices"]} device(s), {S(v, "from")} … {S(v, "to")}");
+        string Test(JsonNode? f, string name, string format) =>
+            f?["tests"]?.AsArray().FirstOrDefault(t => S(t, "test") == name) is { } t ? N(t["statistic"]).ToString(format, CultureInfo.InvariantCulture) + (t["over"]!.GetValue<bool>() ? "*" : "") : "-";
+        foreach (var (title, key) in new[] { ("input", "features"), ("output", "outputs") })
+        {
+            var rows = (v[key]?.AsArray() ?? []).Select(f => new[]
+            {
+                S(f, "feature"), S(f, "status"), Test(f, "psi", "0.000"), Test(f, "ks", "0.000"),
+                f?["tests"]?.AsArray().FirstOrDefault(t => S(t, "test") == "ks")?["pValue"] is { } p ? N(p).ToString("0.####", CultureInfo.InvariantCulture) : "-",
+                Test(f, "wasserstein_normed", "0.000"), Test(f, "jensen_shannon", "0.000"), S(f, "trend"),
+                $"{N(f!["mean"]):0.###} ± {N(f["sd"]):0.###} (baseline {N(f["baselineMean"]):0.###} ± {N(f["baselineSd"]):0.###})",
+            }).ToList();
+            if (rows.Count == 0) continue;
+            output.Line("");
+            output.Table([title.ToUpperInvariant(), "STATUS", "PSI", "KS", "KS P", "WASSERSTEIN", "JS", "TREND", "MEAN ± SD"], rows);
+        }
+
+        output.Line("");
+        output.Line("* over its threshold (PSI 0.1 moderate / 0.25 major, Wasserstein and JS 0.1, KS p below 0.05 / features); status needs KS and chi-square significance and an effect size");
     }
 
     private static string One(CliArgs args, string what) =>

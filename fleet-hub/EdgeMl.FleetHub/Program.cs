@@ -12,9 +12,12 @@ builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<IHubStore>(_ => new LiteDbHubStore(settings.Data));
 builder.Services.AddSingleton<TelemetryIngest>();
+builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.DriftAlerts>();
 if (settings.Broker.Length > 0)
 {
-    builder.Services.AddHostedService<ExternalBrokerClient>();
+    builder.Services.AddSingleton<ExternalBrokerClient>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerClient>());
+    builder.Services.AddSingleton<IHubPublisher>(sp => sp.GetRequiredService<ExternalBrokerClient>());
     builder.Services.AddSingleton<IDeviceConnections, NoDeviceConnections>();
 }
 else
@@ -22,12 +25,16 @@ else
     builder.Services.AddSingleton<EmbeddedBroker>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
     builder.Services.AddSingleton<IDeviceConnections>(sp => sp.GetRequiredService<EmbeddedBroker>());
+    builder.Services.AddSingleton<IHubPublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
 }
 
 var app = builder.Build();
+var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
+app.Services.GetRequiredService<TelemetryIngest>().DriftStored = driftAlerts.Check;
 ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimeProvider.System, app.Logger);
 app.MapDevicesApi();
 app.MapTokensApi();
+app.MapDriftApi();
 app.Run();
 
 public partial class Program;

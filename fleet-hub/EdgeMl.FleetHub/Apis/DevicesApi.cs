@@ -96,7 +96,7 @@ public static partial class DevicesApi
 
     private static DeviceView Summary(DeviceEntry d, bool withHealth) => new(
         d.Id, d.Group, d.Tags, d.Enrollment, d.EnrolledAt, d.RevokedAt, d.Presence, d.Boot, d.LastSeen, d.Records,
-        d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null);
+        d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null, d.DriftStatus, d.DriftAt);
 }
 
 public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string, string>? Tags, double? ExpiresHours);
@@ -105,6 +105,7 @@ public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expire
 
 public sealed record DeviceView(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
-    string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health);
+    string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health,
+    string? Drift = null, DateTimeOffset? DriftAt = null);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);

@@ -15,7 +15,7 @@ namespace EdgeMl.FleetHub.Broker;
 /// device's PUBACK means "stored".
 /// </summary>
 public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore store, HubSettings settings, ILogger<EmbeddedBroker> logger)
-    : IHostedService, IDeviceConnections, IAsyncDisposable
+    : IHostedService, IDeviceConnections, IHubPublisher, IAsyncDisposable
 {
     private MqttServer? _server;
 
@@ -55,7 +55,10 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         };
         _server.InterceptingSubscriptionAsync += e =>
         {
-            if (!Owns(e.ClientId, e.TopicFilter.Topic))
+            var allowed = IsConsumer(e.ClientId)
+                ? e.TopicFilter.Topic is "edgeml/alerts/#" || e.TopicFilter.Topic.StartsWith("edgeml/alerts/", StringComparison.Ordinal)
+                : Owns(e.ClientId, e.TopicFilter.Topic);
+            if (!allowed)
             {
                 e.ProcessSubscription = false;
                 e.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
@@ -66,7 +69,8 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         };
         _server.InterceptingPublishAsync += async e =>
         {
-            if (!Owns(e.ClientId, e.ApplicationMessage.Topic))
+            if (e.ClientId == HubClientId) return; // the hub's own messages
+            if (IsConsumer(e.ClientId) || !Owns(e.ClientId, e.ApplicationMessage.Topic))
             {
                 // MQTT 3.1.1 has no negative PUBACK: closing the connection is the only answer a client sees.
                 e.ProcessPublish = false;
@@ -86,9 +90,25 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         await _server.StartAsync().ConfigureAwait(false);
     }
 
+    /// <summary>User name of alert consumers: they log in with an API token and may only subscribe to <c>edgeml/alerts/#</c>.</summary>
+    public const string ConsumerUser = "api";
+
+    private static bool IsConsumer(string clientId) => clientId.StartsWith("api-", StringComparison.Ordinal);
+
     private async Task ValidateAsync(ValidatingConnectionEventArgs e)
     {
         var id = e.ClientId;
+        if (e.UserName == ConsumerUser)
+        {
+            if (!IsConsumer(id) || store.ApiTokenRole(Security.Secrets.Hash(e.Password ?? "")) is null)
+            {
+                e.ReasonCode = MqttConnectReasonCode.NotAuthorized;
+                LogRefused(logger, id, e.RemoteEndPoint?.ToString() ?? "?", "an alert consumer needs a client id starting with 'api-' and a valid API token");
+            }
+
+            return;
+        }
+
         if (string.IsNullOrEmpty(e.UserName) || e.UserName != id)
         {
             e.ReasonCode = MqttConnectReasonCode.NotAuthorized;
@@ -123,6 +143,17 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
     /// <summary>A device's own subtree: <c>edgeml/{id}/…</c>, with no wildcard standing in for the id.</summary>
     private static bool Owns(string clientId, string topic) =>
         topic.StartsWith($"{Topics.Root}/{clientId}/", StringComparison.Ordinal) && clientId.IndexOfAny(['+', '#', '/']) < 0;
+
+    /// <summary>Publishes as the hub itself (not through a device's ACL): alerts for consumers, retained desired state.</summary>
+    public async Task PublishAsync(string topic, byte[] payload, bool retain = false)
+    {
+        if (_server is null) return;
+        var message = new MQTTnet.MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build();
+        await _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(message) { SenderClientId = HubClientId }).ConfigureAwait(false);
+    }
+
+    public const string HubClientId = "edgeml-hub";
 
     public async Task DisconnectAsync(string deviceId)
     {
@@ -162,6 +193,12 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
 public interface IDeviceConnections
 {
     Task DisconnectAsync(string deviceId);
+}
+
+/// <summary>The hub's own messages to MQTT (alerts, desired state).</summary>
+public interface IHubPublisher
+{
+    Task PublishAsync(string topic, byte[] payload, bool retain = false);
 }
 
 /// <summary>With an external broker the hub holds no device connections; the broker's own ACLs decide.</summary>

@@ -15,12 +15,23 @@ namespace EdgeMl.FleetHub.Broker;
 /// restart but not shared ones, so batches sent before the hub re-subscribed were lost — use shared
 /// subscriptions only on brokers that persist them.
 /// </summary>
-public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, ILogger<ExternalBrokerClient> logger) : BackgroundService
+public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, ILogger<ExternalBrokerClient> logger) : BackgroundService, IHubPublisher
 {
+    private IMqttClient? _client;
+
+    public async Task PublishAsync(string topic, byte[] payload, bool retain = false)
+    {
+        if (_client is not { IsConnected: true } client) return; // alerts are best effort here; the registry keeps the status
+        var message = new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build();
+        await client.PublishAsync(message).ConfigureAwait(false);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var uri = new Uri(settings.Broker);
         using var client = new MqttClientFactory().CreateMqttClient();
+        _client = client;
         client.ApplicationMessageReceivedAsync += async e =>
         {
             e.AutoAcknowledge = false;
@@ -48,6 +59,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                     var subscribe = new MqttClientSubscribeOptionsBuilder()
                         .WithTopicFilter($"{share}edgeml/+/tele", MqttQualityOfServiceLevel.AtLeastOnce)
                         .WithTopicFilter($"{share}edgeml/+/health", MqttQualityOfServiceLevel.AtLeastOnce)
+                        .WithTopicFilter($"{share}edgeml/+/drift", MqttQualityOfServiceLevel.AtLeastOnce)
                         .WithTopicFilter("edgeml/+/status", MqttQualityOfServiceLevel.AtLeastOnce) // every replica tracks presence
                         .Build();
                     await client.SubscribeAsync(subscribe, stoppingToken).ConfigureAwait(false);

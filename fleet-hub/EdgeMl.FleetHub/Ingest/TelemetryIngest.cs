@@ -22,6 +22,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private const int MaxRecordsPerCommit = 50_000;
 
     private readonly IHubStore _store;
+
+    /// <summary>Called (on the writer) with the devices whose drift windows were just stored.</summary>
+    public Action<IReadOnlyList<string>>? DriftStored { get; set; }
     private readonly TimeProvider _time;
     private readonly ILogger<TelemetryIngest> _logger;
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
@@ -64,7 +67,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         {
             switch (parts[2])
             {
-                case "tele" or "health" when parts.Length == 3:
+                case "tele" or "health" or "drift" when parts.Length == 3:
                     var pending = new Pending(device, Parse(device, payload));
                     if (pending.Records.Count == 0) return true;
                     await _queue.Writer.WriteAsync(pending).ConfigureAwait(false);
@@ -116,6 +119,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                     foreach (var r in p.Records) _e2e.Add(nowMs - r.At);
                     p.Done.TrySetResult(true);
                 }
+
+                var drifted = group.Where(p => p.Records.Any(r => r.Class == "drift")).Select(p => p.Device).Distinct().ToList();
+                if (drifted.Count > 0 && DriftStored is { } onDrift) _ = Task.Run(() => onDrift(drifted)); // off the writer: it reads and merges windows
             }
             catch (Exception e) when (e is LiteDB.LiteException or IOException)
             {

@@ -29,6 +29,9 @@ public interface IHubStore : IDisposable
 
     bool Revoke(string id, DateTimeOffset now);
 
+    /// <summary>The device's drift status as last evaluated (ok, watch, moderate, major).</summary>
+    void SetDriftStatus(string id, string status, DateTimeOffset at);
+
     void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now);
 
     string? ApiTokenRole(string tokenHash);
@@ -48,7 +51,7 @@ public sealed record HubRecord(string Boot, long Seq, string Class, long At, str
 public sealed record DeviceEntry(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms,
-    DateTimeOffset? HealthAt, string? HealthJson);
+    DateTimeOffset? HealthAt, string? HealthJson, string? DriftStatus = null, DateTimeOffset? DriftAt = null);
 
 public sealed record ApiTokenEntry(string Name, string Role, DateTimeOffset Created);
 

@@ -80,6 +80,17 @@ public sealed partial class LiteDbHubStore
         }
     }
 
+    public void SetDriftStatus(string id, string status, DateTimeOffset at)
+    {
+        lock (_gate)
+        {
+            var d = Device(id);
+            d["driftStatus"] = status;
+            d["driftAt"] = at.ToUnixTimeMilliseconds();
+            _devices.Upsert(d);
+        }
+    }
+
     public void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now)
     {
         lock (_gate)
@@ -118,7 +129,7 @@ public sealed partial class LiteDbHubStore
             d["_id"].AsString, Text(d, "group"), tags, enrollment, Time(d, "enrolledAt"), Time(d, "revokedAt"),
             d["presence"].AsString, Text(d, "boot"), Time(d, "lastSeen"), d["records"].AsInt64,
             Text(d, "model"), Text(d, "modelVersion"), d.TryGetValue("latencyP99Ms", out var p99) && p99.IsDouble ? p99.AsDouble : null,
-            Time(d, "healthAt"), Text(d, "health"));
+            Time(d, "healthAt"), Text(d, "health"), Text(d, "driftStatus"), Time(d, "driftAt"));
     }
 
     private static DateTimeOffset? Time(BsonDocument d, string key) =>

@@ -123,19 +123,54 @@ public static class DriftStatistics
         return total == 0 || df < 1 ? (0, 1) : (chi, 1 - RegularizedGammaP(df / 2.0, chi / 2));
     }
 
-    /// <summary>The baseline's CDF, linear inside each bin (the histogram's bins hold equal shares of reference data).</summary>
+    /// <summary>
+    /// The baseline's CDF, piecewise linear through its knots: the bin edges with their cumulative counts, and
+    /// the stored quantiles (1 %, 5 %, …, 99 %), which pin the tails down where the outer bins are wide.
+    /// </summary>
     public static double BaselineCdf(FeatureBaseline b, double x)
     {
-        var edges = b.Edges;
-        double total = b.Counts.Sum(), below = b.Counts[0];
-        if (x < edges[0]) return 0;
-        for (var i = 1; i < edges.Count; i++)
+        var (xs, ps) = Knots(b);
+        if (x < xs[0]) return 0;
+        if (x >= xs[^1]) return 1;
+        var i = Array.BinarySearch(xs, x);
+        if (i >= 0)
         {
-            if (x < edges[i]) return (below + b.Counts[i] * (x - edges[i - 1]) / (edges[i] - edges[i - 1])) / total;
-            below += b.Counts[i];
+            while (i + 1 < xs.Length && xs[i + 1] == x) i++;
+            return ps[i];
         }
 
-        return 1;
+        i = ~i; // xs[i-1] < x < xs[i]
+        return ps[i - 1] + (ps[i] - ps[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1]);
+    }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<FeatureBaseline, Tuple<double[], double[]>> KnotCache = new();
+
+    private static (double[] Xs, double[] Ps) Knots(FeatureBaseline b)
+    {
+        var cached = KnotCache.GetValue(b, baseline =>
+        {
+            var points = new List<(double X, double P)>();
+            double total = baseline.Counts.Sum(), below = baseline.Counts.Count > 0 ? baseline.Counts[0] : 0;
+            points.Add((baseline.Edges[0], below / total));
+            for (var i = 1; i < baseline.Edges.Count; i++)
+            {
+                below += baseline.Counts[i];
+                points.Add((baseline.Edges[i], below / total));
+            }
+
+            for (var i = 0; i < Math.Min(baseline.Quantiles.Count, baseline.QuantileProbabilities.Count); i++)
+            {
+                points.Add((baseline.Quantiles[i], baseline.QuantileProbabilities[i]));
+            }
+
+            points.Sort((a, c) => a.X != c.X ? a.X.CompareTo(c.X) : a.P.CompareTo(c.P));
+            var xs = points.Select(p => p.X).ToArray();
+            var ps = new double[points.Count];
+            for (var i = 0; i < ps.Length; i++) ps[i] = Math.Max(i > 0 ? ps[i - 1] : 0, Math.Min(1, points[i].P));
+            ps[^1] = 1; // at or above the last edge: everything the reference saw
+            return Tuple.Create(xs, ps);
+        });
+        return (cached.Item1, cached.Item2);
     }
 
     /// <summary>KS distance: the largest gap between the live CDF (KLL) and the baseline's, checked at every step of either.</summary>

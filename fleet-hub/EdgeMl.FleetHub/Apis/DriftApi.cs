@@ -1,0 +1,46 @@
+using System.Globalization;
+using EdgeMl.FleetHub.Drift;
+using EdgeMl.FleetHub.Security;
+using EdgeMl.FleetHub.Store;
+
+namespace EdgeMl.FleetHub.Apis;
+
+/// <summary>REST (viewer): drift of a device, a group or the whole fleet over a time range, tested against the model's baseline.</summary>
+public static class DriftApi
+{
+    public static void MapDriftApi(this WebApplication app)
+    {
+        app.MapGet("/api/drift", IResult (string? device, string? group, string? since, IHubStore store, TimeProvider time) =>
+        {
+            if (device is not null && group is not null) return TypedResults.BadRequest(new ApiError("give device or group, not both (neither: the whole fleet)"));
+            if (!TryParseSince(since ?? "24h", out var span)) return TypedResults.BadRequest(new ApiError($"since '{since}' is not a duration like 30m, 24h or 7d"));
+            var from = time.GetUtcNow() - span;
+            if (device is not null)
+            {
+                return store.FindDevice(device) is null
+                    ? TypedResults.NotFound(new ApiError($"no device '{device}'"))
+                    : TypedResults.Ok(DriftAlerts.DeviceDrift(store, device, from));
+            }
+
+            var devices = store.Devices().Where(d => group is null || d.Group == group).Select(d => d.Id).ToList();
+            if (group is not null && devices.Count == 0) return TypedResults.NotFound(new ApiError($"no device in group '{group}'"));
+            return TypedResults.Ok(DriftAnalysis.Analyze(group is null ? "fleet" : $"group {group}", DriftAlerts.Windows(store, devices, from)));
+        }).RequireRole(ApiAuth.Viewer);
+    }
+
+    /// <summary><c>30m</c>, <c>24h</c>, <c>7d</c>, <c>90s</c>.</summary>
+    public static bool TryParseSince(string text, out TimeSpan span)
+    {
+        span = default;
+        if (text.Length < 2 || !double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var n) || n <= 0) return false;
+        span = text[^1] switch
+        {
+            's' => TimeSpan.FromSeconds(n),
+            'm' => TimeSpan.FromMinutes(n),
+            'h' => TimeSpan.FromHours(n),
+            'd' => TimeSpan.FromDays(n),
+            _ => TimeSpan.Zero,
+        };
+        return span > TimeSpan.Zero;
+    }
+}

@@ -1,0 +1,56 @@
+using System.Text.Json;
+using EdgeMl.TestUtilities.Mqtt;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>Agents report drift sketches; the hub merges them per device and group, tests them, and alerts.</summary>
+public sealed class HubDriftTests : IDisposable
+{
+    private readonly HubHarness _h = new();
+
+    [Fact]
+    public void A_drifting_sensor_reaches_major_while_the_other_devices_stay_ok_and_the_group_and_an_alert_show_it()
+    {
+        _h.StartHub();
+        var (_, created, _) = HubHarness.Run(HubHarness.CliDll, "tokens", "create", "--role", "viewer", "--name", "alerts", "--json", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        var viewer = JsonDocument.Parse(created).RootElement.GetProperty("token").GetString()!;
+        using var alerts = new MosquittoSub(_h.Mqtt, "edgeml/alerts/#", "api-alerts", ["-u", "api", "-P", viewer]);
+
+        string[] Window(int seed) => ["--Agent:Drift:WindowSeconds=1", "--seed", HubHarness.Str(seed)];
+        foreach (var d in new[] { "oven-1", "oven-2", "oven-3" }) _h.Enroll(d, group: "line-c");
+        using var a = _h.Agent("oven-1", 0, fast: false, extra: Window(11));
+        using var b = _h.Agent("oven-2", 0, fast: false, extra: Window(12));
+        // oven-3's accelerometer works loose: +1 m/s² offset and ×1.5 gain after 3 s (per simulated hour: 1200, 600).
+        using var c = _h.Agent("oven-3", 0, fast: false, extra: [.. Window(13), "--sensor", "sim:vibration,drift-offset=1200,drift-gain=600"]);
+
+        string Status(string query) => _h.Get($"/api/drift?{query}&since=1h").GetProperty("status").GetString()!;
+        HubHarness.Until(() => Status("device=oven-3") == "major", "oven-3's drift to reach major", 40_000);
+        HubHarness.Until(() => _h.Get("/api/drift?device=oven-1&since=1h").GetProperty("windows").GetInt32() >= 3, "three windows from oven-1");
+        foreach (var healthy in new[] { "oven-1", "oven-2" })
+        {
+            var v = _h.Get($"/api/drift?device={healthy}&since=1h");
+            Assert.True(v.GetProperty("status").GetString() == "ok", $"{healthy}: " + string.Join(" | ", v.GetProperty("features").EnumerateArray().Concat(v.GetProperty("outputs").EnumerateArray()).Select(f =>
+                $"{f.GetProperty("feature")} {f.GetProperty("status")} " + string.Join(",", f.GetProperty("tests").EnumerateArray().Select(t => $"{t.GetProperty("test")}={t.GetProperty("statistic").GetDouble():0.###}")))));
+        }
+        Assert.NotEqual("ok", Status("group=line-c"));
+
+        var view = _h.Get("/api/drift?device=oven-3&since=1h");
+        var ax = view.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("feature").GetString() == "ax");
+        Assert.Equal("major", ax.GetProperty("status").GetString());
+        var psi = ax.GetProperty("tests").EnumerateArray().Single(t => t.GetProperty("test").GetString() == "psi");
+        Assert.True(psi.GetProperty("over").GetBoolean());
+        Assert.Equal(0.1, psi.GetProperty("threshold").GetDouble());
+
+        // Visible in the device's status, and published for alert consumers.
+        HubHarness.Until(() => _h.Device("oven-3").TryGetProperty("drift", out var s) && s.GetString() == "major", "oven-3's status to say major");
+        alerts.WaitUntil(m => m.Any(x => x.Payload.Contains("\"oven-3\"", StringComparison.Ordinal) && x.Payload.Contains("\"major\"", StringComparison.Ordinal)), "a drift alert for oven-3");
+        Assert.DoesNotContain(alerts.Messages, x => x.Payload.Contains("\"oven-1\"", StringComparison.Ordinal));
+
+        // People get a table.
+        var (code, table, err) = HubHarness.Run(HubHarness.CliDll, "drift", "show", "--device", "oven-3", "--since", "1h", "--hub", _h.HubUrl, "--token", viewer);
+        Assert.True(code == 0, err);
+        Assert.Matches(@"ax\s+major\s+[0-9.]+\*", table);
+    }
+
+    public void Dispose() => _h.Dispose();
+}
