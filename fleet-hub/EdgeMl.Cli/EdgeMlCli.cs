@@ -127,9 +127,9 @@ public static class EdgeMlCli
         var rows = devices.Select(d => new[]
         {
             S(d, "id"), S(d, "group") ?? "-", S(d, "presence"), Ago(d?["lastSeen"], now), S(d, "model") is { } m ? $"{m}@{S(d, "modelVersion")}" : "-",
-            d!["latencyP99Ms"] is { } p99 ? $"{N(p99):0.00} ms" : "-", d!["records"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture), S(d, "enrollment"),
+            d!["latencyP99Ms"] is { } p99 ? $"{N(p99):0.00} ms" : "-", S(d, "drift") ?? "-", d!["records"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture), S(d, "enrollment"),
         }).ToList();
-        output.Table(["DEVICE", "GROUP", "PRESENCE", "LAST SEEN", "MODEL", "P99", "RECORDS", "ENROLLMENT"], rows);
+        output.Table(["DEVICE", "GROUP", "PRESENCE", "LAST SEEN", "MODEL", "P99", "DRIFT", "RECORDS", "ENROLLMENT"], rows);
         output.Line($"{devices.Count} device(s); {devices.Count(d => S(d, "presence") == "online")} online");
     }
 
@@ -148,6 +148,7 @@ public static class EdgeMlCli
             ("presence", $"{S(d, "presence")} (last seen {Ago(d["lastSeen"], now)}, boot {S(d, "boot") ?? "-"})"),
             ("records", d["records"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture)),
             ("model", S(d, "model") is { } m ? $"{m} {S(d, "modelVersion")}" : "-"),
+            ("drift", S(d, "drift") is { } drift ? $"{drift} (last hour; `edgeml drift show --device {S(d, "id")}`)" : "-"),
         ]);
         if (d["health"] is not JsonObject h) return;
         output.Line($"health (reported {Ago(d["healthAt"], now)}):");
@@ -216,10 +217,11 @@ public static class EdgeMlCli
         args.RejectUnknown(0);
         var v = await hub.GetAsync("/api/drift?" + string.Join('&', query)).ConfigureAwait(false);
         if (output.Json(v)) return;
-        output.Line($"drift of {S(v, "scope")}: {S(v, "status")} — {S(v, "model")}@{S(v, "version")}, {v["windows"]} windows from {v["devices"]} device(s), {S(v, "from")} … {S(v, "to")}");
+        static string When(JsonNode? t) => t is JsonValue jv && jv.TryGetValue<DateTimeOffset>(out var at) ? at.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "-";
+        output.Line($"drift of {S(v, "scope")}: {S(v, "status")} — {S(v, "model")}@{S(v, "version")}, {v["windows"]} windows from {v["devices"]} device(s), {When(v["from"])} … {When(v["to"])}");
         string Test(JsonNode? f, string name, string format) =>
             f?["tests"]?.AsArray().FirstOrDefault(t => S(t, "test") == name) is { } t ? N(t["statistic"]).ToString(format, CultureInfo.InvariantCulture) + (t["over"]!.GetValue<bool>() ? "*" : "") : "-";
-        foreach (var (title, key) in new[] { ("input", "features"), ("output", "outputs") })
+        foreach (var (title, key) in new[] { ("input", "features"), ("output (information)", "outputs") })
         {
             var rows = (v[key]?.AsArray() ?? []).Select(f => new[]
             {
@@ -234,7 +236,9 @@ public static class EdgeMlCli
         }
 
         output.Line("");
-        output.Line("* over its threshold (PSI 0.1 moderate / 0.25 major, Wasserstein and JS 0.1, KS p below 0.05 / features); status needs KS and chi-square significance and an effect size");
+        output.Line("* over its threshold (the model's, or PSI 0.1 moderate / 0.25 major, Wasserstein and JS 0.1, KS p below 0.05 / features).");
+        output.Line("A feature drifts when KS and chi-square are significant and PSI or Wasserstein is over; the status comes from the inputs");
+        output.Line("(outputs vary from machine to machine with the model's confidence: shown for information).");
     }
 
     private static string One(CliArgs args, string what) =>

@@ -15,7 +15,7 @@ public static class FleetDemo
     private static readonly (string Id, string Group, string Sensor)[] Machines =
     [
         ("press-1", "line-a", "sim:vibration"),
-        ("press-2", "line-a", "sim:vibration,fault=imbalance,fault-at=20"),
+        ("press-2", "line-a", "sim:vibration,drift-offset=40,drift-gain=20"), // its accelerometer works loose, slowly
         ("press-3", "line-b", "sim:vibration"),
         ("press-4", "line-b", "sim:vibration,fault=bearing,fault-at=35"),
     ];
@@ -36,7 +36,9 @@ public static class FleetDemo
 
               Fleet demo — a hub (embedded MQTT broker, LiteDB in {work.FullName}/hub) and four machines, each a
               separate edgeml-agent process. They are enrolled with the operator's `edgeml` and `edgeml-agent enroll`,
-              stream predictions and report health every 2 s. After ~15 s press-3's network is cut for 20 s.
+              stream predictions, report health every 2 s and drift sketches every 4 s. press-2's accelerometer slowly works
+              loose (offset and gain drift): watch its DRIFT go from ok to major while the others stay ok. After ~15 s
+              press-3's network is cut for 20 s.
 
             """);
         var hub = Start("dotnet", [hubDll, "--Data", Path.Combine(work.FullName, "hub"), "--MqttPort", Str(mqtt), "--urls", hubUrl], "hub", quiet: true);
@@ -60,7 +62,7 @@ public static class FleetDemo
                 var cable = new TcpCutProxy(mqtt);
                 cables[id] = cable;
                 agents.Add(Start(agent, ["run", "--model", model, "--sensor", sensor, "--data", data, "--hub", cable.Url, "--health-every", "2",
-                    "--quiet", "--results", Path.Combine(data, "results.jsonl"), "--Agent:Hub:ReconnectMinMs=200", "--Agent:Hub:ReconnectMaxMs=2000",
+                    "--quiet", "--results", Path.Combine(data, "results.jsonl"), "--Agent:Hub:ReconnectMinMs=200", "--Agent:Hub:ReconnectMaxMs=2000", "--Agent:Drift:WindowSeconds=4",
                     "--Agent:Actions:0:Label=bearing_fault", "--Agent:Actions:0:After=3", "--Agent:Actions:1:Label=imbalance", "--Agent:Actions:1:After=3"], id, quiet: true));
             }
 
@@ -92,6 +94,10 @@ public static class FleetDemo
 
             Say("$ edgeml devices show press-4");
             await Cli(cliDll, ["devices", "show", "press-4"], echo: false, ct).ConfigureAwait(false);
+            Say("$ edgeml drift show --device press-2 --since 1h");
+            await Cli(cliDll, ["drift", "show", "--device", "press-2", "--since", "1h"], echo: false, ct).ConfigureAwait(false);
+            Say("$ edgeml drift show --device press-1 --since 1h");
+            await Cli(cliDll, ["drift", "show", "--device", "press-1", "--since", "1h"], echo: false, ct).ConfigureAwait(false);
             foreach (var p in agents) Signal(p, "TERM"); // a clean stop: each says offline itself
             foreach (var p in agents) await p.WaitForExitAsync(ct).ConfigureAwait(false);
             await Task.Delay(500, ct).ConfigureAwait(false);

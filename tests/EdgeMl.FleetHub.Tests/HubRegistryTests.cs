@@ -48,7 +48,7 @@ public sealed class HubRegistryTests : IDisposable
         var (code, list, err) = HubHarness.Run(HubHarness.CliDll, "devices", "list", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
         Assert.True(code == 0, err);
         var row = list.Split('\n').Single(l => l.StartsWith("kiln-1 ", StringComparison.Ordinal));
-        Assert.Matches(@"kiln-1\s+line-a\s+online\s+.*vibration-fault@1\.0\.0\s+[0-9.]+ ms\s+\d+\s+enrolled", row);
+        Assert.Matches(@"kiln-1\s+line-a\s+online\s+.*vibration-fault@1\.0\.0\s+[0-9.]+ ms\s+\S+\s+\d+\s+enrolled", row);
         Assert.Contains("3 device(s); 1 online", list, StringComparison.Ordinal);
 
         var (showCode, show, showErr) = HubHarness.Run(HubHarness.CliDll, "devices", "show", "kiln-1", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
