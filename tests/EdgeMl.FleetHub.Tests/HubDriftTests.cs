@@ -45,6 +45,7 @@ public sealed class HubDriftTests : IDisposable
         HubHarness.Until(() => _h.Device("oven-3").TryGetProperty("drift", out var s) && s.GetString() == "major", "oven-3's status to say major");
         alerts.WaitUntil(m => m.Any(x => x.Payload.Contains("\"oven-3\"", StringComparison.Ordinal) && x.Payload.Contains("\"major\"", StringComparison.Ordinal)), "a drift alert for oven-3");
         Assert.DoesNotContain(alerts.Messages, x => x.Payload.Contains("\"oven-1\"", StringComparison.Ordinal));
+        alerts.WaitUntil(m => m.Any(x => x.Payload.Contains("\"group line-c\"", StringComparison.Ordinal)), "a drift alert for the group");
 
         // People get a table.
         var (code, table, err) = HubHarness.Run(HubHarness.CliDll, "drift", "show", "--device", "oven-3", "--since", "1h", "--hub", _h.HubUrl, "--token", viewer);
