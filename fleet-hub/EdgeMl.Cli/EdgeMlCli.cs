@@ -21,6 +21,9 @@ public static class EdgeMlCli
           edgeml devices revoke ID                        the device's credentials stop working; it is disconnected now
           edgeml tokens create [--role viewer|operator] [--name NAME]
           edgeml tokens list
+          edgeml keys create NAME [--dir DIR]              an ECDSA P-256 signing key: NAME.key (private) and NAME.pub
+          edgeml model sign PKG --key NAME.key [--out FILE]
+          edgeml model verify PKG --trust NAME.pub|DIR …  exit 0 when signed by a trusted key
           edgeml drift show [--device ID | --group G] [--since 24h]
                                                           per feature: status, PSI, KS, Wasserstein, trend (neither: the fleet)
 
@@ -39,7 +42,7 @@ public static class EdgeMlCli
         {
             // Options may come anywhere (`edgeml --hub URL devices list`); the first words are the command.
             var args = new CliArgs(argv, Flags);
-            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" or "drift" ? 2 : 1;
+            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" or "drift" or "keys" or "model" ? 2 : 1;
             var command = string.Join(' ', args.Positional.Take(words));
             args.Positional.RemoveRange(0, Math.Min(words, args.Positional.Count));
             var json = args.Has("json");
@@ -54,6 +57,9 @@ public static class EdgeMlCli
                 case "tokens create": await CreateTokenAsync(args, output).ConfigureAwait(false); break;
                 case "tokens list": await ListTokensAsync(args, output).ConfigureAwait(false); break;
                 case "drift show": await DriftAsync(args, output).ConfigureAwait(false); break;
+                case "keys create": ModelCommands.CreateKey(args, output); break;
+                case "model sign": ModelCommands.Sign(args, output); break;
+                case "model verify": ModelCommands.Verify(args, output); break;
                 default: throw new UsageException($"unknown command '{command}'");
             }
 

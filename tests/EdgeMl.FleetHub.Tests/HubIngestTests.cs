@@ -27,7 +27,8 @@ public sealed class HubIngestTests : IDisposable
             var stored = _h.Stored(id);
             Assert.Equal(60, stored.Count);
             Assert.Equal(Enumerable.Range(1, 60).Select(i => (long)i), stored.Select(r => r.Seq).Order());
-            Assert.Equal(60, _h.Device(id).GetProperty("records").GetInt64());
+            Assert.Equal(61, _h.Device(id).GetProperty("records").GetInt64()); // 60 predictions and the drift monitor's last window
+            Assert.Equal(1, _h.Get($"/api/devices/{id}/records?class=drift").GetArrayLength());
             Assert.Equal("offline", _h.Device(id).GetProperty("presence").GetString()); // the agent said goodbye
         }
     }

@@ -21,7 +21,7 @@ public static class AgentProgram
           edgeml-agent enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt(s)://HOST:PORT] [--ca FILE]
                                                                     join a hub with the operator's one-time token
           edgeml-agent status --data DIR [--json]                   the device's status from local state (no network)
-          edgeml-agent check-model PKG                              validate a package and run a smoke inference
+          edgeml-agent check-model PKG [--trust KEY.pub,…]          validate a package (and its signature) and run a smoke inference
           edgeml-agent bench PKG [--json FILE]                      size, memory, cold start, overhead, allocations
           edgeml-agent record --sensor SPEC --samples N --out FILE.csv [--seed N]
                                                                     record a sensor to CSV (replay format)

@@ -15,9 +15,11 @@ public static class CheckModelCommand
     {
         var path = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("check-model needs one package path: edgeml-agent check-model PKG.edgepkg");
         var settings = new InferenceSettings { Provider = args.Get("provider") ?? "cpu", WarmupRuns = 0, OnnxRuntimeLibrary = args.Get("onnxruntime") };
+        var trust = args.Get("trust");
         args.RejectUnknown();
 
         var package = ModelPackage.Open(path);
+        var trusted = Inference.PackageTrust.Enforce(package, trust is null ? [] : trust.Split(','), "--trust");
         var m = package.Manifest;
         var start = Stopwatch.GetTimestamp();
         using var runner = ModelRunner.Load(package, settings);
@@ -54,7 +56,7 @@ public static class CheckModelCommand
         Console.WriteLine($"  provider   {runner.Provider}");
         Console.WriteLine($"  runtime    ONNX Runtime {Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString()} from {OnnxRuntimeLibrary.MappedFile() ?? OnnxRuntimeLibrary.LoadedFrom ?? "the bundled library"}");
         Console.WriteLine($"  load       {loadMs:0.0} ms; smoke inference {prediction.LatencyMs:0.000} ms → {(prediction.Label is null ? $"score {prediction.Score:0.####}" : $"{prediction.Label} {prediction.Score:0.###}")}");
-        Console.WriteLine($"  signature  {(package.Signature is null ? "none" : $"{package.Signature.Length} bytes (not verified here)")}");
+        Console.WriteLine($"  signature  {(trusted is not null ? trusted.Message : package.Signature is null ? "none" : "present, not checked (give --trust KEY.pub)")}");
         return 0;
     }
 }

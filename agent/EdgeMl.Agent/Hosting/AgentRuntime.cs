@@ -37,6 +37,14 @@ public sealed partial class AgentRuntime : IDisposable
         try
         {
             var package = ModelPackage.Open(options.Model);
+            if (Inference.PackageTrust.Enforce(package, options.TrustedKeys, $"{AgentOptions.Section}:TrustedKeys") is { } trusted)
+            {
+                LogTrusted(_logger, package.Manifest.Name, package.Manifest.Version, trusted.KeyId ?? "?");
+            }
+            else
+            {
+                LogUntrusted(_logger, package.Manifest.Name, package.Manifest.Version);
+            }
             Runner = Own(ModelRunner.Load(package, options.Inference, _logger));
             Sensor = sensor ?? Own(SensorFactory.Create(options.Sensor, options.Seed, $"{AgentOptions.Section}:Sensor"));
             Health = new AgentHealth(_time);
@@ -201,6 +209,12 @@ public sealed partial class AgentRuntime : IDisposable
 
         _owned.Clear();
     }
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "Package {Model}@{Version} is signed by trusted key {KeyId}")]
+    private static partial void LogTrusted(ILogger logger, string model, string version, string keyId);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Package {Model}@{Version} runs unchecked: no Agent:TrustedKeys configured, so any package is accepted")]
+    private static partial void LogUntrusted(ILogger logger, string model, string version);
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Running {Model}@{Version} on {Provider} with sensor {Sensor}")]
     private static partial void LogStarted(ILogger logger, string model, string version, string provider, string sensor);

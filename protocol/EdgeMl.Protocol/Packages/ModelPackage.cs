@@ -142,6 +142,21 @@ public sealed class ModelPackage
         File.Move(tmp, path, overwrite: true);
     }
 
+    /// <summary>Writes a package from its parts as they are (the manifest's bytes untouched: a signature covers them).</summary>
+    public static void WriteRaw(string path, byte[] manifestBytes, byte[] modelBytes, byte[]? signature)
+    {
+        var tmp = path + ".tmp";
+        using (var stream = File.Create(tmp))
+        using (var zip = new ZipArchive(stream, ZipArchiveMode.Create))
+        {
+            WriteEntry(zip, ManifestEntryName, manifestBytes);
+            WriteEntry(zip, ModelEntryName, modelBytes);
+            if (signature is not null) WriteEntry(zip, SignatureEntryName, signature);
+        }
+
+        File.Move(tmp, path, overwrite: true);
+    }
+
     public static byte[] SerializeManifest(ModelManifest manifest) =>
         JsonSerializer.SerializeToUtf8Bytes(manifest, ProtocolJsonContext.Default.ModelManifest);
 

@@ -1,0 +1,85 @@
+using System.Security.Cryptography;
+using EdgeMl.Protocol.Packages;
+
+namespace EdgeMl.Cli;
+
+/// <summary>Offline commands: signing keys, and signing and verifying model packages.</summary>
+public static class ModelCommands
+{
+    /// <summary><c>keys create NAME [--dir DIR]</c>: an ECDSA P-256 key pair, NAME.key (private, mode 600) and NAME.pub.</summary>
+    public static void CreateKey(CliArgs args, Output output)
+    {
+        var name = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("keys create NAME: which name?");
+        var dir = args.Get("dir") ?? ".";
+        args.RejectUnknown(1);
+        Directory.CreateDirectory(dir);
+        var privatePath = Path.Combine(dir, name + ".key");
+        var publicPath = Path.Combine(dir, name + ".pub");
+        if (File.Exists(privatePath)) throw new HubException($"'{privatePath}' exists already: a signing key is not overwritten");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var w = new StreamWriter(new FileStream(privatePath, options))) w.Write(key.ExportPkcs8PrivateKeyPem());
+        File.WriteAllText(publicPath, key.ExportSubjectPublicKeyInfoPem());
+        output.Line($"key {PackageSignature.KeyId(key)}: private {privatePath} (keep it safe), public {publicPath} (give it to the hub and the devices)");
+    }
+
+    /// <summary><c>model sign PKG --key FILE.key [--out FILE]</c>.</summary>
+    public static void Sign(CliArgs args, Output output)
+    {
+        var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model sign PKG: which package?");
+        var keyPath = args.Get("key") ?? throw new UsageException("model sign needs --key FILE.key (from `edgeml keys create`)");
+        var outPath = args.Get("out") ?? path;
+        args.RejectUnknown(1);
+        var package = Open(path);
+        using var key = ECDsa.Create();
+        try
+        {
+            key.ImportFromPem(File.ReadAllText(keyPath));
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or CryptographicException)
+        {
+            throw new HubException($"'{keyPath}' is not an ECDSA private key in PEM: {e.Message}");
+        }
+
+        var signature = PackageSignature.Sign(package.ManifestBytes, key);
+        ModelPackage.WriteRaw(outPath, package.ManifestBytes, package.ModelBytes, signature);
+        output.Line($"signed {package.Manifest.Name}@{package.Manifest.Version} with key {PackageSignature.KeyId(key)} → {outPath}");
+    }
+
+    /// <summary><c>model verify PKG --trust FILE.pub|DIR [--trust …]</c>: exit 0 when signed by a trusted key.</summary>
+    public static void Verify(CliArgs args, Output output)
+    {
+        var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model verify PKG: which package?");
+        var trust = args.All("trust");
+        if (trust.Count == 0) throw new UsageException("model verify needs --trust FILE.pub or a directory of them");
+        args.RejectUnknown(1);
+        var package = Open(path);
+        List<ECDsa> keys;
+        try
+        {
+            keys = PackageSignature.LoadTrusted(trust);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException)
+        {
+            throw new HubException(e.Message);
+        }
+
+        var check = PackageSignature.Verify(package, keys);
+        foreach (var k in keys) k.Dispose();
+        if (!check.Valid) throw new HubException(check.Message);
+        output.Line($"{package.Manifest.Name}@{package.Manifest.Version}: {check.Message}; model SHA-256 {package.Manifest.Model.Sha256[..16]}… matches");
+    }
+
+    public static ModelPackage Open(string path)
+    {
+        try
+        {
+            return ModelPackage.Open(path);
+        }
+        catch (ModelPackageException e)
+        {
+            throw new HubException(e.Message);
+        }
+    }
+}
