@@ -24,6 +24,8 @@ public static class EdgeMlCli
           edgeml keys create NAME [--dir DIR]              an ECDSA P-256 signing key: NAME.key (private) and NAME.pub
           edgeml model sign PKG --key NAME.key [--out FILE]
           edgeml model verify PKG --trust NAME.pub|DIR …  exit 0 when signed by a trusted key
+          edgeml model push PKG                           upload to the hub's registry (checked there: SHA-256, signature)
+          edgeml model list                               the registry: versions, hashes, keys, who pushed
           edgeml drift show [--device ID | --group G] [--since 24h]
                                                           per feature: status, PSI, KS, Wasserstein, trend (neither: the fleet)
 
@@ -60,6 +62,8 @@ public static class EdgeMlCli
                 case "keys create": ModelCommands.CreateKey(args, output); break;
                 case "model sign": ModelCommands.Sign(args, output); break;
                 case "model verify": ModelCommands.Verify(args, output); break;
+                case "model push": await ModelCommands.PushAsync(args, output, stderr).ConfigureAwait(false); break;
+                case "model list": await ModelCommands.ListAsync(args, output).ConfigureAwait(false); break;
                 default: throw new UsageException($"unknown command '{command}'");
             }
 

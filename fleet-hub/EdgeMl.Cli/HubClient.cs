@@ -44,12 +44,17 @@ public sealed class HubClient : IDisposable
 
     public Task<JsonNode> GetAsync(string path) => SendAsync(HttpMethod.Get, path, null);
 
+    /// <summary>Uploads a file as the request body, reporting (sent, total) as it goes.</summary>
+    public Task<JsonNode> PostFileAsync(string path, string file, Action<long, long> progress) =>
+        SendAsync(HttpMethod.Post, path, null, new ProgressContent(file, progress));
+
     public Task<JsonNode> PostAsync(string path, JsonNode body) => SendAsync(HttpMethod.Post, path, body);
 
-    private async Task<JsonNode> SendAsync(HttpMethod method, string path, JsonNode? body)
+    private async Task<JsonNode> SendAsync(HttpMethod method, string path, JsonNode? body, HttpContent? content = null)
     {
         using var request = new HttpRequestMessage(method, path);
         if (body is not null) request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        if (content is not null) request.Content = content;
         HttpResponseMessage response;
         try
         {
@@ -116,5 +121,29 @@ public static class LoginFile
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         using var f = new FileStream(PathName, options);
         JsonSerializer.Serialize(f, new JsonObject { ["hub"] = login.Hub, ["token"] = login.Token });
+    }
+}
+
+/// <summary>A file as a request body that says how far the upload is.</summary>
+internal sealed class ProgressContent(string file, Action<long, long> progress) : HttpContent
+{
+    protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+    {
+        await using var source = File.OpenRead(file);
+        var buffer = new byte[64 * 1024];
+        long sent = 0;
+        int n;
+        while ((n = await source.ReadAsync(buffer).ConfigureAwait(false)) > 0)
+        {
+            await stream.WriteAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);
+            sent += n;
+            progress(sent, source.Length);
+        }
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = new FileInfo(file).Length;
+        return true;
     }
 }

@@ -71,6 +71,40 @@ public static class ModelCommands
         output.Line($"{package.Manifest.Name}@{package.Manifest.Version}: {check.Message}; model SHA-256 {package.Manifest.Model.Sha256[..16]}… matches");
     }
 
+    /// <summary><c>model push PKG</c>: uploads to the hub's registry with a progress line; the hub checks SHA-256 and signature.</summary>
+    public static async Task PushAsync(CliArgs args, Output output, TextWriter progressTo)
+    {
+        using var hub = HubClient.From(args);
+        var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model push PKG: which package?");
+        args.RejectUnknown(1);
+        var package = Open(path); // a broken package is refused here, before it travels
+        var lastPercent = -1;
+        var result = await hub.PostFileAsync("/api/models", path, (sent, total) =>
+        {
+            var percent = total == 0 ? 100 : (int)(100 * sent / total);
+            if (percent == lastPercent) return;
+            lastPercent = percent;
+            progressTo.Write($"\rpushing {package.Manifest.Name}@{package.Manifest.Version}: {percent,3}% of {total / 1024.0:0.#} KiB");
+        }).ConfigureAwait(false);
+        progressTo.WriteLine();
+        if (output.Json(result)) return;
+        output.Line($"{result["name"]}@{result["version"]} in the registry: SHA-256 {result["sha256"]!.GetValue<string>()[..16]}…, signed by key {result["keyId"]}, pushed by {result["pushedBy"]}");
+    }
+
+    public static async Task ListAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        args.RejectUnknown(0);
+        var models = (await hub.GetAsync("/api/models").ConfigureAwait(false)).AsArray();
+        if (output.Json(models)) return;
+        output.Table(["MODEL", "VERSION", "SIZE", "SHA-256", "KEY", "PUSHED BY", "PUSHED"], models.Select(m => new[]
+        {
+            m!["name"]!.GetValue<string>(), m["version"]!.GetValue<string>(), $"{m["sizeBytes"]!.GetValue<long>() / 1024.0:0.#} KiB",
+            m["sha256"]!.GetValue<string>()[..16] + "…", m["keyId"]!.GetValue<string>(), m["pushedBy"]!.GetValue<string>(),
+            m["pushedAt"]!.GetValue<DateTimeOffset>().ToLocalTime().ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture),
+        }).ToList());
+    }
+
     public static ModelPackage Open(string path)
     {
         try

@@ -27,6 +27,8 @@ public sealed class HubSettings
     public string ClientId { get; set; } = "edgeml-hub-1";
     /// <summary>An operator API token to accept (besides the generated <c>operator.token</c>); empty: none.</summary>
     public string OperatorToken { get; set; } = "";
+    /// <summary>Public keys (PEM files or directories of *.pub) a pushed model must be signed with.</summary>
+    public List<string> TrustedKeys { get; set; } = [];
     /// <summary>How long an enrollment token stays valid.</summary>
     public double EnrollTokenHours { get; set; } = 24;
 }

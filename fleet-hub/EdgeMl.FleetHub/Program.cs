@@ -35,6 +35,7 @@ ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimePr
 app.MapDevicesApi();
 app.MapTokensApi();
 app.MapDriftApi();
+app.MapModelsApi();
 app.Run();
 
 public partial class Program;

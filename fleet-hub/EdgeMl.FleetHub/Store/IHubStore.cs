@@ -32,6 +32,16 @@ public interface IHubStore : IDisposable
     /// <summary>The device's drift status as last evaluated (ok, watch, moderate, major).</summary>
     void SetDriftStatus(string id, string status, DateTimeOffset at);
 
+    /// <summary>Registers a model version; false when that name and version exist already (versions are immutable).</summary>
+    bool AddModel(ModelEntry model);
+
+    ModelEntry? FindModel(string name, string version);
+
+    List<ModelEntry> Models();
+
+    /// <summary>The name behind an API token (for the audit trail); null when unknown.</summary>
+    string? ApiTokenName(string tokenHash);
+
     void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now);
 
     string? ApiTokenRole(string tokenHash);
@@ -52,6 +62,9 @@ public sealed record DeviceEntry(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms,
     DateTimeOffset? HealthAt, string? HealthJson, string? DriftStatus = null, DateTimeOffset? DriftAt = null);
+
+/// <summary>A model version in the registry: the package's SHA-256 and size, who signed it (key id), who pushed it, when.</summary>
+public sealed record ModelEntry(string Name, string Version, string PackageSha256, long SizeBytes, string ModelSha256, string KeyId, string PushedBy, DateTimeOffset PushedAt, string File);
 
 public sealed record ApiTokenEntry(string Name, string Role, DateTimeOffset Created);
 

@@ -91,6 +91,40 @@ public sealed partial class LiteDbHubStore
         }
     }
 
+    public bool AddModel(ModelEntry m)
+    {
+        lock (_gate)
+        {
+            var id = $"{m.Name}@{m.Version}";
+            if (_models.FindById(id) is not null) return false;
+            _models.Insert(new BsonDocument
+            {
+                ["_id"] = id, ["name"] = m.Name, ["version"] = m.Version, ["sha256"] = m.PackageSha256, ["size"] = m.SizeBytes,
+                ["modelSha256"] = m.ModelSha256, ["keyId"] = m.KeyId, ["pushedBy"] = m.PushedBy, ["pushedAt"] = m.PushedAt.ToUnixTimeMilliseconds(), ["file"] = m.File,
+            });
+            return true;
+        }
+    }
+
+    public ModelEntry? FindModel(string name, string version)
+    {
+        lock (_gate) return _models.FindById($"{name}@{version}") is { } d ? Model(d) : null;
+    }
+
+    public List<ModelEntry> Models()
+    {
+        lock (_gate) return _models.FindAll().Select(Model).ToList();
+    }
+
+    private static ModelEntry Model(BsonDocument d) => new(
+        d["name"].AsString, d["version"].AsString, d["sha256"].AsString, d["size"].AsInt64, d["modelSha256"].AsString, d["keyId"].AsString,
+        d["pushedBy"].AsString, DateTimeOffset.FromUnixTimeMilliseconds(d["pushedAt"].AsInt64), d["file"].AsString);
+
+    public string? ApiTokenName(string tokenHash)
+    {
+        lock (_gate) return _apiTokens.FindById(tokenHash)?["name"].AsString;
+    }
+
     public void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now)
     {
         lock (_gate)

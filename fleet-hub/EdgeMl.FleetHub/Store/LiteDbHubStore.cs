@@ -16,6 +16,7 @@ public sealed partial class LiteDbHubStore : IHubStore
     private readonly ILiteCollection<BsonDocument> _marks;
     private readonly ILiteCollection<BsonDocument> _devices;
     private readonly ILiteCollection<BsonDocument> _apiTokens;
+    private readonly ILiteCollection<BsonDocument> _models;
     private readonly Lock _gate = new();
 
     public LiteDbHubStore(string directory)
@@ -26,6 +27,7 @@ public sealed partial class LiteDbHubStore : IHubStore
         _marks = _db.GetCollection("watermarks");
         _devices = _db.GetCollection("devices");
         _apiTokens = _db.GetCollection("apitokens");
+        _models = _db.GetCollection("models");
         _batches.EnsureIndex("device", "$.device");
         _devices.EnsureIndex("tokenHash", "$.tokenHash");
     }

@@ -1,0 +1,82 @@
+using EdgeMl.FleetHub.Security;
+using EdgeMl.FleetHub.Store;
+using EdgeMl.Protocol.Packages;
+
+namespace EdgeMl.FleetHub.Apis;
+
+/// <summary>
+/// The model registry: operators push signed packages (checked: container, model SHA-256, signature by a key in
+/// <c>--TrustedKeys</c>); versions are immutable; packages are served with HTTP range requests so a device can
+/// resume a download.
+/// </summary>
+public static class ModelsApi
+{
+    private const long MaxPackageBytes = 512L * 1024 * 1024;
+
+    public static void MapModelsApi(this WebApplication app)
+    {
+        var api = app.MapGroup("/api/models");
+        api.MapGet("/", (IHubStore store) => TypedResults.Ok(store.Models().OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.PushedAt).Select(View).ToList()))
+            .RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{name}/{version}", IResult (string name, string version, IHubStore store) =>
+            store.FindModel(name, version) is { } m ? TypedResults.Ok(View(m)) : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{name}/{version}/package", IResult (string name, string version, IHubStore store, HubSettings settings) =>
+            store.FindModel(name, version) is { } m
+                ? Results.File(Path.Combine(settings.Data, m.File), "application/zip", $"{name}-{version}.edgepkg", enableRangeProcessing: true)
+                : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Viewer);
+
+        api.MapPost("/", async Task<IResult> (HttpRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
+        {
+            if (settings.TrustedKeys.Count == 0)
+            {
+                return TypedResults.BadRequest(new ApiError("this hub trusts no signing keys: start it with --TrustedKeys:0 KEY.pub (or a directory of them)"));
+            }
+
+            if (request.ContentLength is > MaxPackageBytes) return TypedResults.BadRequest(new ApiError($"a package may be at most {MaxPackageBytes >> 20} MB"));
+            var bytes = new MemoryStream();
+            await request.Body.CopyToAsync(bytes).ConfigureAwait(false);
+            if (bytes.Length > MaxPackageBytes) return TypedResults.BadRequest(new ApiError($"a package may be at most {MaxPackageBytes >> 20} MB"));
+            bytes.Position = 0;
+            ModelPackage package;
+            try
+            {
+                package = ModelPackage.Read(bytes, "the uploaded package");
+            }
+            catch (ModelPackageException e)
+            {
+                return TypedResults.BadRequest(new ApiError(e.Message));
+            }
+
+            var keys = PackageSignature.LoadTrusted(settings.TrustedKeys);
+            var check = PackageSignature.Verify(package, keys);
+            foreach (var k in keys) k.Dispose();
+            if (!check.Valid) return TypedResults.BadRequest(new ApiError(check.Message));
+
+            var m = package.Manifest;
+            var sha = ModelPackage.Sha256Hex(bytes.GetBuffer().AsSpan(0, (int)bytes.Length));
+            if (store.FindModel(m.Name, m.Version) is { } existing)
+            {
+                return existing.PackageSha256 == sha
+                    ? TypedResults.Ok(View(existing)) // the same package again: nothing to do
+                    : TypedResults.Conflict(new ApiError($"{m.Name}@{m.Version} exists already with other contents (SHA-256 {existing.PackageSha256[..16]}…): versions are immutable, push a new version"));
+            }
+
+            var file = Path.Combine("models", Safe(m.Name), $"{Safe(m.Version)}-{sha[..12]}.edgepkg");
+            var full = Path.Combine(settings.Data, file);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            await File.WriteAllBytesAsync(full + ".tmp", bytes.ToArray()).ConfigureAwait(false);
+            File.Move(full + ".tmp", full, overwrite: true);
+            var header = request.Headers.Authorization.ToString();
+            var who = store.ApiTokenName(Secrets.Hash(header.Length > 7 ? header[7..].Trim() : "")) is { Length: > 0 } n ? n : "operator";
+            var entry = new ModelEntry(m.Name, m.Version, sha, bytes.Length, m.Model.Sha256, check.KeyId ?? "", who, time.GetUtcNow(), file);
+            if (!store.AddModel(entry)) return TypedResults.Conflict(new ApiError($"{m.Name}@{m.Version} was pushed at the same moment by someone else"));
+            return TypedResults.Created($"/api/models/{m.Name}/{m.Version}", View(entry));
+        }).RequireRole(ApiAuth.Operator);
+    }
+
+    private static string Safe(string s) => string.Concat(s.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' or '_' ? c : '_'));
+
+    private static ModelView View(ModelEntry m) => new(m.Name, m.Version, m.PackageSha256, m.SizeBytes, m.ModelSha256, m.KeyId, m.PushedBy, m.PushedAt);
+}
+
+public sealed record ModelView(string Name, string Version, string Sha256, long SizeBytes, string ModelSha256, string KeyId, string PushedBy, DateTimeOffset PushedAt);

@@ -1,0 +1,66 @@
+using System.Net;
+using System.Net.Http.Headers;
+using EdgeMl.TestUtilities;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>The hub's model registry through the operator's CLI: signed pushes only, immutable versions, resumable downloads.</summary>
+public sealed class ModelRegistryTests : IDisposable
+{
+    private readonly HubHarness _h = new();
+
+    private (int Code, string Out, string Err) Edgeml(params string[] args) => HubHarness.Run(HubHarness.CliDll, [.. args, "--hub", _h.HubUrl, "--token", _h.OperatorToken]);
+
+    private (int Code, string Out, string Err) Offline(params string[] args) => HubHarness.Run(HubHarness.CliDll, args);
+
+    private string Signed(string source, string name, string key)
+    {
+        var path = Path.Combine(_h.Dir.Path, name);
+        File.Copy(source, path);
+        Assert.Equal(0, Offline("model", "sign", path, "--key", key).Code);
+        return path;
+    }
+
+    [Fact]
+    public async Task Only_packages_signed_by_a_trusted_key_enter_the_registry_versions_are_immutable_and_downloads_resume()
+    {
+        var keys = Path.Combine(_h.Dir.Path, "keys");
+        Assert.Equal(0, Offline("keys", "create", "ops", "--dir", keys).Code);
+        Assert.Equal(0, Offline("keys", "create", "intruder", "--dir", keys).Code);
+        _h.StartHub(null, "--TrustedKeys:0", Path.Combine(keys, "ops.pub"));
+
+        var int8 = Signed(TestPackages.VibrationInt8, "int8.edgepkg", Path.Combine(keys, "ops.key"));
+        var push = Edgeml("model", "push", int8);
+        Assert.True(push.Code == 0, push.Err);
+        Assert.Contains("100% of", push.Err, StringComparison.Ordinal); // the progress line
+        Assert.Matches(@"vibration-fault@1\.0\.0 in the registry: SHA-256 [0-9a-f]{16}…, signed by key [0-9a-f]{16}, pushed by bootstrap", push.Out);
+        Assert.Equal(0, Edgeml("model", "push", int8).Code); // the same package again: fine, nothing changes
+
+        // Unsigned, signed by another key, or another package under the same name and version: refused.
+        var unsigned = Path.Combine(_h.Dir.Path, "unsigned.edgepkg");
+        File.Copy(TestPackages.VibrationInt8, unsigned);
+        var foreign = Signed(TestPackages.VibrationInt8, "foreign.edgepkg", Path.Combine(keys, "intruder.key"));
+        var other = Signed(TestPackages.VibrationFp32, "fp32.edgepkg", Path.Combine(keys, "ops.key"));
+        foreach (var (package, reason) in new[] { (unsigned, "is not signed"), (foreign, "not trusted here"), (other, "versions are immutable") })
+        {
+            var refused = Edgeml("model", "push", package);
+            Assert.Equal(1, refused.Code);
+            Assert.Contains(reason, refused.Err, StringComparison.Ordinal);
+        }
+
+        var list = Edgeml("model", "list");
+        Assert.Equal(0, list.Code);
+        Assert.Single(list.Out.Split('\n'), l => l.StartsWith("vibration-fault", StringComparison.Ordinal));
+
+        // A device resumes a download from where it stopped: HTTP range requests.
+        var bytes = await File.ReadAllBytesAsync(int8);
+        using var part = new HttpRequestMessage(HttpMethod.Get, "/api/models/vibration-fault/1.0.0/package");
+        part.Headers.Range = new RangeHeaderValue(1000, null);
+        using var response = await _h.Api.SendAsync(part);
+        Assert.Equal(HttpStatusCode.PartialContent, response.StatusCode);
+        Assert.Equal(bytes[1000..], await response.Content.ReadAsByteArrayAsync());
+        Assert.Equal(bytes, await _h.Api.GetByteArrayAsync("/api/models/vibration-fault/1.0.0/package"));
+    }
+
+    public void Dispose() => _h.Dispose();
+}
