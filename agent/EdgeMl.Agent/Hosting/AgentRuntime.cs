@@ -26,6 +26,7 @@ public sealed partial class AgentRuntime : IDisposable
     private readonly AgentOptions _options;
     private readonly TimeProvider _time;
     private readonly Platform.SystemProbe _system;
+    private readonly ModelManifest _manifest = null!;
 
     public AgentRuntime(AgentOptions options, ILoggerFactory loggers, TimeProvider? time = null,
         ISensorSource? sensor = null, GpioController? gpio = null, Stream? resultStream = null)
@@ -37,6 +38,7 @@ public sealed partial class AgentRuntime : IDisposable
         try
         {
             var package = ModelPackage.Open(options.Model);
+            _manifest = package.Manifest;
             if (Inference.PackageTrust.Enforce(package, options.TrustedKeys, $"{AgentOptions.Section}:TrustedKeys") is { } trusted)
             {
                 LogTrusted(_logger, package.Manifest.Name, package.Manifest.Version, trusted.KeyId ?? "?");
@@ -122,6 +124,9 @@ public sealed partial class AgentRuntime : IDisposable
         using var uplink = Outbox is not null && _options.Hub.Broker.Length > 0
             ? new Sync.Uplink(Outbox, _options.Hub, _time, _logger)
             : null;
+        using var updater = uplink is null ? null
+            : new Updates.ModelUpdater(_options.DataDirectory, _options.Hub, _options.TrustedKeys, _manifest, uplink.ReportAsync, _time, _logger);
+        if (uplink is not null) uplink.DesiredReceived += updater!.OnDesired;
         var delivering = uplink is null ? Task.CompletedTask : Task.Run(() => uplink.RunAsync(uplinkStop.Token), CancellationToken.None);
         try
         {

@@ -64,7 +64,7 @@ public sealed class DeviceIdentity
     {
         if (string.IsNullOrWhiteSpace(options.DataDirectory)) return;
         var hub = options.Hub;
-        if (hub.Broker.Length > 0 && hub.DeviceId.Length > 0 && hub.Password is not null) return;
+        if (hub.Broker.Length > 0 && hub.DeviceId.Length > 0 && hub.Password is not null && hub.HubUrl is not null) return;
         var id = Read(options.DataDirectory);
         if (id is null) return;
         if (hub.Broker.Length == 0) hub.Broker = id.Broker;
@@ -76,6 +76,7 @@ public sealed class DeviceIdentity
         }
 
         if (hub.Broker == id.Broker) hub.CaCertificate ??= id.CaCertificate;
+        if (hub.DeviceId == id.DeviceId) hub.HubUrl ??= id.Hub;
     }
 }
 

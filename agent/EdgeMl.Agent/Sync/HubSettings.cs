@@ -8,6 +8,8 @@ public sealed class HubSettings
     /// <summary>The device id: MQTT client id and the device level of every topic.</summary>
     public string DeviceId { get; set; } = "";
     public string? Username { get; set; }
+    /// <summary>The hub's HTTP address (model downloads); from the enrolled identity when not set.</summary>
+    public string? HubUrl { get; set; }
     public string? Password { get; set; }
     /// <summary>With <c>mqtts://</c>: a PEM file of the CA(s) the broker's certificate must chain to (default: the system's trust store).</summary>
     public string? CaCertificate { get; set; }

@@ -32,6 +32,8 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
 
     public long Delivered { get; private set; }
 
+    private bool _listening;
+
     /// <summary>
     /// Alerts of any age first, then live records (stored since this connection came up), then the backlog —
     /// at most <see cref="HubSettings.BackfillRecordsPerSecond"/> of it when that is set, so a day's backlog
@@ -65,6 +67,12 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
     public async Task RunAsync(CancellationToken ct)
     {
         var failures = 0;
+        if (!_listening)
+        {
+            _client.ApplicationMessageReceivedAsync += OnMessageAsync;
+            _listening = true;
+        }
+
         while (!ct.IsCancellationRequested)
         {
             try
@@ -173,6 +181,10 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         }
 
         await _client.PublishAsync(Status("online"), ct).ConfigureAwait(false);
+        // Model updates: the hub's retained desired state for this device arrives right after subscribing.
+        await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter(Topics.StateDesired(settings.DeviceId), MqttQualityOfServiceLevel.AtLeastOnce).Build(), ct).ConfigureAwait(false);
+        if (_report is { } pending) await PublishReportAsync(pending, ct).ConfigureAwait(false);
         LogConnected(logger, settings.Broker, settings.DeviceId);
     }
 
@@ -229,6 +241,51 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
             .Build();
     }
+
+    /// <summary>Raised with each desired-state message from the hub (on MQTTnet's receive loop: hand work off).</summary>
+    public event Action<Protocol.Packages.DesiredModel>? DesiredReceived;
+
+    private Protocol.Packages.ReportedState? _report;
+
+    /// <summary>Reports where the device is with a model update (retained); sent on the next connection when offline.</summary>
+    public async Task ReportAsync(Protocol.Packages.ReportedState state)
+    {
+        _report = state;
+        if (!_client.IsConnected) return;
+        try
+        {
+            await PublishReportAsync(state, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (MqttCommunicationException)
+        {
+            // Sent again after reconnecting.
+        }
+    }
+
+    private Task PublishReportAsync(Protocol.Packages.ReportedState state, CancellationToken ct) =>
+        _client.PublishAsync(new MqttApplicationMessageBuilder()
+            .WithTopic(Topics.StateReported(settings.DeviceId))
+            .WithPayload(JsonSerializer.SerializeToUtf8Bytes(state, Protocol.Json.ProtocolJsonContext.Default.ReportedState))
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(true).Build(), ct);
+
+    private Task OnMessageAsync(MqttApplicationMessageReceivedEventArgs e)
+    {
+        if (e.ApplicationMessage.Topic != Topics.StateDesired(settings.DeviceId)) return Task.CompletedTask;
+        try
+        {
+            var reader = new Utf8JsonReader(e.ApplicationMessage.Payload);
+            if (JsonSerializer.Deserialize(ref reader, Protocol.Json.ProtocolJsonContext.Default.DesiredModel) is { } desired) DesiredReceived?.Invoke(desired);
+        }
+        catch (JsonException ex)
+        {
+            LogBadDesired(logger, ex.Message);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    [LoggerMessage(EventId = 1410, Level = LogLevel.Warning, Message = "Ignored a malformed desired state from the hub: {Error}")]
+    private static partial void LogBadDesired(ILogger logger, string error);
 
     public void Dispose() => _client.Dispose();
 

@@ -58,6 +58,24 @@ public static partial class DevicesApi
             return TypedResults.Ok(new EnrollTicket(request.Id!, token, expires));
         }).RequireRole(ApiAuth.Operator);
 
+        // The operator points a device at a registered model: retained desired state on its topic.
+        api.MapPost("/{id}/desired", async Task<IResult> (string id, DesiredRequest request, IHubStore store, IHubPublisher publisher) =>
+        {
+            if (store.FindDevice(id) is null) return NoDevice(id);
+            var at = (request.Model ?? "").LastIndexOf('@');
+            if (at <= 0) return TypedResults.BadRequest(new ApiError($"model '{request.Model}' is not NAME@VERSION"));
+            var (name, version) = (request.Model![..at], request.Model[(at + 1)..]);
+            if (store.FindModel(name, version) is not { } m) return TypedResults.NotFound(new ApiError($"no model {name}@{version} in the registry (edgeml model push)"));
+            var desired = new EdgeMl.Protocol.Packages.DesiredModel
+            {
+                Name = m.Name, Version = m.Version, Sha256 = m.PackageSha256, SizeBytes = m.SizeBytes, Url = $"/api/models/{Uri.EscapeDataString(m.Name)}/{Uri.EscapeDataString(m.Version)}/package",
+            };
+            await publisher.PublishAsync(EdgeMl.Protocol.Wire.Topics.StateDesired(id),
+                System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(desired, EdgeMl.Protocol.Json.ProtocolJsonContext.Default.DesiredModel), retain: true).ConfigureAwait(false);
+            store.SetModelState(id, $"{m.Name}@{m.Version}", null);
+            return TypedResults.Ok(Summary(store.FindDevice(id)!, withHealth: false));
+        }).RequireRole(ApiAuth.Operator);
+
         api.MapPost("/{id}/revoke", async Task<IResult> (string id, IHubStore store, IDeviceConnections connections, TimeProvider time) =>
         {
             if (!store.Revoke(id, time.GetUtcNow())) return NoDevice(id);
@@ -96,8 +114,11 @@ public static partial class DevicesApi
 
     private static DeviceView Summary(DeviceEntry d, bool withHealth) => new(
         d.Id, d.Group, d.Tags, d.Enrollment, d.EnrolledAt, d.RevokedAt, d.Presence, d.Boot, d.LastSeen, d.Records,
-        d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null, d.DriftStatus, d.DriftAt);
+        d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null, d.DriftStatus, d.DriftAt,
+        d.Desired, d.ReportedJson is { } rep ? JsonNode.Parse(rep) : null);
 }
+
+public sealed record DesiredRequest(string? Model);
 
 public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string, string>? Tags, double? ExpiresHours);
 
@@ -106,6 +127,6 @@ public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expire
 public sealed record DeviceView(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health,
-    string? Drift = null, DateTimeOffset? DriftAt = null);
+    string? Drift = null, DateTimeOffset? DriftAt = null, string? Desired = null, JsonNode? Reported = null);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);

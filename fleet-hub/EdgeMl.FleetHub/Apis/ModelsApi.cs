@@ -23,7 +23,7 @@ public static class ModelsApi
         api.MapGet("/{name}/{version}/package", IResult (string name, string version, IHubStore store, HubSettings settings) =>
             store.FindModel(name, version) is { } m
                 ? Results.File(Path.Combine(settings.Data, m.File), "application/zip", $"{name}-{version}.edgepkg", enableRangeProcessing: true)
-                : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Viewer);
+                : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Device);
 
         api.MapPost("/", async Task<IResult> (HttpRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {

@@ -72,6 +72,12 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                     if (pending.Records.Count == 0) return true;
                     await _queue.Writer.WriteAsync(pending).ConfigureAwait(false);
                     return await pending.Done.Task.ConfigureAwait(false);
+                case "state" when parts.Length == 4 && parts[3] == "reported":
+                    var reader = new Utf8JsonReader(payload);
+                    var reported = JsonSerializer.Deserialize(ref reader, Protocol.Json.ProtocolJsonContext.Default.ReportedState)
+                                   ?? throw new FormatException("empty reported state");
+                    _store.SetModelState(device, null, JsonSerializer.Serialize(reported, Protocol.Json.ProtocolJsonContext.Default.ReportedState));
+                    return true;
                 case "status" when parts.Length == 3:
                     using (var doc = JsonDocument.Parse(payload))
                     {

@@ -11,6 +11,8 @@ public static partial class ApiAuth
 {
     public const string Viewer = "viewer";
     public const string Operator = "operator";
+    /// <summary>An enrolled device (HTTP Basic with its broker credentials): may only download packages.</summary>
+    public const string Device = "device";
     public static readonly IReadOnlyList<string> Roles = [Viewer, Operator];
 
     public static string OperatorTokenPath(string dataDirectory) => Path.Combine(dataDirectory, "operator.token");
@@ -39,7 +41,7 @@ public static partial class ApiAuth
             var header = context.HttpContext.Request.Headers.Authorization.ToString();
             var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
             var store = context.HttpContext.RequestServices.GetRequiredService<IHubStore>();
-            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token)) : null;
+            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token)) : role == Device ? DeviceRole(store, header) : null;
             if (has is null)
             {
                 context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
@@ -54,7 +56,23 @@ public static partial class ApiAuth
             return await next(context).ConfigureAwait(false);
         });
 
-    private static int Rank(string role) => role == Operator ? 2 : role == Viewer ? 1 : 0;
+    private static int Rank(string role) => role == Operator ? 2 : role == Viewer ? 1 : role == Device ? 0 : -1;
+
+    /// <summary>Devices fetch their model packages with HTTP Basic: device id and the broker password from enrollment.</summary>
+    private static string? DeviceRole(IHubStore store, string header)
+    {
+        if (!header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase)) return null;
+        try
+        {
+            var pair = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(header["Basic ".Length..].Trim()));
+            var colon = pair.IndexOf(':', StringComparison.Ordinal);
+            return colon > 0 && store.CheckDevice(pair[..colon], pair[(colon + 1)..]) == DeviceAccess.Allowed ? Device : null;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
 
     [LoggerMessage(EventId = 2400, Level = LogLevel.Warning, Message = "No operator token yet: created one in {Path} (use it with `edgeml login`)")]
     private static partial void LogBootstrap(ILogger logger, string path);

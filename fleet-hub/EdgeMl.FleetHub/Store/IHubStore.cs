@@ -29,6 +29,9 @@ public interface IHubStore : IDisposable
 
     bool Revoke(string id, DateTimeOffset now);
 
+    /// <summary>The model the operator wants on the device (name@version), and what the device last reported (JSON).</summary>
+    void SetModelState(string id, string? desired, string? reportedJson);
+
     /// <summary>The device's drift status as last evaluated (ok, watch, moderate, major).</summary>
     void SetDriftStatus(string id, string status, DateTimeOffset at);
 
@@ -61,7 +64,8 @@ public sealed record HubRecord(string Boot, long Seq, string Class, long At, str
 public sealed record DeviceEntry(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms,
-    DateTimeOffset? HealthAt, string? HealthJson, string? DriftStatus = null, DateTimeOffset? DriftAt = null);
+    DateTimeOffset? HealthAt, string? HealthJson, string? DriftStatus = null, DateTimeOffset? DriftAt = null,
+    string? Desired = null, string? ReportedJson = null);
 
 /// <summary>A model version in the registry: the package's SHA-256 and size, who signed it (key id), who pushed it, when.</summary>
 public sealed record ModelEntry(string Name, string Version, string PackageSha256, long SizeBytes, string ModelSha256, string KeyId, string PushedBy, DateTimeOffset PushedAt, string File);

@@ -80,6 +80,17 @@ public sealed partial class LiteDbHubStore
         }
     }
 
+    public void SetModelState(string id, string? desired, string? reportedJson)
+    {
+        lock (_gate)
+        {
+            var d = Device(id);
+            if (desired is not null) d["desired"] = desired;
+            if (reportedJson is not null) d["reported"] = reportedJson;
+            _devices.Upsert(d);
+        }
+    }
+
     public void SetDriftStatus(string id, string status, DateTimeOffset at)
     {
         lock (_gate)
@@ -163,7 +174,7 @@ public sealed partial class LiteDbHubStore
             d["_id"].AsString, Text(d, "group"), tags, enrollment, Time(d, "enrolledAt"), Time(d, "revokedAt"),
             d["presence"].AsString, Text(d, "boot"), Time(d, "lastSeen"), d["records"].AsInt64,
             Text(d, "model"), Text(d, "modelVersion"), d.TryGetValue("latencyP99Ms", out var p99) && p99.IsDouble ? p99.AsDouble : null,
-            Time(d, "healthAt"), Text(d, "health"), Text(d, "driftStatus"), Time(d, "driftAt"));
+            Time(d, "healthAt"), Text(d, "health"), Text(d, "driftStatus"), Time(d, "driftAt"), Text(d, "desired"), Text(d, "reported"));
     }
 
     private static DateTimeOffset? Time(BsonDocument d, string key) =>

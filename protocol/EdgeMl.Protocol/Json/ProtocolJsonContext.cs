@@ -16,5 +16,7 @@ namespace EdgeMl.Protocol.Json;
 [JsonSerializable(typeof(ModelManifest))]
 [JsonSerializable(typeof(HealthReport))]
 [JsonSerializable(typeof(EnrollmentClaim))]
+[JsonSerializable(typeof(DesiredModel))]
+[JsonSerializable(typeof(ReportedState))]
 [JsonSerializable(typeof(DeviceCredentials))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext;

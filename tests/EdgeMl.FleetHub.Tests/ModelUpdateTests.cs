@@ -1,0 +1,70 @@
+using System.IO.Compression;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using EdgeMl.TestUtilities;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>A model update reaches a device: desired state from the hub, resumable download, verification, staging, phases reported.</summary>
+public sealed class ModelUpdateTests : IDisposable
+{
+    private readonly HubHarness _h = new();
+
+    private (int Code, string Out, string Err) Offline(params string[] args) => HubHarness.Run(HubHarness.CliDll, args);
+
+    /// <summary>The bundled package as another version (the manifest says so), signed.</summary>
+    private string Version(string version, string key)
+    {
+        var path = Path.Combine(_h.Dir.Path, $"vibration-{version}.edgepkg");
+        File.Copy(TestPackages.VibrationInt8, path);
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
+        {
+            var entry = zip.GetEntry("manifest.json")!;
+            string text;
+            using (var r = new StreamReader(entry.Open())) text = r.ReadToEnd();
+            entry.Delete();
+            using var w = new StreamWriter(zip.CreateEntry("manifest.json").Open(), new UTF8Encoding(false));
+            w.Write(text.Replace("\"version\": \"1.0.0\"", $"\"version\": \"{version}\"", StringComparison.Ordinal));
+        }
+
+        Assert.Equal(0, Offline("model", "sign", path, "--key", key).Code);
+        return path;
+    }
+
+    [Fact]
+    public async Task A_device_downloads_verifies_and_stages_the_desired_model_and_reports_each_phase()
+    {
+        var keys = Path.Combine(_h.Dir.Path, "keys");
+        Assert.Equal(0, Offline("keys", "create", "ops", "--dir", keys).Code);
+        var pub = Path.Combine(keys, "ops.pub");
+        _h.StartHub(null, "--TrustedKeys:0", pub);
+        var v11 = Version("1.1.0", Path.Combine(keys, "ops.key"));
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "push", v11, "--hub", _h.HubUrl, "--token", _h.OperatorToken).Code);
+
+        // The device trusts only the operator's key, so it runs a signed 1.0.0.
+        var signed10 = Version("1.0.0", Path.Combine(keys, "ops.key"));
+        using var agent = _h.Agent("lift-1", 0, fast: false, extra: ["--model", signed10, $"--Agent:TrustedKeys:0={pub}"]);
+        HubHarness.Until(() => _h.Device("lift-1").GetProperty("presence").GetString() == "online", "the agent online");
+
+        var set = await _h.Api.PostAsJsonAsync("/api/devices/lift-1/desired", new { model = "vibration-fault@1.1.0" });
+        Assert.True(set.IsSuccessStatusCode, await set.Content.ReadAsStringAsync());
+        HubHarness.Until(() => Phase() == "staged", "the device to report staged", 30_000);
+        var reported = _h.Device("lift-1").GetProperty("reported");
+        Assert.Equal("1.1.0", reported.GetProperty("version").GetString());
+        Assert.Equal("vibration-fault@1.0.0", reported.GetProperty("active").GetString()); // staged, not switched
+        Assert.Equal("vibration-fault@1.1.0", _h.Device("lift-1").GetProperty("desired").GetString());
+        Assert.Equal(await File.ReadAllBytesAsync(v11), await File.ReadAllBytesAsync(Path.Combine(_h.AgentData("lift-1"), "updates", "staged.edgepkg")));
+
+        // Pointing a device at a model the registry does not have is refused; the running one is reported active.
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await _h.Api.PostAsJsonAsync("/api/devices/lift-1/desired", new { model = "vibration-fault@9.9.9" })).StatusCode);
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "push", signed10, "--hub", _h.HubUrl, "--token", _h.OperatorToken).Code);
+        await _h.Api.PostAsJsonAsync("/api/devices/lift-1/desired", new { model = "vibration-fault@1.0.0" });
+        HubHarness.Until(() => Phase() == "active", "the device to report its running model active");
+    }
+
+    private string? Phase() =>
+        _h.Device("lift-1").TryGetProperty("reported", out var r) && r.ValueKind == JsonValueKind.Object ? r.GetProperty("phase").GetString() : null;
+
+    public void Dispose() => _h.Dispose();
+}
