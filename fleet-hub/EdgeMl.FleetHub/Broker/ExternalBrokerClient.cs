@@ -24,7 +24,14 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         if (_client is not { IsConnected: true } client) return; // alerts are best effort here; the registry keeps the status
         var message = new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build();
-        await client.PublishAsync(message).ConfigureAwait(false);
+        try
+        {
+            await client.PublishAsync(message).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
+        {
+            LogDown(logger, settings.Broker, 0, $"publishing on {topic}: {e.Message}");
+        }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -37,7 +44,14 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             e.AutoAcknowledge = false;
             if (await ingest.HandleAsync(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload).ConfigureAwait(false))
             {
-                await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+                try
+                {
+                    await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
+                {
+                    // The connection went away after the store: the broker re-delivers, the store drops the duplicate.
+                }
             }
         };
         var options = new MqttClientOptionsBuilder()
@@ -73,8 +87,10 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             {
                 break;
             }
-            catch (Exception e) when (e is MqttCommunicationException or IOException or System.Net.Sockets.SocketException or OperationCanceledException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
+                // Whatever the client throws while the broker goes and comes back (communication errors, "connect
+                // while a connect is pending", …) is a reason to retry, never to stop the hub.
                 failures++;
                 var wait = TimeSpan.FromMilliseconds(Math.Min(10_000, 200 * Math.Pow(2, Math.Min(failures, 10))) * (0.5 + Random.Shared.NextDouble() / 2));
                 LogDown(logger, settings.Broker, wait.TotalMilliseconds, e.Message);

@@ -179,7 +179,10 @@ public sealed class UplinkTests : IDisposable
         var started = Environment.TickCount64;
         using var agent = new Agent([.. AgentArgs(link.Url, "pump-4", "0", fast: false), "--Agent:Hub:BackfillRecordsPerSecond=30", "--Agent:Hub:BatchSize=10"]);
         _sub.WaitUntil(m => Telemetry(m, "pump-4").Select(r => r.Boot).Distinct().Count() == 2, "records of both boots");
-        backlogBoot = Telemetry(_sub.Messages, "pump-4")[0].Boot; // the backlog's boot goes first
+        // The live agent announced its boot in its status; the other boot is the backlog's (that agent never connected).
+        _sub.WaitUntil(m => m.Any(x => x.Topic == "edgeml/pump-4/status"), "the live agent's status");
+        var liveBoot = JsonDocument.Parse(_sub.Messages.First(x => x.Topic == "edgeml/pump-4/status").Payload).RootElement.GetProperty("boot").GetString();
+        backlogBoot = Telemetry(_sub.Messages, "pump-4").First(r => r.Boot != liveBoot).Boot;
 
         // Live predictions (about 8/s) arrive while the backlog is still trickling in at 30/s.
         _sub.WaitUntil(m => Telemetry(m, "pump-4").Count(r => r.Boot != backlogBoot) >= 16, "16 live records");
