@@ -93,7 +93,7 @@ public sealed class HubHarness : IDisposable
     /// An agent process on the simulated machine. With the embedded broker it is enrolled first and finds its
     /// hub through its identity; with an external broker it is pointed at it (that broker's own ACLs apply).
     /// </summary>
-    public Process Agent(string device, int count, bool fast, int healthEvery = 0, string[]? extra = null)
+    public Process Agent(string device, int count, bool fast, int healthEvery = 0, string[]? extra = null, Action<string>? onLine = null)
     {
         var args = new List<string>
         {
@@ -111,7 +111,7 @@ public sealed class HubHarness : IDisposable
             Enroll(device);
         }
 
-        return Start(AgentDll, args, _ => { });
+        return Start(AgentDll, args, onLine ?? (_ => { }));
     }
 
     public static string AgentDll => Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll");

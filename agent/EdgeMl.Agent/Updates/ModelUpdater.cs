@@ -89,8 +89,9 @@ public sealed partial class ModelUpdater(
         {
             // A newer desired state took over.
         }
-        catch (Exception e) when (e is InvalidDataException or ModelPackageException or ConfigurationException or InvalidOperationException or HttpRequestException or IOException)
+        catch (Exception e) when (!ct.IsCancellationRequested)
         {
+            // Whatever went wrong is reported with its reason: an update must never fail silently.
             LogFailed(logger, d.Name, d.Version, e.Message);
             lock (_gate) _target = null; // the same desired state may be tried again
             await Report("failed", d, e.Message).ConfigureAwait(false);
