@@ -5,13 +5,33 @@ namespace EdgeMl.FleetSim;
 
 public static class Loopback
 {
-    /// <summary>A TCP port on 127.0.0.1 free at this moment (for a hub, a broker or a relay started next).</summary>
+    /// <summary>
+    /// A TCP port on 127.0.0.1 free at this moment (for a hub, a broker or a relay started next). Chosen below
+    /// Linux's ephemeral range (32768+): a port-0 pick comes from that range, where any outgoing connection
+    /// (an agent's, a test client's) can take it before the server binds it — seen as a hub that never started.
+    /// </summary>
     public static int FreePort()
     {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            var port = Random.Shared.Next(20_000, 32_000);
+            try
+            {
+                var l = new TcpListener(IPAddress.Loopback, port);
+                l.Start();
+                l.Stop();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // Taken: try another.
+            }
+        }
+
+        var any = new TcpListener(IPAddress.Loopback, 0);
+        any.Start();
+        var fallback = ((IPEndPoint)any.LocalEndpoint).Port;
+        any.Stop();
+        return fallback;
     }
 }

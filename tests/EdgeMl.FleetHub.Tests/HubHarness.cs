@@ -54,10 +54,16 @@ public sealed class HubHarness : IDisposable
             // Logged after the hub subscribed at the external broker.
             if (line.Contains("Connected to external broker", StringComparison.Ordinal)) _subscribed.Set();
         });
-        Until(() => File.Exists(Path.Combine(HubData, "operator.token")), "the hub's operator token");
-        OperatorToken = File.ReadAllText(Path.Combine(HubData, "operator.token")).Trim();
-        Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", OperatorToken);
-        Until(() => Try(() => Api.GetAsync("/api/devices").Result.IsSuccessStatusCode), "the hub to answer");
+        var tokenFile = Path.Combine(HubData, "operator.token");
+        Until(() =>
+        {
+            // Read again on every try: the file may be seen before its contents are written.
+            if (!File.Exists(tokenFile)) return false;
+            OperatorToken = File.ReadAllText(tokenFile).Trim();
+            if (OperatorToken.Length < 10) return false;
+            Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", OperatorToken);
+            return Try(() => Api.GetAsync("/api/devices").Result.IsSuccessStatusCode);
+        }, "the hub to answer");
     }
 
     public bool WaitSubscribed(int timeoutMs) => _subscribed.Wait(timeoutMs);

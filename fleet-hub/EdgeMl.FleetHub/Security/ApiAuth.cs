@@ -28,8 +28,10 @@ public static partial class ApiAuth
         if (store.HasApiTokens(Operator)) return;
         var token = Secrets.New("op_");
         var path = OperatorTokenPath(settings.Data);
-        File.WriteAllText(path, token + "\n");
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        // Written whole, then renamed: whoever sees the file sees the token.
+        File.WriteAllText(path + ".tmp", token + "\n");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path + ".tmp", UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.Move(path + ".tmp", path, overwrite: true);
         store.AddApiToken(Secrets.Hash(token), Operator, "bootstrap", time.GetUtcNow());
         LogBootstrap(logger, path);
     }
