@@ -7,7 +7,7 @@ namespace EdgeMl.Cli;
 /// <summary><c>edgeml</c>: the operator's tool. Errors are one line on stderr: exit 1 (the hub said no), 2 (usage).</summary>
 public static class EdgeMlCli
 {
-    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "json", "help" };
+    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "json", "help", "csv" };
 
     public const string Usage = """
         edgeml — the operator's tool for an EdgeMl fleet hub
@@ -26,6 +26,14 @@ public static class EdgeMlCli
           edgeml model verify PKG --trust NAME.pub|DIR …  exit 0 when signed by a trusted key
           edgeml model push PKG                           upload to the hub's registry (checked there: SHA-256, signature)
           edgeml model list                               the registry: versions, hashes, keys, who pushed
+          edgeml rollout start NAME@VERSION --to GROUP|--devices ID,… [--waves 5%,25%,100%] [--gate agreement>=0.95]…
+                               [--soak 10m] [--watch 30s] [--offline-timeout 10m]
+                                                          staged rollout: each wave shadows the model, gates decide, then it is activated
+          edgeml rollout status [ID]                      all rollouts, or one: waves, gate figures, each device's phase
+          edgeml rollout pause|resume|abort ID            abort sends every device it reached back to the model it had
+          edgeml rollback GROUP                           every device of the group back to its previous model
+          edgeml audit [--since 24h] [--action A] [--device ID] [--rollout ID] [--csv] [--out FILE]
+                                                          who pushed, signed, started, paused, aborted, rolled back what; which device ran what
           edgeml drift show [--device ID | --group G] [--since 24h]
                                                           per feature: status, PSI, KS, Wasserstein, trend (neither: the fleet)
 
@@ -44,7 +52,7 @@ public static class EdgeMlCli
         {
             // Options may come anywhere (`edgeml --hub URL devices list`); the first words are the command.
             var args = new CliArgs(argv, Flags);
-            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" or "drift" or "keys" or "model" ? 2 : 1;
+            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" or "drift" or "keys" or "model" or "rollout" ? 2 : 1;
             var command = string.Join(' ', args.Positional.Take(words));
             args.Positional.RemoveRange(0, Math.Min(words, args.Positional.Count));
             var json = args.Has("json");
@@ -64,6 +72,13 @@ public static class EdgeMlCli
                 case "model verify": ModelCommands.Verify(args, output); break;
                 case "model push": await ModelCommands.PushAsync(args, output, stderr).ConfigureAwait(false); break;
                 case "model list": await ModelCommands.ListAsync(args, output).ConfigureAwait(false); break;
+                case "rollout start": await RolloutCommands.StartAsync(args, output).ConfigureAwait(false); break;
+                case "rollout status" or "rollout list": await RolloutCommands.StatusAsync(args, output).ConfigureAwait(false); break;
+                case "rollout pause": await RolloutCommands.ControlAsync(args, output, "pause").ConfigureAwait(false); break;
+                case "rollout resume": await RolloutCommands.ControlAsync(args, output, "resume").ConfigureAwait(false); break;
+                case "rollout abort": await RolloutCommands.ControlAsync(args, output, "abort").ConfigureAwait(false); break;
+                case "rollback": await RolloutCommands.RollbackAsync(args, output).ConfigureAwait(false); break;
+                case "audit": await RolloutCommands.AuditAsync(args, output, stdout).ConfigureAwait(false); break;
                 default: throw new UsageException($"unknown command '{command}'");
             }
 

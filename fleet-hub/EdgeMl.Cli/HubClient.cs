@@ -44,6 +44,27 @@ public sealed class HubClient : IDisposable
 
     public Task<JsonNode> GetAsync(string path) => SendAsync(HttpMethod.Get, path, null);
 
+    /// <summary>A GET whose answer is not JSON (CSV export).</summary>
+    public async Task<string> GetTextAsync(string path)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.GetAsync(path).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new HubException($"cannot reach the hub at {Hub}: {e.Message}");
+        }
+
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode) throw new HubException($"{(int)response.StatusCode} {response.ReasonPhrase}: {TryError(text) ?? text}");
+            return text;
+        }
+    }
+
     /// <summary>Uploads a file as the request body, reporting (sent, total) as it goes.</summary>
     public Task<JsonNode> PostFileAsync(string path, string file, Action<long, long> progress) =>
         SendAsync(HttpMethod.Post, path, null, new ProgressContent(file, progress));

@@ -31,4 +31,6 @@ public sealed class HubSettings
     public List<string> TrustedKeys { get; set; } = [];
     /// <summary>How long an enrollment token stays valid.</summary>
     public double EnrollTokenHours { get; set; } = 24;
+    /// <summary>How often the rollout engine takes a step (ms).</summary>
+    public int RolloutTickMs { get; set; } = 1000;
 }

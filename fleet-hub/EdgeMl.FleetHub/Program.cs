@@ -28,6 +28,9 @@ else
     builder.Services.AddSingleton<IHubPublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
 }
 
+builder.Services.AddSingleton<EdgeMl.FleetHub.Rollouts.RolloutEngine>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Rollouts.RolloutEngine>());
+
 var app = builder.Build();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
 app.Services.GetRequiredService<TelemetryIngest>().DriftStored = driftAlerts.Check;
@@ -36,6 +39,7 @@ app.MapDevicesApi();
 app.MapTokensApi();
 app.MapDriftApi();
 app.MapModelsApi();
+app.MapRolloutsApi();
 app.Run();
 
 public partial class Program;

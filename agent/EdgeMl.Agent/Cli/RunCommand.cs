@@ -56,8 +56,7 @@ public static class RunCommand
                 .SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information)
                 .AddFilter((_, _, level) => level >= (quiet ? LogLevel.Warning : LogLevel.Information))
                 .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
-            using var runtime = new AgentRuntime(options, loggers);
-            await runtime.RunAsync(ct).ConfigureAwait(false);
+            await AgentHost.RunAsync(options, loggers, ct).ConfigureAwait(false);
             return 0;
         }
 

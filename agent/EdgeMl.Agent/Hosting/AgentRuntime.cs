@@ -28,10 +28,15 @@ public sealed partial class AgentRuntime : IDisposable
     private readonly Platform.SystemProbe _system;
     private readonly ModelManifest _manifest = null!;
 
+    private readonly Updates.ModelSlots? _slots;
+    private readonly CancellationTokenSource _restart = new();
+    private string? _restartReason;
+
     public AgentRuntime(AgentOptions options, ILoggerFactory loggers, TimeProvider? time = null,
-        ISensorSource? sensor = null, GpioController? gpio = null, Stream? resultStream = null)
+        ISensorSource? sensor = null, GpioController? gpio = null, Stream? resultStream = null, Updates.ModelSlots? slots = null)
     {
         _options = options;
+        _slots = slots;
         _time = time ?? TimeProvider.System;
         _logger = loggers.CreateLogger("EdgeMl.Agent");
         _system = new Platform.SystemProbe(options.DataDirectory);
@@ -116,17 +121,59 @@ public sealed partial class AgentRuntime : IDisposable
 
     public static string DeviceOutboxPath(string dataDirectory) => Path.Combine(dataDirectory, "agent.db");
 
-    public async Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>Why the runtime asked to be restarted (a model was activated or rolled back), or null.</summary>
+    public string? RestartReason => _restartReason;
+
+    /// <summary>Stops the run so that the host starts again on the slot now marked active.</summary>
+    public void Restart(string reason)
     {
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _restartReason ??= reason;
+        LogRestart(_logger, reason);
+        _restart.Cancel();
+    }
+
+    /// <summary>Runs until stopped; true when it stopped to restart on another model (<see cref="RestartReason"/>).</summary>
+    public async Task<bool> RunAsync(CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _restart.Token);
         var health = _options.HealthIntervalSeconds > 0 ? ReportHealthAsync(TimeSpan.FromSeconds(_options.HealthIntervalSeconds), stop.Token) : Task.CompletedTask;
         using var uplinkStop = new CancellationTokenSource();
         using var uplink = Outbox is not null && _options.Hub.Broker.Length > 0
             ? new Sync.Uplink(Outbox, _options.Hub, _time, _logger)
             : null;
-        using var updater = uplink is null ? null
-            : new Updates.ModelUpdater(_options.DataDirectory, _options.Hub, _options.TrustedKeys, _manifest, uplink.ReportAsync, _time, _logger);
-        if (uplink is not null) uplink.DesiredReceived += updater!.OnDesired;
+        var context = new Updates.UpdateContext(_manifest, _options.Inference, Pipeline, Health, Restart);
+        using var updater = uplink is null || _slots is null ? null
+            : new Updates.ModelUpdater(_options.DataDirectory, _options.Hub, _options.TrustedKeys, _slots, context, uplink.ReportAsync, _time, _logger)
+            {
+                CrashPoint = Updates.ModelSlots.CrashPointFromEnvironment(),
+            };
+        if (updater is not null)
+        {
+            uplink!.DesiredReceived += updater.OnDesired;
+            await updater.ReportStartAsync().ConfigureAwait(false);
+        }
+
+        var watching = Task.CompletedTask;
+        if (_slots is not null)
+        {
+            var slots = _slots;
+            if (slots.InTrial)
+            {
+                var watch = new Updates.ActivationWatch(slots, Health, _time, _logger);
+                watching = Task.Run(async () =>
+                {
+                    var reason = await watch.RunAsync(() => updater?.ReportConfirmedAsync(slots.State.Terms?.Rollout) ?? Task.CompletedTask, stop.Token).ConfigureAwait(false);
+                    if (reason is null) return;
+                    LogWatchFailed(_logger, _manifest.Name, _manifest.Version, reason);
+                    if (slots.RollBack(reason, bad: true, _time.GetUtcNow())) Restart($"rolled back: {reason}");
+                }, CancellationToken.None);
+            }
+            else
+            {
+                Pipeline.Healthy += slots.Healthy;
+            }
+        }
+
         var delivering = uplink is null ? Task.CompletedTask : Task.Run(() => uplink.RunAsync(uplinkStop.Token), CancellationToken.None);
         try
         {
@@ -136,6 +183,7 @@ public sealed partial class AgentRuntime : IDisposable
         {
             await stop.CancelAsync().ConfigureAwait(false);
             await health.ConfigureAwait(false);
+            await watching.ConfigureAwait(false);
             Drift?.Flush(); // the last, partial window goes out with the rest
             if (uplink is not null)
             {
@@ -151,6 +199,8 @@ public sealed partial class AgentRuntime : IDisposable
                 await delivering.ConfigureAwait(false);
             }
         }
+
+        return _restartReason is not null && !cancellationToken.IsCancellationRequested;
     }
 
     private async Task ReportHealthAsync(TimeSpan every, CancellationToken ct)
@@ -213,7 +263,14 @@ public sealed partial class AgentRuntime : IDisposable
         }
 
         _owned.Clear();
+        _restart.Dispose();
     }
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Restarting the runtime: {Reason}")]
+    private static partial void LogRestart(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Error, Message = "{Model}@{Version} failed its watch period, rolling back: {Reason}")]
+    private static partial void LogWatchFailed(ILogger logger, string model, string version, string reason);
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "Package {Model}@{Version} is signed by trusted key {KeyId}")]
     private static partial void LogTrusted(ILogger logger, string model, string version, string keyId);

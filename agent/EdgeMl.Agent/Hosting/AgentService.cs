@@ -11,8 +11,7 @@ public sealed class AgentService(AgentOptions options, ILoggerFactory loggers, I
     {
         try
         {
-            using var runtime = new AgentRuntime(options, loggers);
-            await runtime.RunAsync(stoppingToken).ConfigureAwait(false);
+            await AgentHost.RunAsync(options, loggers, stoppingToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

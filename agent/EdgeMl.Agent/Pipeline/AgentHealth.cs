@@ -59,6 +59,32 @@ public sealed class AgentHealth(TimeProvider time)
         lock (_gate) _sensor.State = "ended";
     }
 
+    private long _inferenceErrors;
+    private string? _lastInferenceError;
+
+    public void InferenceFailed(string message)
+    {
+        lock (_gate)
+        {
+            _inferenceErrors++;
+            _lastInferenceError = message;
+        }
+    }
+
+    public long InferenceErrors => Interlocked.Read(ref _inferenceErrors);
+
+    /// <summary>p99 latency (ms) of the last 1,024 predictions.</summary>
+    public double LatencyP99Ms()
+    {
+        lock (_gate)
+        {
+            var n = (int)Math.Min(_latencyCount, _latencies.Length);
+            var sorted = _latencies.AsSpan(0, n).ToArray();
+            Array.Sort(sorted);
+            return Percentile(sorted, 0.99);
+        }
+    }
+
     public void WindowDropped() => Interlocked.Increment(ref _dropped);
 
     public void Predicted(double latencyMs)
@@ -101,6 +127,8 @@ public sealed class AgentHealth(TimeProvider time)
                     Provider = _model.Provider,
                     Predictions = _predictions,
                     WindowsDropped = Interlocked.Read(ref _dropped),
+                    InferenceErrors = _inferenceErrors,
+                    LastInferenceError = _lastInferenceError,
                     InferencesPerSecond = uptime > 0 ? _predictions / uptime : 0,
                     LatencyP50Ms = Percentile(sorted, 0.50),
                     LatencyP99Ms = Percentile(sorted, 0.99),

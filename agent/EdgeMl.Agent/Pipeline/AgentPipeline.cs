@@ -28,6 +28,23 @@ public sealed partial class AgentPipeline
     /// <summary>Sees every sensor sample (drift sketches of the inputs); called on the sensor loop, so it must be cheap.</summary>
     public ISampleSink? Samples { get; set; }
 
+    /// <summary>A candidate model run on the same windows as the active one (an update's shadow period); set and cleared at any time.</summary>
+    /// <remarks>Setting waits for a shadow run in progress, so the one replaced may be disposed right after.</remarks>
+    public IShadow? Shadow
+    {
+        get { lock (_shadowGate) return _shadow; }
+        set { lock (_shadowGate) _shadow = value; }
+    }
+
+    private readonly Lock _shadowGate = new();
+    private IShadow? _shadow;
+
+    /// <summary>Raised on the inference thread when the model fails on a window (the window is skipped).</summary>
+    public event Action<Exception>? InferenceFailed;
+
+    /// <summary>Raised once, after the first predictions came out of the model (the model runs healthily).</summary>
+    public event Action? Healthy;
+
     /// <summary>Raised when the sensor starts failing (first error after good reads) and when it answers again.</summary>
     public event Action<SensorStateChange>? SensorStateChanged;
 
@@ -214,19 +231,42 @@ public sealed partial class AgentPipeline
         frame.EndSeconds = endSeconds;
     }
 
+    private const int MaxConsecutiveFailures = 20;
+    private const int HealthyAfter = 5;
+
     private async Task InferAsync(CancellationToken ct)
     {
         long seq = 0;
+        var failures = 0;
         try
         {
             await foreach (var frame in _ready.Reader.ReadAllAsync(ct).ConfigureAwait(false))
             {
                 var prediction = await _freePredictions.Reader.ReadAsync(ct).ConfigureAwait(false);
-                _predictor.Predict(frame.Windows, prediction);
+                try
+                {
+                    _predictor.Predict(frame.Windows, prediction);
+                    failures = 0;
+                }
+                catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+                {
+                    // A model that fails on a window: counted and reported, the window skipped. Many in a row stop the
+                    // agent (a crash the slot store counts, so a bad update is rolled back).
+                    _health.InferenceFailed(e.Message);
+                    InferenceFailed?.Invoke(e);
+                    LogInferenceFailed(_logger, ++failures, e.Message);
+                    _freeFrames.Writer.TryWrite(frame);
+                    _freePredictions.Writer.TryWrite(prediction);
+                    if (failures >= MaxConsecutiveFailures) throw new InvalidOperationException($"the model failed on {failures} windows in a row: {e.Message}", e);
+                    continue;
+                }
+
                 prediction.Sequence = ++seq;
                 prediction.WindowEndSeconds = frame.EndSeconds;
+                lock (_shadowGate) _shadow?.Run(frame.Windows, prediction);
                 _freeFrames.Writer.TryWrite(frame);
                 _health.Predicted(prediction.LatencyMs);
+                if (seq == HealthyAfter) Healthy?.Invoke();
                 await _results.Writer.WriteAsync(prediction, ct).ConfigureAwait(false);
             }
         }
@@ -283,12 +323,21 @@ public sealed partial class AgentPipeline
     [LoggerMessage(EventId = 1200, Level = LogLevel.Warning, Message = "Sensor {Sensor} failed ({Failures} in a row), retrying in {RetryMs} ms: {Error}")]
     private static partial void LogSensorError(ILogger logger, string sensor, int failures, double retryMs, string error);
 
+    [LoggerMessage(EventId = 1202, Level = LogLevel.Warning, Message = "Inference failed ({Failures} in a row), window skipped: {Error}")]
+    private static partial void LogInferenceFailed(ILogger logger, int failures, string error);
+
     [LoggerMessage(EventId = 1201, Level = LogLevel.Information, Message = "Sensor {Sensor} answers again after {Failures} failed reads")]
     private static partial void LogSensorRecovered(ILogger logger, string sensor, int failures);
 }
 
 /// <summary>The sensor went from answering to failing (<see cref="State"/> <c>failing</c>) or back (<c>ok</c>).</summary>
 public readonly record struct SensorStateChange(string Sensor, string State, string? Error, DateTimeOffset At);
+
+/// <summary>A second model run on the windows the active one ran on (see <c>Updates.ShadowRun</c>).</summary>
+public interface IShadow
+{
+    void Run(ReadOnlySpan<float[]> windows, Prediction active);
+}
 
 /// <summary>Receives every raw sample, channel values in the sensor's order.</summary>
 public interface ISampleSink

@@ -59,7 +59,7 @@ public static partial class DevicesApi
         }).RequireRole(ApiAuth.Operator);
 
         // The operator points a device at a registered model: retained desired state on its topic.
-        api.MapPost("/{id}/desired", async Task<IResult> (string id, DesiredRequest request, IHubStore store, IHubPublisher publisher) =>
+        api.MapPost("/{id}/desired", async Task<IResult> (string id, DesiredRequest request, IHubStore store, Rollouts.RolloutEngine engine, HttpContext http, TimeProvider time) =>
         {
             if (store.FindDevice(id) is null) return NoDevice(id);
             var at = (request.Model ?? "").LastIndexOf('@');
@@ -70,9 +70,8 @@ public static partial class DevicesApi
             {
                 Name = m.Name, Version = m.Version, Sha256 = m.PackageSha256, SizeBytes = m.SizeBytes, Url = $"/api/models/{Uri.EscapeDataString(m.Name)}/{Uri.EscapeDataString(m.Version)}/package",
             };
-            await publisher.PublishAsync(EdgeMl.Protocol.Wire.Topics.StateDesired(id),
-                System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(desired, EdgeMl.Protocol.Json.ProtocolJsonContext.Default.DesiredModel), retain: true).ConfigureAwait(false);
-            store.SetModelState(id, $"{m.Name}@{m.Version}", null);
+            await engine.PublishDesiredAsync(id, desired).ConfigureAwait(false);
+            store.AddAudit(new AuditEntry(time.GetUtcNow(), ApiAuth.Actor(http, store), "device.desired", $"model {m.Name}@{m.Version}", "set directly (no rollout)", id));
             return TypedResults.Ok(Summary(store.FindDevice(id)!, withHealth: false));
         }).RequireRole(ApiAuth.Operator);
 

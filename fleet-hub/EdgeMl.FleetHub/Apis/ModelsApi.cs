@@ -70,6 +70,8 @@ public static class ModelsApi
             var who = store.ApiTokenName(Secrets.Hash(header.Length > 7 ? header[7..].Trim() : "")) is { Length: > 0 } n ? n : "operator";
             var entry = new ModelEntry(m.Name, m.Version, sha, bytes.Length, m.Model.Sha256, check.KeyId ?? "", who, time.GetUtcNow(), file);
             if (!store.AddModel(entry)) return TypedResults.Conflict(new ApiError($"{m.Name}@{m.Version} was pushed at the same moment by someone else"));
+            store.AddAudit(new AuditEntry(entry.PushedAt, who, "model.push", $"model {m.Name}@{m.Version}",
+                $"signed by key {check.KeyId}; package SHA-256 {sha}; {bytes.Length} bytes"));
             return TypedResults.Created($"/api/models/{m.Name}/{m.Version}", View(entry));
         }).RequireRole(ApiAuth.Operator);
     }

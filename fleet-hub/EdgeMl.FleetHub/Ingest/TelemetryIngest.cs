@@ -57,6 +57,26 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         return new IngestStats(Malformed, Refused, Interlocked.Read(ref _stored), Interlocked.Read(ref _duplicates), Interlocked.Read(ref _commits), p50, p99, n);
     }
 
+    /// <summary>Which devices ran which model when: a change of the device's active model goes into the audit trail.</summary>
+    private void NoteModelChange(string device, Protocol.Packages.ReportedState reported)
+    {
+        string? before = null;
+        if (_store.FindDevice(device)?.ReportedJson is { } json)
+        {
+            try
+            {
+                before = JsonSerializer.Deserialize(json, Protocol.Json.ProtocolJsonContext.Default.ReportedState)?.Active;
+            }
+            catch (JsonException)
+            {
+            }
+        }
+
+        if (reported.Active is null || reported.Active == before) return;
+        var why = reported.Phase == "rolled-back" ? $" (rolled back from {reported.Name}@{reported.Version}: {reported.Reason})" : "";
+        _store.AddAudit(new Store.AuditEntry(reported.At, device, "device.model", $"model {reported.Active}", $"{before ?? "unknown"} → {reported.Active}{why}", device));
+    }
+
     /// <summary>Completes with false when the message must not be acknowledged (it could not be stored).</summary>
     public async Task<bool> HandleAsync(string topic, ReadOnlySequence<byte> payload)
     {
@@ -76,6 +96,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                     var reader = new Utf8JsonReader(payload);
                     var reported = JsonSerializer.Deserialize(ref reader, Protocol.Json.ProtocolJsonContext.Default.ReportedState)
                                    ?? throw new FormatException("empty reported state");
+                    NoteModelChange(device, reported);
                     _store.SetModelState(device, null, JsonSerializer.Serialize(reported, Protocol.Json.ProtocolJsonContext.Default.ReportedState));
                     return true;
                 case "status" when parts.Length == 3:

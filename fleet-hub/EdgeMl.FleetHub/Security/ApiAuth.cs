@@ -58,6 +58,14 @@ public static partial class ApiAuth
             return await next(context).ConfigureAwait(false);
         });
 
+    /// <summary>Who is calling, for the audit trail: the name of the caller's API token.</summary>
+    public static string Actor(HttpContext http, IHubStore store)
+    {
+        var header = http.Request.Headers.Authorization.ToString();
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
+        return token.Length > 0 && store.ApiTokenName(Secrets.Hash(token)) is { Length: > 0 } name ? name : "unknown";
+    }
+
     private static int Rank(string role) => role == Operator ? 2 : role == Viewer ? 1 : role == Device ? 0 : -1;
 
     /// <summary>Devices fetch their model packages with HTTP Basic: device id and the broker password from enrollment.</summary>

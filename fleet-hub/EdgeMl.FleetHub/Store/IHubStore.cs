@@ -42,6 +42,23 @@ public interface IHubStore : IDisposable
 
     List<ModelEntry> Models();
 
+    /// <summary>Keeps a rollout (its JSON, <see cref="Rollouts.Rollout"/>) so that a hub restart resumes it.</summary>
+    void SaveRollout(string id, string state, string json);
+
+    string? FindRollout(string id);
+
+    List<string> RolloutJsons();
+
+    /// <summary>The desired state last published to a device (label name@version, and the message), re-published when the hub starts.</summary>
+    void SetDesired(string id, string label, string json);
+
+    List<(string Device, string Json)> DesiredStates();
+
+    /// <summary>Appends to the audit trail (never changed or removed).</summary>
+    void AddAudit(AuditEntry entry);
+
+    List<AuditEntry> Audit(AuditQuery query);
+
     /// <summary>The name behind an API token (for the audit trail); null when unknown.</summary>
     string? ApiTokenName(string tokenHash);
 
@@ -69,6 +86,15 @@ public sealed record DeviceEntry(
 
 /// <summary>A model version in the registry: the package's SHA-256 and size, who signed it (key id), who pushed it, when.</summary>
 public sealed record ModelEntry(string Name, string Version, string PackageSha256, long SizeBytes, string ModelSha256, string KeyId, string PushedBy, DateTimeOffset PushedAt, string File);
+
+/// <summary>
+/// One line of the audit trail: who (<see cref="Actor"/>: an API token's name, <c>hub</c> for the rollout engine, a
+/// device id for what a device reported) did what (<see cref="Action"/>, e.g. <c>model.push</c>, <c>rollout.start</c>,
+/// <c>device.model</c>) to what, when.
+/// </summary>
+public sealed record AuditEntry(DateTimeOffset At, string Actor, string Action, string Subject, string Details, string? Device = null);
+
+public sealed record AuditQuery(DateTimeOffset? Since = null, string? Action = null, string? Device = null, string? Subject = null);
 
 public sealed record ApiTokenEntry(string Name, string Role, DateTimeOffset Created);
 

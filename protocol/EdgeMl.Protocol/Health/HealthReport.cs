@@ -29,6 +29,9 @@ public sealed class ModelHealth
     public string Provider { get; set; } = "";
     public long Predictions { get; set; }
     public long WindowsDropped { get; set; }
+    /// <summary>Windows the model failed on (skipped).</summary>
+    public long InferenceErrors { get; set; }
+    public string? LastInferenceError { get; set; }
     public double InferencesPerSecond { get; set; }
     public double LatencyP50Ms { get; set; }
     public double LatencyP99Ms { get; set; }

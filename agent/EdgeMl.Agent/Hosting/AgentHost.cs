@@ -1,0 +1,65 @@
+using EdgeMl.Agent.Configuration;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeMl.Agent.Hosting;
+
+/// <summary>
+/// Runs the agent on the model its slots say (<see cref="Updates.ModelSlots"/>), and again on another one when an
+/// update is activated or rolled back. A model on trial that cannot even be loaded is rolled back at once.
+/// Without a data directory there are no slots: the configured package runs.
+/// </summary>
+public static partial class AgentHost
+{
+    public static async Task RunAsync(AgentOptions options, ILoggerFactory loggers, CancellationToken ct)
+    {
+        var logger = loggers.CreateLogger("EdgeMl.Agent");
+        Updates.ModelSlots? slots = null;
+        if (options.DataDirectory.Length > 0)
+        {
+            slots = new Updates.ModelSlots(options.DataDirectory, options.Model) { CrashPoint = Updates.ModelSlots.CrashPointFromEnvironment() };
+        }
+
+        while (!ct.IsCancellationRequested)
+        {
+            var run = Copy(options);
+            if (slots is not null)
+            {
+                run.Model = slots.Resolve(DateTimeOffset.UtcNow);
+                if (slots.ActiveSlot != Updates.ModelSlots.Configured) LogSlot(logger, slots.ActiveSlot, Updates.ModelSlots.Describe(slots.ModelOf(slots.ActiveSlot)), slots.InTrial);
+            }
+
+            AgentRuntime runtime;
+            try
+            {
+                runtime = new AgentRuntime(run, loggers, slots: slots);
+            }
+            catch (Exception e) when (slots is not null && slots.ActiveSlot != Updates.ModelSlots.Configured && slots.InTrial && e is not OperationCanceledException)
+            {
+                var reason = $"cannot start on it: {e.Message}";
+                LogLoadFailed(logger, Updates.ModelSlots.Describe(slots.ModelOf(slots.ActiveSlot)), reason);
+                if (!slots.RollBack(reason, bad: true, DateTimeOffset.UtcNow)) throw;
+                continue;
+            }
+
+            using (runtime)
+            {
+                if (!await runtime.RunAsync(ct).ConfigureAwait(false)) return;
+            }
+        }
+    }
+
+    private static AgentOptions Copy(AgentOptions o) => new()
+    {
+        Model = o.Model, Sensor = o.Sensor, DataDirectory = o.DataDirectory, Outbox = o.Outbox, Hub = o.Hub, Seed = o.Seed, ResultLog = o.ResultLog,
+        ResultFormat = o.ResultFormat, HealthIntervalSeconds = o.HealthIntervalSeconds, ReleaseStartupPages = o.ReleaseStartupPages, Inference = o.Inference,
+        Pipeline = o.Pipeline, Gpio = o.Gpio, Actions = o.Actions, Drift = o.Drift, TrustedKeys = o.TrustedKeys,
+    };
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "Model slot {Slot}: {Model}{Trial}")]
+    private static partial void LogSlotCore(ILogger logger, string slot, string model, string trial);
+
+    private static void LogSlot(ILogger logger, string slot, string model, bool trial) => LogSlotCore(logger, slot, model, trial ? " (on trial: watch period)" : "");
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Error, Message = "{Model} is on trial and {Reason}; rolling back")]
+    private static partial void LogLoadFailed(ILogger logger, string model, string reason);
+}
