@@ -99,7 +99,8 @@ public sealed class HubHarness : IDisposable
     /// An agent process on the simulated machine. With the embedded broker it is enrolled first and finds its
     /// hub through its identity; with an external broker it is pointed at it (that broker's own ACLs apply).
     /// </summary>
-    public Process Agent(string device, int count, bool fast, int healthEvery = 0, string[]? extra = null, Action<string>? onLine = null)
+    public Process Agent(string device, int count, bool fast, int healthEvery = 0, string[]? extra = null, Action<string>? onLine = null,
+        IReadOnlyDictionary<string, string>? env = null)
     {
         var args = new List<string>
         {
@@ -117,7 +118,7 @@ public sealed class HubHarness : IDisposable
             Enroll(device);
         }
 
-        return Start(AgentDll, args, onLine ?? (_ => { }));
+        return Start(AgentDll, args, onLine ?? (_ => { }), env);
     }
 
     public static string AgentDll => Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll");
@@ -161,16 +162,17 @@ public sealed class HubHarness : IDisposable
     }
 
     /// <summary>Starts a program (a .dll through the dotnet host); whatever is still running when the test ends is killed.</summary>
-    public Process Start(string dll, IEnumerable<string> args, Action<string> onLine)
+    public Process Start(string dll, IEnumerable<string> args, Action<string> onLine, IReadOnlyDictionary<string, string>? env = null)
     {
-        var p = StartProcess(dll, args, onLine);
+        var p = StartProcess(dll, args, onLine, env);
         lock (_started) _started.Add(p);
         return p;
     }
 
-    private static Process StartProcess(string dll, IEnumerable<string> args, Action<string> onLine)
+    private static Process StartProcess(string dll, IEnumerable<string> args, Action<string> onLine, IReadOnlyDictionary<string, string>? env)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;

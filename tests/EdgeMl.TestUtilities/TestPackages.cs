@@ -36,6 +36,32 @@ public static class TestPackages
         return path;
     }
 
+    /// <summary>
+    /// The bundled int8 package as another version (the manifest says so; the model is the same). With
+    /// <paramref name="reverseLabels"/> its class labels are reversed: a model that disagrees with the original.
+    /// </summary>
+    public static string Variant(string directory, string version, bool reverseLabels = false)
+    {
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, $"vibration-{version}{(reverseLabels ? "-reversed" : "")}.edgepkg");
+        File.Copy(VibrationInt8, path, overwrite: true);
+        using var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Update);
+        var entry = zip.GetEntry("manifest.json")!;
+        string text;
+        using (var r = new StreamReader(entry.Open())) text = r.ReadToEnd();
+        entry.Delete();
+        text = text.Replace("\"version\": \"1.0.0\"", $"\"version\": \"{version}\"", StringComparison.Ordinal);
+        if (reverseLabels)
+        {
+            text = System.Text.RegularExpressions.Regex.Replace(text, "\"labels\": \\[\\s*\"normal\",\\s*\"imbalance\",\\s*\"bearing_fault\"\\s*\\]",
+                "\"labels\": [\"bearing_fault\", \"imbalance\", \"normal\"]");
+        }
+
+        using var w = new StreamWriter(zip.CreateEntry("manifest.json").Open(), new System.Text.UTF8Encoding(false));
+        w.Write(text);
+        return path;
+    }
+
     private static string FindRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

@@ -1,0 +1,154 @@
+using System.Security.Cryptography;
+using EdgeMl.Agent.Updates;
+using EdgeMl.Protocol.Packages;
+using EdgeMl.TestUtilities;
+
+namespace EdgeMl.Agent.Tests.Updates;
+
+/// <summary>
+/// The slot store under power loss: a "crash" (an exception thrown at a step, after which the store is opened again
+/// from disk, as a restarted agent would) at every step of every write. The agent must always find a complete,
+/// verified package to run — the old one or the new one — and the state must say which, truthfully.
+/// </summary>
+public sealed class ModelSlotsTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private readonly string _v10 = TestPackages.VibrationInt8;
+    private readonly string _v11;
+    private readonly string _v12;
+
+    public ModelSlotsTests()
+    {
+        _v11 = TestPackages.Variant(Path.Combine(_dir.Path, "pkgs"), "1.1.0");
+        _v12 = TestPackages.Variant(Path.Combine(_dir.Path, "pkgs"), "1.2.0");
+    }
+
+    private sealed class PowerLoss(string step) : Exception($"power lost at {step}");
+
+    private static SlotModel Model(string path)
+    {
+        var m = ModelPackage.Open(path).Manifest;
+        return new SlotModel { Name = m.Name, Version = m.Version, Sha256 = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path))) };
+    }
+
+    private static string Sha(string path) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
+
+    /// <summary>Every step a switch writes, in order, collected by a store that does not crash.</summary>
+    private List<string> StepsOfActivation()
+    {
+        var steps = new List<string>();
+        var data = Path.Combine(_dir.Path, "probe");
+        var slots = new ModelSlots(data, _v10) { CrashPoint = steps.Add };
+        slots.Resolve(DateTimeOffset.UtcNow);
+        steps.Clear();
+        slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
+        return steps;
+    }
+
+    [Fact]
+    public void Power_loss_at_any_step_of_an_activation_leaves_the_old_or_the_new_model_complete_and_named_truthfully()
+    {
+        var steps = StepsOfActivation();
+        Assert.True(steps.Count >= 6, string.Join(", ", steps)); // copy, copy-written, slot-synced, switch:written/synced/renamed
+        var outcomes = new HashSet<string>();
+        for (var run = 0; run < steps.Count * 2; run++)
+        {
+            var step = steps[run % steps.Count];
+            var second = run >= steps.Count; // the second round crashes an activation from slot a to slot b
+            var data = Path.Combine(_dir.Path, $"run{run}");
+            var slots = new ModelSlots(data, _v10);
+            slots.Resolve(DateTimeOffset.UtcNow);
+            if (second)
+            {
+                slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
+                slots.Confirm();
+            }
+
+            var before = slots.ModelOf(slots.ActiveSlot)!;
+            var next = second ? _v12 : _v11;
+            slots.CrashPoint = s => { if (s == step) throw new PowerLoss(s); };
+            Assert.Throws<PowerLoss>(() => slots.Activate(next, Model(next), new WatchTerms(), 1.0));
+
+            // The agent starts again.
+            var restarted = new ModelSlots(data, _v10);
+            var path = restarted.Resolve(DateTimeOffset.UtcNow);
+            var running = restarted.ModelOf(restarted.ActiveSlot)!;
+            Assert.True(running.Sha256 == before.Sha256 || running.Sha256 == Sha(next), $"crash at {step}: runs {running.Version}");
+            Assert.Equal(running.Sha256, Sha(path)); // the file it loads is complete and is the model the state names
+            Assert.Equal(running.Version, ModelPackage.Open(path).Manifest.Version);
+            Assert.Equal(running.Sha256 != before.Sha256, restarted.InTrial); // a new model is on trial, an old one is not
+            outcomes.Add(running.Sha256 == before.Sha256 ? "old" : "new");
+        }
+
+        Assert.Equal(["new", "old"], outcomes.Order()); // crashes before the switch keep the old, after it run the new
+    }
+
+    [Fact]
+    public void A_model_that_crashes_the_agent_twice_in_a_row_is_marked_bad_and_the_previous_one_runs()
+    {
+        var data = Path.Combine(_dir.Path, "loop");
+        var slots = new ModelSlots(data, _v10);
+        slots.Resolve(DateTimeOffset.UtcNow);
+        slots.Healthy();
+        slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
+
+        // Two starts on 1.1.0 that never reach a healthy run (killed), then a third start.
+        Assert.Equal("1.1.0", ModelPackage.Open(new ModelSlots(data, _v10).Resolve(DateTimeOffset.UtcNow)).Manifest.Version);
+        Assert.Equal("1.1.0", ModelPackage.Open(new ModelSlots(data, _v10).Resolve(DateTimeOffset.UtcNow)).Manifest.Version);
+        var third = new ModelSlots(data, _v10);
+        var path = third.Resolve(DateTimeOffset.UtcNow);
+        Assert.Equal("1.0.0", ModelPackage.Open(path).Manifest.Version);
+        Assert.Equal(ModelSlots.Configured, third.ActiveSlot);
+        var bad = third.Bad(Sha(_v11));
+        Assert.NotNull(bad);
+        Assert.Contains("crashed the agent 2 times in a row", bad.Reason, StringComparison.Ordinal);
+        Assert.Equal("1.1.0", third.State.LastRollback!.Version);
+
+        // A healthy model is not rolled back however often the agent is restarted.
+        for (var i = 0; i < 4; i++)
+        {
+            var s = new ModelSlots(data, _v10);
+            Assert.Equal("1.0.0", ModelPackage.Open(s.Resolve(DateTimeOffset.UtcNow)).Manifest.Version);
+            s.Healthy();
+        }
+    }
+
+    [Fact]
+    public void Power_loss_during_a_rollback_leaves_the_bad_or_the_previous_model_and_a_rollback_to_the_other_slot_needs_no_download()
+    {
+        ModelSlots Prepared(string name)
+        {
+            var slots = new ModelSlots(Path.Combine(_dir.Path, name), _v10);
+            slots.Resolve(DateTimeOffset.UtcNow);
+            slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
+            slots.Confirm();
+            slots.Activate(_v12, Model(_v12), new WatchTerms(), 1.0);
+            return slots;
+        }
+
+        var probe = Prepared("rb-probe");
+        Assert.Equal("a", probe.SlotWith(Sha(_v11), "", "")); // 1.1.0 waits in the other slot
+        var steps = new List<string>();
+        probe.CrashPoint = steps.Add;
+        Assert.True(probe.RollBack("latency bound", bad: true, DateTimeOffset.UtcNow));
+        Assert.Equal("1.1.0", probe.ModelOf(probe.ActiveSlot)!.Version);
+        Assert.NotEmpty(steps);
+
+        var outcomes = new HashSet<string>();
+        foreach (var step in steps)
+        {
+            var slots = Prepared($"rb-{step.Replace(':', '-')}");
+            slots.CrashPoint = s => { if (s == step) throw new PowerLoss(s); };
+            Assert.Throws<PowerLoss>(() => slots.RollBack("latency bound", bad: true, DateTimeOffset.UtcNow));
+            var restarted = new ModelSlots(slots.Directory[..^"/slots".Length], _v10);
+            var version = ModelPackage.Open(restarted.Resolve(DateTimeOffset.UtcNow)).Manifest.Version;
+            Assert.Contains(version, new[] { "1.1.0", "1.2.0" });
+            Assert.Equal(version == "1.1.0", restarted.Bad(Sha(_v12)) is not null); // marked bad exactly when it was left
+            outcomes.Add(version);
+        }
+
+        Assert.Equal(["1.1.0", "1.2.0"], outcomes.Order());
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
