@@ -69,6 +69,7 @@ public static partial class DevicesApi
             var desired = new EdgeMl.Protocol.Packages.DesiredModel
             {
                 Name = m.Name, Version = m.Version, Sha256 = m.PackageSha256, SizeBytes = m.SizeBytes, Url = $"/api/models/{Uri.EscapeDataString(m.Name)}/{Uri.EscapeDataString(m.Version)}/package",
+                ShadowSeconds = request.ShadowSeconds ?? 0, WatchSeconds = request.WatchSeconds, MaxLatencyRatio = request.MaxLatencyRatio, MaxErrorRate = request.MaxErrorRate,
             };
             await engine.PublishDesiredAsync(id, desired).ConfigureAwait(false);
             store.AddAudit(new AuditEntry(time.GetUtcNow(), ApiAuth.Actor(http, store), "device.desired", $"model {m.Name}@{m.Version}", "set directly (no rollout)", id));
@@ -117,7 +118,8 @@ public static partial class DevicesApi
         d.Desired, d.ReportedJson is { } rep ? JsonNode.Parse(rep) : null);
 }
 
-public sealed record DesiredRequest(string? Model);
+/// <summary>Points one device at a model directly (no rollout): activate at once, optionally after a shadow run, with the device-side watch bounds.</summary>
+public sealed record DesiredRequest(string? Model, int? ShadowSeconds = null, int? WatchSeconds = null, double? MaxLatencyRatio = null, double? MaxErrorRate = null);
 
 public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string, string>? Tags, double? ExpiresHours);
 
