@@ -139,5 +139,47 @@ public sealed class UpdateCrashTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_h.AgentData("dev-1"), "updates", "staged.edgepkg")));
     }
 
+    [Fact]
+    public async Task A_model_that_breaks_its_latency_bound_in_the_watch_period_is_rolled_back_by_the_device_and_not_tried_again()
+    {
+        _h.StartHub(null, "--TrustedKeys:0", Setup(out var key));
+        var v10 = Signed("1.0.0", key);
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "push", Signed("1.1.0", key), "--hub", _h.HubUrl, "--token", _h.OperatorToken).Code);
+        _h.Enroll("dev-2");
+        using var agent = _h.Agent("dev-2", 0, fast: false, extra: ["--model", v10], onLine: _log.Enqueue);
+        HubHarness.Until(() => Reported("dev-2")?.GetProperty("active").GetString() == "vibration-fault@1.0.0", "dev-2 online");
+        Thread.Sleep(2000); // latency figures of the running model, the bound's reference
+
+        // A bound no model can meet: p99 at most a hundredth of the previous model's.
+        await _h.Api.PostAsJsonAsync("/api/devices/dev-2/desired", new { model = "vibration-fault@1.1.0", watchSeconds = 60, maxLatencyRatio = 0.01 });
+        HubHarness.Until(() => Reported("dev-2")?.GetProperty("phase").GetString() == "rolled-back", "dev-2 to roll back by itself", 60_000);
+        var r = Reported("dev-2")!.Value;
+        Assert.Equal("1.1.0", r.GetProperty("version").GetString());
+        Assert.Equal("vibration-fault@1.0.0", r.GetProperty("active").GetString());
+        Assert.Contains("p99 latency", r.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Equal("config", SlotActive("dev-2", v10));
+
+        // The desired state still names 1.1.0: the device does not try it again, and says why.
+        Thread.Sleep(3000);
+        Assert.Equal("rolled-back", Reported("dev-2")!.Value.GetProperty("phase").GetString());
+        Assert.Equal("vibration-fault@1.0.0", Reported("dev-2")!.Value.GetProperty("active").GetString());
+        Assert.Equal("vibration-fault@1.1.0", _h.Device("dev-2").GetProperty("desired").GetString());
+    }
+
+    private string Setup(out string privateKey)
+    {
+        var keys = Path.Combine(_h.Dir.Path, "keys");
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
+        privateKey = Path.Combine(keys, "ops.key");
+        return Path.Combine(keys, "ops.pub");
+    }
+
+    private string Signed(string version, string key)
+    {
+        var path = TestPackages.Variant(Path.Combine(_h.Dir.Path, "pkgs"), version);
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "sign", path, "--key", key).Code);
+        return path;
+    }
+
     public void Dispose() => _h.Dispose();
 }
