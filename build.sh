@@ -9,6 +9,7 @@
 #   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
 #   ./build.sh bench hub [--devices N --connected N …]
 #                                       hub figures (ingest, latency, connections, backlog) → bench-results/hub.json
+#   ./build.sh bench rollout            rollout figures (1,000 simulated devices, bytes per device) → bench-results/rollout.json
 #   ./build.sh bench drift              drift sketch figures (KS error, merge, update cost, detection) → bench-results/drift.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
@@ -136,13 +137,24 @@ bench() {
         --agent "$ROOT/artifacts/publish/linux-x64/edgeml-agent" \
         --model "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --out bench-results/hub.json "${@:2}"
       ;;
+    rollout)
+      # A real hub and 1,000 simulated devices: push → all active, bytes per device (clean and with cut downloads).
+      log "build hub and fleet simulator (Release)"
+      dotnet build fleet-hub/EdgeMl.FleetSim/EdgeMl.FleetSim.csproj -c Release -nologo -v q
+      dotnet build fleet-hub/EdgeMl.FleetHub/EdgeMl.FleetHub.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+      dotnet fleet-hub/EdgeMl.FleetSim/bin/Release/net10.0/edgeml-fleetsim.dll bench-rollout \
+        --hub-dll "$ROOT/fleet-hub/EdgeMl.FleetHub/bin/Release/net10.0/edgeml-hub.dll" \
+        --model "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --out bench-results/rollout.json "${@:2}"
+      ;;
     drift)
       log "build the drift benchmark (Release)"
       dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll drift --out bench-results/drift.json
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift)" >&2; exit 2 ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout)" >&2; exit 2 ;;
   esac
 }
 

@@ -15,6 +15,8 @@ public static class FleetSimProgram
           edgeml-fleetsim bench --hub-dll PATH --agent PATH --model PKG [--out bench-results/hub.json]
                               [--devices 1000] [--seconds 20] [--connected 10000] [--hold 30] [--backlog 86400]
                  starts a hub and measures ingest, end-to-end latency, connected devices and a backlog drain
+          edgeml-fleetsim bench-rollout --hub-dll PATH --model PKG [--devices 1000] [--size-mb 5] [--out bench-results/rollout.json]
+                 starts a hub and rolls a signed package out to simulated devices: time to all active, bytes per device
           edgeml-fleetsim demo --hub-dll PATH --cli-dll PATH --agent PATH --model PKG
                  the fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost
         """;
@@ -40,6 +42,7 @@ public static class FleetSimProgram
             {
                 "run" => await RunAsync(options, cts.Token).ConfigureAwait(false),
                 "bench" => await HubBench.RunAsync(options, cts.Token).ConfigureAwait(false),
+                "bench-rollout" => await RolloutBench.RunAsync(options, cts.Token).ConfigureAwait(false),
                 "demo" => await FleetDemo.RunAsync(options, cts.Token).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'"),
             };

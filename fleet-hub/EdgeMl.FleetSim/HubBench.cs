@@ -41,10 +41,10 @@ public static class HubBench
         var baseline = NaiveLiteDb(Path.Combine(work.FullName, "naive.db"), 100_000);
         results["baseline_records_per_s"] = Math.Round(baseline);
 
-        using var hub = StartHub(hubDll, Path.Combine(work.FullName, "hub"), mqtt, hubUrl);
+        using var hub = HubProcess.Start(hubDll, Path.Combine(work.FullName, "hub"), mqtt, hubUrl);
         try
         {
-            var token = await WaitForHubAsync(Path.Combine(work.FullName, "hub"), hubUrl, ct).ConfigureAwait(false);
+            var token = await HubProcess.WaitAsync(Path.Combine(work.FullName, "hub"), hubUrl, ct).ConfigureAwait(false);
 
             // 1. Ingest: 1,000 devices. First as fast as the hub takes it (each device sends 200-record batches back
             //    to back: the most the hub stores per second), then at a fixed offered load of about the target
@@ -207,49 +207,6 @@ public static class HubBench
         var clock = Stopwatch.StartNew();
         col.InsertBulk(docs, 5000);
         return count / clock.Elapsed.TotalSeconds;
-    }
-
-    private static Process StartHub(string dll, string data, int mqtt, Uri url)
-    {
-        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { dll, "--Data", data, "--MqttPort", mqtt.ToString(CultureInfo.InvariantCulture), "--urls", url.ToString().TrimEnd('/') })
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        psi.Environment["Logging__LogLevel__Default"] = "Warning";
-        psi.Environment["DOTNET_gcServer"] = "1";
-        var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"hub: {e.Data}"); }; // warnings and errors only
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"hub: {e.Data}"); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return p;
-    }
-
-    private static async Task<string> WaitForHubAsync(string data, Uri url, CancellationToken ct)
-    {
-        var tokenFile = Path.Combine(data, "operator.token");
-        using var client = new HttpClient { BaseAddress = url };
-        for (var i = 0; i < 600; i++)
-        {
-            if (File.Exists(tokenFile))
-            {
-                var token = (await File.ReadAllTextAsync(tokenFile, ct).ConfigureAwait(false)).Trim();
-                client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-                try
-                {
-                    if ((await client.GetAsync("/api/ingest", ct).ConfigureAwait(false)).IsSuccessStatusCode) return token;
-                }
-                catch (HttpRequestException)
-                {
-                }
-            }
-
-            await Task.Delay(100, ct).ConfigureAwait(false);
-        }
-
-        throw new TimeoutException("the hub did not start");
     }
 
     private static Process Start(string program, IEnumerable<string> args)

@@ -118,6 +118,26 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
         if (!result.IsSuccess) throw new IOException($"{Id}: broker refused a publish on {topic}: {result.ReasonCode}");
     }
 
+    public string Password => password;
+
+    /// <summary>Subscribes to the device's desired state; <paramref name="handler"/> runs off MQTTnet's receive loop.</summary>
+    public async Task FollowDesiredAsync(Func<Protocol.Packages.DesiredModel, Task> handler, CancellationToken ct)
+    {
+        _client.ApplicationMessageReceivedAsync += e =>
+        {
+            if (e.ApplicationMessage.Topic != Topics.StateDesired(Id)) return Task.CompletedTask;
+            var desired = JsonSerializer.Deserialize(e.ApplicationMessage.Payload.ToArray(), Protocol.Json.ProtocolJsonContext.Default.DesiredModel);
+            if (desired is not null) _ = Task.Run(() => handler(desired), CancellationToken.None);
+            return Task.CompletedTask;
+        };
+        await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter(Topics.StateDesired(Id), MqttQualityOfServiceLevel.AtLeastOnce).Build(), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Reports an update phase (retained), as the agent does.</summary>
+    public Task ReportAsync(Protocol.Packages.ReportedState state, CancellationToken ct) =>
+        PublishAsync(Topics.StateReported(Id), JsonSerializer.SerializeToUtf8Bytes(state, Protocol.Json.ProtocolJsonContext.Default.ReportedState), retain: true, ct);
+
     private byte[] Status(string state) => JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string> { ["state"] = state, ["boot"] = _boot });
 
     public async ValueTask DisposeAsync()
