@@ -1,6 +1,4 @@
-using System.IO.Compression;
 using System.Net.Http.Json;
-using System.Text;
 using System.Text.Json;
 using EdgeMl.TestUtilities;
 
@@ -16,18 +14,7 @@ public sealed class ModelUpdateTests : IDisposable
     /// <summary>The bundled package as another version (the manifest says so), signed.</summary>
     private string Version(string version, string key)
     {
-        var path = Path.Combine(_h.Dir.Path, $"vibration-{version}.edgepkg");
-        File.Copy(TestPackages.VibrationInt8, path);
-        using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
-        {
-            var entry = zip.GetEntry("manifest.json")!;
-            string text;
-            using (var r = new StreamReader(entry.Open())) text = r.ReadToEnd();
-            entry.Delete();
-            using var w = new StreamWriter(zip.CreateEntry("manifest.json").Open(), new UTF8Encoding(false));
-            w.Write(text.Replace("\"version\": \"1.0.0\"", $"\"version\": \"{version}\"", StringComparison.Ordinal));
-        }
-
+        var path = TestPackages.Variant(_h.Dir.Path, version);
         Assert.Equal(0, Offline("model", "sign", path, "--key", key).Code);
         return path;
     }
