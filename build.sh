@@ -3,7 +3,8 @@
 #   ./build.sh                          build everything
 #   ./build.sh test                     build, publish linux-x64 + linux-arm64, run every test
 #   ./build.sh demo [agent]             the agent on a simulated machine that develops a fault, then a fleet
-#                                       of four agents around a hub with a network cut (agent: the first part only)
+#                                       of four agents around a hub with a network cut, a rollout in waves and a
+#                                       bad version stopped at its first wave (agent: the first part only)
 #   ./build.sh publish linux-x64|linux-arm64
 #                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
 #   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
@@ -164,5 +165,5 @@ case "${1:-build}" in
   demo) demo "${2:-}" ;;
   publish) publish "${2:-}" ;;
   bench) bench "${@:2}" ;;
-  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub|drift]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout]" >&2; exit 2 ;;
 esac

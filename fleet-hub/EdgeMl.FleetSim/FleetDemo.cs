@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using EdgeMl.Protocol.Packages;
 
 namespace EdgeMl.FleetSim;
 
@@ -8,7 +9,7 @@ namespace EdgeMl.FleetSim;
 /// The fleet part of <c>./build.sh demo</c>: a hub with its embedded broker, four agent processes that are
 /// enrolled with the real <c>edgeml</c> and <c>edgeml-agent enroll</c> commands, stream and report health; the
 /// fleet table as an operator sees it; one device's network cut for 20 s and restored (offline, online, backlog
-/// drained, nothing lost).
+/// drained, nothing lost); then a good model version rolled out in waves, and a bad one stopped at its first wave.
 /// </summary>
 public static class FleetDemo
 {
@@ -41,7 +42,10 @@ public static class FleetDemo
               press-3's network is cut for 20 s.
 
             """);
-        var hub = Start("dotnet", [hubDll, "--Data", Path.Combine(work.FullName, "hub"), "--MqttPort", Str(mqtt), "--urls", hubUrl], "hub", quiet: true);
+        var keys = Path.Combine(work.FullName, "keys");
+        await Cli(cliDll, ["keys", "create", "demo", "--dir", keys], echo: true, ct).ConfigureAwait(false);
+        var hub = Start("dotnet", [hubDll, "--Data", Path.Combine(work.FullName, "hub"), "--MqttPort", Str(mqtt), "--urls", hubUrl,
+            "--TrustedKeys:0", Path.Combine(keys, "demo.pub"), "--RolloutTickMs", "500"], "hub", quiet: true);
         try
         {
             var tokenFile = Path.Combine(work.FullName, "hub", "operator.token");
@@ -98,6 +102,7 @@ public static class FleetDemo
             await Cli(cliDll, ["drift", "show", "--device", "press-2", "--since", "1h"], echo: false, ct).ConfigureAwait(false);
             Say("$ edgeml drift show --device press-1 --since 1h");
             await Cli(cliDll, ["drift", "show", "--device", "press-1", "--since", "1h"], echo: false, ct).ConfigureAwait(false);
+            await RolloutsAsync(cliDll, model, keys, work.FullName, ct).ConfigureAwait(false);
             foreach (var p in agents) Signal(p, "TERM"); // a clean stop: each says offline itself
             foreach (var p in agents) await p.WaitForExitAsync(ct).ConfigureAwait(false);
             await Task.Delay(500, ct).ConfigureAwait(false);
@@ -130,6 +135,57 @@ public static class FleetDemo
             catch (IOException)
             {
             }
+        }
+    }
+
+    /// <summary>
+    /// v2 (the same network under a new version) goes out in three waves with an agreement gate and a shadow soak;
+    /// then v3, whose class labels are reversed — a model that disagrees — fails the gate in its first wave, which
+    /// goes back to v2 while the others never receive it. The audit trail shows all of it.
+    /// </summary>
+    private static async Task RolloutsAsync(string cliDll, string model, string keys, string work, CancellationToken ct)
+    {
+        var all = string.Join(',', Machines.Select(m => m.Id));
+        var versions = new List<string>();
+        foreach (var (version, reversed) in new[] { ("2.0.0", false), ("3.0.0", true) })
+        {
+            var package = ModelPackage.Open(model);
+            var manifest = package.Manifest;
+            manifest.Version = version;
+            if (reversed) manifest.Outputs[0].Labels?.Reverse();
+            var path = Path.Combine(work, $"{manifest.Name}-{version}.edgepkg");
+            ModelPackage.Write(path, manifest, package.ModelBytes);
+            await Cli(cliDll, ["model", "sign", path, "--key", Path.Combine(keys, "demo.key")], echo: true, ct).ConfigureAwait(false);
+            await Cli(cliDll, ["model", "push", path], echo: true, ct).ConfigureAwait(false);
+            versions.Add($"{manifest.Name}@{version}");
+        }
+
+        Say("--- a good version, in waves: each wave runs it in shadow beside 1.0.0 for 4 s, the gate judges the figures, then it is activated ---");
+        await FollowRolloutAsync(cliDll, ["rollout", "start", versions[0], "--devices", all, "--waves", "25%,50%,100%", "--gate", "agreement>=0.9", "--gate", "errors<=1%", "--soak", "4s", "--watch", "3s"], ct).ConfigureAwait(false);
+        Say("--- a bad version (its labels are reversed: it disagrees with what runs): its first wave fails the gate and goes back ---");
+        await FollowRolloutAsync(cliDll, ["rollout", "start", versions[1], "--devices", all, "--waves", "25%,100%", "--gate", "agreement>=0.95", "--soak", "4s"], ct).ConfigureAwait(false);
+        await Task.Delay(TimeSpan.FromSeconds(3), ct).ConfigureAwait(false);
+        Say("$ edgeml devices list");
+        await Cli(cliDll, ["devices", "list"], echo: false, ct).ConfigureAwait(false);
+        Say("$ edgeml audit --action rollout");
+        await Cli(cliDll, ["audit", "--action", "rollout"], echo: false, ct).ConfigureAwait(false);
+    }
+
+    private static async Task FollowRolloutAsync(string cliDll, string[] start, CancellationToken ct)
+    {
+        var started = JsonDocument.Parse(await Cli(cliDll, [.. start, "--json"], echo: true, ct).ConfigureAwait(false)).RootElement;
+        var id = started.GetProperty("id").GetString()!;
+        for (var i = 0; i < 120; i++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+            var r = JsonDocument.Parse(await Cli(cliDll, ["rollout", "status", id, "--json"], echo: false, ct, print: false).ConfigureAwait(false)).RootElement;
+            if (r.GetProperty("state").GetString() != "running" || i % 8 == 7)
+            {
+                Say($"$ edgeml rollout status {id}");
+                await Cli(cliDll, ["rollout", "status", id], echo: false, ct).ConfigureAwait(false);
+            }
+
+            if (r.GetProperty("state").GetString() != "running") return;
         }
     }
 

@@ -136,7 +136,7 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
 
     /// <summary>Reports an update phase (retained), as the agent does.</summary>
     public Task ReportAsync(Protocol.Packages.ReportedState state, CancellationToken ct) =>
-        PublishAsync(Topics.StateReported(Id), JsonSerializer.SerializeToUtf8Bytes(state, Protocol.Json.ProtocolJsonContext.Default.ReportedState), retain: true, ct);
+        PublishAsync(Topics.StateReported(Id), JsonSerializer.SerializeToUtf8Bytes(state, Protocol.Json.CompactJsonContext.Default.ReportedState), retain: true, ct);
 
     private byte[] Status(string state) => JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string> { ["state"] = state, ["boot"] = _boot });
 

@@ -265,7 +265,7 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
     private Task PublishReportAsync(Protocol.Packages.ReportedState state, CancellationToken ct) =>
         _client.PublishAsync(new MqttApplicationMessageBuilder()
             .WithTopic(Topics.StateReported(settings.DeviceId))
-            .WithPayload(JsonSerializer.SerializeToUtf8Bytes(state, Protocol.Json.ProtocolJsonContext.Default.ReportedState))
+            .WithPayload(JsonSerializer.SerializeToUtf8Bytes(state, Protocol.Json.CompactJsonContext.Default.ReportedState))
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(true).Build(), ct);
 
     private Task OnMessageAsync(MqttApplicationMessageReceivedEventArgs e)

@@ -268,7 +268,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
     /// <summary>Publishes a device's desired state (retained) and keeps it in the store for re-publishing after a restart.</summary>
     public async Task PublishDesiredAsync(string device, DesiredModel desired)
     {
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(desired, ProtocolJsonContext.Default.DesiredModel);
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(desired, CompactJsonContext.Default.DesiredModel);
         store.SetDesired(device, $"{desired.Name}@{desired.Version}", System.Text.Encoding.UTF8.GetString(bytes));
         await publisher.PublishAsync(Topics.StateDesired(device), bytes, retain: true).ConfigureAwait(false);
     }

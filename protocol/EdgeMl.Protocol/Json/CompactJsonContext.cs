@@ -3,11 +3,13 @@ using EdgeMl.Protocol.Drift;
 
 namespace EdgeMl.Protocol.Json;
 
-/// <summary>Wire messages where size counts (drift reports: ≤ 4 KB a feature): no indentation.</summary>
+/// <summary>Wire messages where size counts (drift reports: ≤ 4 KB a feature), and the update states (one line each on the wire): no indentation.</summary>
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow)]
 [JsonSerializable(typeof(DriftReport))]
 [JsonSerializable(typeof(FeatureSketchData))]
+[JsonSerializable(typeof(EdgeMl.Protocol.Packages.ReportedState))]
+[JsonSerializable(typeof(EdgeMl.Protocol.Packages.DesiredModel))]
 public sealed partial class CompactJsonContext : JsonSerializerContext;

@@ -110,7 +110,12 @@ public sealed class MosquittoSub : IDisposable
         {
             if (e.Data is not { Length: > 0 } line) return;
             var space = line.IndexOf(' ', StringComparison.Ordinal);
-            lock (_gate) _messages.Add((line[..space], line[(space + 1)..]));
+            lock (_gate)
+            {
+                // -v prints "topic payload"; a payload with line breaks continues on lines of its own.
+                if (space > 0 && line.StartsWith("edgeml/", StringComparison.Ordinal)) _messages.Add((line[..space], line[(space + 1)..]));
+                else if (_messages.Count > 0) _messages[^1] = (_messages[^1].Topic, _messages[^1].Payload + "\n" + line);
+            }
         };
         _process.BeginOutputReadLine();
     }
