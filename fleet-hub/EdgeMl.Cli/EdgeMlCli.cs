@@ -7,7 +7,7 @@ namespace EdgeMl.Cli;
 /// <summary><c>edgeml</c>: the operator's tool. Errors are one line on stderr: exit 1 (the hub said no), 2 (usage).</summary>
 public static class EdgeMlCli
 {
-    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "json", "help", "csv" };
+    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "json", "help", "csv", "per-tensor" };
 
     public const string Usage = """
         edgeml — the operator's tool for an EdgeMl fleet hub
@@ -26,6 +26,14 @@ public static class EdgeMlCli
           edgeml model verify PKG --trust NAME.pub|DIR …  exit 0 when signed by a trusted key
           edgeml model push PKG                           upload to the hub's registry (checked there: SHA-256, signature)
           edgeml model list                               the registry: versions, hashes, keys, who pushed
+          edgeml model inspect FILE                       an .onnx or .edgepkg: inputs/outputs, opset, operators, parameters, quantization
+          edgeml model quantize IN.onnx --calibration DATA --out OUT.onnx [--mode static|dynamic]
+                                [--method minmax|percentile|entropy] [--activation-type uint8|int8] [--per-tensor] [--exclude NODE]…
+                                                          int8 QDQ (static) or dynamic quantization; DATA: .npy, .npz, or CSV with --manifest
+          edgeml model evaluate --reference FP32 --candidate INT8 --data DATA [--labels LABELS.npy]
+                                                          size and latency ratio, top-1 agreement, errors, cosine, accuracy drop
+          edgeml model package --model M.onnx --manifest TEMPLATE.json --out X.edgepkg [--reference DATA] [--name N] [--version V]
+                                                          manifest checked against the model, SHA-256 filled in, drift baseline from DATA
           edgeml rollout start NAME@VERSION --to GROUP|--devices ID,… [--waves 5%,25%,100%] [--gate agreement>=0.95]…
                                [--soak 10m] [--watch 30s] [--offline-timeout 10m]
                                                           staged rollout: each wave shadows the model, gates decide, then it is activated
@@ -72,6 +80,10 @@ public static class EdgeMlCli
                 case "model verify": ModelCommands.Verify(args, output); break;
                 case "model push": await ModelCommands.PushAsync(args, output, stderr).ConfigureAwait(false); break;
                 case "model list": await ModelCommands.ListAsync(args, output).ConfigureAwait(false); break;
+                case "model inspect": ToolchainCommands.Inspect(args, output); break;
+                case "model quantize": ToolchainCommands.Quantize(args, output, stderr); break;
+                case "model evaluate": ToolchainCommands.Evaluate(args, output, stderr); break;
+                case "model package": ToolchainCommands.Package(args, output, stderr); break;
                 case "rollout start": await RolloutCommands.StartAsync(args, output).ConfigureAwait(false); break;
                 case "rollout status" or "rollout list": await RolloutCommands.StatusAsync(args, output).ConfigureAwait(false); break;
                 case "rollout pause": await RolloutCommands.ControlAsync(args, output, "pause").ConfigureAwait(false); break;

@@ -7,8 +7,9 @@ namespace EdgeMl.ModelTools;
 /// <summary>An ONNX model as protobuf (OnnxSharp's generated classes), with the helpers the tools share.</summary>
 public sealed class OnnxGraph
 {
-    private OnnxGraph(ModelProto model, string source, long sizeBytes)
+    private OnnxGraph(ModelProto model, string source, long sizeBytes, string sha256)
     {
+        OriginalSha256 = sha256;
         Model = model;
         Source = source;
         SizeBytes = sizeBytes;
@@ -17,6 +18,9 @@ public sealed class OnnxGraph
     public ModelProto Model { get; }
     public GraphProto Graph => Model.Graph;
     public string Source { get; }
+
+    /// <summary>SHA-256 of the model as read (before any change).</summary>
+    public string OriginalSha256 { get; }
     public long SizeBytes { get; }
 
     /// <summary>Reads an <c>.onnx</c> file, or the model inside an <c>.edgepkg</c>.</summary>
@@ -49,7 +53,7 @@ public sealed class OnnxGraph
             throw new ModelToolException($"{source} is not an ONNX model: it has no graph");
         }
 
-        return new OnnxGraph(model, source, bytes.LongLength);
+        return new OnnxGraph(model, source, bytes.LongLength, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
     }
 
     public byte[] ToBytes() => Model.ToByteArray();

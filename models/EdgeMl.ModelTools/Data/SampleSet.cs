@@ -6,6 +6,9 @@ namespace EdgeMl.ModelTools.Data;
 /// <summary>One set of model inputs (name → values and shape), batch 1.</summary>
 public sealed class Sample
 {
+    /// <summary>The file it came from (CSV data: its name may carry the class, <c>LABEL-….csv</c>).</summary>
+    public string? Source { get; set; }
+
     public Dictionary<string, (float[] Data, long[] Shape)> Inputs { get; } = new(StringComparer.Ordinal);
 }
 
@@ -146,7 +149,7 @@ public static class SampleSet
         var produced = 0;
         for (var end = window; end <= rows.Count && produced < limit; end += hop, produced++)
         {
-            var s = new Sample();
+            var s = new Sample { Source = Path.GetFileName(file) };
             for (var i = 0; i < specs.Count; i++)
             {
                 var spec = specs[i];

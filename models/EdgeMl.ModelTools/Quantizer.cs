@@ -1,0 +1,462 @@
+using EdgeMl.ModelTools.Data;
+using Microsoft.ML.OnnxRuntime;
+using Onnx;
+
+namespace EdgeMl.ModelTools;
+
+public sealed class QuantizeOptions
+{
+    /// <summary><c>static</c> (QDQ, calibrated activations) or <c>dynamic</c> (int8 weights, activations quantized at run time).</summary>
+    public string Mode { get; set; } = "static";
+    public CalibrationMethod Method { get; set; } = CalibrationMethod.MinMax;
+    /// <summary>For <see cref="CalibrationMethod.Percentile"/>: the share of |x| kept, in percent.</summary>
+    public double Percentile { get; set; } = 99.999;
+    /// <summary><c>uint8</c> (default: fast on x86 without VNNI and on ARM) or <c>int8</c>.</summary>
+    public string ActivationType { get; set; } = "uint8";
+    public bool PerChannel { get; set; } = true;
+    /// <summary>Node names kept in float.</summary>
+    public IReadOnlyCollection<string> Exclude { get; set; } = [];
+    /// <summary>Most calibration samples used.</summary>
+    public int Limit { get; set; } = 1000;
+}
+
+public sealed class QuantizeResult
+{
+    public byte[] Model { get; set; } = [];
+    public string Mode { get; set; } = "";
+    public int QuantizedNodes { get; set; }
+    public int Weights { get; set; }
+    public int Activations { get; set; }
+    public int WeightOnlyNodes { get; set; }
+    public List<string> Excluded { get; set; } = [];
+    public long OpsetIn { get; set; }
+    public long OpsetOut { get; set; }
+    public int CalibrationSamples { get; set; }
+    public long SizeIn { get; set; }
+    public long SizeOut { get; set; }
+    public List<string> Notes { get; set; } = [];
+}
+
+/// <summary>
+/// int8 quantization of ONNX models, written as plain ONNX that ONNX Runtime fuses:
+/// <list type="bullet">
+/// <item><b>static</b> (QDQ): weights of Conv, MatMul and Gemm symmetric int8, per output channel by default; biases
+/// int32 at input scale × weight scale; QuantizeLinear→DequantizeLinear pairs on the inputs <i>and outputs</i> of
+/// Conv, MatMul, Gemm and the ops ONNX Runtime fuses with them (Relu, Clip, Add, pooling, Concat, Flatten, Reshape,
+/// Transpose, Sigmoid, LeakyRelu), with activation ranges calibrated on data;</item>
+/// <item><b>dynamic</b>: MatMul and Gemm with constant weights become DynamicQuantizeLinear → MatMulInteger (int8
+/// weights, per column) → scale, which ONNX Runtime runs as DynamicQuantizeMatMul;</item>
+/// <item>LSTM, GRU and RNN weights (both modes): stored int8 and dequantized (weight-only: the recurrence runs in
+/// float, which ONNX Runtime has no int8 kernel for in QDQ form).</item>
+/// </list>
+/// The result is loaded and run by ONNX Runtime before it is returned.
+/// </summary>
+public static class Quantizer
+{
+    private static readonly IReadOnlySet<string> Weighted = new HashSet<string> { "Conv", "MatMul", "Gemm" };
+    private static readonly IReadOnlySet<string> Recurrent = new HashSet<string> { "LSTM", "GRU", "RNN" };
+
+    /// <summary>Ops whose float activations are wrapped in Q/DQ so that ONNX Runtime can fuse them into int8 kernels.</summary>
+    private static readonly IReadOnlySet<string> Fusable = new HashSet<string>
+    {
+        "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat", "Flatten", "Reshape", "Transpose", "Sigmoid", "LeakyRelu",
+    };
+
+    /// <summary>Ops whose output 0 is float when their input 0 is (to tell activations from shape tensors).</summary>
+    private static readonly IReadOnlySet<string> FloatPreserving = new HashSet<string>
+    {
+        "Conv", "MatMul", "Gemm", "Relu", "Clip", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "Concat", "Flatten", "Reshape", "Transpose", "Sigmoid", "LeakyRelu", "Tanh", "Softmax", "BatchNormalization", "Dropout", "Identity",
+        "Squeeze", "Unsqueeze", "Slice", "Gather", "Pad", "Resize", "ReduceMean", "LSTM", "GRU", "RNN", "Erf", "Exp", "Sqrt", "Pow",
+        "LayerNormalization", "Split", "Elu", "HardSigmoid", "Softplus", "Max", "Min", "Sum", "Expand", "Tile",
+    };
+
+    public static QuantizeResult Quantize(string input, string? calibration, QuantizeOptions options, Protocol.Packages.ModelManifest? manifest = null,
+        Action<int, int>? progress = null)
+    {
+        var g = OnnxGraph.Load(input);
+        var result = new QuantizeResult { Mode = options.Mode, OpsetIn = g.Opset, SizeIn = g.SizeBytes };
+        Refuse(g);
+        foreach (var name in options.Exclude)
+        {
+            if (g.Graph.Node.All(n => n.Name != name))
+            {
+                throw new ModelToolException($"--exclude {name}: no node of that name in {g.Source} (quantizable nodes: {string.Join(", ", g.Graph.Node.Where(n => Weighted.Contains(n.OpType)).Select(n => n.Name).Take(12))})");
+            }
+        }
+
+        OpsetUpgrade.Apply(g, result.Notes);
+        var inits = g.Initializers();
+        bool Constant(string t) => inits.TryGetValue(t, out var i) && i.DataType == (int)TensorProto.Types.DataType.Float;
+        var excluded = options.Exclude.ToHashSet(StringComparer.Ordinal);
+        var weighted = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && Weighted.Contains(n.OpType) && WeightIndex(n, Constant) >= 0).ToList();
+        var recurrent = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && Recurrent.Contains(n.OpType) && n.Input.Count > 2 && Constant(n.Input[1]) && Constant(n.Input[2])).ToList();
+        if (options.Mode == "dynamic") weighted = weighted.Where(n => n.OpType != "Conv" && (n.OpType != "Gemm" || OnnxGraph.IntAttribute(n, "transA", 0) == 0)).ToList();
+        if (weighted.Count == 0 && recurrent.Count == 0)
+        {
+            var ops = string.Join(", ", g.Graph.Node.Select(n => n.OpType).Distinct().Take(15));
+            throw new ModelToolException($"{g.Source}: nothing to quantize in {options.Mode} mode: no {(options.Mode == "dynamic" ? "MatMul or Gemm" : "Conv, MatMul or Gemm")} with constant weights, and no LSTM/GRU/RNN{(excluded.Count > 0 ? " that is not excluded" : "")} (the model has: {ops})");
+        }
+
+        result.Excluded = [.. excluded];
+        if (options.Mode == "dynamic")
+        {
+            Dynamic(g, weighted, options, result);
+        }
+        else
+        {
+            if (calibration is null) throw new ModelToolException("static quantization needs calibration data (--calibration FILE.npy|.npz|.csv)");
+            Static(g, weighted, excluded, Constant, calibration, options, manifest, progress, result);
+        }
+
+        WeightOnly(g, recurrent, options, result);
+        OpsetUpgrade.Prune(g);
+        if (g.Opset < OpsetUpgrade.Target) g.SetOpset(OpsetUpgrade.Target);
+        g.Model.ProducerName = "edgeml model quantize";
+        // What the packager writes into the manifest's quantization section.
+        g.Model.MetadataProps.Add(new StringStringEntryProto { Key = "edgeml.reference_sha256", Value = g.OriginalSha256 });
+        g.Model.MetadataProps.Add(new StringStringEntryProto
+        {
+            Key = "edgeml.calibration",
+            Value = options.Mode == "dynamic" ? "dynamic: none needed" : $"{options.Method.ToString().ToLowerInvariant()}{(options.Method == CalibrationMethod.Percentile ? $" {options.Percentile}%" : "")}, {result.CalibrationSamples} samples of {Path.GetFileName(calibration?.TrimEnd('/') ?? "")}",
+        });
+        result.OpsetOut = g.Opset;
+        result.Model = g.ToBytes();
+        result.SizeOut = result.Model.LongLength;
+        Check(result.Model, input, calibration, manifest);
+        return result;
+    }
+
+    /// <summary>Already quantized, or nothing to work on: a clear message, not a broken file.</summary>
+    private static void Refuse(OnnxGraph g)
+    {
+        var quantized = g.Graph.Node.Where(n => OnnxGraph.QuantizedOps.Contains(n.OpType)).Select(n => n.OpType).Distinct().ToList();
+        var int8 = g.Graph.Initializer.Count(t => t.DataType is (int)TensorProto.Types.DataType.Int8 or (int)TensorProto.Types.DataType.Uint8);
+        if (quantized.Count > 0 || int8 > 0)
+        {
+            throw new ModelToolException($"{g.Source} is already quantized ({(quantized.Count > 0 ? string.Join(", ", quantized) : $"{int8} int8 tensors")}): quantize the float model it was made from");
+        }
+    }
+
+    /// <summary>The constant weight input of a Conv/MatMul/Gemm (1 for Conv and Gemm, 1 or 0 for MatMul), or -1.</summary>
+    private static int WeightIndex(NodeProto n, Func<string, bool> constant) => n.OpType switch
+    {
+        "Conv" or "Gemm" => n.Input.Count > 1 && constant(n.Input[1]) ? 1 : -1,
+        "MatMul" => constant(n.Input[1]) ? 1 : constant(n.Input[0]) ? 0 : -1,
+        _ => -1,
+    };
+
+    /// <summary>Which axis of the weight holds the output channels (-1: per tensor only).</summary>
+    private static int ChannelAxis(NodeProto n, TensorProto w, int index) => n.OpType switch
+    {
+        "Conv" => 0,
+        "Gemm" => OnnxGraph.IntAttribute(n, "transB", 0) == 1 ? 0 : 1,
+        "MatMul" when index == 1 && w.Dims.Count == 2 => 1,
+        _ => -1,
+    };
+
+    /// <summary>Symmetric int8: per channel along <paramref name="axis"/> (or per tensor when -1).</summary>
+    internal static (sbyte[] Q, float[] Scale) Symmetric(float[] w, long[] dims, int axis)
+    {
+        var channels = axis < 0 ? 1 : (int)dims[axis];
+        var inner = axis < 0 ? w.Length : (int)dims.Skip(axis + 1).Aggregate(1L, (a, b) => a * b);
+        var maxAbs = new float[channels];
+        for (var i = 0; i < w.Length; i++)
+        {
+            var c = axis < 0 ? 0 : i / inner % channels;
+            maxAbs[c] = Math.Max(maxAbs[c], Math.Abs(w[i]));
+        }
+
+        var scale = maxAbs.Select(m => m > 0 ? m / 127f : 1f).ToArray();
+        var q = new sbyte[w.Length];
+        for (var i = 0; i < w.Length; i++)
+        {
+            var c = axis < 0 ? 0 : i / inner % channels;
+            q[i] = (sbyte)Math.Clamp(MathF.Round(w[i] / scale[c]), -127, 127);
+        }
+
+        return (q, scale);
+    }
+
+    private static void Static(OnnxGraph g, List<NodeProto> weighted, HashSet<string> excluded, Func<string, bool> constant, string calibration,
+        QuantizeOptions options, Protocol.Packages.ModelManifest? manifest, Action<int, int>? progress, QuantizeResult result)
+    {
+        // Which tensors are float activations.
+        var inits = g.Initializers();
+        var isFloat = g.RealInputs().Where(i => i.Type?.TensorType?.ElemType == (int)TensorProto.Types.DataType.Float).Select(i => i.Name).ToHashSet();
+        foreach (var n in g.Graph.Node)
+        {
+            var floatIn = n.Input.Count > 0 && (isFloat.Contains(n.Input[0]) || constant(n.Input[0]) || (n.OpType == "MatMul" && isFloat.Contains(n.Input[1])));
+            if (n.OpType == "Cast" && OnnxGraph.IntAttribute(n, "to", 0) == (int)TensorProto.Types.DataType.Float) floatIn = true;
+            if (floatIn && (FloatPreserving.Contains(n.OpType) || n.OpType == "Cast"))
+            {
+                foreach (var o in n.Output.Where(o => o.Length > 0)) isFloat.Add(o);
+            }
+        }
+
+        var weightedSet = weighted.ToHashSet();
+        var quantizable = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && (weightedSet.Contains(n) || Fusable.Contains(n.OpType))).ToHashSet();
+        var tensors = new List<string>();
+        var seen = new HashSet<string>();
+        void Want(string t)
+        {
+            if (t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && seen.Add(t)) tensors.Add(t);
+        }
+
+        foreach (var n in g.Graph.Node.Where(quantizable.Contains))
+        {
+            var dataInputs = n.OpType switch
+            {
+                "Add" or "Concat" => n.Input.ToList(),
+                "MatMul" => n.Input.ToList(),
+                _ => [n.Input[0]],
+            };
+            foreach (var t in dataInputs) Want(t);
+            Want(n.Output[0]);
+        }
+
+        var inputs = g.RealInputs().Select(i => new ModelInput(i.Name, OnnxGraph.Shape(i))).ToList();
+        var samples = SampleSet.Load(calibration, inputs, manifest, options.Limit, result.Notes);
+        result.CalibrationSamples = samples.Count;
+        var ranges = Calibrator.Ranges(g, tensors, samples, options.Method, options.Percentile, progress);
+        var int8Activations = options.ActivationType == "int8";
+        if (options.ActivationType is not ("uint8" or "int8")) throw new ModelToolException($"--activation-type {options.ActivationType}: uint8 or int8");
+
+        var prefix = new List<NodeProto>();
+        var scales = new Dictionary<string, float>();
+        var dq = new Dictionary<string, string>();
+        var qdq = new Dictionary<string, List<NodeProto>>();
+        foreach (var t in tensors)
+        {
+            var (lo, hi) = ranges[t];
+            if (!float.IsFinite(lo) || !float.IsFinite(hi)) throw new ModelToolException($"calibration: tensor '{t}' has no finite range (NaN or infinity in the data or the model)");
+            lo = Math.Min(lo, 0);
+            hi = Math.Max(hi, 0);
+            var scale = (hi - lo) / 255f;
+            if (scale <= 0) scale = 1f;
+            TensorProto zp;
+            if (int8Activations)
+            {
+                zp = OnnxGraph.Int8Tensor($"{t}_z", [(sbyte)Math.Clamp(MathF.Round(-128 - lo / scale), -128, 127)]);
+            }
+            else
+            {
+                zp = OnnxGraph.UInt8Tensor($"{t}_z", [(byte)Math.Clamp(MathF.Round(-lo / scale), 0, 255)]);
+            }
+
+            g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{t}_s", [scale]));
+            g.Graph.Initializer.Add(zp);
+            scales[t] = scale;
+            dq[t] = $"{t}_dq";
+            qdq[t] =
+            [
+                OnnxGraph.Node("QuantizeLinear", $"{t}_Q", [t, $"{t}_s", $"{t}_z"], [$"{t}_q"]),
+                OnnxGraph.Node("DequantizeLinear", $"{t}_DQ", [$"{t}_q", $"{t}_s", $"{t}_z"], [dq[t]]),
+            ];
+        }
+
+        // Weights and biases.
+        var weightDq = new Dictionary<string, (string Name, float[] Scale)>();
+        foreach (var n in weighted)
+        {
+            var wi = WeightIndex(n, constant);
+            var wt = inits[n.Input[wi]];
+            var axis = options.PerChannel ? ChannelAxis(n, wt, wi) : -1;
+            var key = $"{wt.Name}#{axis}";
+            if (!weightDq.TryGetValue(key, out var w))
+            {
+                var (q, s) = Symmetric(OnnxGraph.Floats(wt), [.. wt.Dims], axis);
+                var baseName = $"{wt.Name}{(axis >= 0 ? "" : "_pt")}";
+                g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{baseName}_i8", q, [.. wt.Dims]));
+                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{baseName}_s", s) : OnnxGraph.FloatTensor($"{baseName}_s", s, s.Length));
+                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{baseName}_z", [0]) : OnnxGraph.Int8Tensor($"{baseName}_z", new sbyte[s.Length], s.Length));
+                var node = OnnxGraph.Node("DequantizeLinear", $"{baseName}_DQ", [$"{baseName}_i8", $"{baseName}_s", $"{baseName}_z"], [$"{baseName}_dq"]);
+                if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
+                prefix.Add(node);
+                weightDq[key] = w = (node.Output[0], s);
+                result.Weights++;
+            }
+
+            n.Input[wi] = w.Name;
+            var dataInput = n.Input[wi == 1 ? 0 : 1];
+            var biasIndex = n.OpType is "Conv" or "Gemm" ? 2 : -1;
+            if (biasIndex > 0 && n.Input.Count > biasIndex && inits.TryGetValue(n.Input[biasIndex], out var bt) && bt.Dims.Count == 1 && scales.TryGetValue(dataInput, out var xs)
+                && (bt.Dims[0] == w.Scale.Length || w.Scale.Length == 1) && OnnxGraph.IntAttribute(n, "transA", 0) == 0 && OnnxGraph.FloatAttribute(n, "beta", 1f) == 1f)
+            {
+                var b = OnnxGraph.Floats(bt);
+                var bs = w.Scale.Length == 1 ? b.Select(_ => xs * w.Scale[0]).ToArray() : w.Scale.Select(s => xs * s).ToArray();
+                var bq = b.Select((v, c) => bs[c] > 0 ? (int)Math.Clamp(Math.Round(v / (double)bs[c]), int.MinValue, int.MaxValue) : 0).ToArray();
+                var bn = $"{n.Name}_{bt.Name}";
+                g.Graph.Initializer.Add(OnnxGraph.Int32Tensor($"{bn}_i32", bq, bq.Length));
+                g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{bn}_s", bs, bs.Length));
+                g.Graph.Initializer.Add(OnnxGraph.Int32Tensor($"{bn}_z", new int[bq.Length], bq.Length));
+                var node = OnnxGraph.Node("DequantizeLinear", $"{bn}_DQ", [$"{bn}_i32", $"{bn}_s", $"{bn}_z"], [$"{bn}_dq"], OnnxGraph.Int("axis", 0));
+                prefix.Add(node);
+                n.Input[biasIndex] = node.Output[0];
+            }
+        }
+
+        // Rewire the quantizable nodes to read the dequantized activations; insert each Q/DQ pair right after its producer.
+        var nodes = g.Graph.Node.ToList();
+        var ordered = new List<NodeProto>(prefix);
+        foreach (var input in g.Graph.Input.Where(i => qdq.ContainsKey(i.Name))) ordered.AddRange(qdq[input.Name]);
+        foreach (var n in nodes)
+        {
+            if (quantizable.Contains(n))
+            {
+                for (var i = 0; i < n.Input.Count; i++)
+                {
+                    if (dq.TryGetValue(n.Input[i], out var d)) n.Input[i] = d;
+                }
+
+                result.QuantizedNodes++;
+            }
+
+            ordered.Add(n);
+            foreach (var o in n.Output) if (qdq.TryGetValue(o, out var pair)) ordered.AddRange(pair);
+        }
+
+        g.Graph.Node.Clear();
+        g.Graph.Node.AddRange(ordered);
+        result.Activations = tensors.Count;
+        result.Notes.Add($"activations {options.ActivationType}, ranges by {options.Method.ToString().ToLowerInvariant()}{(options.Method == CalibrationMethod.Percentile ? $" ({options.Percentile}%)" : "")} over {samples.Count} samples; weights int8 {(options.PerChannel ? "per channel" : "per tensor")}");
+    }
+
+    private static void Dynamic(OnnxGraph g, List<NodeProto> weighted, QuantizeOptions options, QuantizeResult result)
+    {
+        var inits = g.Initializers();
+        var replaced = new Dictionary<NodeProto, List<NodeProto>>();
+        foreach (var n in weighted)
+        {
+            var wi = n.OpType == "MatMul" ? (inits.ContainsKey(n.Input[1]) ? 1 : -1) : 1;
+            if (wi != 1) continue; // a constant left operand: left in float
+            var wt = inits[n.Input[1]];
+            if (wt.Dims.Count != 2) continue;
+            var w = OnnxGraph.Floats(wt);
+            long k = wt.Dims[0], cols = wt.Dims[1];
+            if (n.OpType == "Gemm" && OnnxGraph.IntAttribute(n, "transB", 0) == 1)
+            {
+                // [N, K] → [K, N]: MatMulInteger multiplies A [.., K] by B [K, N].
+                var t = new float[w.Length];
+                for (var r = 0; r < k; r++) for (var c = 0; c < cols; c++) t[c * k + r] = w[r * cols + c];
+                w = t;
+                (k, cols) = (cols, k);
+            }
+
+            var (q, scale) = Symmetric(w, [k, cols], options.PerChannel ? 1 : -1);
+            var alpha = n.OpType == "Gemm" ? OnnxGraph.FloatAttribute(n, "alpha", 1f) : 1f;
+            var p = $"{n.Name}_{n.Output[0]}";
+            g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{p}_W_i8", q, k, cols));
+            g.Graph.Initializer.Add(scale.Length == 1 ? OnnxGraph.Int8Tensor($"{p}_W_z", [0]) : OnnxGraph.Int8Tensor($"{p}_W_z", new sbyte[scale.Length], scale.Length));
+            g.Graph.Initializer.Add(scale.Length == 1 ? OnnxGraph.FloatTensor($"{p}_W_s", [scale[0] * alpha]) : OnnxGraph.FloatTensor($"{p}_W_s", scale.Select(s => s * alpha).ToArray(), scale.Length));
+            var a = n.Input[0];
+            var list = new List<NodeProto>
+            {
+                OnnxGraph.Node("DynamicQuantizeLinear", $"{p}_DynamicQuantizeLinear", [a], [$"{p}_A_i8", $"{p}_A_s", $"{p}_A_z"]),
+                OnnxGraph.Node("MatMulInteger", $"{p}_MatMulInteger", [$"{p}_A_i8", $"{p}_W_i8", $"{p}_A_z", $"{p}_W_z"], [$"{p}_int32"]),
+                OnnxGraph.Node("Cast", $"{p}_Cast", [$"{p}_int32"], [$"{p}_float"], OnnxGraph.Int("to", (int)TensorProto.Types.DataType.Float)),
+                OnnxGraph.Node("Mul", $"{p}_ScaleMul", [$"{p}_A_s", $"{p}_W_s"], [$"{p}_s"]),
+            };
+            var hasBias = n.OpType == "Gemm" && n.Input.Count > 2 && n.Input[2].Length > 0;
+            list.Add(OnnxGraph.Node("Mul", $"{p}_Mul", [$"{p}_float", $"{p}_s"], [hasBias ? $"{p}_scaled" : n.Output[0]]));
+            if (hasBias)
+            {
+                var beta = OnnxGraph.FloatAttribute(n, "beta", 1f);
+                var c = n.Input[2];
+                if (beta != 1f)
+                {
+                    if (!inits.TryGetValue(c, out var ct)) continue;
+                    g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{p}_C", OnnxGraph.Floats(ct).Select(v => v * beta).ToArray(), [.. ct.Dims]));
+                    c = $"{p}_C";
+                }
+
+                list.Add(OnnxGraph.Node("Add", $"{p}_Add", [$"{p}_scaled", c], [n.Output[0]]));
+            }
+
+            replaced[n] = list;
+            result.Weights++;
+            result.QuantizedNodes++;
+        }
+
+        if (replaced.Count == 0) throw new ModelToolException($"{g.Source}: no MatMul or Gemm with a constant 2-D weight to quantize dynamically");
+        var ordered = new List<NodeProto>();
+        foreach (var n in g.Graph.Node) ordered.AddRange(replaced.TryGetValue(n, out var list) ? list : [n]);
+        g.Graph.Node.Clear();
+        g.Graph.Node.AddRange(ordered);
+        result.Notes.Add($"weights int8 {(options.PerChannel ? "per column" : "per tensor")}; activations uint8, quantized at run time (DynamicQuantizeLinear)");
+    }
+
+    /// <summary>LSTM/GRU/RNN: W and R stored int8 (per gate row), dequantized on load; the recurrence runs in float.</summary>
+    private static void WeightOnly(OnnxGraph g, List<NodeProto> recurrent, QuantizeOptions options, QuantizeResult result)
+    {
+        if (recurrent.Count == 0) return;
+        var inits = g.Initializers();
+        var prefix = new List<NodeProto>();
+        foreach (var n in recurrent)
+        {
+            foreach (var index in new[] { 1, 2 })
+            {
+                var wt = inits[n.Input[index]];
+                var axis = options.PerChannel && wt.Dims.Count == 3 ? 1 : -1;
+                var (q, s) = Symmetric(OnnxGraph.Floats(wt), [.. wt.Dims], axis);
+                var p = $"{n.Name}_{wt.Name}";
+                g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{p}_i8", q, [.. wt.Dims]));
+                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{p}_s", s) : OnnxGraph.FloatTensor($"{p}_s", s, s.Length));
+                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{p}_z", [0]) : OnnxGraph.Int8Tensor($"{p}_z", new sbyte[s.Length], s.Length));
+                var node = OnnxGraph.Node("DequantizeLinear", $"{p}_DQ", [$"{p}_i8", $"{p}_s", $"{p}_z"], [$"{p}_dq"]);
+                if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
+                prefix.Add(node);
+                n.Input[index] = node.Output[0];
+                result.Weights++;
+            }
+
+            result.WeightOnlyNodes++;
+        }
+
+        var all = prefix.Concat(g.Graph.Node).ToList();
+        g.Graph.Node.Clear();
+        g.Graph.Node.AddRange(all);
+        result.Notes.Add($"{recurrent.Count} recurrent node(s) ({string.Join(", ", recurrent.Select(n => n.OpType).Distinct())}): weights int8, computation in float");
+    }
+
+    /// <summary>The output must load in ONNX Runtime (all optimizations, so its QDQ fusions run) and run on a sample.</summary>
+    private static void Check(byte[] model, string input, string? calibration, Protocol.Packages.ModelManifest? manifest)
+    {
+        try
+        {
+            using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+            using var session = new InferenceSession(model, options);
+            var inputs = session.InputMetadata.Select(kv => new ModelInput(kv.Key, kv.Value.Dimensions.Select(d => (long)d).ToArray())).ToList();
+            Sample sample;
+            if (calibration is not null)
+            {
+                sample = SampleSet.Load(calibration, inputs, manifest, 1)[0];
+            }
+            else
+            {
+                sample = new Sample();
+                foreach (var i in inputs)
+                {
+                    var shape = i.Shape.Select(d => d > 0 ? d : 1).ToArray();
+                    sample.Inputs[i.Name] = (new float[shape.Aggregate(1L, (a, b) => a * b)], shape);
+                }
+            }
+
+            var names = sample.Inputs.Keys.ToArray();
+            var values = names.Select(n => OrtValue.CreateTensorValueFromMemory(sample.Inputs[n].Data, sample.Inputs[n].Shape)).ToArray();
+            try
+            {
+                using var run = new RunOptions();
+                using var _ = session.Run(run, names, values, session.OutputNames);
+            }
+            finally
+            {
+                foreach (var v in values) v.Dispose();
+            }
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelToolException($"the quantized {input} does not run in ONNX Runtime (a bug in the quantizer; please report it with the model): {e.Message}", e);
+        }
+    }
+}
