@@ -11,6 +11,7 @@
 #   ./build.sh bench hub [--devices N --connected N …]
 #                                       hub figures (ingest, latency, connections, backlog) → bench-results/hub.json
 #   ./build.sh bench rollout            rollout figures (1,000 simulated devices, bytes per device) → bench-results/rollout.json
+#   ./build.sh bench models             quantizer figures (size, agreement, accuracy drop, ResNet-18 latency) → bench-results/models.json
 #   ./build.sh bench drift              drift sketch figures (KS error, merge, update cost, detection) → bench-results/drift.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
@@ -155,7 +156,13 @@ bench() {
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll drift --out bench-results/drift.json
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout)" >&2; exit 2 ;;
+    models)
+      log "build the model benchmark (Release)"
+      dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll models --out bench-results/models.json
+      ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models)" >&2; exit 2 ;;
   esac
 }
 
@@ -165,5 +172,5 @@ case "${1:-build}" in
   demo) demo "${2:-}" ;;
   publish) publish "${2:-}" ;;
   bench) bench "${@:2}" ;;
-  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
 esac

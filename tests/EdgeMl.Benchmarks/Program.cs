@@ -1,9 +1,16 @@
 using EdgeMl.Benchmarks;
 
-if (args.Length < 1 || args[0] != "drift")
+string Out(string fallback) => args.Length >= 3 && args[1] == "--out" ? args[2] : fallback;
+
+return args.Length >= 1 ? args[0] switch
 {
-    Console.Error.WriteLine("usage: edgeml-bench drift [--out bench-results/drift.json]");
+    "drift" => DriftBench.Run(Out("bench-results/drift.json")),
+    "models" => ModelsBench.Run(Out("bench-results/models.json")),
+    _ => Usage(),
+} : Usage();
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: edgeml-bench drift|models [--out bench-results/NAME.json]");
     return 2;
 }
-
-return DriftBench.Run(args.Length >= 3 && args[1] == "--out" ? args[2] : "bench-results/drift.json");

@@ -29,6 +29,17 @@ public sealed class ModelZoo
         return z.Build(opset, (logits, [1, 4]));
     }
 
+    /// <summary>A wider MLP (256 → 1024 → 1024 → 10, 1.3 M parameters) for size and latency figures.</summary>
+    public static byte[] WideMlp(int seed = 6)
+    {
+        var z = new ModelZoo(seed);
+        z.In("features", 1, 256);
+        var h = z.Op("Relu", z.Gemm("features", 256, 1024, transB: true));
+        h = z.Op("Relu", z.Gemm(h, 1024, 1024, transB: true));
+        var logits = z.Gemm(h, 1024, 10, transB: true);
+        return z.Build(13, (logits, [1, 10]));
+    }
+
     public static byte[] ConvNet(int opset, int seed = 2)
     {
         var z = new ModelZoo(seed);

@@ -46,6 +46,14 @@ public static class AgentProgram
             cts.Cancel();
         };
 
+        // SIGTERM (systemd, kill, a supervisor) stops as cleanly as Ctrl-C: the pipeline ends, the last records are
+        // delivered (a short grace), the agent says offline itself. Without this the runtime would just exit.
+        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            cts.Cancel();
+        });
+
         try
         {
             var rest = new Arguments(args.Skip(1), args[0] == "status" ? StatusFlags : Flags);

@@ -187,10 +187,11 @@ public sealed partial class AgentRuntime : IDisposable
             Drift?.Flush(); // the last, partial window goes out with the rest
             if (uplink is not null)
             {
-                // Give the uplink a moment to deliver what is left; what it cannot stays in the outbox.
+                // Give the uplink a moment to deliver what is left (also on a stop: the last records are usually in
+                // flight); what it cannot deliver stays in the outbox for the next start.
                 var deadline = _time.GetTimestamp();
-                while (!cancellationToken.IsCancellationRequested && Outbox!.Stats().Depth.Values.Sum() > 0
-                       && _time.GetElapsedTime(deadline) < TimeSpan.FromSeconds(5))
+                var grace = cancellationToken.IsCancellationRequested ? TimeSpan.FromSeconds(2) : TimeSpan.FromSeconds(5);
+                while (Outbox!.Stats().Depth.Values.Sum() > 0 && _time.GetElapsedTime(deadline) < grace)
                 {
                     await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
                 }

@@ -22,7 +22,8 @@ public static class ModelsApi
             store.FindModel(name, version) is { } m ? TypedResults.Ok(View(m)) : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{name}/{version}/package", IResult (string name, string version, IHubStore store, HubSettings settings) =>
             store.FindModel(name, version) is { } m
-                ? Results.File(Path.Combine(settings.Data, m.File), "application/zip", $"{name}-{version}.edgepkg", enableRangeProcessing: true)
+                // A full path: a relative one (--Data hub) would be taken as a path under the web root and not found.
+                ? Results.File(Path.GetFullPath(Path.Combine(settings.Data, m.File)), "application/zip", $"{name}-{version}.edgepkg", enableRangeProcessing: true)
                 : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Device);
 
         api.MapPost("/", async Task<IResult> (HttpRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
