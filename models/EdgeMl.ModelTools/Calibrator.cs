@@ -139,6 +139,9 @@ public static class Calibrator
         {
             for (var k = 0; k < i; k++) p[k] = hist[k];
             for (var k = i; k < hist.Length; k++) p[i - 1] += hist[k];
+            // q: the bins inside the threshold (without the clipped tail) quantized to `levels` levels, each chunk's
+            // mass spread over its non-empty bins. p carries the tail in its last bin and q does not: that is the cost
+            // of clipping, as the quantization error is the cost of a wide range (TensorRT's calibration).
             var chunk = (double)i / levels;
             for (var j = 0; j < levels; j++)
             {
@@ -155,10 +158,6 @@ public static class Calibrator
                 for (var k = start; k < stop; k++) q[k] = hist[k] != 0 ? sum / nonZero : 0;
             }
 
-            // The clipped mass belongs to the last kept bin in both.
-            double tail = 0;
-            for (var k = i; k < hist.Length; k++) tail += hist[k];
-            q[i - 1] += tail;
             double ps = 0, qs = 0;
             for (var k = 0; k < i; k++) { ps += p[k]; qs += q[k]; }
             if (ps <= 0 || qs <= 0) continue;

@@ -35,6 +35,8 @@ public sealed class QuantizeResult
     public long SizeIn { get; set; }
     public long SizeOut { get; set; }
     public List<string> Notes { get; set; } = [];
+    /// <summary>Static mode: each quantized activation's calibrated range [lo, hi].</summary>
+    public Dictionary<string, float[]> Ranges { get; set; } = [];
 }
 
 /// <summary>
@@ -219,6 +221,7 @@ public static class Quantizer
         var samples = SampleSet.Load(calibration, inputs, manifest, options.Limit, result.Notes);
         result.CalibrationSamples = samples.Count;
         var ranges = Calibrator.Ranges(g, tensors, samples, options.Method, options.Percentile, progress);
+        foreach (var (t, (lo, hi)) in ranges) result.Ranges[t] = [lo, hi];
         var int8Activations = options.ActivationType == "int8";
         if (options.ActivationType is not ("uint8" or "int8")) throw new ModelToolException($"--activation-type {options.ActivationType}: uint8 or int8");
 
