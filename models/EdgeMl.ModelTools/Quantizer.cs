@@ -196,8 +196,9 @@ public static class Quantizer
             }
         }
 
-        var weightedSet = weighted.ToHashSet();
-        var quantizable = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && (weightedSet.Contains(n) || Fusable.Contains(n.OpType))).ToHashSet();
+        // Nodes by reference: protobuf messages compare by value, and rewiring a node's inputs changes its hash.
+        var weightedSet = weighted.ToHashSet(ReferenceEqualityComparer.Instance);
+        var quantizable = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && (weightedSet.Contains(n) || Fusable.Contains(n.OpType))).ToHashSet(ReferenceEqualityComparer.Instance);
         var tensors = new List<string>();
         var seen = new HashSet<string>();
         void Want(string t)
@@ -328,7 +329,7 @@ public static class Quantizer
     private static void Dynamic(OnnxGraph g, List<NodeProto> weighted, QuantizeOptions options, QuantizeResult result)
     {
         var inits = g.Initializers();
-        var replaced = new Dictionary<NodeProto, List<NodeProto>>();
+        var replaced = new Dictionary<NodeProto, List<NodeProto>>(ReferenceEqualityComparer.Instance);
         foreach (var n in weighted)
         {
             var wi = n.OpType == "MatMul" ? (inits.ContainsKey(n.Input[1]) ? 1 : -1) : 1;

@@ -73,6 +73,16 @@ public sealed class QuantizerTests : IDisposable
         if (mode == "static" && kind is not ("lstm" or "gru")) Assert.True(result.Activations >= 4, $"{result.Activations} activations");
         var quantized = OnnxGraph.Parse(result.Model, int8);
         Assert.Contains(mode == "static" ? "DequantizeLinear" : "MatMulInteger", quantized.Graph.Node.Select(n => n.OpType));
+        if (mode == "static")
+        {
+            // Every Conv, MatMul and Gemm reads only dequantized tensors: its activations and its weights (and bias).
+            var producers = quantized.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n.OpType))).ToDictionary(x => x.o, x => x.OpType);
+            foreach (var n in quantized.Graph.Node.Where(n => n.OpType is "Conv" or "MatMul" or "Gemm"))
+            {
+                Assert.All(n.Input.Where(i => i.Length > 0), i => Assert.True(producers.GetValueOrDefault(i) == "DequantizeLinear", $"{n.OpType} {n.Name} input {i} comes from {producers.GetValueOrDefault(i) ?? "an initializer or graph input"}"));
+                Assert.Equal("QuantizeLinear", quantized.Graph.Node.First(c => c.Input.Contains(n.Output[0])).OpType);
+            }
+        }
         Assert.Contains(quantized.Graph.Initializer, t => t.DataType == (int)TensorProto.Types.DataType.Int8);
 
         // Held-out data (another seed), never seen by the calibration.
