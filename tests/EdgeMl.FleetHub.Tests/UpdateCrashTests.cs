@@ -8,7 +8,8 @@ namespace EdgeMl.FleetHub.Tests;
 
 /// <summary>
 /// Power loss during an update, on real agent processes: each agent kills itself (SIGKILL) at one phase boundary of
-/// the update (download, verification, staging, shadow, the slot copy, the switch), or the test kills it at a random
+/// the update (download, also after its first 4 KB so the restart resumes with a Range request; verification, staging,
+/// shadow; the slot copy; the switch), or the test kills it at a random
 /// moment; then it is started again. Every device must come back on the old or the new model — never on none — and
 /// what it reports must be what it runs; with the desired state still set, all end on the new one. Devices that the
 /// hub sent a broken package refuse it and say why.
@@ -20,7 +21,7 @@ public sealed class UpdateCrashTests : IDisposable
 
     private static readonly string[] Boundaries =
     [
-        "downloading", "downloaded", "verified", "staged", "shadowed", "activating",
+        "downloading", "download-chunk", "downloaded", "verified", "staged", "shadowed", "activating",
         "copy", "copy-written", "slot-synced", "switch:written", "switch:synced", "switch:renamed", "activated",
     ];
 

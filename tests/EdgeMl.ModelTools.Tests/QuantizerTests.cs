@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using EdgeMl.ModelTools.Data;
 using EdgeMl.TestUtilities;
 using Onnx;
@@ -217,6 +218,43 @@ public sealed class QuantizerTests : IDisposable
         e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(oldPath, null, new QuantizeOptions()));
         Assert.Contains("opset 9", e.Message, StringComparison.Ordinal);
         Assert.Contains("Upsample", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_npz_feeds_every_input_by_name_and_an_array_that_matches_no_input_is_an_error()
+    {
+        var fp32 = Path.Combine(_dir.Path, "lstm.onnx");
+        File.WriteAllBytes(fp32, ModelZoo.Recurrent("LSTM", 17));
+        var npz = Path.Combine(_dir.Path, "calib.npz");
+        var parts = new[] { ("x", new long[] { 32, 10, 1, 6 }), ("h0", new long[] { 32, 1, 1, 12 }), ("c0", new long[] { 32, 1, 1, 12 }) };
+        using (var zip = System.IO.Compression.ZipFile.Open(npz, System.IO.Compression.ZipArchiveMode.Create))
+        {
+            var seed = 1;
+            foreach (var (name, shape) in parts)
+            {
+                var tmp = Path.Combine(_dir.Path, $"{name}.npy");
+                NumPy.Write(tmp, shape, ModelZoo.Normal(seed++, shape.Aggregate(1L, (a, b) => a * b), 0.5f));
+                zip.CreateEntryFromFile(tmp, $"{name}.npy");
+            }
+        }
+
+        var notes = new List<string>();
+        var samples = SampleSet.Load(npz, [new ModelInput("x", [10, 1, 6]), new ModelInput("h0", [1, 1, 12]), new ModelInput("c0", [1, 1, 12])], null, 100, notes);
+        Assert.Equal(32, samples.Count);
+        Assert.Empty(notes); // nothing zero-filled: every input had its array
+        Assert.Equal([1L, 1, 12], samples[5].Inputs["c0"].Shape);
+        var result = Quantizer.Quantize(fp32, npz, new QuantizeOptions());
+        Assert.Equal(32, result.CalibrationSamples);
+
+        var wrong = Path.Combine(_dir.Path, "wrong.npz");
+        using (var zip = System.IO.Compression.ZipFile.Open(wrong, System.IO.Compression.ZipArchiveMode.Create))
+        {
+            zip.CreateEntryFromFile(Path.Combine(_dir.Path, "x.npy"), "x.npy");
+            zip.CreateEntryFromFile(Path.Combine(_dir.Path, "h0.npy"), "hidden.npy");
+        }
+
+        var e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, wrong, new QuantizeOptions()));
+        Assert.Contains("array 'hidden' matches no model input (inputs: x, h0, c0)", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -277,7 +277,18 @@ public sealed partial class ModelUpdater(
                 var append = response.StatusCode == HttpStatusCode.PartialContent;
                 await using var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
                 await using var file = new FileStream(part, append ? FileMode.Append : FileMode.Create, FileAccess.Write);
-                await body.CopyToAsync(file, ct).ConfigureAwait(false);
+                var buffer = new byte[4096];
+                int n;
+                while ((n = await body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+                {
+                    await file.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                    if (CrashPoint is not null)
+                    {
+                        await file.FlushAsync(ct).ConfigureAwait(false);
+                        CrashPoint("download-chunk"); // a power loss in the middle of the download (tests)
+                    }
+                }
+
                 return;
             }
             catch (Exception e) when (e is HttpRequestException or IOException && attempt < 8 && !ct.IsCancellationRequested)
