@@ -25,6 +25,7 @@ public static partial class AgentHost
             if (slots is not null)
             {
                 run.Model = slots.Resolve(DateTimeOffset.UtcNow);
+                if (slots.ConfigurationChanged is { } why) LogConfigChanged(logger, why);
                 if (slots.ActiveSlot != Updates.ModelSlots.Configured) LogSlot(logger, slots.ActiveSlot, Updates.ModelSlots.Describe(slots.ModelOf(slots.ActiveSlot)), slots.InTrial);
             }
 
@@ -59,6 +60,9 @@ public static partial class AgentHost
     private static partial void LogSlotCore(ILogger logger, string slot, string model, string trial);
 
     private static void LogSlot(ILogger logger, string slot, string model, bool trial) => LogSlotCore(logger, slot, model, trial ? " (on trial: watch period)" : "");
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Warning, Message = "{Why}")]
+    private static partial void LogConfigChanged(ILogger logger, string why);
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Error, Message = "{Model} is on trial and {Reason}; rolling back")]
     private static partial void LogLoadFailed(ILogger logger, string model, string reason);

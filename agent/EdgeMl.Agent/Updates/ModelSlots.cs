@@ -45,6 +45,9 @@ public sealed partial class ModelSlots
     public SlotState State => Clone(_state);
 
     public string ActiveSlot => _state.Active;
+
+    /// <summary>Set by <see cref="Resolve"/> when the configured package changed since the last start (why the slots were left).</summary>
+    public string? ConfigurationChanged { get; private set; }
     public string? PreviousSlot => _state.Previous;
     public bool InTrial => _state.Trial;
 
@@ -55,7 +58,7 @@ public sealed partial class ModelSlots
     {
         if (slot is null) return null;
         if (slot != Configured) return _state.Slots.GetValueOrDefault(slot);
-        if (_state.ConfiguredModel is { } known && known.Path == _configured) return known;
+        if (_state.ConfiguredModel is { } cached && cached.Path == _configured) return cached;
         try
         {
             var m = ModelPackage.Open(_configured).Manifest;
@@ -76,6 +79,20 @@ public sealed partial class ModelSlots
     /// </summary>
     public string Resolve(DateTimeOffset now)
     {
+        // An engineer who puts another package in Agent:Model (or replaces the file) means it: it runs, and what ran
+        // before becomes the previous model.
+        var known = _state.ConfiguredModel;
+        _state.ConfiguredModel = null;
+        var configured = ModelOf(Configured);
+        if (known is not null && configured is not null && (known.Path != configured.Path || known.Sha256 != configured.Sha256))
+        {
+            ConfigurationChanged = $"Agent:Model changed ({Describe(known)} → {Describe(configured)}): running it instead of {(_state.Active == Configured ? "the old one" : $"slot {_state.Active}")}";
+            if (_state.Active != Configured) _state.Previous = _state.Active;
+            _state.Active = Configured;
+            _state.Trial = false;
+            _state.Boots = 0;
+        }
+
         if (_state.Active != Configured && !File.Exists(PathOf(_state.Active)))
         {
             Fallback($"slot {_state.Active} has no package", now);

@@ -150,5 +150,29 @@ public sealed class ModelSlotsTests : IDisposable
         Assert.Equal(["1.1.0", "1.2.0"], outcomes.Order());
     }
 
+    [Fact]
+    public void A_new_package_in_agent_model_wins_over_the_slots_and_what_ran_becomes_the_previous_model()
+    {
+        var data = Path.Combine(_dir.Path, "config-change");
+        var slots = new ModelSlots(data, _v10);
+        slots.Resolve(DateTimeOffset.UtcNow);
+        slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
+        slots.Confirm();
+        Assert.Equal("1.1.0", ModelPackage.Open(new ModelSlots(data, _v10).Resolve(DateTimeOffset.UtcNow)).Manifest.Version);
+
+        // The engineer deploys 1.2.0 as the configured package: it runs; 1.1.0 waits in its slot.
+        var restarted = new ModelSlots(data, _v12);
+        Assert.Equal("1.2.0", ModelPackage.Open(restarted.Resolve(DateTimeOffset.UtcNow)).Manifest.Version);
+        Assert.Contains("Agent:Model changed (vibration-fault@1.0.0 → vibration-fault@1.2.0)", restarted.ConfigurationChanged, StringComparison.Ordinal);
+        Assert.Equal(ModelSlots.Configured, restarted.ActiveSlot);
+        Assert.Equal("a", restarted.PreviousSlot);
+        Assert.False(restarted.InTrial);
+
+        // Unchanged configuration: nothing moves.
+        var again = new ModelSlots(data, _v12);
+        Assert.Equal("1.2.0", ModelPackage.Open(again.Resolve(DateTimeOffset.UtcNow)).Manifest.Version);
+        Assert.Null(again.ConfigurationChanged);
+    }
+
     public void Dispose() => _dir.Dispose();
 }
