@@ -226,6 +226,27 @@ public static class Quantizer
         var int8Activations = options.ActivationType == "int8";
         if (options.ActivationType is not ("uint8" or "int8")) throw new ModelToolException($"--activation-type {options.ActivationType}: uint8 or int8");
 
+        // A Relu right after a Conv/Gemm/MatMul/Add (its only consumer) is folded away: the op writes the Relu's output
+        // and is quantized with the Relu's range, whose zero point is the type's minimum, so the quantizer clamps at zero
+        // exactly as the Relu did (ONNX Runtime's quantizer does the same). Saves a requantization per layer. Only where
+        // every reader of the Relu's output reads the dequantized tensor.
+        var consumers = g.Graph.Node.SelectMany(n => n.Input.Select(i => (i, n))).ToLookup(x => x.i, x => x.n);
+        var graphOutputs = g.Graph.Output.Select(o => o.Name).ToHashSet();
+        var folded = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
+        foreach (var relu in g.Graph.Node.Where(n => n.OpType == "Relu" && quantizable.Contains(n)).ToList())
+        {
+            var t = relu.Input[0];
+            var o = relu.Output[0];
+            var producer = g.Graph.Node.FirstOrDefault(n => n.Output.Count > 0 && n.Output[0] == t);
+            if (producer is null || !quantizable.Contains(producer) || producer.OpType is not ("Conv" or "Gemm" or "MatMul" or "Add")) continue;
+            if (consumers[t].Count() != 1 || graphOutputs.Contains(t) || graphOutputs.Contains(o) || !ranges.ContainsKey(o)) continue;
+            if (!consumers[o].All(quantizable.Contains)) continue;
+            producer.Output[0] = o;
+            folded.Add(relu);
+            tensors.Remove(t);
+        }
+
+        if (folded.Count > 0) result.Notes.Add($"{folded.Count} Relu folded into the quantization of the op before them");
         var prefix = new List<NodeProto>();
         var scales = new Dictionary<string, float>();
         var dq = new Dictionary<string, string>();
@@ -306,6 +327,7 @@ public static class Quantizer
         foreach (var input in g.Graph.Input.Where(i => qdq.ContainsKey(i.Name))) ordered.AddRange(qdq[input.Name]);
         foreach (var n in nodes)
         {
+            if (folded.Contains(n)) continue;
             if (quantizable.Contains(n))
             {
                 for (var i = 0; i < n.Input.Count; i++)
