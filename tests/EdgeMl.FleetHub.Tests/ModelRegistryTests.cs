@@ -36,12 +36,33 @@ public sealed class ModelRegistryTests : IDisposable
         Assert.Matches(@"vibration-fault@1\.0\.0 in the registry: SHA-256 [0-9a-f]{16}…, signed by key [0-9a-f]{16}, pushed by bootstrap", push.Out);
         Assert.Equal(0, Edgeml("model", "push", int8).Code); // the same package again: fine, nothing changes
 
-        // Unsigned, signed by another key, or another package under the same name and version: refused.
+        // Unsigned, signed by another key, another package under the same name and version, altered: refused.
         var unsigned = Path.Combine(_h.Dir.Path, "unsigned.edgepkg");
         File.Copy(TestPackages.VibrationInt8, unsigned);
         var foreign = Signed(TestPackages.VibrationInt8, "foreign.edgepkg", Path.Combine(keys, "intruder.key"));
         var other = Signed(TestPackages.VibrationFp32, "fp32.edgepkg", Path.Combine(keys, "ops.key"));
-        foreach (var (package, reason) in new[] { (unsigned, "is not signed"), (foreign, "not trusted here"), (other, "versions are immutable") })
+        // A byte flipped in a signed package (in the compressed model); a signed manifest whose model SHA-256 is wrong.
+        var flipped = Signed(TestPackages.VibrationInt8, "flipped.edgepkg", Path.Combine(keys, "ops.key"));
+        var flippedBytes = await File.ReadAllBytesAsync(flipped);
+        flippedBytes[flippedBytes.Length / 2] ^= 0x20;
+        await File.WriteAllBytesAsync(flipped, flippedBytes);
+        var wrongSha = Path.Combine(_h.Dir.Path, "wrong-sha.edgepkg");
+        var original = EdgeMl.Protocol.Packages.ModelPackage.Open(TestPackages.VibrationInt8);
+        var manifest = original.Manifest;
+        manifest.Version = "1.0.1";
+        manifest.Model.Sha256 = new string('0', 64);
+        using (var key = System.Security.Cryptography.ECDsa.Create())
+        {
+            // Signed in-process: `edgeml model sign` itself refuses a package whose model does not match its manifest.
+            key.ImportFromPem(await File.ReadAllTextAsync(Path.Combine(keys, "ops.key")));
+            var manifestBytes = EdgeMl.Protocol.Packages.ModelPackage.SerializeManifest(manifest);
+            EdgeMl.Protocol.Packages.ModelPackage.WriteRaw(wrongSha, manifestBytes, original.ModelBytes, EdgeMl.Protocol.Packages.PackageSignature.Sign(manifestBytes, key));
+        }
+        foreach (var (package, reason) in new[]
+                 {
+                     (unsigned, "is not signed"), (foreign, "not trusted here"), (other, "versions are immutable"), (flipped, "corrupted"),
+                     (wrongSha, "but manifest model.sha256 says '0000"),
+                 })
         {
             var refused = Edgeml("model", "push", package);
             Assert.Equal(1, refused.Code);
