@@ -45,25 +45,7 @@ public sealed class HubClient : IDisposable
     public Task<JsonNode> GetAsync(string path) => SendAsync(HttpMethod.Get, path, null);
 
     /// <summary>A GET whose answer is not JSON (CSV export).</summary>
-    public async Task<string> GetTextAsync(string path)
-    {
-        HttpResponseMessage response;
-        try
-        {
-            response = await _http.GetAsync(path).ConfigureAwait(false);
-        }
-        catch (HttpRequestException e)
-        {
-            throw new HubException($"cannot reach the hub at {Hub}: {e.Message}");
-        }
-
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
-            if (!response.IsSuccessStatusCode) throw new HubException($"{(int)response.StatusCode} {response.ReasonPhrase}: {TryError(text) ?? text}");
-            return text;
-        }
-    }
+    public Task<string> GetTextAsync(string path) => SendTextAsync(HttpMethod.Get, path, null);
 
     /// <summary>Uploads a file as the request body, reporting (sent, total) as it goes.</summary>
     public Task<JsonNode> PostFileAsync(string path, string file, Action<long, long> progress) =>
@@ -72,6 +54,13 @@ public sealed class HubClient : IDisposable
     public Task<JsonNode> PostAsync(string path, JsonNode body) => SendAsync(HttpMethod.Post, path, body);
 
     private async Task<JsonNode> SendAsync(HttpMethod method, string path, JsonNode? body, HttpContent? content = null)
+    {
+        var text = await SendTextAsync(method, path, body, content).ConfigureAwait(false);
+        return (text.Length > 0 ? JsonNode.Parse(text) : null) ?? new JsonObject();
+    }
+
+    /// <summary>Sends; the answer's text, or a <see cref="HubException"/> that says why the hub refused or could not be reached.</summary>
+    private async Task<string> SendTextAsync(HttpMethod method, string path, JsonNode? body, HttpContent? content = null)
     {
         using var request = new HttpRequestMessage(method, path);
         if (body is not null) request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
@@ -100,7 +89,7 @@ public sealed class HubClient : IDisposable
                 });
             }
 
-            return JsonNode.Parse(text) ?? new JsonObject();
+            return text;
         }
     }
 

@@ -64,47 +64,14 @@ public static class Packager
         return result;
     }
 
-    /// <summary>The manifest against the model's real inputs and outputs (names, element types, shapes, state pairs).</summary>
-    public static List<string> Compare(ModelManifest m, OnnxGraph g)
-    {
-        var errors = new List<string>();
-        var inputs = g.RealInputs().ToDictionary(i => i.Name);
-        var outputs = g.Graph.Output.ToDictionary(o => o.Name);
-        void Check(string at, string name, string type, List<long> shape, Dictionary<string, Onnx.ValueInfoProto> real, string kind)
-        {
-            if (!real.TryGetValue(name, out var v))
-            {
-                errors.Add($"{at}: the model has no {kind} '{name}' (it has: {string.Join(", ", real.Keys)})");
-                return;
-            }
+    /// <summary>The manifest against the model's real inputs and outputs (the agent's rules: <see cref="ModelInterfaceCheck"/>).</summary>
+    public static List<string> Compare(ModelManifest m, OnnxGraph g) =>
+        ModelInterfaceCheck.Compare(m, g.RealInputs().ToDictionary(v => v.Name, Tensor), g.Graph.Output.ToDictionary(v => v.Name, Tensor));
 
-            var realType = OnnxGraph.ElementType(v.Type?.TensorType?.ElemType ?? 0);
-            if (realType != type) errors.Add($"{at}: '{name}' is {realType} in the model, {type} in the manifest");
-            var rs = OnnxGraph.Shape(v);
-            if (rs.Length != shape.Count) errors.Add($"{at}: '{name}' has shape [{string.Join(", ", rs.Select(Dim))}] in the model, [{string.Join(", ", shape)}] in the manifest");
-            else
-            {
-                for (var i = 0; i < rs.Length; i++)
-                {
-                    if (rs[i] > 0 && shape[i] > 0 && rs[i] != shape[i]) errors.Add($"{at}.shape[{i}]: {shape[i]} in the manifest, {rs[i]} in the model ('{name}')");
-                }
-            }
-        }
-
-        for (var i = 0; i < m.Inputs.Count; i++) Check($"inputs[{i}]", m.Inputs[i].Name, m.Inputs[i].Type, m.Inputs[i].Shape, inputs, "input");
-        for (var i = 0; i < m.Outputs.Count; i++) Check($"outputs[{i}]", m.Outputs[i].Name, m.Outputs[i].Type, m.Outputs[i].Shape, outputs, "output");
-        for (var i = 0; i < m.State.Count; i++)
-        {
-            Check($"state[{i}].input", m.State[i].Input, "float32", m.State[i].Shape, inputs, "input");
-            Check($"state[{i}].output", m.State[i].Output, "float32", m.State[i].Shape, outputs, "output");
-        }
-
-        var covered = m.Inputs.Select(x => x.Name).Concat(m.State.Select(s => s.Input)).ToHashSet();
-        foreach (var missing in inputs.Keys.Where(k => !covered.Contains(k))) errors.Add($"the model's input '{missing}' is not in the manifest (inputs or state)");
-        return errors;
-    }
-
-    private static string Dim(long d) => d > 0 ? d.ToString(CultureInfo.InvariantCulture) : "?";
+    private static ModelTensor Tensor(Onnx.ValueInfoProto v) =>
+        v.Type?.TensorType is { } t
+            ? new ModelTensor(true, OnnxGraph.ElementType(t.ElemType), OnnxGraph.Shape(v), t.Shape?.Dim.Select(d => d.DimParam ?? "").ToArray() ?? [])
+            : new ModelTensor(false, v.Type?.ValueCase.ToString().ToLowerInvariant() ?? "unknown", [], []);
 
     private static DriftBaseline Baseline(OnnxGraph g, ModelManifest m, string reference, int limit, Action<int, int>? progress, PackageResult result)
     {
@@ -141,7 +108,6 @@ public static class Packager
         using (var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR })
         using (var session = new InferenceSession(g.ToBytes(), options))
         {
-            var first = m.Outputs[0];
             var perOutput = m.Outputs.Select(_ => new List<float[]>()).ToList();
             var state = m.State.ToDictionary(s => s.Input, s => new float[s.Shape.Aggregate(1L, (a, b) => a * Math.Max(1, b))]);
             for (var k = 0; k < samples.Count; k++)
@@ -189,7 +155,6 @@ public static class Packager
                 }
             }
 
-            _ = first;
         }
 
         return new DriftBaseline

@@ -180,6 +180,21 @@ public static class Quantizer
         return (q, scale);
     }
 
+    /// <summary>
+    /// A float weight stored as symmetric int8 (per channel along <paramref name="axis"/>, or per tensor when -1): its
+    /// int8 tensor, scale and zero point are added as initializers; returns the DequantizeLinear that yields it in float.
+    /// </summary>
+    private static (NodeProto Node, float[] Scale) DequantizedWeight(OnnxGraph g, string name, TensorProto weight, int axis)
+    {
+        var (q, s) = Symmetric(OnnxGraph.Floats(weight), [.. weight.Dims], axis);
+        g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{name}_i8", q, [.. weight.Dims]));
+        g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{name}_s", s) : OnnxGraph.FloatTensor($"{name}_s", s, s.Length));
+        g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{name}_z", [0]) : OnnxGraph.Int8Tensor($"{name}_z", new sbyte[s.Length], s.Length));
+        var node = OnnxGraph.Node("DequantizeLinear", $"{name}_DQ", [$"{name}_i8", $"{name}_s", $"{name}_z"], [$"{name}_dq"]);
+        if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
+        return (node, s);
+    }
+
     private static void Static(OnnxGraph g, List<NodeProto> weighted, HashSet<string> excluded, Func<string, bool> constant, string calibration,
         QuantizeOptions options, Protocol.Packages.ModelManifest? manifest, Action<int, int>? progress, QuantizeResult result)
     {
@@ -290,13 +305,7 @@ public static class Quantizer
             var key = $"{wt.Name}#{axis}";
             if (!weightDq.TryGetValue(key, out var w))
             {
-                var (q, s) = Symmetric(OnnxGraph.Floats(wt), [.. wt.Dims], axis);
-                var baseName = $"{wt.Name}{(axis >= 0 ? "" : "_pt")}";
-                g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{baseName}_i8", q, [.. wt.Dims]));
-                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{baseName}_s", s) : OnnxGraph.FloatTensor($"{baseName}_s", s, s.Length));
-                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{baseName}_z", [0]) : OnnxGraph.Int8Tensor($"{baseName}_z", new sbyte[s.Length], s.Length));
-                var node = OnnxGraph.Node("DequantizeLinear", $"{baseName}_DQ", [$"{baseName}_i8", $"{baseName}_s", $"{baseName}_z"], [$"{baseName}_dq"]);
-                if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
+                var (node, s) = DequantizedWeight(g, $"{wt.Name}{(axis >= 0 ? "" : "_pt")}", wt, axis);
                 prefix.Add(node);
                 weightDq[key] = w = (node.Output[0], s);
                 result.Weights++;
@@ -424,13 +433,7 @@ public static class Quantizer
             {
                 var wt = inits[n.Input[index]];
                 var axis = options.PerChannel && wt.Dims.Count == 3 ? 1 : -1;
-                var (q, s) = Symmetric(OnnxGraph.Floats(wt), [.. wt.Dims], axis);
-                var p = $"{n.Name}_{wt.Name}";
-                g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{p}_i8", q, [.. wt.Dims]));
-                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{p}_s", s) : OnnxGraph.FloatTensor($"{p}_s", s, s.Length));
-                g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{p}_z", [0]) : OnnxGraph.Int8Tensor($"{p}_z", new sbyte[s.Length], s.Length));
-                var node = OnnxGraph.Node("DequantizeLinear", $"{p}_DQ", [$"{p}_i8", $"{p}_s", $"{p}_z"], [$"{p}_dq"]);
-                if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
+                var (node, _) = DequantizedWeight(g, $"{n.Name}_{wt.Name}", wt, axis);
                 prefix.Add(node);
                 n.Input[index] = node.Output[0];
                 result.Weights++;

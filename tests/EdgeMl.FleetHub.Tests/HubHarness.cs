@@ -95,6 +95,15 @@ public sealed class HubHarness : IDisposable
 
     public string AgentData(string device) => Path.Combine(Dir.Path, device);
 
+    /// <summary>The bundled package as another version (labels reversed: one that disagrees), signed with <c>edgeml model sign --key</c>.</summary>
+    public string SignedVariant(string version, string key, bool reverseLabels = false)
+    {
+        var path = TestPackages.Variant(Path.Combine(Dir.Path, "pkgs"), version, reverseLabels);
+        var (code, _, err) = Run(CliDll, "model", "sign", path, "--key", key);
+        Assert.True(code == 0, $"edgeml model sign {path}: {err}");
+        return path;
+    }
+
     /// <summary>
     /// An agent process on the simulated machine. With the embedded broker it is enrolled first and finds its
     /// hub through its identity; with an external broker it is pointed at it (that broker's own ACLs apply).

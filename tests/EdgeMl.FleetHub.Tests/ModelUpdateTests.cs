@@ -14,9 +14,7 @@ public sealed class ModelUpdateTests : IDisposable
     /// <summary>The bundled package as another version (the manifest says so), signed.</summary>
     private string Version(string version, string key)
     {
-        var path = TestPackages.Variant(_h.Dir.Path, version);
-        Assert.Equal(0, Offline("model", "sign", path, "--key", key).Code);
-        return path;
+        return _h.SignedVariant(version, key);
     }
 
     [Fact]

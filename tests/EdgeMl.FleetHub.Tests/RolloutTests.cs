@@ -35,8 +35,7 @@ public sealed class RolloutTests : IDisposable
         var packages = new Dictionary<string, string>();
         foreach (var (version, reversed) in versions)
         {
-            var path = TestPackages.Variant(Path.Combine(_h.Dir.Path, "pkgs"), version, reversed);
-            Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "sign", path, "--key", Path.Combine(_keys, "ops.key")).Code);
+            var path = _h.SignedVariant(version, Path.Combine(_keys, "ops.key"), reversed);
             Cli("model", "push", path);
             packages[version] = path;
         }

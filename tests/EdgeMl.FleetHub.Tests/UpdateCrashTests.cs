@@ -53,8 +53,7 @@ public sealed class UpdateCrashTests : IDisposable
         var pkgs = new Dictionary<string, string>();
         foreach (var v in new[] { "1.0.0", "1.1.0" })
         {
-            pkgs[v] = TestPackages.Variant(Path.Combine(_h.Dir.Path, "pkgs"), v);
-            Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "sign", pkgs[v], "--key", Path.Combine(keys, "ops.key")).Code);
+            pkgs[v] = _h.SignedVariant(v, Path.Combine(keys, "ops.key"));
         }
 
         Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "push", pkgs["1.1.0"], "--hub", _h.HubUrl, "--token", _h.OperatorToken).Code);
@@ -114,8 +113,7 @@ public sealed class UpdateCrashTests : IDisposable
         var pkgs = new Dictionary<string, string>();
         foreach (var (v, key) in new[] { ("1.0.0", "ops"), ("1.1.0", "ops"), ("1.2.0", "lab") })
         {
-            pkgs[v] = TestPackages.Variant(Path.Combine(_h.Dir.Path, "pkgs"), v);
-            Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "sign", pkgs[v], "--key", Path.Combine(keys, $"{key}.key")).Code);
+            pkgs[v] = _h.SignedVariant(v, Path.Combine(keys, $"{key}.key"));
             if (v != "1.0.0") Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "push", pkgs[v], "--hub", _h.HubUrl, "--token", _h.OperatorToken).Code);
         }
 
@@ -175,12 +173,7 @@ public sealed class UpdateCrashTests : IDisposable
         return Path.Combine(keys, "ops.pub");
     }
 
-    private string Signed(string version, string key)
-    {
-        var path = TestPackages.Variant(Path.Combine(_h.Dir.Path, "pkgs"), version);
-        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "sign", path, "--key", key).Code);
-        return path;
-    }
+    private string Signed(string version, string key) => _h.SignedVariant(version, key);
 
     public void Dispose() => _h.Dispose();
 }

@@ -51,9 +51,9 @@ public sealed class PackagerTests : IDisposable
         var path = Path.Combine(_dir.Path, "wrong.json");
         File.WriteAllBytes(path, ModelPackage.SerializeManifest(manifest));
         var e = Assert.Throws<ModelToolException>(() => Packager.Package(TestPackages.VibrationFp32, path, null, Path.Combine(_dir.Path, "x.edgepkg")));
-        Assert.Contains("inputs[0]: the model has no input 'acc' (it has: accel)", e.Message, StringComparison.Ordinal);
-        Assert.Contains("outputs[0].shape[1]: 4 in the manifest, 3 in the model ('logits')", e.Message, StringComparison.Ordinal);
-        Assert.Contains("the model's input 'accel' is not in the manifest", e.Message, StringComparison.Ordinal);
+        Assert.Contains("inputs[0]: the model has no input named 'acc' (its inputs: 'accel')", e.Message, StringComparison.Ordinal);
+        Assert.Contains("outputs[0]: model output 'logits' has shape float32[1, 3], the manifest declares [1, 4] (dimension 1 differs)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("model input 'accel' float32[1, 3, 256] is not declared in the manifest", e.Message, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(_dir.Path, "x.edgepkg")));
     }
 

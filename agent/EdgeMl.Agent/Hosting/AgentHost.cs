@@ -21,10 +21,10 @@ public static partial class AgentHost
 
         while (!ct.IsCancellationRequested)
         {
-            var run = Copy(options);
             if (slots is not null)
             {
-                run.Model = slots.Resolve(DateTimeOffset.UtcNow);
+                // The slots know the configured package; what runs this time is theirs to say.
+                options.Model = slots.Resolve(DateTimeOffset.UtcNow);
                 if (slots.ConfigurationChanged is { } why) LogConfigChanged(logger, why);
                 if (slots.ActiveSlot != Updates.ModelSlots.Configured) LogSlot(logger, slots.ActiveSlot, Updates.ModelSlots.Describe(slots.ModelOf(slots.ActiveSlot)), slots.InTrial);
             }
@@ -32,7 +32,7 @@ public static partial class AgentHost
             AgentRuntime runtime;
             try
             {
-                runtime = new AgentRuntime(run, loggers, slots: slots);
+                runtime = new AgentRuntime(options, loggers, slots: slots);
             }
             catch (Exception e) when (slots is not null && slots.ActiveSlot != Updates.ModelSlots.Configured && slots.InTrial && e is not OperationCanceledException)
             {
@@ -48,13 +48,6 @@ public static partial class AgentHost
             }
         }
     }
-
-    private static AgentOptions Copy(AgentOptions o) => new()
-    {
-        Model = o.Model, Sensor = o.Sensor, DataDirectory = o.DataDirectory, Outbox = o.Outbox, Hub = o.Hub, Seed = o.Seed, ResultLog = o.ResultLog,
-        ResultFormat = o.ResultFormat, HealthIntervalSeconds = o.HealthIntervalSeconds, ReleaseStartupPages = o.ReleaseStartupPages, Inference = o.Inference,
-        Pipeline = o.Pipeline, Gpio = o.Gpio, Actions = o.Actions, Drift = o.Drift, TrustedKeys = o.TrustedKeys,
-    };
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "Model slot {Slot}: {Model}{Trial}")]
     private static partial void LogSlotCore(ILogger logger, string slot, string model, string trial);

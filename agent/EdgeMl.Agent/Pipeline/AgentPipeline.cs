@@ -37,7 +37,7 @@ public sealed partial class AgentPipeline
     }
 
     private readonly Lock _shadowGate = new();
-    private IShadow? _shadow;
+    private volatile IShadow? _shadow;
 
     /// <summary>Raised on the inference thread when the model fails on a window (the window is skipped).</summary>
     public event Action<Exception>? InferenceFailed;
@@ -263,7 +263,11 @@ public sealed partial class AgentPipeline
 
                 prediction.Sequence = ++seq;
                 prediction.WindowEndSeconds = frame.EndSeconds;
-                lock (_shadowGate) _shadow?.Run(frame.Windows, prediction);
+                if (_shadow is not null)
+                {
+                    // Under the lock only while a shadow is attached: no lock per inference otherwise.
+                    lock (_shadowGate) _shadow?.Run(frame.Windows, prediction);
+                }
                 _freeFrames.Writer.TryWrite(frame);
                 _health.Predicted(prediction.LatencyMs);
                 if (seq == HealthyAfter) Healthy?.Invoke();
