@@ -19,8 +19,9 @@ public static class EdgeMlCli
           edgeml devices list [--group G] [--status online|offline|pending|revoked] [--model NAME[@VERSION]] [--tag K[=V]]
           edgeml devices show ID                          one device: registry, presence, latest health
           edgeml devices revoke ID                        the device's credentials stop working; it is disconnected now
-          edgeml tokens create [--role viewer|operator] [--name NAME]
-          edgeml tokens list
+          edgeml tokens create [--role viewer|operator] [--name NAME] [--expires HOURS]
+          edgeml tokens list                              name, role, created, expiry, state (active, expired, revoked)
+          edgeml tokens revoke NAME                       the tokens called NAME stop working at once
           edgeml keys create NAME [--dir DIR]              an ECDSA P-256 signing key: NAME.key (private) and NAME.pub
           edgeml model sign PKG --key NAME.key [--out FILE]
           edgeml model verify PKG --trust NAME.pub|DIR …  exit 0 when signed by a trusted key
@@ -74,6 +75,7 @@ public static class EdgeMlCli
                 case "devices revoke": await RevokeAsync(args, output).ConfigureAwait(false); break;
                 case "tokens create": await CreateTokenAsync(args, output).ConfigureAwait(false); break;
                 case "tokens list": await ListTokensAsync(args, output).ConfigureAwait(false); break;
+                case "tokens revoke": await RevokeTokenAsync(args, output).ConfigureAwait(false); break;
                 case "drift show": await DriftAsync(args, output).ConfigureAwait(false); break;
                 case "keys create": ModelCommands.CreateKey(args, output); break;
                 case "model sign": ModelCommands.Sign(args, output); break;
@@ -229,6 +231,16 @@ public static class EdgeMlCli
     {
         using var hub = HubClient.From(args);
         var body = new JsonObject { ["role"] = args.Get("role") ?? "viewer", ["name"] = args.Get("name") ?? "" };
+        if (args.Get("expires") is { } expires)
+        {
+            if (!double.TryParse(expires, NumberStyles.Float, CultureInfo.InvariantCulture, out var hours) || hours <= 0)
+            {
+                throw new UsageException($"--expires '{expires}' is not a positive number of hours");
+            }
+
+            body["expiresHours"] = hours;
+        }
+
         args.RejectUnknown(0);
         var t = await hub.PostAsync("/api/tokens", body).ConfigureAwait(false);
         if (output.Json(t)) return;
@@ -242,7 +254,20 @@ public static class EdgeMlCli
         args.RejectUnknown(0);
         var tokens = (await hub.GetAsync("/api/tokens").ConfigureAwait(false)).AsArray();
         if (output.Json(tokens)) return;
-        output.Table(["NAME", "ROLE", "CREATED"], tokens.Select(t => new[] { S(t, "name") is { Length: > 0 } n ? n : "-", S(t, "role"), S(t, "created") }).ToList());
+        output.Table(["NAME", "ROLE", "CREATED", "EXPIRES", "STATE"], tokens.Select(t => new[]
+        {
+            S(t, "name") is { Length: > 0 } n ? n : "-", S(t, "role"), S(t, "created"), S(t, "expires") ?? "never", S(t, "state"),
+        }).ToList());
+    }
+
+    private static async Task RevokeTokenAsync(CliArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var name = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("usage: edgeml tokens revoke NAME");
+        args.RejectUnknown(1);
+        var r = await hub.PostAsync($"/api/tokens/{Uri.EscapeDataString(name)}/revoke", new JsonObject()).ConfigureAwait(false);
+        if (output.Json(r)) return;
+        output.Line($"revoked {S(r, "revoked")} token(s) called '{name}': they stop working now");
     }
 
     private static async Task DriftAsync(CliArgs args, Output output)

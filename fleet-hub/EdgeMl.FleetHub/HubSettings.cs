@@ -18,6 +18,19 @@ public sealed class HubSettings
     public string MqttTlsKey { get; set; } = "";
     /// <summary><c>mqtt://host:port</c> of an external broker; empty: the embedded broker.</summary>
     public string Broker { get; set; } = "";
+    /// <summary>With an external broker: the user name the hub logs in with (empty: none).</summary>
+    public string BrokerUser { get; set; } = "";
+    /// <summary>With an external broker: its password.</summary>
+    public string BrokerPassword { get; set; } = "";
+    /// <summary>With <c>mqtts://</c>: PEM file of the CA(s) the external broker's certificate must chain to (empty: the system's trust store).</summary>
+    public string BrokerCa { get; set; } = "";
+    /// <summary>
+    /// Largest publish the embedded broker accepts from a device (bytes; default 2 MiB: a drift report of many features
+    /// plus its envelope). A bigger one is refused and the connection closed. MQTTnet 5 has no limit on the packet
+    /// itself, so the bytes are received before they are refused; put a TCP proxy or an external broker with
+    /// <c>max_packet_size</c> in front where that matters.
+    /// </summary>
+    public int MaxPacketBytes { get; set; } = 2 * 1024 * 1024;
     /// <summary>
     /// With an external broker: the MQTT 5 shared-subscription group hub replicas split device batches in;
     /// empty (default): plain subscriptions, which Mosquitto keeps across its own restart.
@@ -29,6 +42,11 @@ public sealed class HubSettings
     public string OperatorToken { get; set; } = "";
     /// <summary>Public keys (PEM files or directories of *.pub) a pushed model must be signed with.</summary>
     public List<string> TrustedKeys { get; set; } = [];
+    private List<string>? _pems;
+
+    /// <summary>The <see cref="TrustedKeys"/> as PEM texts (read once): handed to devices at enrollment.</summary>
+    public List<string> SigningKeyPems() => _pems ??= TrustedKeys.Count == 0 ? [] : Protocol.Packages.PackageSignature.ReadPems(TrustedKeys);
+
     /// <summary>How long an enrollment token stays valid.</summary>
     public double EnrollTokenHours { get; set; } = 24;
     /// <summary>How often the rollout engine takes a step (ms).</summary>

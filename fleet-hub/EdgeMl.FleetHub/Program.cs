@@ -6,6 +6,8 @@ using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 
 var builder = WebApplication.CreateSlimBuilder(args);
+// HTTPS for the API from configuration (--Kestrel:Certificates:Default:Path/KeyPath with an https:// --urls): docs/security.md.
+builder.WebHost.UseKestrelHttpsConfiguration();
 var settings = new HubSettings();
 builder.Configuration.Bind(settings);
 builder.Services.AddSingleton(settings);

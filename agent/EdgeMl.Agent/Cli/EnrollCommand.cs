@@ -7,8 +7,9 @@ namespace EdgeMl.Agent.Cli;
 
 /// <summary>
 /// <c>enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt(s)://HOST:PORT] [--ca FILE]</c>: trades the operator's
-/// one-time token for this device's identity and broker password, stored in the data directory; from then
-/// on <c>run --data DIR</c> connects to the hub without naming it.
+/// one-time token for this device's identity, broker password and the hub's model-signing keys, stored in the data
+/// directory; from then on <c>run --data DIR</c> connects to the hub without naming it. <c>--ca</c> is the CA the hub's
+/// HTTPS and MQTT-over-TLS certificates chain to.
 /// </summary>
 public static class EnrollCommand
 {
@@ -23,7 +24,14 @@ public static class EnrollCommand
         if (ca is not null && !File.Exists(ca)) throw new ConfigurationException("--ca", $"'{ca}' does not exist");
 
         var hub = HubUri(hubArg);
-        using var http = new HttpClient { BaseAddress = hub, Timeout = TimeSpan.FromSeconds(30) };
+        if (hub.Scheme == "http")
+        {
+            Console.Error.WriteLine($"warning: {hub} is plain HTTP: the enrollment token and this device's password travel in clear. " +
+                                    "Use https:// with the hub's certificate (docs/security.md).");
+        }
+
+        using var http = HubHttp.Create(ca, TimeSpan.FromSeconds(30));
+        http.BaseAddress = hub;
         HttpResponseMessage response;
         try
         {
@@ -52,6 +60,7 @@ public static class EnrollCommand
                     ?? (creds.MqttTlsPort > 0 ? $"mqtts://{hub.Host}:{creds.MqttTlsPort}" : $"mqtt://{hub.Host}:{creds.MqttPort}"),
                 Hub = hub.ToString(),
                 EnrolledAt = DateTimeOffset.UtcNow,
+                SigningKeys = creds.SigningKeys,
             };
             if (ca is not null)
             {
@@ -63,6 +72,9 @@ public static class EnrollCommand
 
             identity.Write(dir);
             Console.WriteLine($"enrolled as '{identity.DeviceId}' at {identity.Hub} (broker {identity.Broker}); identity in {DeviceIdentity.PathIn(dir)}");
+            Console.WriteLine(identity.SigningKeys.Count > 0
+                ? $"model updates must be signed by one of the hub's {identity.SigningKeys.Count} signing key(s)"
+                : "warning: the hub handed over no signing keys (it has no --TrustedKeys): over-the-air model updates will be refused");
             Console.WriteLine($"next: edgeml-agent run --config FILE   (with Agent:DataDirectory={dir})");
             return 0;
         }

@@ -19,6 +19,8 @@ public sealed class DeviceIdentity
     /// <summary>The hub's HTTP address the device enrolled with.</summary>
     public string Hub { get; set; } = "";
     public DateTimeOffset EnrolledAt { get; set; }
+    /// <summary>The hub's model-signing public keys (PEM) at enrollment: over-the-air packages must be signed by one of them.</summary>
+    public List<string> SigningKeys { get; set; } = [];
 
     public static string PathIn(string dataDirectory) => System.IO.Path.Combine(dataDirectory, "identity.json");
 
@@ -64,7 +66,7 @@ public sealed class DeviceIdentity
     {
         if (string.IsNullOrWhiteSpace(options.DataDirectory)) return;
         var hub = options.Hub;
-        if (hub.Broker.Length > 0 && hub.DeviceId.Length > 0 && hub.Password is not null && hub.HubUrl is not null) return;
+        if (hub.Broker.Length > 0 && hub.DeviceId.Length > 0 && hub.Password is not null && hub.HubUrl is not null && hub.SigningKeys.Count > 0) return;
         var id = Read(options.DataDirectory);
         if (id is null) return;
         if (hub.Broker.Length == 0) hub.Broker = id.Broker;
@@ -76,7 +78,11 @@ public sealed class DeviceIdentity
         }
 
         if (hub.Broker == id.Broker) hub.CaCertificate ??= id.CaCertificate;
-        if (hub.DeviceId == id.DeviceId) hub.HubUrl ??= id.Hub;
+        if (hub.DeviceId == id.DeviceId)
+        {
+            hub.HubUrl ??= id.Hub;
+            if (hub.SigningKeys.Count == 0) hub.SigningKeys = id.SigningKeys;
+        }
     }
 }
 

@@ -17,6 +17,11 @@ public sealed class HubSettings
     public string? ClientCertificate { get; set; }
     /// <summary>The private key (PEM) of <see cref="ClientCertificate"/>.</summary>
     public string? ClientKey { get; set; }
+    /// <summary>
+    /// The hub's model-signing public keys (PEM), handed over at enrollment (<see cref="DeviceIdentity.SigningKeys"/>):
+    /// a package that arrives over the air must be signed by one of them or by a key in <c>Agent:TrustedKeys</c>.
+    /// </summary>
+    public List<string> SigningKeys { get; set; } = [];
     /// <summary>Records per MQTT message (telemetry goes in batches).</summary>
     public int BatchSize { get; set; } = 200;
     public int KeepAliveSeconds { get; set; } = 30;

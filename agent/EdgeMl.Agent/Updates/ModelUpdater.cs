@@ -23,7 +23,7 @@ public sealed partial class ModelUpdater(
     Func<ReportedState, Task> report, TimeProvider time, ILogger logger) : IDisposable
 {
     private readonly Lock _gate = new();
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromMinutes(10) };
+    private readonly HttpClient _http = Sync.HubHttp.Create(hub, TimeSpan.FromMinutes(10));
     private readonly Dictionary<string, ShadowFigures> _shadowed = [];
     private CancellationTokenSource? _current;
     private string? _target;
@@ -188,15 +188,31 @@ public sealed partial class ModelUpdater(
         }
     }
 
+    /// <summary>
+    /// A package that came over the air must be signed by a key this device trusts — <c>Agent:TrustedKeys</c> and the
+    /// hub's signing keys handed over at enrollment — checked before the manifest is parsed or the model inflated.
+    /// </summary>
     private void Verify(DesiredModel d, string path)
     {
-        var package = ModelPackage.Open(path);
-        if (package.Manifest.Name != d.Name || package.Manifest.Version != d.Version)
+        var keys = PackageTrust.LoadForUpdates(trustedKeys, hub.SigningKeys, $"{Configuration.AgentOptions.Section}:TrustedKeys");
+        try
         {
-            throw new InvalidDataException($"the package is {package.Manifest.Name}@{package.Manifest.Version}, not {d.Name}@{d.Version}");
-        }
+            if (keys.Count == 0)
+            {
+                throw new InvalidDataException("refused: this device trusts no signing keys, and a package that arrives over the air must be signed " +
+                                               "(enroll with a hub started with --TrustedKeys, or set Agent:TrustedKeys)");
+            }
 
-        PackageTrust.Enforce(package, trustedKeys, "Agent:TrustedKeys");
+            var package = ModelPackage.OpenSigned(path, keys);
+            if (package.Manifest.Name != d.Name || package.Manifest.Version != d.Version)
+            {
+                throw new InvalidDataException($"the package is {package.Manifest.Name}@{package.Manifest.Version}, not {d.Name}@{d.Version}");
+            }
+        }
+        finally
+        {
+            foreach (var k in keys) k.Dispose();
+        }
     }
 
     /// <summary>A package staged earlier (before a restart, or for the same model without activation) is verified again, not downloaded again.</summary>
@@ -254,10 +270,29 @@ public sealed partial class ModelUpdater(
         }
     }
 
-    /// <summary>Downloads into <paramref name="part"/>, resuming from its length; retries network errors with backoff.</summary>
+    /// <summary>
+    /// The package's address: <see cref="DesiredModel.Url"/> resolved against the hub, and refused — before any request
+    /// is made — unless it stays on the hub's origin (scheme, host, port): the device's credentials go nowhere else.
+    /// </summary>
+    public static Uri PackageUrl(string hubUrl, string desiredUrl)
+    {
+        var origin = new Uri(hubUrl);
+        if (!Uri.TryCreate(origin, desiredUrl, out var url) || url.Scheme != origin.Scheme || !string.Equals(url.Host, origin.Host, StringComparison.OrdinalIgnoreCase)
+            || url.Port != origin.Port || url.UserInfo.Length > 0)
+        {
+            throw new InvalidDataException($"refused: the package URL '{desiredUrl}' is not on the hub's origin {origin.GetLeftPart(UriPartial.Authority)}; no request was made");
+        }
+
+        return url;
+    }
+
+    /// <summary>
+    /// Downloads into <paramref name="part"/>, resuming from its length; retries network errors with backoff. The body
+    /// is cut at the announced size (more is refused), and a resumed response must say it starts where the file ends.
+    /// </summary>
     private async Task DownloadAsync(DesiredModel d, string part, CancellationToken ct)
     {
-        var url = new Uri(new Uri(hub.HubUrl!), d.Url);
+        var url = PackageUrl(hub.HubUrl!, d.Url);
         for (var attempt = 1; ; attempt++)
         {
             var have = File.Exists(part) ? new FileInfo(part).Length : 0;
@@ -275,12 +310,27 @@ public sealed partial class ModelUpdater(
 
                 response.EnsureSuccessStatusCode();
                 var append = response.StatusCode == HttpStatusCode.PartialContent;
+                if (append && (response.Content.Headers.ContentRange is not { From: { } from, HasLength: true } range || from != have || range.Length != d.SizeBytes))
+                {
+                    File.Delete(part); // what the hub resumed is not what the file holds: start over next time
+                    throw new InvalidDataException($"the hub resumed the download with Content-Range '{response.Content.Headers.ContentRange}', not bytes {have}-/{d.SizeBytes}");
+                }
+
                 await using var body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
                 await using var file = new FileStream(part, append ? FileMode.Append : FileMode.Create, FileAccess.Write);
+                var written = append ? have : 0;
                 var buffer = new byte[4096];
                 int n;
                 while ((n = await body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
                 {
+                    if (written + n > d.SizeBytes)
+                    {
+                        file.Close();
+                        File.Delete(part);
+                        throw new InvalidDataException($"the hub sent more than the announced {d.SizeBytes} bytes; download refused");
+                    }
+
+                    written += n;
                     await file.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                     if (CrashPoint is not null)
                     {

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using EdgeMl.FleetHub.Broker;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
@@ -13,12 +12,12 @@ namespace EdgeMl.FleetHub.Apis;
 /// </summary>
 public static partial class DevicesApi
 {
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    private static partial Regex DeviceIdPattern();
-
     public static void MapDevicesApi(this WebApplication app)
     {
         app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(ingest.Stats())).RequireRole(ApiAuth.Viewer);
+        app.MapGet("/api/ingest/quarantine", (string? device, int? limit, IHubStore store) =>
+            TypedResults.Ok(store.Quarantined(device, Math.Clamp(limit ?? 100, 1, 1000))
+                .Select(q => new QuarantineView(q.Id, q.Device, q.At, q.Reason, q.Records, JsonNode.Parse(q.RecordsJson))).ToList())).RequireRole(ApiAuth.Viewer);
 
         var api = app.MapGroup("/api/devices");
         api.MapGet("/", (string? group, string? status, string? model, string? tag, IHubStore store) =>
@@ -28,8 +27,8 @@ public static partial class DevicesApi
                 .Where(d => model is null || d.Model == model || $"{d.Model}@{d.ModelVersion}" == model)
                 .Where(d => tag is null || HasTag(d, tag))
                 .OrderBy(d => d.Id, StringComparer.Ordinal).ToList())).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}", IResult (string id, IHubStore store) =>
-            store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true)) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}", IResult (string id, IHubStore store, Ingest.TelemetryIngest ingest) =>
+            store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true) with { Rejected = ingest.DeviceRejections(id) }) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/telemetry", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "telemetry")).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/records", IResult (string id, int? limit, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "class")] string? recordClass, IHubStore store) =>
             History(store, id, limit, recordClass)).RequireRole(ApiAuth.Viewer);
@@ -38,10 +37,7 @@ public static partial class DevicesApi
 
         api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
-            if (!DeviceIdPattern().IsMatch(request.Id ?? ""))
-            {
-                return TypedResults.BadRequest(new ApiError($"device id '{request.Id}' is not valid: 1-64 of A-Z a-z 0-9 . _ - (no '/', '+' or '#': it is an MQTT topic level)"));
-            }
+            if (EdgeMl.Protocol.Wire.DeviceIds.Problem(request.Id) is { } problem) return TypedResults.BadRequest(new ApiError(problem));
 
             var now = time.GetUtcNow();
             var token = Secrets.New("enr_");
@@ -94,7 +90,11 @@ public static partial class DevicesApi
                     statusCode: StatusCodes.Status403Forbidden);
             }
 
-            return TypedResults.Ok(new DeviceCredentials { DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort, MqttTlsPort = settings.MqttTlsPort });
+            return TypedResults.Ok(new DeviceCredentials
+            {
+                DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort, MqttTlsPort = settings.MqttTlsPort,
+                SigningKeys = settings.SigningKeyPems(),
+            });
         });
     }
 
@@ -128,6 +128,9 @@ public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expire
 public sealed record DeviceView(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health,
-    string? Drift = null, DateTimeOffset? DriftAt = null, string? Desired = null, JsonNode? Reported = null);
+    string? Drift = null, DateTimeOffset? DriftAt = null, string? Desired = null, JsonNode? Reported = null, IReadOnlyDictionary<string, long>? Rejected = null);
+
+/// <summary>A quarantined batch as the API shows it (<c>GET /api/ingest/quarantine</c>).</summary>
+public sealed record QuarantineView(long Id, string Device, DateTimeOffset At, string Reason, int Records, JsonNode? Data);
 
 public sealed record RecordView(string Boot, long Seq, string Class, long At, JsonNode? Data);

@@ -3,7 +3,7 @@ using EdgeMl.FleetHub.Store;
 
 namespace EdgeMl.FleetHub.Apis;
 
-/// <summary>REST (operator): API tokens for people and scripts, each with a role.</summary>
+/// <summary>REST (operator): API tokens for people and scripts, each with a role and an optional expiry; listed and revoked by name.</summary>
 public static class TokensApi
 {
     public static void MapTokensApi(this WebApplication app)
@@ -17,17 +17,35 @@ public static class TokensApi
                 return TypedResults.BadRequest(new ApiError($"role '{role}' is not one of: {string.Join(", ", ApiAuth.Roles)}"));
             }
 
+            if (request.ExpiresHours is { } h && (!double.IsFinite(h) || h <= 0 || h > 24 * 3650))
+            {
+                return TypedResults.BadRequest(new ApiError($"expiresHours {h} is not between 0 and 87600 (ten years)"));
+            }
+
+            var name = request.Name ?? "";
+            if (name.Length > 128) return TypedResults.BadRequest(new ApiError("name is longer than 128 characters"));
+            if (name == ApiAuth.ConfiguredName) return TypedResults.BadRequest(new ApiError($"the name '{name}' is kept for --OperatorToken"));
+            var now = time.GetUtcNow();
+            var expires = request.ExpiresHours is { } hours ? now.AddHours(hours) : (DateTimeOffset?)null;
             var token = Secrets.New(role == ApiAuth.Operator ? "op_" : "view_");
-            store.AddApiToken(Secrets.Hash(token), role, request.Name ?? "", time.GetUtcNow());
-            return TypedResults.Ok(new TokenIssued(token, role, request.Name ?? ""));
+            store.AddApiToken(Secrets.Hash(token), role, name, now, expires);
+            return TypedResults.Ok(new TokenIssued(token, role, name, expires));
         }).RequireRole(ApiAuth.Operator);
-        api.MapGet("/", (IHubStore store) => TypedResults.Ok(store.ApiTokens().Select(t => new TokenInfo(t.Name, t.Role, t.Created)).ToList()))
+        api.MapGet("/", (IHubStore store) => TypedResults.Ok(store.ApiTokens().Select(t => new TokenInfo(t.Name, t.Role, t.Created, t.Expires, t.RevokedAt, t.State)).ToList()))
             .RequireRole(ApiAuth.Operator);
+        api.MapPost("/{name}/revoke", IResult (string name, IHubStore store, TimeProvider time) =>
+            store.RevokeApiTokens(name, time.GetUtcNow()) is var n and > 0
+                ? TypedResults.Ok(new TokensRevoked(name, n))
+                : TypedResults.NotFound(new ApiError($"no active API token called '{name}' (edgeml tokens list)"))).RequireRole(ApiAuth.Operator);
     }
 }
 
-public sealed record TokenRequest(string? Role, string? Name);
+/// <summary>A new token: role (viewer, operator), a name to list and revoke it by, and hours until it expires (null: never).</summary>
+public sealed record TokenRequest(string? Role, string? Name, double? ExpiresHours = null);
 
-public sealed record TokenIssued(string Token, string Role, string Name);
+public sealed record TokenIssued(string Token, string Role, string Name, DateTimeOffset? Expires);
 
-public sealed record TokenInfo(string Name, string Role, DateTimeOffset Created);
+/// <summary>A token as listed; <see cref="State"/>: active, expired or revoked.</summary>
+public sealed record TokenInfo(string Name, string Role, DateTimeOffset Created, DateTimeOffset? Expires, DateTimeOffset? RevokedAt, string State);
+
+public sealed record TokensRevoked(string Name, int Revoked);

@@ -45,6 +45,8 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         _server.ValidatingConnectionAsync += ValidateAsync;
         _server.ClientConnectedAsync += e =>
         {
+            // A resumed persistent session keeps the items of its first connection: the role decided for this one wins.
+            if (_roles.TryRemove(e.ClientId, out var role)) e.SessionItems[RoleKey] = role;
             _closing[e.ClientId] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             return Task.CompletedTask;
         };
@@ -55,9 +57,12 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         };
         _server.InterceptingSubscriptionAsync += e =>
         {
-            var allowed = IsConsumer(e.ClientId)
-                ? e.TopicFilter.Topic is "edgeml/alerts/#" || e.TopicFilter.Topic.StartsWith("edgeml/alerts/", StringComparison.Ordinal)
-                : Owns(e.ClientId, e.TopicFilter.Topic);
+            var allowed = RoleOf(e.SessionItems) switch
+            {
+                ConnectionRole.Consumer => e.TopicFilter.Topic is "edgeml/alerts/#" || e.TopicFilter.Topic.StartsWith("edgeml/alerts/", StringComparison.Ordinal),
+                ConnectionRole.Device => Owns(e.ClientId, e.TopicFilter.Topic),
+                _ => false,
+            };
             if (!allowed)
             {
                 e.ProcessSubscription = false;
@@ -69,17 +74,25 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         };
         _server.InterceptingPublishAsync += async e =>
         {
-            if (e.ClientId == HubClientId) return; // the hub's own messages
-            if (IsConsumer(e.ClientId) || !Owns(e.ClientId, e.ApplicationMessage.Topic))
+            var role = RoleOf(e.SessionItems);
+            if (role == ConnectionRole.Hub) return; // the hub's own messages (injected with the hub's session items only)
+            var message = e.ApplicationMessage;
+            var split = Topics.TrySplit(message.Topic, out var device, out var subtopic);
+            var refusal = role != ConnectionRole.Device || !split || device != e.ClientId ? "acl"
+                : !Topics.IsDevicePublish(subtopic, out var mayRetain) ? "unknown-topic"
+                : message.Retain && !mayRetain ? "retained"
+                : message.Payload.Length > settings.MaxPacketBytes ? "too-large"
+                : null;
+            if (refusal is not null)
             {
                 // MQTT 3.1.1 has no negative PUBACK: closing the connection is the only answer a client sees.
                 e.ProcessPublish = false;
-                e.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
+                e.Response.ReasonCode = refusal == "too-large" ? MqttPubAckReasonCode.PayloadFormatInvalid : MqttPubAckReasonCode.NotAuthorized;
                 e.CloseConnection = true;
-                ingest.CountRefused();
-                LogRefusedPublish(logger, e.ClientId, e.ApplicationMessage.Topic);
+                ingest.CountRefused(e.ClientId, refusal);
+                LogRefusedPublish(logger, e.ClientId, message.Topic, refusal);
             }
-            else if (!await ingest.HandleAsync(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload).ConfigureAwait(false))
+            else if (!await ingest.HandleAsync(e.ClientId, subtopic, message.Payload).ConfigureAwait(false))
             {
                 // Not stored: no success PUBACK, so the device keeps the batch and sends it again.
                 e.ProcessPublish = false;
@@ -93,19 +106,52 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
     /// <summary>User name of alert consumers: they log in with an API token and may only subscribe to <c>edgeml/alerts/#</c>.</summary>
     public const string ConsumerUser = "api";
 
-    private static bool IsConsumer(string clientId) => clientId.StartsWith("api-", StringComparison.Ordinal);
+    /// <summary>
+    /// Who a connection is, decided once when it is validated and kept with its session: the ACL checks use this,
+    /// never a client-id prefix. The hub's own messages carry <see cref="ConnectionRole.Hub"/> in items no client can reach.
+    /// </summary>
+    private enum ConnectionRole
+    {
+        None,
+        Device,
+        Consumer,
+        Hub,
+    }
+
+    private static readonly object RoleKey = new();
+    private readonly System.Collections.Hashtable _hubItems = new() { [RoleKey] = ConnectionRole.Hub };
+    private readonly ConcurrentDictionary<string, ConnectionRole> _roles = new(StringComparer.Ordinal);
+
+    private static ConnectionRole RoleOf(System.Collections.IDictionary? items) =>
+        items is not null && items.Contains(RoleKey) && items[RoleKey] is ConnectionRole r ? r : ConnectionRole.None;
+
+    private void Grant(ValidatingConnectionEventArgs e, ConnectionRole role)
+    {
+        e.SessionItems[RoleKey] = role;
+        _roles[e.ClientId] = role;
+    }
 
     private async Task ValidateAsync(ValidatingConnectionEventArgs e)
     {
         var id = e.ClientId;
         if (e.UserName == ConsumerUser)
         {
-            if (!IsConsumer(id) || store.ApiTokenRole(Security.Secrets.Hash(e.Password ?? "")) is null)
+            if (!id.StartsWith("api-", StringComparison.Ordinal) || store.ApiTokenRole(Security.Secrets.Hash(e.Password ?? ""), DateTimeOffset.UtcNow) is null)
             {
                 e.ReasonCode = MqttConnectReasonCode.NotAuthorized;
                 LogRefused(logger, id, e.RemoteEndPoint?.ToString() ?? "?", "an alert consumer needs a client id starting with 'api-' and a valid API token");
+                return;
             }
 
+            Grant(e, ConnectionRole.Consumer);
+            return;
+        }
+
+        if (DeviceIds.Problem(id) is { } problem)
+        {
+            // Also a device enrolled before reserved names were refused: it must not act as the hub or a consumer.
+            e.ReasonCode = MqttConnectReasonCode.ClientIdentifierNotValid;
+            LogRefused(logger, id, e.RemoteEndPoint?.ToString() ?? "?", problem);
             return;
         }
 
@@ -134,6 +180,7 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
             return;
         }
 
+        Grant(e, ConnectionRole.Device);
         if (_closing.TryGetValue(id, out var previous))
         {
             await Task.WhenAny(previous.Task, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
@@ -150,7 +197,7 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         if (_server is null) return;
         var message = new MQTTnet.MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build();
-        await _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(message) { SenderClientId = HubClientId }).ConfigureAwait(false);
+        await _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(message) { SenderClientId = HubClientId, CustomSessionItems = _hubItems }).ConfigureAwait(false);
     }
 
     public const string HubClientId = "edgeml-hub";
@@ -182,8 +229,8 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
     [LoggerMessage(EventId = 2300, Level = LogLevel.Warning, Message = "Refused MQTT connection of '{Device}' from {Endpoint}: {Reason}")]
     private static partial void LogRefused(ILogger logger, string device, string endpoint, string reason);
 
-    [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Refused publish of device '{Device}' to {Topic}: not its own topic; connection closed")]
-    private static partial void LogRefusedPublish(ILogger logger, string device, string topic);
+    [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Refused publish of '{Device}' to {Topic} ({Reason}: acl = not its own topic, unknown-topic = not a protocol topic, retained = retained where the protocol does not retain, too-large = over --MaxPacketBytes); connection closed")]
+    private static partial void LogRefusedPublish(ILogger logger, string device, string topic, string reason);
 
     [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "Refused subscription of device '{Device}' to {Filter}: not its own topics")]
     private static partial void LogRefusedSubscription(ILogger logger, string device, string filter);

@@ -1,4 +1,5 @@
 using EdgeMl.FleetHub.Ingest;
+using EdgeMl.Protocol.Wire;
 using MQTTnet;
 using MQTTnet.Exceptions;
 using MQTTnet.Protocol;
@@ -42,7 +43,12 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         client.ApplicationMessageReceivedAsync += async e =>
         {
             e.AutoAcknowledge = false;
-            if (await ingest.HandleAsync(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload).ConfigureAwait(false))
+            var message = e.ApplicationMessage;
+            // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
+            var handled = !Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _)
+                ? Refuse(device, message.Topic)
+                : await ingest.HandleAsync(device, subtopic, message.Payload).ConfigureAwait(false);
+            if (handled)
             {
                 try
                 {
@@ -54,13 +60,16 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 }
             }
         };
-        var options = new MqttClientOptionsBuilder()
-            .WithTcpServer(uri.Host, uri.Port > 0 ? uri.Port : 1883)
+        var tls = uri.Scheme == "mqtts";
+        var builder = new MqttClientOptionsBuilder()
+            .WithTcpServer(uri.Host, uri.Port > 0 ? uri.Port : tls ? 8883 : 1883)
             .WithClientId(settings.ClientId)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
             .WithCleanStart(false)
-            .WithSessionExpiryInterval(24 * 3600)
-            .Build();
+            .WithSessionExpiryInterval(24 * 3600);
+        if (settings.BrokerUser.Length > 0) builder = builder.WithCredentials(settings.BrokerUser, settings.BrokerPassword);
+        if (tls) builder = builder.WithTlsOptions(BrokerTlsOptions(uri.Host));
+        var options = builder.Build();
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -75,6 +84,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                         .WithTopicFilter($"{share}edgeml/+/health", MqttQualityOfServiceLevel.AtLeastOnce)
                         .WithTopicFilter($"{share}edgeml/+/drift", MqttQualityOfServiceLevel.AtLeastOnce)
                         .WithTopicFilter("edgeml/+/status", MqttQualityOfServiceLevel.AtLeastOnce) // every replica tracks presence
+                        .WithTopicFilter("edgeml/+/state/reported", MqttQualityOfServiceLevel.AtLeastOnce)
                         .Build();
                     await client.SubscribeAsync(subscribe, stoppingToken).ConfigureAwait(false);
                     LogConnected(logger, settings.Broker);
@@ -103,6 +113,31 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             await client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
         }
     }
+
+    private bool Refuse(string device, string topic)
+    {
+        ingest.CountRefused(device.Length > 0 ? device : "?", "unknown-topic");
+        LogRefused(logger, topic);
+        return true; // acknowledged and dropped
+    }
+
+    /// <summary>TLS to the broker: its certificate must chain to <c>--BrokerCa</c> (PEM) when given, else to the system's trust store.</summary>
+    private MqttClientTlsOptions BrokerTlsOptions(string host)
+    {
+        var tls = new MqttClientTlsOptionsBuilder().UseTls().WithTargetHost(host)
+            .WithSslProtocols(System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13);
+        if (settings.BrokerCa.Length > 0)
+        {
+            var roots = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            roots.ImportFromPemFile(settings.BrokerCa);
+            tls = tls.WithTrustChain(roots);
+        }
+
+        return tls.Build();
+    }
+
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Dropped a message on {Topic}: not a topic devices publish on")]
+    private static partial void LogRefused(ILogger logger, string topic);
 
     [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Connected to external broker {Broker}")]
     private static partial void LogConnected(ILogger logger, string broker);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Threading.Channels;
 using EdgeMl.FleetHub.Store;
@@ -8,18 +9,23 @@ using Microsoft.Extensions.Logging;
 namespace EdgeMl.FleetHub.Ingest;
 
 /// <summary>
-/// Takes what devices publish under <c>edgeml/{device}/…</c>: batches on <c>tele</c> and <c>health</c> are stored
-/// (de-duplicated) before the broker acknowledges them; <c>status</c> sets presence. A malformed payload is
-/// counted, logged with the device id and dropped; it affects no other device.
+/// Takes what devices publish under <c>edgeml/{device}/…</c>: batches on <c>tele</c>, <c>health</c> and <c>drift</c> are
+/// stored (de-duplicated) before the broker acknowledges them; <c>status</c> sets presence; <c>state/reported</c> is
+/// kept on the device. Every byte is untrusted: payloads are parsed into typed protocol records and validated
+/// (<see cref="DeviceMessageParser"/>) on the publishing connection's own thread, before anything is queued; a record
+/// that fails is dropped and counted per device and reason, the rest of its batch is stored.
 /// <para>
-/// Group commit: payloads are parsed on the publishing connection's own thread, then one writer stores
-/// whatever batches are waiting — from many devices — in one transaction, and every waiting publisher is
-/// answered when that transaction is committed. One device's batches stay in their order.
+/// Group commit: one writer stores whatever batches are waiting — from many devices — in one transaction, and every
+/// waiting publisher is answered when that transaction is committed. The writer never dies: a failed group is retried
+/// one batch at a time, so one poison batch cannot take others down with it; a batch that still fails is acknowledged
+/// and quarantined with its reason (<see cref="IHubStore.Quarantine"/>), unless the store itself cannot write (an I/O
+/// error: disk full), in which case it is not acknowledged and the device sends it again later.
 /// </para>
 /// </summary>
 public sealed partial class TelemetryIngest : IAsyncDisposable
 {
     private const int MaxRecordsPerCommit = 50_000;
+    private static readonly long Year2020Ms = new DateTimeOffset(2020, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
 
     private readonly IHubStore _store;
 
@@ -30,11 +36,16 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Task _writer;
     private readonly LatencyWindow _e2e = new(1 << 17);
+    private readonly ConcurrentDictionary<string, DeviceCounters> _perDevice = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _byReason = new(StringComparer.Ordinal);
     private long _malformed;
     private long _refused;
     private long _stored;
     private long _duplicates;
     private long _commits;
+    private long _quarantined;
+    private long _storeErrors;
+    private long _implausibleTime;
 
     public TelemetryIngest(IHubStore store, TimeProvider time, ILogger<TelemetryIngest> logger)
     {
@@ -44,17 +55,33 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         _writer = Task.Factory.StartNew(WriteLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
+    /// <summary>Bounds on one device's messages (records per batch, record size, names, counts).</summary>
+    public WireLimits Limits { get; init; } = WireLimits.Default;
+
+    /// <summary>Records (or whole payloads) refused as malformed, all devices.</summary>
     public long Malformed => Interlocked.Read(ref _malformed);
 
-    /// <summary>Publishes refused by the broker's ACL (a device writing outside its own topics).</summary>
+    /// <summary>Publishes refused by the broker's ACL (a device writing outside its own topics, retained where not allowed, too large).</summary>
     public long Refused => Interlocked.Read(ref _refused);
 
-    public void CountRefused() => Interlocked.Increment(ref _refused);
+    /// <summary>Counts a publish the broker refused, per device and reason (<c>acl</c>, <c>retained</c>, <c>unknown-topic</c>, <c>too-large</c>).</summary>
+    public void CountRefused(string device, string reason)
+    {
+        Interlocked.Increment(ref _refused);
+        Counters(device).Add("refused:" + reason);
+    }
+
+    /// <summary>What ingest refused from one device, by reason (<c>refused:…</c> for the broker's refusals); empty when nothing.</summary>
+    public IReadOnlyDictionary<string, long> DeviceRejections(string device) =>
+        _perDevice.TryGetValue(device, out var c) ? c.Snapshot() : new Dictionary<string, long>();
 
     public IngestStats Stats()
     {
         var (p50, p99, n) = _e2e.Percentiles();
-        return new IngestStats(Malformed, Refused, Interlocked.Read(ref _stored), Interlocked.Read(ref _duplicates), Interlocked.Read(ref _commits), p50, p99, n);
+        return new IngestStats(Malformed, Refused, Interlocked.Read(ref _stored), Interlocked.Read(ref _duplicates), Interlocked.Read(ref _commits), p50, p99, n,
+            Interlocked.Read(ref _quarantined), Interlocked.Read(ref _storeErrors), Interlocked.Read(ref _implausibleTime),
+            new SortedDictionary<string, long>(_byReason, StringComparer.Ordinal),
+            _perDevice.Where(d => d.Value.Any).OrderBy(d => d.Key, StringComparer.Ordinal).ToDictionary(d => d.Key, d => d.Value.Snapshot()));
     }
 
     /// <summary>Which devices ran which model when: a change of the device's active model goes into the audit trail.</summary>
@@ -65,7 +92,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         {
             try
             {
-                before = JsonSerializer.Deserialize(json, Protocol.Json.ProtocolJsonContext.Default.ReportedState)?.Active;
+                before = JsonSerializer.Deserialize(json, Protocol.Json.CompactJsonContext.Default.ReportedState)?.Active;
             }
             catch (JsonException)
             {
@@ -77,48 +104,76 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         _store.AddAudit(new Store.AuditEntry(reported.At, device, "device.model", $"model {reported.Active}", $"{before ?? "unknown"} → {reported.Active}{why}", device));
     }
 
-    /// <summary>Completes with false when the message must not be acknowledged (it could not be stored).</summary>
-    public async Task<bool> HandleAsync(string topic, ReadOnlySequence<byte> payload)
+    /// <summary>
+    /// Handles one publish of <paramref name="device"/> on <c>edgeml/{device}/{subtopic}</c> (the broker has checked that
+    /// the device owns the topic). Completes with false when the message must not be acknowledged (it could not be
+    /// stored, and sending it again may succeed); never throws.
+    /// </summary>
+    public async Task<bool> HandleAsync(string device, string subtopic, ReadOnlySequence<byte> payload)
     {
-        var parts = topic.Split('/');
-        if (parts.Length < 3 || parts[0] != Topics.Root) return true;
-        var device = parts[1];
         try
         {
-            switch (parts[2])
+            switch (subtopic)
             {
-                case "tele" or "health" or "drift" when parts.Length == 3:
-                    var pending = new Pending(device, Parse(device, payload));
-                    if (pending.Records.Count == 0) return true;
-                    await _queue.Writer.WriteAsync(pending).ConfigureAwait(false);
-                    return await pending.Done.Task.ConfigureAwait(false);
-                case "state" when parts.Length == 4 && parts[3] == "reported":
-                    var reader = new Utf8JsonReader(payload);
-                    var reported = JsonSerializer.Deserialize(ref reader, Protocol.Json.ProtocolJsonContext.Default.ReportedState)
-                                   ?? throw new FormatException("empty reported state");
-                    NoteModelChange(device, reported);
-                    _store.SetModelState(device, null, JsonSerializer.Serialize(reported, Protocol.Json.ProtocolJsonContext.Default.ReportedState));
-                    return true;
-                case "status" when parts.Length == 3:
-                    using (var doc = JsonDocument.Parse(payload))
+                case "tele" or "health" or "drift":
+                    var parsed = DeviceMessageParser.ParseBatch(device, subtopic, payload, Limits);
+                    foreach (var r in parsed.Rejected) Reject(device, subtopic, r.Reason, r.Detail);
+                    if (parsed.Records.Count == 0) return true;
+                    var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                    var records = new List<IncomingRecord>(parsed.Records.Count);
+                    foreach (var r in parsed.Records)
                     {
-                        var state = doc.RootElement.GetProperty("state").GetString() ?? "unknown";
-                        var boot = doc.RootElement.TryGetProperty("boot", out var b) ? b.GetString() : null;
-                        _store.SetPresence(device, state, boot, _time.GetUtcNow());
+                        if (r.At < Year2020Ms || r.At > now + 86_400_000)
+                        {
+                            // Stored (it is the device's data), but its time is not trusted: counted and flagged.
+                            Interlocked.Increment(ref _implausibleTime);
+                            Counters(device).Add("flag:implausible-time");
+                        }
+
+                        records.Add(new IncomingRecord(r.Boot, r.Seq, DeviceMessageParser.ClassName(r.Class), r.At, r.Data));
                     }
 
+                    var pending = new Pending(device, records, payload.Length);
+                    await _queue.Writer.WriteAsync(pending).ConfigureAwait(false);
+                    return await pending.Done.Task.ConfigureAwait(false);
+                case "state/reported":
+                    var reported = DeviceMessageParser.ParseReported(payload, Limits);
+                    NoteModelChange(device, reported);
+                    _store.SetModelState(device, null, JsonSerializer.Serialize(reported, Protocol.Json.CompactJsonContext.Default.ReportedState));
+                    return true;
+                case "status":
+                    var status = DeviceMessageParser.ParseStatus(payload, Limits);
+                    _store.SetPresence(device, status.State, status.Boot, _time.GetUtcNow());
                     return true;
                 default:
                     return true;
             }
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (WireFormatException e)
         {
-            Interlocked.Increment(ref _malformed);
-            LogMalformed(_logger, device, topic, e.Message);
+            Reject(device, subtopic, e.Reason, e.Message);
             return true; // acknowledged and dropped: re-sending a malformed payload would not help
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The store failed on a well-formed message: not acknowledged, the device sends it again.
+            Interlocked.Increment(ref _storeErrors);
+            LogStoreFailed(_logger, 1, e.Message);
+            return false;
+        }
     }
+
+    private void Reject(string device, string subtopic, string reason, string detail)
+    {
+        Interlocked.Increment(ref _malformed);
+        _byReason.AddOrUpdate(reason, 1, (_, n) => n + 1);
+        var counters = Counters(device);
+        counters.Add(reason);
+        // Logged once per device per minute: a device sending garbage in a loop must not flood the log.
+        if (counters.ShouldLog(_time.GetTimestamp(), _time)) LogMalformed(_logger, device, subtopic, reason, detail, counters.Total);
+    }
+
+    private DeviceCounters Counters(string device) => _perDevice.GetOrAdd(device, static _ => new DeviceCounters());
 
     private async Task WriteLoopAsync()
     {
@@ -135,50 +190,86 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
             try
             {
-                var now = _time.GetUtcNow();
-                var fresh = _store.StoreBatches(group.Select(p => (p.Device, (IReadOnlyList<IncomingRecord>)p.Records)).ToList(), now);
-                Interlocked.Add(ref _stored, fresh);
-                Interlocked.Add(ref _duplicates, records - fresh);
-                Interlocked.Increment(ref _commits);
-                var nowMs = now.ToUnixTimeMilliseconds();
+                Commit(group);
+            }
+            catch (Exception e)
+            {
+                // One of them may be poison: each batch alone, so the others are stored and only that one fails.
+                LogGroupRetry(_logger, group.Count, e.Message);
                 foreach (var p in group)
                 {
-                    foreach (var r in p.Records) _e2e.Add(nowMs - r.At);
-                    p.Done.TrySetResult(true);
+                    try
+                    {
+                        Commit([p]);
+                    }
+                    catch (Exception alone)
+                    {
+                        Fail(p, alone);
+                    }
                 }
-
-                var drifted = group.Where(p => p.Records.Any(r => r.Class == "drift")).Select(p => p.Device).Distinct().ToList();
-                if (drifted.Count > 0 && DriftStored is { } onDrift) _ = Task.Run(() => onDrift(drifted)); // off the writer: it reads and merges windows
-            }
-            catch (Exception e) when (e is LiteDB.LiteException or IOException)
-            {
-                LogStoreFailed(_logger, group.Count, e.Message);
-                foreach (var p in group) p.Done.TrySetResult(false);
             }
         }
     }
 
-    private static List<IncomingRecord> Parse(string device, ReadOnlySequence<byte> payload)
+    private void Commit(List<Pending> group)
     {
-        using var doc = JsonDocument.Parse(payload);
-        var root = doc.RootElement;
-        if (root.GetProperty("device").GetString() != device)
+        var now = _time.GetUtcNow();
+        var records = group.Sum(p => p.Records.Count);
+        var fresh = _store.StoreBatches(group.Select(p => (p.Device, (IReadOnlyList<IncomingRecord>)p.Records)).ToList(), now);
+        Interlocked.Add(ref _stored, fresh);
+        Interlocked.Add(ref _duplicates, records - fresh);
+        Interlocked.Increment(ref _commits);
+        var nowMs = now.ToUnixTimeMilliseconds();
+        foreach (var p in group)
         {
-            throw new FormatException($"batch names device '{root.GetProperty("device").GetString()}' but came on device {device}'s topic");
+            foreach (var r in p.Records) _e2e.Add(nowMs - r.At);
+            p.Done.TrySetResult(true);
         }
 
-        var list = new List<IncomingRecord>();
-        foreach (var r in root.GetProperty("records").EnumerateArray())
+        var drifted = group.Where(p => p.Records.Any(r => r.Class == "drift")).Select(p => p.Device).Distinct().ToList();
+        if (drifted.Count > 0 && DriftStored is { } onDrift)
         {
-            list.Add(new IncomingRecord(
-                r.GetProperty("boot").GetString() ?? throw new FormatException("record without boot"),
-                r.GetProperty("seq").GetInt64(),
-                r.GetProperty("class").GetString() ?? throw new FormatException("record without class"),
-                r.GetProperty("at").GetInt64(),
-                r.GetProperty("data").GetRawText()));
+            // Off the writer: it reads and merges windows. Its failures are its own (logged there), never the writer's.
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    onDrift(drifted);
+                }
+                catch (Exception e)
+                {
+                    LogDriftCheckFailed(_logger, e.Message);
+                }
+            });
+        }
+    }
+
+    /// <summary>A batch that failed on its own: not acknowledged when the store cannot write (retry helps), else quarantined.</summary>
+    private void Fail(Pending p, Exception e)
+    {
+        if (e is IOException or TimeoutException or UnauthorizedAccessException || e.InnerException is IOException)
+        {
+            Interlocked.Increment(ref _storeErrors);
+            LogStoreFailed(_logger, 1, e.Message);
+            p.Done.TrySetResult(false);
+            return;
         }
 
-        return list;
+        var reason = $"{e.GetType().Name}: {e.Message}";
+        Interlocked.Increment(ref _quarantined);
+        Counters(p.Device).Add("quarantined");
+        try
+        {
+            _store.Quarantine(new QuarantinedBatch(0, p.Device, _time.GetUtcNow(), reason, p.Records.Count,
+                JsonSerializer.Serialize(p.Records.Select(r => new QuarantinedRecord(r.Boot, r.Seq, r.Class, r.At, r.Data)).ToList(), IngestJsonContext.Default.ListQuarantinedRecord)));
+        }
+        catch (Exception q)
+        {
+            LogQuarantineFailed(_logger, p.Device, q.Message);
+        }
+
+        LogQuarantined(_logger, p.Device, p.Records.Count, reason);
+        p.Done.TrySetResult(true); // acknowledged: sending it again would fail the same way
     }
 
     public async ValueTask DisposeAsync()
@@ -187,20 +278,69 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         await _writer.ConfigureAwait(false);
     }
 
-    private sealed record Pending(string Device, List<IncomingRecord> Records)
+    private sealed record Pending(string Device, List<IncomingRecord> Records, long Bytes)
     {
         public TaskCompletionSource<bool> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    [LoggerMessage(EventId = 2100, Level = LogLevel.Warning, Message = "Malformed payload from device {Device} on {Topic} dropped: {Error}")]
-    private static partial void LogMalformed(ILogger logger, string device, string topic, string error);
+    /// <summary>What one device had refused, by reason, and when it was last logged.</summary>
+    private sealed class DeviceCounters
+    {
+        private readonly ConcurrentDictionary<string, long> _counts = new(StringComparer.Ordinal);
+        private long _lastLog = long.MinValue;
+
+        public bool Any => !_counts.IsEmpty;
+
+        public long Total => _counts.Where(c => !c.Key.StartsWith("flag:", StringComparison.Ordinal)).Sum(c => c.Value);
+
+        public void Add(string reason) => _counts.AddOrUpdate(reason, 1, (_, n) => n + 1);
+
+        public Dictionary<string, long> Snapshot() => new(_counts.OrderBy(c => c.Key, StringComparer.Ordinal));
+
+        public bool ShouldLog(long now, TimeProvider time)
+        {
+            var last = Interlocked.Read(ref _lastLog);
+            if (last != long.MinValue && time.GetElapsedTime(last, now) < TimeSpan.FromMinutes(1)) return false;
+            return Interlocked.CompareExchange(ref _lastLog, now, last) == last;
+        }
+    }
+
+    [LoggerMessage(EventId = 2100, Level = LogLevel.Warning, Message = "Malformed payload from device {Device} on {Topic} dropped ({Reason}): {Error} ({Total} refused from this device so far; logged once a minute)")]
+    private static partial void LogMalformed(ILogger logger, string device, string topic, string reason, string error, long total);
 
     [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Storing {Batches} batches failed; not acknowledged, devices will send them again: {Error}")]
     private static partial void LogStoreFailed(ILogger logger, int batches, string error);
+
+    [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "A group commit of {Batches} batches failed ({Error}); storing them one by one")]
+    private static partial void LogGroupRetry(ILogger logger, int batches, string error);
+
+    [LoggerMessage(EventId = 2103, Level = LogLevel.Error, Message = "A batch of {Records} records from device {Device} cannot be stored and is quarantined (GET /api/ingest/quarantine): {Reason}")]
+    private static partial void LogQuarantined(ILogger logger, string device, int records, string reason);
+
+    [LoggerMessage(EventId = 2104, Level = LogLevel.Error, Message = "Could not keep the quarantined batch of device {Device}: {Error}")]
+    private static partial void LogQuarantineFailed(ILogger logger, string device, string error);
+
+    [LoggerMessage(EventId = 2105, Level = LogLevel.Error, Message = "Drift check after ingest failed: {Error}")]
+    private static partial void LogDriftCheckFailed(ILogger logger, string error);
 }
 
-/// <summary>What ingest did so far; <c>e2e</c> is from a record's production on the device to its commit here, over the last records stored.</summary>
-public sealed record IngestStats(long Malformed, long Refused, long Stored, long Duplicates, long Commits, double E2eP50Ms, double E2eP99Ms, int E2eSamples);
+/// <summary>One record of a quarantined batch, as the device sent it.</summary>
+public sealed record QuarantinedRecord(string Boot, long Seq, string Class, long At, string Data);
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(List<QuarantinedRecord>))]
+internal sealed partial class IngestJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
+
+/// <summary>
+/// What ingest did so far; <c>e2e</c> is from a record's production on the device to its commit here, over the last
+/// records stored. <see cref="ByReason"/>: malformed records by reason, all devices; <see cref="Devices"/>: per device,
+/// what was refused (by reason; <c>refused:…</c> by the broker, <c>quarantined</c>) and flagged (<c>flag:implausible-time</c>:
+/// stored, but produced before 2020 or more than a day ahead of the hub's clock).
+/// </summary>
+public sealed record IngestStats(
+    long Malformed, long Refused, long Stored, long Duplicates, long Commits, double E2eP50Ms, double E2eP99Ms, int E2eSamples,
+    long Quarantined, long StoreErrors, long ImplausibleTime, IReadOnlyDictionary<string, long> ByReason,
+    IReadOnlyDictionary<string, Dictionary<string, long>> Devices);
 
 /// <summary>The last N latencies in a ring; percentiles on demand (a copy and a sort: for the API, not per record).</summary>
 internal sealed class LatencyWindow(int capacity)

@@ -15,17 +15,24 @@ public static partial class ApiAuth
     public const string Device = "device";
     public static readonly IReadOnlyList<string> Roles = [Viewer, Operator];
 
+    /// <summary>The name the <c>--OperatorToken</c> token is kept under.</summary>
+    public const string ConfiguredName = "configured";
+
     public static string OperatorTokenPath(string dataDirectory) => Path.Combine(dataDirectory, "operator.token");
 
     /// <summary>Makes sure an operator can get in: creates the bootstrap token file when the hub has no operator token.</summary>
     public static void Bootstrap(IHubStore store, HubSettings settings, TimeProvider time, ILogger logger)
     {
-        if (settings.OperatorToken.Length > 0 && store.ApiTokenRole(Secrets.Hash(settings.OperatorToken)) is null)
+        var now = time.GetUtcNow();
+        // The configured token is the one on the command line now: one removed or changed since the last start stops working.
+        var configured = settings.OperatorToken.Length > 0 ? Secrets.Hash(settings.OperatorToken) : null;
+        store.RemoveApiTokens(ConfiguredName, except: configured);
+        if (configured is not null && store.ApiTokenRole(configured, now) is null)
         {
-            store.AddApiToken(Secrets.Hash(settings.OperatorToken), Operator, "configured", time.GetUtcNow());
+            store.AddApiToken(configured, Operator, ConfiguredName, now);
         }
 
-        if (store.HasApiTokens(Operator)) return;
+        if (store.HasApiTokens(Operator, now)) return;
         var token = Secrets.New("op_");
         var path = OperatorTokenPath(settings.Data);
         // Written whole, then renamed: whoever sees the file sees the token.
@@ -43,11 +50,14 @@ public static partial class ApiAuth
             var header = context.HttpContext.Request.Headers.Authorization.ToString();
             var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
             var store = context.HttpContext.RequestServices.GetRequiredService<IHubStore>();
-            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token)) : role == Device ? DeviceRole(store, header) : null;
+            var now = context.HttpContext.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token), now) : role == Device ? DeviceRole(store, header) : null;
             if (has is null)
             {
                 context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
-                return Results.Json(new ApiError("an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`)"), statusCode: StatusCodes.Status401Unauthorized);
+                return Results.Json(new ApiError(token.Length > 0
+                    ? "this API token is not known, revoked or expired (see `edgeml tokens list`)"
+                    : "an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`)"), statusCode: StatusCodes.Status401Unauthorized);
             }
 
             if (Rank(has) < Rank(role))

@@ -62,13 +62,27 @@ public interface IHubStore : IDisposable
     /// <summary>The name behind an API token (for the audit trail); null when unknown.</summary>
     string? ApiTokenName(string tokenHash);
 
-    void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now);
+    /// <summary>Adds an API token (hash) with a role and a name; <paramref name="expires"/>: when it stops working (null: never).</summary>
+    void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now, DateTimeOffset? expires = null);
 
-    string? ApiTokenRole(string tokenHash);
+    /// <summary>The role of an API token that is known, not revoked and not expired at <paramref name="now"/>; else null.</summary>
+    string? ApiTokenRole(string tokenHash, DateTimeOffset now);
 
-    bool HasApiTokens(string role);
+    bool HasApiTokens(string role, DateTimeOffset now);
 
     List<ApiTokenEntry> ApiTokens();
+
+    /// <summary>Revokes every token called <paramref name="name"/> (they stop working at once); returns how many.</summary>
+    int RevokeApiTokens(string name, DateTimeOffset now);
+
+    /// <summary>Deletes the tokens called <paramref name="name"/> but the one whose hash is <paramref name="except"/>.</summary>
+    void RemoveApiTokens(string name, string? except);
+
+    /// <summary>Keeps a batch that could not be stored, with the reason, for an operator to look at (never re-queued).</summary>
+    void Quarantine(QuarantinedBatch batch);
+
+    /// <summary>Quarantined batches, newest first; only <paramref name="device"/>'s when given.</summary>
+    List<QuarantinedBatch> Quarantined(string? device, int limit);
 }
 
 /// <summary>One record as it came from a device.</summary>
@@ -96,7 +110,11 @@ public sealed record AuditEntry(DateTimeOffset At, string Actor, string Action, 
 
 public sealed record AuditQuery(DateTimeOffset? Since = null, string? Action = null, string? Device = null, string? Subject = null);
 
-public sealed record ApiTokenEntry(string Name, string Role, DateTimeOffset Created);
+/// <summary>An API token as listed (never the token itself): state is <c>active</c>, <c>expired</c> or <c>revoked</c>.</summary>
+public sealed record ApiTokenEntry(string Name, string Role, DateTimeOffset Created, DateTimeOffset? Expires = null, DateTimeOffset? RevokedAt = null, string State = "active");
+
+/// <summary>A batch set aside because storing it failed on its own: who sent it, when, why, and its records (JSON array).</summary>
+public sealed record QuarantinedBatch(long Id, string Device, DateTimeOffset At, string Reason, int Records, string RecordsJson);
 
 public enum DeviceAccess
 {

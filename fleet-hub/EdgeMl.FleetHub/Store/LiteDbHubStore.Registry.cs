@@ -136,30 +136,93 @@ public sealed partial class LiteDbHubStore
         lock (_gate) return _apiTokens.FindById(tokenHash)?["name"].AsString;
     }
 
-    public void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now)
+    public void AddApiToken(string tokenHash, string role, string name, DateTimeOffset now, DateTimeOffset? expires = null)
     {
         lock (_gate)
         {
-            _apiTokens.Insert(new BsonDocument { ["_id"] = tokenHash, ["role"] = role, ["name"] = name, ["created"] = now.ToUnixTimeMilliseconds() });
+            var doc = new BsonDocument { ["_id"] = tokenHash, ["role"] = role, ["name"] = name, ["created"] = now.ToUnixTimeMilliseconds() };
+            if (expires is { } e) doc["expires"] = e.ToUnixTimeMilliseconds();
+            _apiTokens.Upsert(doc);
         }
     }
 
-    /// <summary>The role of an API token, or null when the token is not known.</summary>
-    public string? ApiTokenRole(string tokenHash)
+    /// <summary>The role of an API token, or null when the token is not known, revoked or expired.</summary>
+    public string? ApiTokenRole(string tokenHash, DateTimeOffset now)
     {
-        lock (_gate) return _apiTokens.FindById(tokenHash)?["role"].AsString;
+        lock (_gate) return _apiTokens.FindById(tokenHash) is { } t && TokenState(t, now) == "active" ? t["role"].AsString : null;
     }
 
-    public bool HasApiTokens(string role)
+    public bool HasApiTokens(string role, DateTimeOffset now)
     {
-        lock (_gate) return _apiTokens.Exists(Query.EQ("role", role));
+        lock (_gate) return _apiTokens.Find(Query.EQ("role", role)).Any(t => TokenState(t, now) == "active");
     }
 
     public List<ApiTokenEntry> ApiTokens()
     {
         lock (_gate)
         {
-            return _apiTokens.FindAll().Select(t => new ApiTokenEntry(t["name"].AsString, t["role"].AsString, DateTimeOffset.FromUnixTimeMilliseconds(t["created"].AsInt64))).ToList();
+            var now = DateTimeOffset.UtcNow;
+            return _apiTokens.FindAll().Select(t => new ApiTokenEntry(t["name"].AsString, t["role"].AsString, DateTimeOffset.FromUnixTimeMilliseconds(t["created"].AsInt64),
+                Time(t, "expires"), Time(t, "revokedAt"), TokenState(t, now))).OrderBy(t => t.Created).ToList();
+        }
+    }
+
+    public int RevokeApiTokens(string name, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            var n = 0;
+            foreach (var t in _apiTokens.Find(Query.EQ("name", name)).ToList())
+            {
+                if (t.ContainsKey("revokedAt")) continue;
+                t["revokedAt"] = now.ToUnixTimeMilliseconds();
+                _apiTokens.Update(t);
+                n++;
+            }
+
+            return n;
+        }
+    }
+
+    public void RemoveApiTokens(string name, string? except)
+    {
+        lock (_gate)
+        {
+            foreach (var id in _apiTokens.Find(Query.EQ("name", name)).Select(t => t["_id"].AsString).Where(h => h != except).ToList()) _apiTokens.Delete(id);
+        }
+    }
+
+    private static string TokenState(BsonDocument t, DateTimeOffset now) =>
+        t.ContainsKey("revokedAt") ? "revoked" : t.TryGetValue("expires", out var e) && e.IsInt64 && e.AsInt64 <= now.ToUnixTimeMilliseconds() ? "expired" : "active";
+
+    private ILiteCollection<BsonDocument> QuarantineLog => _db.GetCollection("quarantine", BsonAutoId.Int64);
+
+    /// <summary>At most this many quarantined batches are kept (the oldest go first): a device cannot fill the disk through it.</summary>
+    private const int MaxQuarantined = 1000;
+
+    public void Quarantine(QuarantinedBatch batch)
+    {
+        lock (_gate)
+        {
+            QuarantineLog.Insert(new BsonDocument
+            {
+                ["device"] = batch.Device, ["at"] = batch.At.ToUnixTimeMilliseconds(), ["reason"] = batch.Reason, ["n"] = batch.Records, ["records"] = batch.RecordsJson,
+            });
+            var over = QuarantineLog.Count() - MaxQuarantined;
+            if (over > 0)
+            {
+                foreach (var old in QuarantineLog.Find(Query.All(), limit: over).Select(d => d["_id"]).ToList()) QuarantineLog.Delete(old);
+            }
+        }
+    }
+
+    public List<QuarantinedBatch> Quarantined(string? device, int limit)
+    {
+        lock (_gate)
+        {
+            var q = device is null ? QuarantineLog.Find(Query.All(Query.Descending), limit: limit) : QuarantineLog.Find(Query.EQ("device", device)).OrderByDescending(d => d["_id"].AsInt64).Take(limit);
+            return q.Select(d => new QuarantinedBatch(d["_id"].AsInt64, d["device"].AsString, DateTimeOffset.FromUnixTimeMilliseconds(d["at"].AsInt64), d["reason"].AsString,
+                d["n"].AsInt32, d["records"].AsString)).ToList();
         }
     }
 
@@ -193,12 +256,12 @@ public sealed partial class LiteDbHubStore
             using var doc = JsonDocument.Parse(json);
             if (doc.RootElement.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.Object)
             {
-                d["model"] = m.TryGetProperty("name", out var n) ? n.GetString() : null;
-                d["modelVersion"] = m.TryGetProperty("version", out var v) ? v.GetString() : null;
+                d["model"] = m.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null;
+                d["modelVersion"] = m.TryGetProperty("version", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
                 d["latencyP99Ms"] = m.TryGetProperty("latencyP99Ms", out var p99) && p99.TryGetDouble(out var ms) ? ms : BsonValue.Null;
             }
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             // Stored as it came; the registry just has no model for it.
         }

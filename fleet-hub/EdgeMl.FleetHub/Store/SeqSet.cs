@@ -4,10 +4,15 @@ namespace EdgeMl.FleetHub.Store;
 /// The sequence numbers already stored for one (device, boot, record class): everything up to a watermark,
 /// plus the few ranges above it that arrived early. A device sends live records before an outage's backlog
 /// of the same boot, so "highest seen" alone would take the backlog for duplicates; the ranges close as the
-/// gaps fill and the watermark moves up. Exact, and small: a handful of ranges at most in practice.
+/// gaps fill and the watermark moves up. Exact, and small: a handful of ranges at most in practice. A device
+/// that sends only every other number cannot make it grow without bound: past <see cref="MaxRanges"/> the lowest
+/// gap is given up (the watermark jumps over it), so a record arriving later in that gap counts as a duplicate.
 /// </summary>
 public sealed class SeqSet
 {
+    /// <summary>Ranges kept above the watermark (bounded per-device state on the hub).</summary>
+    public const int MaxRanges = 1024;
+
     private readonly List<(long Lo, long Hi)> _ranges; // sorted, disjoint, non-adjacent, all above the watermark
 
     public SeqSet(long watermark, IEnumerable<(long Lo, long Hi)>? ranges = null)
@@ -52,8 +57,8 @@ public sealed class SeqSet
             _ranges.Insert(i, (seq, seq));
         }
 
-        // The lowest range touching the watermark folds into it.
-        if (_ranges.Count > 0 && _ranges[0].Lo == Watermark + 1)
+        // The lowest range touching the watermark folds into it; past the bound, the lowest gap is given up.
+        if (_ranges.Count > 0 && (_ranges[0].Lo == Watermark + 1 || _ranges.Count > MaxRanges))
         {
             Watermark = _ranges[0].Hi;
             _ranges.RemoveAt(0);

@@ -20,4 +20,10 @@ public sealed class DeviceCredentials
     public int MqttPort { get; set; }
     /// <summary>The hub's MQTT-over-TLS port; 0: none. Devices prefer it when there is one.</summary>
     public int MqttTlsPort { get; set; }
+    /// <summary>
+    /// The public keys (PEM, SubjectPublicKeyInfo) the hub accepts model pushes signed with: the device keeps them with
+    /// its identity and refuses any over-the-air package not signed by one of them. Empty from a hub without
+    /// <c>--TrustedKeys</c> (which accepts no pushes).
+    /// </summary>
+    public List<string> SigningKeys { get; set; } = [];
 }

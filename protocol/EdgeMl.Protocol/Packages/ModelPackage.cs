@@ -52,7 +52,37 @@ public sealed class ModelPackage
         }
     }
 
-    public static ModelPackage Read(Stream stream, string source)
+    /// <summary>Largest <c>manifest.json</c> a package may hold (bytes, inflated).</summary>
+    public const int MaxManifestBytes = 1024 * 1024;
+
+    /// <summary>Largest <c>manifest.sig</c> (bytes, inflated).</summary>
+    public const int MaxSignatureBytes = 16 * 1024;
+
+    /// <summary>Largest model file when the manifest does not give its size (bytes, inflated; a .NET array's limit).</summary>
+    public const long MaxModelBytes = int.MaxValue - 64;
+
+    public static ModelPackage Read(Stream stream, string source) => Read(stream, source, trusted: null);
+
+    /// <summary>
+    /// Opens a package that must be signed by one of <paramref name="trusted"/>, in the order that keeps an attacker's
+    /// bytes away from every parser: entry sizes capped while inflating (a zip bomb is refused, not expanded), the
+    /// signature checked over the manifest's raw bytes, and only then the manifest parsed and the model inflated (capped
+    /// at the size the signed manifest gives) and hashed. Throws <see cref="ModelPackageException"/> with the reason.
+    /// </summary>
+    public static ModelPackage OpenSigned(string path, IReadOnlyCollection<System.Security.Cryptography.ECDsa> trusted)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return Read(stream, path, trusted);
+        }
+        catch (IOException e) when (e is not FileNotFoundException)
+        {
+            throw new ModelPackageException($"model package '{path}' cannot be read: {e.Message}", e);
+        }
+    }
+
+    private static ModelPackage Read(Stream stream, string source, IReadOnlyCollection<System.Security.Cryptography.ECDsa>? trusted)
     {
         ZipArchive zip;
         try
@@ -67,11 +97,18 @@ public sealed class ModelPackage
 
         using (zip)
         {
-            var manifestBytes = ReadEntry(zip, ManifestEntryName, source, required: true)!;
+            var manifestBytes = ReadEntry(zip, ManifestEntryName, source, required: true, MaxManifestBytes)!;
+            var signature = ReadEntry(zip, SignatureEntryName, source, required: false, MaxSignatureBytes);
+            if (trusted is not null)
+            {
+                var check = PackageSignature.Verify(source, manifestBytes, signature, trusted);
+                if (!check.Valid) throw new ModelPackageException($"refused: {check.Message}");
+            }
+
             var manifest = ParseManifest(manifestBytes, $"{source}!{ManifestEntryName}");
             var modelEntry = string.IsNullOrEmpty(manifest.Model.File) ? ModelEntryName : manifest.Model.File;
-            var modelBytes = ReadEntry(zip, modelEntry, source, required: true)!;
-            var signature = ReadEntry(zip, SignatureEntryName, source, required: false);
+            var cap = manifest.Model.SizeBytes > 0 ? Math.Min(manifest.Model.SizeBytes, MaxModelBytes) : MaxModelBytes;
+            var modelBytes = ReadEntry(zip, modelEntry, source, required: true, cap)!;
 
             if (manifest.Model.SizeBytes != 0 && manifest.Model.SizeBytes != modelBytes.LongLength)
             {
@@ -96,7 +133,7 @@ public sealed class ModelPackage
         ModelManifest? manifest;
         try
         {
-            manifest = JsonSerializer.Deserialize(json, ProtocolJsonContext.Default.ModelManifest);
+            manifest = JsonSerializer.Deserialize(json, ManifestJsonContext.Default.ModelManifest);
         }
         catch (JsonException e)
         {
@@ -171,7 +208,8 @@ public sealed class ModelPackage
         s.Write(data);
     }
 
-    private static byte[]? ReadEntry(ZipArchive zip, string name, string source, bool required)
+    /// <summary>Inflates an entry, refusing it as soon as it passes <paramref name="max"/> bytes (whatever its header claims).</summary>
+    private static byte[]? ReadEntry(ZipArchive zip, string name, string source, bool required, long max)
     {
         var entry = zip.GetEntry(name);
         if (entry is null)
@@ -181,11 +219,27 @@ public sealed class ModelPackage
                 : null;
         }
 
+        if (entry.Length > max)
+        {
+            throw new ModelPackageException($"model package '{source}': entry '{name}' says it inflates to {entry.Length} bytes; at most {max} are allowed");
+        }
+
         try
         {
             using var s = entry.Open();
-            using var ms = new MemoryStream(entry.Length > 0 && entry.Length < int.MaxValue ? (int)entry.Length : 0);
-            s.CopyTo(ms);
+            using var ms = new MemoryStream(entry.Length > 0 && entry.Length <= max ? (int)entry.Length : 0);
+            var buffer = new byte[81920];
+            int n;
+            while ((n = s.Read(buffer)) > 0)
+            {
+                if (ms.Length + n > max)
+                {
+                    throw new ModelPackageException($"model package '{source}': entry '{name}' inflates beyond {max} bytes (a zip bomb?); refused");
+                }
+
+                ms.Write(buffer, 0, n);
+            }
+
             return ms.ToArray();
         }
         catch (InvalidDataException e)

@@ -24,22 +24,29 @@ public static class PackageSignature
     }
 
     /// <summary>Checks a package's signature against trusted public keys; the result says what was wrong, and with which key.</summary>
-    public static SignatureCheck Verify(ModelPackage package, IReadOnlyCollection<ECDsa> trusted)
+    public static SignatureCheck Verify(ModelPackage package, IReadOnlyCollection<ECDsa> trusted) =>
+        Verify(package.Source, package.ManifestBytes, package.Signature, trusted);
+
+    /// <summary>
+    /// Checks <paramref name="signature"/> (the <c>manifest.sig</c> bytes) over the manifest's raw bytes; nothing here
+    /// parses the manifest, so it can run before any other byte of an untrusted package is looked at.
+    /// </summary>
+    public static SignatureCheck Verify(string source, byte[] manifestBytes, byte[]? signature, IReadOnlyCollection<ECDsa> trusted)
     {
-        if (package.Signature is null) return new SignatureCheck(false, null, $"{package.Source}: the package is not signed (no {ModelPackage.SignatureEntryName})");
+        if (signature is null) return new SignatureCheck(false, null, $"{source}: the package is not signed (no {ModelPackage.SignatureEntryName})");
         SignatureFile? sig;
         try
         {
-            sig = JsonSerializer.Deserialize(package.Signature, SignatureJsonContext.Default.SignatureFile);
+            sig = JsonSerializer.Deserialize(signature, SignatureJsonContext.Default.SignatureFile);
         }
         catch (JsonException e)
         {
-            return new SignatureCheck(false, null, $"{package.Source}: {ModelPackage.SignatureEntryName} is not a signature ({e.Message})");
+            return new SignatureCheck(false, null, $"{source}: {ModelPackage.SignatureEntryName} is not a signature ({e.Message})");
         }
 
-        if (sig is null || sig.Algorithm != Algorithm) return new SignatureCheck(false, sig?.KeyId, $"{package.Source}: signature algorithm '{sig?.Algorithm}' is not {Algorithm}");
+        if (sig is null || sig.Algorithm != Algorithm) return new SignatureCheck(false, sig?.KeyId, $"{source}: signature algorithm '{sig?.Algorithm}' is not {Algorithm}");
         var key = trusted.FirstOrDefault(k => KeyId(k) == sig.KeyId);
-        if (key is null) return new SignatureCheck(false, sig.KeyId, $"{package.Source}: signed by key {sig.KeyId}, which is not trusted here");
+        if (key is null) return new SignatureCheck(false, sig.KeyId, $"{source}: signed by key {sig.KeyId}, which is not trusted here");
         byte[] bytes;
         try
         {
@@ -47,12 +54,24 @@ public static class PackageSignature
         }
         catch (FormatException)
         {
-            return new SignatureCheck(false, sig.KeyId, $"{package.Source}: the signature is not base64");
+            return new SignatureCheck(false, sig.KeyId, $"{source}: the signature is not base64");
         }
 
-        return key.VerifyData(package.ManifestBytes, bytes, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence)
+        return key.VerifyData(manifestBytes, bytes, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence)
             ? new SignatureCheck(true, sig.KeyId, $"signed by trusted key {sig.KeyId}")
-            : new SignatureCheck(false, sig.KeyId, $"{package.Source}: the signature by key {sig.KeyId} does not match the manifest (altered after signing?)");
+            : new SignatureCheck(false, sig.KeyId, $"{source}: the signature by key {sig.KeyId} does not match the manifest (altered after signing?)");
+    }
+
+    /// <summary>The PEM texts of the public keys in PEM files or directories of <c>*.pub</c> (what a hub hands devices at enrollment).</summary>
+    public static List<string> ReadPems(IEnumerable<string> paths)
+    {
+        var pems = new List<string>();
+        foreach (var key in LoadTrusted(paths))
+        {
+            using (key) pems.Add(key.ExportSubjectPublicKeyInfoPem());
+        }
+
+        return pems;
     }
 
     /// <summary>Public keys from PEM files (<c>-----BEGIN PUBLIC KEY-----</c>) or directories of <c>*.pub</c> files.</summary>

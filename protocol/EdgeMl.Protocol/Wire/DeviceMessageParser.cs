@@ -1,0 +1,340 @@
+using System.Buffers;
+using System.Text.Json;
+using EdgeMl.Protocol.Drift;
+using EdgeMl.Protocol.Health;
+using EdgeMl.Protocol.Json;
+using EdgeMl.Protocol.Packages;
+
+namespace EdgeMl.Protocol.Wire;
+
+/// <summary>
+/// Bounds on what one device may send; anything over them is refused with a reason. The defaults are far above what
+/// the agent sends (batches of 200 records of about 300 bytes; drift reports of a few KB a feature).
+/// </summary>
+public sealed record WireLimits
+{
+    /// <summary>Records in one batch (the agent's <c>Agent:Hub:BatchSize</c> default is 200).</summary>
+    public int MaxRecordsPerBatch { get; init; } = 1000;
+
+    /// <summary>Bytes of one record's <c>data</c> (telemetry, alert, health).</summary>
+    public int MaxRecordBytes { get; init; } = 64 * 1024;
+
+    /// <summary>Bytes of one drift report (a sketch per feature, ≤ 4 KB each, and the baseline).</summary>
+    public int MaxDriftRecordBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>Characters of an identifier: boot id, model name, label, sensor name.</summary>
+    public int MaxNameLength { get; init; } = 128;
+
+    /// <summary>Characters of free text: an error message, a reason.</summary>
+    public int MaxTextLength { get; init; } = 4096;
+
+    /// <summary>Entries of a list or map in a record (features, labels, sensors, output values).</summary>
+    public int MaxItems { get; init; } = 4096;
+
+    /// <summary>Largest sequence number (2^53: exact in every JSON reader).</summary>
+    public long MaxSeq { get; init; } = 1L << 53;
+
+    public static WireLimits Default { get; } = new();
+}
+
+/// <summary>Why a device message or record was refused: a stable <see cref="Reason"/> (counted per device) and a human <see cref="Detail"/>.</summary>
+public sealed class WireFormatException(string reason, string detail, Exception? inner = null) : FormatException(detail, inner)
+{
+    /// <summary>One of: <c>json</c>, <c>envelope</c>, <c>device-mismatch</c>, <c>batch-too-large</c>, <c>record</c>, <c>boot</c>,
+    /// <c>seq</c>, <c>class</c>, <c>class-topic</c>, <c>at</c>, <c>too-large</c>, <c>data</c>, <c>limits</c>.</summary>
+    public string Reason { get; } = reason;
+}
+
+/// <summary>A record that passed every check, with its data as the device sent it (unknown fields kept).</summary>
+public readonly record struct ValidRecord(string Boot, long Seq, RecordClass Class, long At, string Data);
+
+/// <summary>A record (or a whole payload, <see cref="Index"/> = -1) refused, with its reason.</summary>
+public readonly record struct RejectedRecord(int Index, string Reason, string Detail);
+
+/// <summary>What a batch held: the records to store and the ones refused.</summary>
+public sealed class BatchParse
+{
+    public List<ValidRecord> Records { get; } = [];
+    public List<RejectedRecord> Rejected { get; } = [];
+}
+
+/// <summary>
+/// Parses and validates what a device sends — batches, status, update reports — into typed protocol records, and
+/// what the hub sends a device (desired state). Nothing here throws anything but <see cref="WireFormatException"/>
+/// for bad input: types, lengths, ranges and counts are checked (<see cref="WireLimits"/>), unknown fields skipped.
+/// </summary>
+public static class DeviceMessageParser
+{
+    /// <summary>
+    /// A batch from <c>edgeml/{device}/{topic}</c> (<paramref name="topic"/>: <c>tele</c>, <c>health</c> or <c>drift</c>).
+    /// A bad envelope refuses the whole payload (one rejection with index -1); a bad record refuses only itself.
+    /// </summary>
+    public static BatchParse ParseBatch(string device, string topic, ReadOnlySequence<byte> payload, WireLimits? limits = null)
+    {
+        limits ??= WireLimits.Default;
+        var result = new BatchParse();
+        TelemetryBatch batch;
+        try
+        {
+            var reader = new Utf8JsonReader(payload);
+            batch = JsonSerializer.Deserialize(ref reader, ProtocolJsonContext.Default.TelemetryBatch)
+                    ?? throw new WireFormatException("envelope", "the payload is JSON null, not a batch");
+        }
+        catch (JsonException e)
+        {
+            result.Rejected.Add(new RejectedRecord(-1, e.Path is null || e.Path == "$" ? "json" : "envelope", $"not a batch ({e.Message})"));
+            return result;
+        }
+        catch (WireFormatException e)
+        {
+            result.Rejected.Add(new RejectedRecord(-1, e.Reason, e.Message));
+            return result;
+        }
+
+        if (batch.Device != device)
+        {
+            result.Rejected.Add(new RejectedRecord(-1, "device-mismatch", $"batch names device '{Clip(batch.Device, 64)}' but came on device {device}'s topic"));
+            return result;
+        }
+
+        if (batch.Records.Count > limits.MaxRecordsPerBatch)
+        {
+            result.Rejected.Add(new RejectedRecord(-1, "batch-too-large", $"{batch.Records.Count} records in one batch; at most {limits.MaxRecordsPerBatch}"));
+            return result;
+        }
+
+        for (var i = 0; i < batch.Records.Count; i++)
+        {
+            try
+            {
+                result.Records.Add(ParseRecord(batch.Records[i], topic, limits));
+            }
+            catch (WireFormatException e)
+            {
+                result.Rejected.Add(new RejectedRecord(i, e.Reason, $"records[{i}]: {e.Message}"));
+            }
+        }
+
+        return result;
+    }
+
+    private static ValidRecord ParseRecord(JsonElement element, string topic, WireLimits limits)
+    {
+        WireRecord r;
+        try
+        {
+            r = element.Deserialize(ProtocolJsonContext.Default.WireRecord) ?? throw new WireFormatException("record", "null instead of a record");
+        }
+        catch (JsonException e)
+        {
+            throw new WireFormatException("record", $"not a record {{boot, seq, class, at, data}} ({e.Message})", e);
+        }
+
+        if (!IsName(r.Boot, limits.MaxNameLength)) throw new WireFormatException("boot", $"boot id '{Clip(r.Boot, 64)}' is not 1-{limits.MaxNameLength} of A-Z a-z 0-9 . _ -");
+        if (r.Seq < 0 || r.Seq > limits.MaxSeq) throw new WireFormatException("seq", $"seq {r.Seq} is outside 0..{limits.MaxSeq}");
+        if (r.At <= 0 || r.At > 253402300799999) throw new WireFormatException("at", $"at {r.At} is not a time in Unix milliseconds");
+        RecordClass cls = r.Class switch
+        {
+            "alert" => RecordClass.Alert,
+            "health" => RecordClass.Health,
+            "drift" => RecordClass.Drift,
+            "telemetry" => RecordClass.Telemetry,
+            _ => throw new WireFormatException("class", $"class '{Clip(r.Class, 32)}' is not alert, health, drift or telemetry"),
+        };
+        var expected = cls switch { RecordClass.Health => "health", RecordClass.Drift => "drift", _ => "tele" };
+        if (topic != expected) throw new WireFormatException("class-topic", $"a {r.Class} record belongs on '{expected}', not '{topic}'");
+
+        var raw = r.Data.GetRawText();
+        var max = cls == RecordClass.Drift ? limits.MaxDriftRecordBytes : limits.MaxRecordBytes;
+        if (raw.Length > max) throw new WireFormatException("too-large", $"data is {raw.Length} bytes; a {r.Class} record may have {max}");
+        try
+        {
+            switch (cls)
+            {
+                case RecordClass.Telemetry:
+                    Check(r.Data.Deserialize(ProtocolJsonContext.Default.PredictionRecord), limits);
+                    break;
+                case RecordClass.Alert:
+                    Check(r.Data.Deserialize(ProtocolJsonContext.Default.AlertRecord), limits);
+                    break;
+                case RecordClass.Health:
+                    Check(r.Data.Deserialize(ProtocolJsonContext.Default.HealthReport), limits);
+                    break;
+                case RecordClass.Drift:
+                    Check(r.Data.Deserialize(CompactJsonContext.Default.DriftReport), limits);
+                    break;
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new WireFormatException("data", $"data of a {r.Class} record: {e.Message}", e);
+        }
+
+        return new ValidRecord(r.Boot, r.Seq, cls, r.At, raw);
+    }
+
+    /// <summary><c>edgeml/{dev}/status</c>: state <c>online</c> or <c>offline</c>, an optional boot id.</summary>
+    public static StatusMessage ParseStatus(ReadOnlySequence<byte> payload, WireLimits? limits = null)
+    {
+        limits ??= WireLimits.Default;
+        var s = Deserialize(payload, ProtocolJsonContext.Default.StatusMessage, "status");
+        if (s.State is not ("online" or "offline")) throw new WireFormatException("data", $"status state '{Clip(s.State, 32)}' is not online or offline");
+        if (s.Boot is not null && !IsName(s.Boot, limits.MaxNameLength)) throw new WireFormatException("boot", $"boot id '{Clip(s.Boot, 64)}' is not valid");
+        return s;
+    }
+
+    /// <summary><c>edgeml/{dev}/state/reported</c>: where the device is with a model update.</summary>
+    public static ReportedState ParseReported(ReadOnlySequence<byte> payload, WireLimits? limits = null)
+    {
+        limits ??= WireLimits.Default;
+        var r = Deserialize(payload, CompactJsonContext.Default.ReportedState, "reported state");
+        Text(r.Phase, limits.MaxNameLength, "phase");
+        Text(r.Name, limits.MaxNameLength, "name");
+        Text(r.Version, limits.MaxNameLength, "version");
+        Text(r.Reason, limits.MaxTextLength, "reason");
+        Text(r.Active, limits.MaxNameLength * 2, "active");
+        Text(r.Previous, limits.MaxNameLength * 2, "previous");
+        Text(r.Rollout, limits.MaxNameLength, "rollout");
+        if (r.Phase.Length == 0) throw new WireFormatException("data", "reported state without a phase");
+        if (r.Shadow is { } s)
+        {
+            Count(s.Distribution.Count + s.ActiveDistribution.Count, limits, "shadow distribution");
+            foreach (var k in s.Distribution.Keys.Concat(s.ActiveDistribution.Keys)) Text(k, limits.MaxNameLength, "shadow label");
+        }
+
+        return r;
+    }
+
+    /// <summary>
+    /// <c>edgeml/{dev}/state/desired</c> as the agent reads it: name and version are names, the SHA-256 is 64 hex digits
+    /// (or empty for a switch back to the other slot), the size is positive and the URL a relative path on the hub.
+    /// </summary>
+    public static DesiredModel ParseDesired(ReadOnlySequence<byte> payload, WireLimits? limits = null)
+    {
+        limits ??= WireLimits.Default;
+        var d = Deserialize(payload, CompactJsonContext.Default.DesiredModel, "desired state");
+        if (!IsName(d.Name, limits.MaxNameLength)) throw new WireFormatException("data", $"desired model name '{Clip(d.Name, 64)}' is not valid");
+        if (!IsName(d.Version, limits.MaxNameLength)) throw new WireFormatException("data", $"desired model version '{Clip(d.Version, 64)}' is not valid");
+        if (d.Sha256.Length != 0 && (d.Sha256.Length != 64 || !d.Sha256.All(Uri.IsHexDigit)))
+        {
+            throw new WireFormatException("data", "desired sha256 is not 64 hexadecimal digits");
+        }
+
+        if (d.SizeBytes < 0) throw new WireFormatException("data", $"desired sizeBytes {d.SizeBytes} is negative");
+        Text(d.Url, limits.MaxTextLength, "url");
+        Text(d.Rollout, limits.MaxNameLength, "rollout");
+        if (d.ShadowSeconds < 0 || d.ShadowSeconds > 7 * 24 * 3600) throw new WireFormatException("data", $"shadowSeconds {d.ShadowSeconds} is outside 0..604800");
+        if (d.WatchSeconds is < 0 or > 7 * 24 * 3600) throw new WireFormatException("data", $"watchSeconds {d.WatchSeconds} is outside 0..604800");
+        if (d.MaxLatencyRatio is { } ratio && (ratio < 0 || !double.IsFinite(ratio))) throw new WireFormatException("data", "maxLatencyRatio is negative");
+        if (d.MaxErrorRate is { } rate && (rate is < 0 or > 1 || !double.IsFinite(rate))) throw new WireFormatException("data", "maxErrorRate is outside 0..1");
+        return d;
+    }
+
+    private static T Deserialize<T>(ReadOnlySequence<byte> payload, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string what)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(payload);
+            return JsonSerializer.Deserialize(ref reader, type) ?? throw new WireFormatException("data", $"{what}: JSON null");
+        }
+        catch (JsonException e)
+        {
+            throw new WireFormatException("json", $"{what}: {e.Message}", e);
+        }
+    }
+
+    private static void Check(PredictionRecord? p, WireLimits limits)
+    {
+        if (p is null) throw new WireFormatException("data", "telemetry data is null");
+        Text(p.Model, limits.MaxNameLength * 2, "model");
+        Text(p.Label, limits.MaxNameLength, "label");
+        Count((p.Probs?.Count ?? 0) + (p.Values?.Count ?? 0), limits, "outputs");
+        if (p.Probs is not null)
+        {
+            foreach (var k in p.Probs.Keys) Text(k, limits.MaxNameLength, "probs label");
+        }
+    }
+
+    private static void Check(AlertRecord? a, WireLimits limits)
+    {
+        if (a is null) throw new WireFormatException("data", "alert data is null");
+        if (!IsName(a.Kind, 64)) throw new WireFormatException("data", $"alert kind '{Clip(a.Kind, 32)}' is not a name");
+        foreach (var (value, field) in new[] { (a.Rule, "rule"), (a.State, "state"), (a.Label, "label"), (a.Sensor, "sensor"), (a.Detector, "detector"), (a.Output, "output"), (a.Direction, "direction"), (a.Model, "model"), (a.Version, "version") })
+        {
+            Text(value, limits.MaxNameLength, field);
+        }
+
+        Text(a.Error, limits.MaxTextLength, "error");
+    }
+
+    private static void Check(HealthReport? h, WireLimits limits)
+    {
+        if (h is null) throw new WireFormatException("data", "health data is null");
+        if (h.Model is { } m)
+        {
+            Text(m.Name, limits.MaxNameLength, "model.name");
+            Text(m.Version, limits.MaxNameLength, "model.version");
+            Text(m.Provider, limits.MaxNameLength, "model.provider");
+            Text(m.LastInferenceError, limits.MaxTextLength, "model.lastInferenceError");
+        }
+
+        Count(h.Sensors.Count, limits, "sensors");
+        foreach (var s in h.Sensors)
+        {
+            Text(s.Name, limits.MaxNameLength, "sensors.name");
+            Text(s.State, limits.MaxNameLength, "sensors.state");
+            Text(s.LastError, limits.MaxTextLength, "sensors.lastError");
+        }
+
+        if (h.Outbox is { } o) Count(o.Depth.Count + o.Dropped.Count + o.Expired.Count, limits, "outbox counters");
+    }
+
+    private static void Check(DriftReport? d, WireLimits limits)
+    {
+        if (d is null) throw new WireFormatException("data", "drift data is null");
+        Text(d.Model, limits.MaxNameLength, "model");
+        Text(d.Version, limits.MaxNameLength, "version");
+        Count(d.Features.Count + d.Outputs.Count + d.Labels.Count + d.Baseline.Features.Count + d.Baseline.Outputs.Count, limits, "features, outputs and labels");
+        foreach (var f in d.Features.Concat(d.Outputs))
+        {
+            Text(f.Name, limits.MaxNameLength, "feature name");
+            Count(f.Counts.Count + f.KllLevels.Count, limits, $"feature '{Clip(f.Name, 32)}' counts");
+            if (f.Count < 0 || f.Missing < 0) throw new WireFormatException("data", $"feature '{Clip(f.Name, 32)}': negative count");
+        }
+
+        foreach (var k in d.Labels.Keys) Text(k, limits.MaxNameLength, "label");
+    }
+
+    private static void Text(string? value, int max, string field)
+    {
+        if (value is not null && value.Length > max) throw new WireFormatException("data", $"{field} is {value.Length} characters; at most {max}");
+    }
+
+    private static void Count(int n, WireLimits limits, string what)
+    {
+        if (n > limits.MaxItems) throw new WireFormatException("data", $"{n} {what}; at most {limits.MaxItems}");
+    }
+
+    /// <summary>1..max of A-Z a-z 0-9 . _ - + (identifiers that end up in topics, file names and logs).</summary>
+    public static bool IsName(string? s, int max)
+    {
+        if (string.IsNullOrEmpty(s) || s.Length > max) return false;
+        foreach (var c in s)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or '+')) return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A record class as it travels: <c>alert</c>, <c>health</c>, <c>drift</c>, <c>telemetry</c>.</summary>
+    public static string ClassName(RecordClass c) => c switch
+    {
+        RecordClass.Alert => "alert",
+        RecordClass.Health => "health",
+        RecordClass.Drift => "drift",
+        _ => "telemetry",
+    };
+
+    private static string Clip(string? s, int n) => s is null ? "null" : s.Length <= n ? s : s[..n] + "…";
+}
