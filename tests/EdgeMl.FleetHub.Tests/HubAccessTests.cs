@@ -59,11 +59,12 @@ public sealed class HubAccessTests : IDisposable
 
         // Its own subtree works both ways: what cell-a retains under its topics, cell-a reads back.
         // (One connection per device: client id = user name = device id, so the two steps take turns.)
-        Assert.Equal(0, Pub("cell-a", a, "edgeml/cell-a/state/reported", "hello", "-r").Code);
+        var reported = """{"phase":"active","name":"m","version":"1.0.0","at":"2026-01-01T00:00:00Z"}""";
+        Assert.Equal(0, Pub("cell-a", a, "edgeml/cell-a/state/reported", reported, "-r").Code);
         var (subCode, heard, subErr) = HubHarness.Run("/usr/bin/mosquitto_sub", "-p", HubHarness.Str(_h.Mqtt), "-i", "cell-a", "-u", "cell-a", "-P", a,
             "-t", "edgeml/cell-a/state/#", "-C", "1", "-v", "-W", "10");
         Assert.True(subCode == 0, subErr);
-        Assert.Equal("edgeml/cell-a/state/reported hello", heard.Trim());
+        Assert.Equal($"edgeml/cell-a/state/reported {reported}", heard.Trim());
     }
 
     [Fact]

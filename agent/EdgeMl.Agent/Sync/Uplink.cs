@@ -273,10 +273,10 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         if (e.ApplicationMessage.Topic != Topics.StateDesired(settings.DeviceId)) return Task.CompletedTask;
         try
         {
-            var reader = new Utf8JsonReader(e.ApplicationMessage.Payload);
-            if (JsonSerializer.Deserialize(ref reader, Protocol.Json.ProtocolJsonContext.Default.DesiredModel) is { } desired) DesiredReceived?.Invoke(desired);
+            // Whoever can write the retained topic is not trusted either: typed, validated, then acted on.
+            DesiredReceived?.Invoke(DeviceMessageParser.ParseDesired(e.ApplicationMessage.Payload));
         }
-        catch (JsonException ex)
+        catch (WireFormatException ex)
         {
             LogBadDesired(logger, ex.Message);
         }

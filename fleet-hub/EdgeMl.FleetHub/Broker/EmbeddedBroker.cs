@@ -92,12 +92,20 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
                 ingest.CountRefused(e.ClientId, refusal);
                 LogRefusedPublish(logger, e.ClientId, message.Topic, refusal);
             }
-            else if (!await ingest.HandleAsync(e.ClientId, subtopic, message.Payload).ConfigureAwait(false))
+            else
             {
-                // Not stored: no success PUBACK, so the device keeps the batch and sends it again.
-                e.ProcessPublish = false;
-                e.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
-                e.CloseConnection = true;
+                switch (await ingest.HandleAsync(e.ClientId, subtopic, message.Payload).ConfigureAwait(false))
+                {
+                    case IngestOutcome.Dropped:
+                        e.ProcessPublish = false; // acknowledged, but a malformed message is neither retained nor forwarded
+                        break;
+                    case IngestOutcome.Retry:
+                        // Not stored: no success PUBACK, so the device keeps the batch and sends it again.
+                        e.ProcessPublish = false;
+                        e.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+                        e.CloseConnection = true;
+                        break;
+                }
             }
         };
         await _server.StartAsync().ConfigureAwait(false);

@@ -47,7 +47,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
             var handled = !Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _)
                 ? Refuse(device, message.Topic)
-                : await ingest.HandleAsync(device, subtopic, message.Payload).ConfigureAwait(false);
+                : await ingest.HandleAsync(device, subtopic, message.Payload).ConfigureAwait(false) != IngestOutcome.Retry;
             if (handled)
             {
                 try

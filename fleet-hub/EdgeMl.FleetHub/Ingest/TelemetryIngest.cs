@@ -106,10 +106,11 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
     /// <summary>
     /// Handles one publish of <paramref name="device"/> on <c>edgeml/{device}/{subtopic}</c> (the broker has checked that
-    /// the device owns the topic). Completes with false when the message must not be acknowledged (it could not be
-    /// stored, and sending it again may succeed); never throws.
+    /// the device owns the topic). Never throws: <see cref="IngestOutcome.Retry"/> when the message must not be
+    /// acknowledged (it could not be stored, and sending it again may succeed), <see cref="IngestOutcome.Dropped"/> when
+    /// it is acknowledged but must go no further (malformed: not retained, not forwarded).
     /// </summary>
-    public async Task<bool> HandleAsync(string device, string subtopic, ReadOnlySequence<byte> payload)
+    public async Task<IngestOutcome> HandleAsync(string device, string subtopic, ReadOnlySequence<byte> payload)
     {
         try
         {
@@ -118,7 +119,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                 case "tele" or "health" or "drift":
                     var parsed = DeviceMessageParser.ParseBatch(device, subtopic, payload, Limits);
                     foreach (var r in parsed.Rejected) Reject(device, subtopic, r.Reason, r.Detail);
-                    if (parsed.Records.Count == 0) return true;
+                    if (parsed.Records.Count == 0) return IngestOutcome.Dropped;
                     var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                     var records = new List<IncomingRecord>(parsed.Records.Count);
                     foreach (var r in parsed.Records)
@@ -135,31 +136,31 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
                     var pending = new Pending(device, records, payload.Length);
                     await _queue.Writer.WriteAsync(pending).ConfigureAwait(false);
-                    return await pending.Done.Task.ConfigureAwait(false);
+                    return await pending.Done.Task.ConfigureAwait(false) ? IngestOutcome.Stored : IngestOutcome.Retry;
                 case "state/reported":
                     var reported = DeviceMessageParser.ParseReported(payload, Limits);
                     NoteModelChange(device, reported);
                     _store.SetModelState(device, null, JsonSerializer.Serialize(reported, Protocol.Json.CompactJsonContext.Default.ReportedState));
-                    return true;
+                    return IngestOutcome.Stored;
                 case "status":
                     var status = DeviceMessageParser.ParseStatus(payload, Limits);
                     _store.SetPresence(device, status.State, status.Boot, _time.GetUtcNow());
-                    return true;
+                    return IngestOutcome.Stored;
                 default:
-                    return true;
+                    return IngestOutcome.Stored; // command replies: passed on to whoever asked
             }
         }
         catch (WireFormatException e)
         {
             Reject(device, subtopic, e.Reason, e.Message);
-            return true; // acknowledged and dropped: re-sending a malformed payload would not help
+            return IngestOutcome.Dropped; // acknowledged and dropped: re-sending a malformed payload would not help
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // The store failed on a well-formed message: not acknowledged, the device sends it again.
             Interlocked.Increment(ref _storeErrors);
             LogStoreFailed(_logger, 1, e.Message);
-            return false;
+            return IngestOutcome.Retry;
         }
     }
 
@@ -322,6 +323,19 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
     [LoggerMessage(EventId = 2105, Level = LogLevel.Error, Message = "Drift check after ingest failed: {Error}")]
     private static partial void LogDriftCheckFailed(ILogger logger, string error);
+}
+
+/// <summary>What became of a device's message.</summary>
+public enum IngestOutcome
+{
+    /// <summary>Stored (or acted on): acknowledge, and let the broker retain or forward it.</summary>
+    Stored,
+
+    /// <summary>Malformed and dropped (counted): acknowledge, but neither retain nor forward it.</summary>
+    Dropped,
+
+    /// <summary>Well-formed but not stored (the store failed): do not acknowledge; the device sends it again.</summary>
+    Retry,
 }
 
 /// <summary>One record of a quarantined batch, as the device sent it.</summary>

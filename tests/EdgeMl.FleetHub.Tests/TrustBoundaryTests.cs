@@ -1,0 +1,179 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace EdgeMl.FleetHub.Tests;
+
+/// <summary>
+/// The hub treats every byte from a device as untrusted, and decides identities once, at connect: a real hub, real
+/// agents, and mosquitto_pub/mosquitto_sub as the hostile third-party clients (issue 10).
+/// </summary>
+public sealed class TrustBoundaryTests : IDisposable
+{
+    private readonly HubHarness _h = new();
+
+    private string Password(string device) =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(_h.AgentData(device), "identity.json"))).RootElement.GetProperty("password").GetString()!;
+
+    private (int Code, string Out, string Err) Pub(string client, string topic, string payload, params string[] extra) =>
+        HubHarness.Run("/usr/bin/mosquitto_pub", ["-p", HubHarness.Str(_h.Mqtt), "-i", client, "-u", client, "-P", Password(client), "-t", topic, "-m", payload, "-q", "1", .. extra]);
+
+    private static string Record(long seq, string cls, string data, string boot = "b1") =>
+        $$"""{"boot":"{{boot}}","seq":{{seq}},"class":"{{cls}}","at":{{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}},"data":{{data}}}""";
+
+    private static string Batch(string device, params string[] records) => $$"""{"device":"{{device}}","records":[{{string.Join(',', records)}}]}""";
+
+    private const string Prediction = """{"seq":1,"t":0.5,"model":"m@1","label":"healthy","score":0.9,"probs":{"healthy":0.9},"latency_ms":0.2}""";
+
+    [Fact]
+    public void A_poisoned_batch_from_one_device_is_dropped_and_counted_while_every_other_device_keeps_storing()
+    {
+        Assert.True(File.Exists("/usr/bin/mosquitto_pub"), "mosquitto-clients is needed (./build.sh test installs it)");
+        _h.StartHub();
+        _h.Enroll("bad-1");
+        var good = new[] { "good-1", "good-2", "good-3" }.Select(d => (d, _h.Agent(d, 0, fast: false, healthEvery: 1))).ToList();
+        HubHarness.Until(() => good.All(g => _h.Records(g.d) >= 3), "the good agents' first records");
+
+        // The payload that stopped the whole fleet: a number where a string belongs, inside a health record's data.model.
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health", Batch("bad-1", Record(1, "health", """{"model":{"name":42,"version":{}}}"""))).Code);
+        // A batch where one record is bad: the bad one is dropped, the other two are stored.
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/tele", Batch("bad-1",
+            Record(1, "telemetry", Prediction), Record(2, "telemetry", """{"score":"high"}"""), Record(3, "telemetry", Prediction))).Code);
+        // Wrong record class for the topic, a boot id that is not a name, a negative seq, an unknown class, an oversize record.
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/tele", Batch("bad-1",
+            Record(4, "health", "{}"), Record(5, "telemetry", Prediction, boot: "../../etc"), Record(-6, "telemetry", Prediction),
+            Record(7, "secret", "{}"), Record(8, "alert", $$"""{"kind":"rule","error":"{{new string('x', 70_000)}}"}"""))).Code);
+
+        // Every good device goes on: records produced == stored, and the bad device's good records are there too.
+        var before = good.ToDictionary(g => g.d, g => _h.Records(g.d));
+        HubHarness.Until(() => good.All(g => _h.Records(g.d) >= before[g.d] + 5), "more records from every good agent after the poison");
+        foreach (var (_, p) in good)
+        {
+            p.Kill();
+            p.WaitForExit();
+        }
+
+        Assert.Equal([1L, 3L], _h.Stored("bad-1").Select(r => r.Seq).Order());
+        var ingest = _h.Get("/api/ingest");
+        Assert.Equal(7, ingest.GetProperty("malformed").GetInt64());
+        var rejected = _h.Device("bad-1").GetProperty("rejected");
+        foreach (var reason in new[] { "data", "class-topic", "boot", "seq", "class", "too-large" })
+        {
+            Assert.True(rejected.TryGetProperty(reason, out _), $"reason '{reason}' not counted: {rejected}");
+        }
+
+        Assert.Equal(0, ingest.GetProperty("quarantined").GetInt64());
+        foreach (var (id, _) in good) Assert.False(_h.Device(id).TryGetProperty("rejected", out var r) && r.ValueKind == JsonValueKind.Object && r.EnumerateObject().Any());
+    }
+
+    [Theory]
+    [InlineData("edgeml-hub")]
+    [InlineData("EdgeML-2")]
+    [InlineData("alerts")]
+    [InlineData("api-console")]
+    [InlineData("api")]
+    [InlineData("$SYS")]
+    public async Task Reserved_device_ids_are_refused_at_enrollment(string id)
+    {
+        _h.StartHub();
+        var response = await _h.Api.PostAsJsonAsync("/api/devices", new { id });
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = HubHarness.Json(response).GetProperty("error").GetString()!;
+        Assert.Contains(id, error, StringComparison.Ordinal);
+        Assert.Matches("reserved|not valid", error);
+    }
+
+    [Fact]
+    public void A_device_cannot_write_desired_state_alerts_unknown_subtopics_or_retain_what_the_protocol_does_not()
+    {
+        Assert.True(File.Exists("/usr/bin/mosquitto_sub"), "mosquitto-clients is needed (./build.sh test installs it)");
+        _h.StartHub();
+        _h.Enroll("dev-a");
+        _h.Enroll("dev-b");
+        var forged = """{"name":"evil","version":"6.6.6","sha256":"","sizeBytes":1,"url":"http://attacker.example/x"}""";
+        var batch = Batch("dev-a", Record(1, "telemetry", Prediction));
+        foreach (var (topic, payload, retain, reason) in new[]
+                 {
+                     ("edgeml/dev-b/state/desired", forged, true, "acl"), // another device's desired state
+                     ("edgeml/dev-a/state/desired", forged, true, "unknown-topic"), // its own: only the hub writes desired state
+                     ("edgeml/alerts/offline", "{}", false, "acl"),
+                     ("edgeml/dev-a/cmd/reboot", "{}", false, "unknown-topic"),
+                     ("edgeml/dev-a/tele/extra", batch, false, "unknown-topic"),
+                     ("edgeml/dev-a/tele", batch, true, "retained"),
+                 })
+        {
+            Pub("dev-a", topic, payload, retain ? ["-r"] : []); // refused: the broker closes the connection
+            Assert.True(_h.Device("dev-a").GetProperty("rejected").TryGetProperty($"refused:{reason}", out _), $"{topic}: not refused as {reason}");
+        }
+
+        Assert.Equal(0, _h.Records("dev-a"));
+        // Nothing was retained where dev-b (or dev-a) would read it.
+        foreach (var (client, filter) in new[] { ("dev-b", "edgeml/dev-b/state/desired"), ("dev-a", "edgeml/dev-a/#") })
+        {
+            var (code, heard, _) = HubHarness.Run("/usr/bin/mosquitto_sub", "-p", HubHarness.Str(_h.Mqtt), "-i", client, "-u", client, "-P", Password(client),
+                "-t", filter, "-C", "1", "-W", "2", "-v");
+            Assert.True(code != 0 && heard.Length == 0, $"{client} read '{heard}' on {filter}");
+        }
+    }
+
+    [Fact]
+    public void Newer_and_older_peers_fields_are_accepted_both_ways()
+    {
+        _h.StartHub();
+        _h.Enroll("mixed-1");
+        // A newer agent: unknown fields in the envelope, the record and every payload class.
+        var newer = Batch("mixed-1",
+            Record(1, "telemetry", """{"seq":1,"t":0.1,"model":"m@1","score":0.5,"latency_ms":1,"explanation":{"shap":[0.1]}}""").Replace("\"data\"", "\"signature\":\"x\",\"data\"", StringComparison.Ordinal),
+            Record(2, "telemetry", """{"score":0.5}""")) // an older agent: only what it knew then
+            .Replace("\"records\"", "\"compression\":\"none\",\"records\"", StringComparison.Ordinal);
+        Assert.Equal(0, Pub("mixed-1", "edgeml/mixed-1/tele", newer).Code);
+        Assert.Equal(0, Pub("mixed-1", "edgeml/mixed-1/health", Batch("mixed-1",
+            Record(3, "health", """{"uptimeSeconds":3,"model":{"name":"m","version":"1","npu":"none"},"battery":{"percent":80}}"""))).Code);
+        Assert.Equal(0, Pub("mixed-1", "edgeml/mixed-1/state/reported",
+            """{"phase":"active","name":"m","version":"1","active":"m@1","at":"2026-01-01T00:00:00Z","attestation":"tpm"}""", "-r").Code);
+        HubHarness.Until(() => _h.Records("mixed-1") >= 3, "the newer agent's records");
+        Assert.Equal("m", _h.Device("mixed-1").GetProperty("model").GetString());
+        Assert.Equal("m@1", _h.Device("mixed-1").GetProperty("reported").GetProperty("active").GetString());
+        Assert.Equal(0, _h.Get("/api/ingest").GetProperty("malformed").GetInt64());
+    }
+
+    [Fact]
+    public async Task Tokens_can_expire_and_be_revoked_and_a_removed_operator_token_stops_working_at_the_next_start()
+    {
+        _h.StartHub();
+        var (code, created, err) = HubHarness.Run(HubHarness.CliDll, "tokens", "create", "--role", "viewer", "--name", "contractor", "--json", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.True(code == 0, err);
+        var viewer = JsonDocument.Parse(created).RootElement.GetProperty("token").GetString()!;
+        using var v = new HttpClient { BaseAddress = new Uri(_h.HubUrl) };
+        v.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", viewer);
+        Assert.Equal(HttpStatusCode.OK, (await v.GetAsync("/api/devices")).StatusCode);
+
+        var (revokeCode, revoked, revokeErr) = HubHarness.Run(HubHarness.CliDll, "tokens", "revoke", "contractor", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.True(revokeCode == 0, revokeErr);
+        Assert.Contains("revoked 1 token", revoked, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await v.GetAsync("/api/devices")).StatusCode);
+
+        // An expiring token works until it expires (a tiny expiry: already past when it is used).
+        var expiring = await _h.Api.PostAsJsonAsync("/api/tokens", new { role = "viewer", name = "temp", expiresHours = 1e-9 });
+        var temp = HubHarness.Json(expiring).GetProperty("token").GetString()!;
+        using var t = new HttpClient { BaseAddress = new Uri(_h.HubUrl) };
+        t.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", temp);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await t.GetAsync("/api/devices")).StatusCode);
+        var list = _h.Get("/api/tokens").EnumerateArray().ToDictionary(x => x.GetProperty("name").GetString()!, x => x.GetProperty("state").GetString());
+        Assert.Equal("revoked", list["contractor"]);
+        Assert.Equal("expired", list["temp"]);
+
+        // A token given with --OperatorToken works while the hub is started with it, and not after a start without it.
+        _h.KillHub();
+        _h.StartHub(null, "--OperatorToken", "op_configured-token-1234567890");
+        using var client = new HttpClient { BaseAddress = new Uri(_h.HubUrl) };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "op_configured-token-1234567890");
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/devices")).StatusCode);
+        _h.KillHub();
+        _h.StartHub();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/devices")).StatusCode);
+    }
+
+    public void Dispose() => _h.Dispose();
+}
