@@ -175,5 +175,56 @@ public sealed class TrustBoundaryTests : IDisposable
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/devices")).StatusCode);
     }
 
+    [Fact]
+    public async Task Thousands_of_random_and_mutated_payloads_from_one_device_never_stop_ingest_for_another()
+    {
+        _h.StartHub();
+        _h.Enroll("fuzz-1");
+        using var good = _h.Agent("good-1", 150, fast: false);
+        HubHarness.Until(() => _h.Records("good-1") >= 2, "the good agent's first records");
+
+        var valid = new[]
+        {
+            ("tele", Batch("fuzz-1", Record(1, "telemetry", Prediction), Record(2, "alert", """{"kind":"rule","rule":"r","state":"on","score":0.9}"""))),
+            ("health", Batch("fuzz-1", Record(1, "health", """{"uptimeSeconds":3,"model":{"name":"m","version":"1","latencyP99Ms":2},"sensors":[{"name":"s","state":"ok"}]}"""))),
+            ("drift", Batch("fuzz-1", Record(1, "drift", """{"model":"m","version":"1","features":[{"name":"ax","count":3,"counts":[1,2],"kllK":8,"kllN":3,"kllLevels":[0,3],"kllItems":""}],"labels":{"a":1}}"""))),
+            ("state/reported", """{"phase":"active","name":"m","version":"1","at":"2026-01-01T00:00:00Z"}"""),
+            ("status", """{"state":"online","boot":"b1"}"""),
+        };
+        var random = new Random(20261129);
+        using var client = new MQTTnet.MqttClientFactory().CreateMqttClient();
+        var options = new MQTTnet.MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", _h.Mqtt).WithClientId("fuzz-1").WithCredentials("fuzz-1", Password("fuzz-1"))
+            .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500).Build();
+        await client.ConnectAsync(options);
+        for (var i = 0; i < 2000; i++)
+        {
+            var (topic, json) = valid[random.Next(valid.Length)];
+            var bytes = System.Text.Encoding.UTF8.GetBytes(json).ToList();
+            for (var k = random.Next(1, 6); k > 0 && bytes.Count > 0; k--)
+            {
+                var at = random.Next(bytes.Count);
+                switch (random.Next(3))
+                {
+                    case 0: bytes[at] = (byte)random.Next(256); break;
+                    case 1: bytes.Insert(at, "{}[]\",:0e-9\\u00"u8[random.Next(15)]); break;
+                    default: bytes.RemoveAt(at); break;
+                }
+            }
+
+            if (!client.IsConnected) await client.ConnectAsync(options);
+            var result = await client.PublishAsync(new MQTTnet.MqttApplicationMessageBuilder().WithTopic($"edgeml/fuzz-1/{topic}").WithPayload(bytes.ToArray())
+                .WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce).Build());
+            Assert.True(result.IsSuccess, $"publish {i} on {topic}: {result.ReasonCode}"); // acknowledged: kept or dropped, never a stuck queue
+        }
+
+        await client.DisconnectAsync(new MQTTnet.MqttClientDisconnectOptions());
+        Assert.True(good.WaitForExit(90_000), "the good agent did not finish");
+        HubHarness.Until(() => _h.Stored("good-1").Count >= 150, "all 150 records of the good agent");
+        Assert.Equal(Enumerable.Range(1, 150).Select(i => (long)i), _h.Stored("good-1").Select(r => r.Seq).Order());
+        var ingest = _h.Get("/api/ingest");
+        Assert.True(ingest.GetProperty("malformed").GetInt64() > 500, $"the mutations should mostly be refused: {ingest}");
+        Assert.Equal(0, ingest.GetProperty("storeErrors").GetInt64());
+    }
+
     public void Dispose() => _h.Dispose();
 }

@@ -9,13 +9,16 @@ namespace EdgeMl.Protocol.Json;
 /// The source-generated JSON context for every wire message (AOT-safe). Unknown fields are skipped: agents in the
 /// field are not all updated at once, so a newer peer's extra fields must not make a message malformed. The
 /// manifest is read strictly (<see cref="ManifestJsonContext"/>): a misspelt key there is the operator's mistake.
+/// A JSON null where the type says a value must be is refused (<c>RespectNullableAnnotations</c>), so no null reaches
+/// code that trusts the types.
 /// </summary>
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     ReadCommentHandling = System.Text.Json.JsonCommentHandling.Skip,
-    AllowTrailingCommas = true)]
+    AllowTrailingCommas = true,
+    RespectNullableAnnotations = true)]
 [JsonSerializable(typeof(ModelManifest))]
 [JsonSerializable(typeof(HealthReport))]
 [JsonSerializable(typeof(EnrollmentClaim))]

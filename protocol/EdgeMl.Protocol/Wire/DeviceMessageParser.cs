@@ -85,6 +85,11 @@ public static class DeviceMessageParser
             result.Rejected.Add(new RejectedRecord(-1, e.Path is null || e.Path == "$" ? "json" : "envelope", $"not a batch ({e.Message})"));
             return result;
         }
+        catch (Exception e) when (IsBadInput(e))
+        {
+            result.Rejected.Add(new RejectedRecord(-1, "json", $"not a batch ({e.Message})"));
+            return result;
+        }
         catch (WireFormatException e)
         {
             result.Rejected.Add(new RejectedRecord(-1, e.Reason, e.Message));
@@ -112,6 +117,11 @@ public static class DeviceMessageParser
             catch (WireFormatException e)
             {
                 result.Rejected.Add(new RejectedRecord(i, e.Reason, $"records[{i}]: {e.Message}"));
+            }
+            catch (Exception e) when (IsBadInput(e))
+            {
+                // Bytes the reader let through but cannot turn into text (invalid UTF-8 inside a value), and the like.
+                result.Rejected.Add(new RejectedRecord(i, "data", $"records[{i}]: {e.Message}"));
             }
         }
 
@@ -241,7 +251,14 @@ public static class DeviceMessageParser
         {
             throw new WireFormatException("json", $"{what}: {e.Message}", e);
         }
+        catch (Exception e) when (IsBadInput(e))
+        {
+            throw new WireFormatException("json", $"{what}: {e.Message}", e);
+        }
     }
+
+    /// <summary>What reading hostile JSON can throw besides <see cref="JsonException"/> (invalid UTF-8 in a value, numbers out of range).</summary>
+    private static bool IsBadInput(Exception e) => e is InvalidOperationException or ArgumentException or FormatException or OverflowException;
 
     private static void Check(PredictionRecord? p, WireLimits limits)
     {
@@ -281,6 +298,7 @@ public static class DeviceMessageParser
         Count(h.Sensors.Count, limits, "sensors");
         foreach (var s in h.Sensors)
         {
+            if (s is null) throw new WireFormatException("data", "sensors: a null entry");
             Text(s.Name, limits.MaxNameLength, "sensors.name");
             Text(s.State, limits.MaxNameLength, "sensors.state");
             Text(s.LastError, limits.MaxTextLength, "sensors.lastError");
@@ -295,8 +313,10 @@ public static class DeviceMessageParser
         Text(d.Model, limits.MaxNameLength, "model");
         Text(d.Version, limits.MaxNameLength, "version");
         Count(d.Features.Count + d.Outputs.Count + d.Labels.Count + d.Baseline.Features.Count + d.Baseline.Outputs.Count, limits, "features, outputs and labels");
+        if (d.Baseline.Features.Concat(d.Baseline.Outputs).Any(b => b is null)) throw new WireFormatException("data", "baseline: a null entry");
         foreach (var f in d.Features.Concat(d.Outputs))
         {
+            if (f is null) throw new WireFormatException("data", "features: a null entry");
             Text(f.Name, limits.MaxNameLength, "feature name");
             Count(f.Counts.Count + f.KllLevels.Count, limits, $"feature '{Clip(f.Name, 32)}' counts");
             if (f.Count < 0 || f.Missing < 0) throw new WireFormatException("data", $"feature '{Clip(f.Name, 32)}': negative count");
