@@ -14,6 +14,7 @@ builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<IHubStore>(_ => new LiteDbHubStore(settings.Data));
 builder.Services.AddSingleton<TelemetryIngest>();
+builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.RegistryBaselines>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.DriftAlerts>();
 if (settings.Broker.Length > 0)
 {

@@ -56,6 +56,13 @@ public static class FleetDemo
             Environment.SetEnvironmentVariable("EDGEML_TOKEN", token);
             Say($"hub up: HTTP {hubUrl}, MQTT 127.0.0.1:{mqtt}; operator token in hub/operator.token\n");
 
+            // The model the machines run goes into the registry first: the hub judges drift against its baseline there.
+            var signed = Path.Combine(work.FullName, Path.GetFileName(model));
+            File.Copy(model, signed, overwrite: true);
+            model = signed;
+            await Cli(cliDll, ["model", "sign", model, "--key", Path.Combine(keys, "demo.key")], echo: true, ct).ConfigureAwait(false);
+            await Cli(cliDll, ["model", "push", model], echo: true, ct).ConfigureAwait(false);
+
             foreach (var (id, group, sensor) in Machines)
             {
                 var enrollOut = await Cli(cliDll, ["devices", "enroll", id, "--group", group, "--json"], echo: true, ct).ConfigureAwait(false);

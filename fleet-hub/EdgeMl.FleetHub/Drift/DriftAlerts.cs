@@ -10,14 +10,14 @@ namespace EdgeMl.FleetHub.Drift;
 /// alert on <c>edgeml/alerts/drift</c> for alert consumers and logged. Its group and the fleet are tested the
 /// same way (merged windows; at most every 10 s each).
 /// </summary>
-public sealed partial class DriftAlerts(IHubStore store, IHubPublisher publisher, TimeProvider time, ILogger<DriftAlerts> logger)
+public sealed partial class DriftAlerts(IHubStore store, RegistryBaselines baselines, IHubPublisher publisher, TimeProvider time, ILogger<DriftAlerts> logger)
 {
     public const string Topic = "edgeml/alerts/drift";
     private static readonly string[] Order = ["no data", "ok", "watch", "moderate", "major"];
     private static readonly JsonSerializerOptions Web = new(JsonSerializerDefaults.Web);
 
-    public static DriftView DeviceDrift(IHubStore store, string device, DateTimeOffset since) =>
-        DriftAnalysis.Analyze($"device {device}", Windows(store, [device], since));
+    public static DriftView DeviceDrift(IHubStore store, RegistryBaselines baselines, string device, DateTimeOffset since) =>
+        DriftAnalysis.Analyze($"device {device}", Windows(store, [device], since), baselines.For);
 
     public static List<(string Device, Protocol.Drift.DriftReport Report)> Windows(IHubStore store, IEnumerable<string> devices, DateTimeOffset since)
     {
@@ -62,7 +62,7 @@ public sealed partial class DriftAlerts(IHubStore store, IHubPublisher publisher
             }
 
             var members = scope == "fleet" ? registry.Select(d => d.Id) : registry.Where(d => $"group {d.Group}" == scope).Select(d => d.Id);
-            var view = DriftAnalysis.Analyze(scope, Windows(store, members, now.AddHours(-1)));
+            var view = DriftAnalysis.Analyze(scope, Windows(store, members, now.AddHours(-1)), baselines.For);
             string previous;
             lock (_scopes)
             {
@@ -82,7 +82,7 @@ public sealed partial class DriftAlerts(IHubStore store, IHubPublisher publisher
         foreach (var device in devices)
         {
             var now = time.GetUtcNow();
-            var view = DeviceDrift(store, device, now.AddHours(-1));
+            var view = DeviceDrift(store, baselines, device, now.AddHours(-1));
             var previous = store.FindDevice(device)?.DriftStatus ?? "no data";
             if (view.Status == previous) continue;
             store.SetDriftStatus(device, view.Status, now);

@@ -24,13 +24,32 @@ public static class DriftAnalysis
         }
     }
 
-    public static DriftView Analyze(string scope, IReadOnlyList<(string Device, DriftReport Report)> windows)
+    /// <summary>Status of windows of a model the hub's registry does not know: stored and shown, not judged.</summary>
+    public const string UnknownBaseline = "unknown baseline";
+
+    /// <summary>
+    /// Tests the windows of the newest model version among them against <b>that version's baseline in the hub's
+    /// registry</b> (<paramref name="baselineOf"/>: name, version → the package manifest's baseline), never against a
+    /// baseline a device sent: a device cannot declare its own drift away. No registry baseline: <see cref="UnknownBaseline"/>.
+    /// </summary>
+    public static DriftView Analyze(string scope, IReadOnlyList<(string Device, DriftReport Report)> windows, Func<string, string, DriftBaseline?> baselineOf)
     {
         if (windows.Count == 0) return new DriftView(scope, "no data", null, null, 0, 0, null, null, 0, [], [], []);
         // One model version at a time: the newest one seen (a rollout mixes versions; their baselines differ).
         var latest = windows.MaxBy(w => w.Report.To).Report;
         var same = windows.Where(w => w.Report.Model == latest.Model && w.Report.Version == latest.Version).OrderBy(w => w.Report.To).ToList();
-        var baseline = latest.Baseline;
+        var labels = new Dictionary<string, long>();
+        foreach (var (_, r) in same)
+        {
+            foreach (var (k, v) in r.Labels) labels[k] = labels.GetValueOrDefault(k) + v;
+        }
+
+        var devices = same.Select(w => w.Device).Distinct().Count();
+        if (baselineOf(latest.Model, latest.Version) is not { } baseline)
+        {
+            return new DriftView(scope, UnknownBaseline, latest.Model, latest.Version, same.Count, devices, same[0].Report.From, same[^1].Report.To, 0, [], [], labels);
+        }
+
         var thresholds = baseline.Thresholds ?? new DriftThresholds();
         var features = Test(same, baseline.Features, r => r.Features, thresholds, baseline.Features.Count);
         var outputs = Test(same, baseline.Outputs, r => r.Outputs, thresholds, baseline.Features.Count);
@@ -38,13 +57,7 @@ public static class DriftAnalysis
         var status = features.Any(f => f.Status == "major") && drifting >= thresholds.DriftingShare ? "major"
             : features.Any(f => f.Status is "moderate" or "major") ? (drifting >= thresholds.DriftingShare ? "moderate" : "watch")
             : "ok";
-        var labels = new Dictionary<string, long>();
-        foreach (var (_, r) in same)
-        {
-            foreach (var (k, v) in r.Labels) labels[k] = labels.GetValueOrDefault(k) + v;
-        }
-
-        return new DriftView(scope, status, latest.Model, latest.Version, same.Count, same.Select(w => w.Device).Distinct().Count(),
+        return new DriftView(scope, status, latest.Model, latest.Version, same.Count, devices,
             same[0].Report.From, same[^1].Report.To, drifting, features, outputs, labels);
     }
 
