@@ -16,7 +16,7 @@ public sealed class HubHarness : IDisposable
 {
     private readonly ManualResetEventSlim _subscribed = new();
     private readonly HashSet<string> _enrolled = [];
-    private readonly List<Process> _started = [];
+    private readonly List<(Process Process, int Pid)> _started = [];
     private Process? _hub;
 
     public HubHarness()
@@ -27,11 +27,28 @@ public sealed class HubHarness : IDisposable
     public TempDirectory Dir { get; } = new();
     public int Mqtt { get; } = Mosquitto.FreePort();
     public int Http { get; } = Mosquitto.FreePort();
-    public string HubUrl => $"http://127.0.0.1:{Http}";
+    public string HubUrl => $"{_scheme}://127.0.0.1:{Http}";
+
+    private string _scheme = "http";
+    private string[] _https = [];
+
+    /// <summary>The API over HTTPS with a certificate (PEM) issued by <paramref name="caPath"/>; the harness's client trusts that CA.</summary>
+    public void UseHttps(string cert, string key, string caPath)
+    {
+        _scheme = "https";
+        _https = ["--Kestrel:Certificates:Default:Path", cert, "--Kestrel:Certificates:Default:KeyPath", key];
+        var anchors = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        anchors.ImportFromPemFile(caPath);
+        Api.Dispose();
+        Api = new HttpClient(new HttpClientHandler
+        {
+            ServerCertificateCustomValidationCallback = (_, c, _, errors) => EdgeMl.Agent.Sync.BrokerTls.Validate(c, errors, anchors),
+        }) { BaseAddress = new Uri(HubUrl) };
+    }
     public string HubData => Path.Combine(Dir.Path, "hub");
 
     /// <summary>The hub's REST API with the operator token the hub wrote on first start.</summary>
-    public HttpClient Api { get; } = new();
+    public HttpClient Api { get; private set; } = new();
 
     public string OperatorToken { get; private set; } = "";
 
@@ -44,6 +61,7 @@ public sealed class HubHarness : IDisposable
     public void StartHub(string? externalBroker = null, params string[] extra)
     {
         var args = new List<string> { "--Data", HubData, "--MqttPort", Str(Mqtt), "--urls", HubUrl };
+        args.AddRange(_https);
         if (externalBroker is not null) args.AddRange(["--Broker", externalBroker]);
         args.AddRange(extra);
         External = externalBroker is not null;
@@ -174,7 +192,7 @@ public sealed class HubHarness : IDisposable
     public Process Start(string dll, IEnumerable<string> args, Action<string> onLine, IReadOnlyDictionary<string, string>? env = null)
     {
         var p = StartProcess(dll, args, onLine, env);
-        lock (_started) _started.Add(p);
+        lock (_started) _started.Add((p, p.Id));
         return p;
     }
 
@@ -220,14 +238,25 @@ public sealed class HubHarness : IDisposable
     {
         lock (_started)
         {
-            foreach (var p in _started)
+            foreach (var (p, pid) in _started)
             {
+                // A test that failed half-way leaves no agent behind. A test may have disposed the Process object already
+                // (`using var agent = …`), so the process is found again by its id.
                 try
                 {
-                    if (!p.HasExited) p.Kill(entireProcessTree: true); // a test that failed half-way leaves no agent behind
+                    if (!p.HasExited) p.Kill(entireProcessTree: true);
                 }
                 catch (InvalidOperationException)
                 {
+                    try
+                    {
+                        using var again = Process.GetProcessById(pid);
+                        if (again.ProcessName is "dotnet" or "edgeml-agent" or "edgeml-hub") again.Kill(entireProcessTree: true);
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                    {
+                        // Gone already.
+                    }
                 }
             }
         }

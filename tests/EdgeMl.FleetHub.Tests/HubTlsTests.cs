@@ -40,5 +40,44 @@ public sealed class HubTlsTests : IDisposable
         Assert.Contains("TLS error", err, StringComparison.Ordinal); // mosquitto_pub: the broker's certificate did not verify
     }
 
+    [Fact]
+    public void Enrollment_over_https_with_a_private_ca_works_and_plain_http_is_warned_about()
+    {
+        var pki = new TestCertificates(Path.Combine(_h.Dir.Path, "pki"));
+        var (cert, key) = pki.Server("api");
+        _h.UseHttps(cert, key, pki.CaPath);
+        _h.StartHub();
+
+        // Without the CA the hub's certificate does not verify: refused, nothing enrolled.
+        var token = _h.Register("safe-1");
+        var refused = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", _h.HubUrl, "--token", token, "--data", _h.AgentData("safe-1"));
+        Assert.Equal(1, refused.Code);
+        Assert.Contains("cannot reach the hub", refused.Err, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_h.AgentData("safe-1"), "identity.json")));
+
+        var enroll = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", _h.HubUrl, "--token", token, "--data", _h.AgentData("safe-1"), "--ca", pki.CaPath);
+        Assert.True(enroll.Code == 0, enroll.Err);
+        Assert.DoesNotContain("plain HTTP", enroll.Err, StringComparison.Ordinal);
+        var run = HubHarness.Run(HubHarness.AgentDll, "run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "10", "--fast", "--quiet",
+            "--data", _h.AgentData("safe-1"));
+        Assert.True(run.Code == 0, run.Err);
+        HubHarness.Until(() => _h.Records("safe-1") >= 10, "10 records from the device enrolled over HTTPS");
+
+        // Plain HTTP works but says what it costs.
+        var plainHub = new HubHarness();
+        try
+        {
+            plainHub.StartHub();
+            var plain = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", $"127.0.0.1:{plainHub.Http}", "--token", plainHub.Register("open-1"), "--data", plainHub.AgentData("open-1"));
+            Assert.True(plain.Code == 0, plain.Err);
+            Assert.Contains("plain HTTP", plain.Err, StringComparison.Ordinal);
+            Assert.Contains("travel in clear", plain.Err, StringComparison.Ordinal);
+        }
+        finally
+        {
+            plainHub.Dispose();
+        }
+    }
+
     public void Dispose() => _h.Dispose();
 }
