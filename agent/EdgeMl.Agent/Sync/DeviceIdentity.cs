@@ -77,10 +77,12 @@ public sealed class DeviceIdentity
             hub.Password = id.Password;
         }
 
-        if (hub.Broker == id.Broker) hub.CaCertificate ??= id.CaCertificate;
+        // The CA from enrollment is for the hub's HTTPS, and for the broker's TLS when the broker is mqtts://.
+        if (hub.Broker == id.Broker && hub.Broker.StartsWith("mqtts://", StringComparison.Ordinal)) hub.CaCertificate ??= id.CaCertificate;
         if (hub.DeviceId == id.DeviceId)
         {
             hub.HubUrl ??= id.Hub;
+            hub.HubCaCertificate ??= id.CaCertificate;
             if (hub.SigningKeys.Count == 0) hub.SigningKeys = id.SigningKeys;
         }
     }

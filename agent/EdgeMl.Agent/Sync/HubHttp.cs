@@ -5,11 +5,11 @@ namespace EdgeMl.Agent.Sync;
 
 /// <summary>
 /// HTTP to the hub (enrollment, model downloads): never follows a redirect (credentials and downloads stay on the hub's
-/// origin), and with <see cref="HubSettings.CaCertificate"/> trusts that CA for <c>https://</c> as the broker's TLS does.
+/// origin), and with <see cref="HubSettings.HubCaCertificate"/> trusts that CA for <c>https://</c> as the broker's TLS does.
 /// </summary>
 public static class HubHttp
 {
-    public static HttpClient Create(HubSettings hub, TimeSpan timeout) => Create(hub.CaCertificate, timeout);
+    public static HttpClient Create(HubSettings hub, TimeSpan timeout) => Create(hub.HubCaCertificate ?? hub.CaCertificate, timeout);
 
     /// <param name="caFile">PEM file of the CA(s) the hub's certificate must chain to; null: the system's trust store.</param>
     public static HttpClient Create(string? caFile, TimeSpan timeout)

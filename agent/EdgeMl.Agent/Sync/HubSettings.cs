@@ -13,6 +13,8 @@ public sealed class HubSettings
     public string? Password { get; set; }
     /// <summary>With <c>mqtts://</c>: a PEM file of the CA(s) the broker's certificate must chain to (default: the system's trust store).</summary>
     public string? CaCertificate { get; set; }
+    /// <summary>A PEM file of the CA(s) the hub's HTTPS certificate must chain to (enrollment's <c>--ca</c>); default: <see cref="CaCertificate"/>, then the system's trust store.</summary>
+    public string? HubCaCertificate { get; set; }
     /// <summary>With <c>mqtts://</c>: this device's certificate (PEM), for brokers that ask for one; needs <see cref="ClientKey"/>.</summary>
     public string? ClientCertificate { get; set; }
     /// <summary>The private key (PEM) of <see cref="ClientCertificate"/>.</summary>

@@ -195,7 +195,7 @@ public sealed class ModelPackage
     }
 
     public static byte[] SerializeManifest(ModelManifest manifest) =>
-        JsonSerializer.SerializeToUtf8Bytes(manifest, ProtocolJsonContext.Default.ModelManifest);
+        JsonSerializer.SerializeToUtf8Bytes(manifest, ManifestJsonContext.Default.ModelManifest);
 
     public static string Sha256Hex(ReadOnlySpan<byte> data) => Convert.ToHexStringLower(SHA256.HashData(data));
 

@@ -31,6 +31,9 @@ public sealed record WireLimits
     /// <summary>Entries of a list or map in a record (features, labels, sensors, output values).</summary>
     public int MaxItems { get; init; } = 4096;
 
+    /// <summary>Distinct boot ids in one batch (a backlog spans a few restarts; each new boot id is state the hub keeps).</summary>
+    public int MaxBootsPerBatch { get; init; } = 16;
+
     /// <summary>Largest sequence number (2^53: exact in every JSON reader).</summary>
     public long MaxSeq { get; init; } = 1L << 53;
 
@@ -108,11 +111,19 @@ public static class DeviceMessageParser
             return result;
         }
 
+        var boots = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < batch.Records.Count; i++)
         {
             try
             {
-                result.Records.Add(ParseRecord(batch.Records[i], topic, limits));
+                var record = ParseRecord(batch.Records[i], topic, limits);
+                if (boots.Add(record.Boot) && boots.Count > limits.MaxBootsPerBatch)
+                {
+                    boots.Remove(record.Boot);
+                    throw new WireFormatException("boot", $"more than {limits.MaxBootsPerBatch} boot ids in one batch");
+                }
+
+                result.Records.Add(record);
             }
             catch (WireFormatException e)
             {
