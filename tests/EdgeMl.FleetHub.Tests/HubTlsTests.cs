@@ -41,6 +41,22 @@ public sealed class HubTlsTests : IDisposable
     }
 
     [Fact]
+    public void The_hub_reaches_an_external_broker_over_tls_with_credentials()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        var pki = new TestCertificates(Path.Combine(_h.Dir.Path, "pki"));
+        var (cert, key) = pki.Server();
+        using var broker = new Mosquitto(listenerOptions: $"certfile {cert}\nkeyfile {key}",
+            passwords: new Dictionary<string, string> { ["edgeml-hub-1"] = "hub-secret", ["tls-1"] = "dev-secret" }).Start();
+        _h.StartHub(broker.Url, "--BrokerUser", "edgeml-hub-1", "--BrokerPassword", "hub-secret", "--BrokerCa", pki.CaPath);
+        Assert.True(_h.WaitSubscribed(30_000), "the hub did not log in at the TLS broker");
+        using var agent = _h.Agent("tls-1", 20, fast: true,
+            extra: ["--Agent:Hub:Username=tls-1", "--Agent:Hub:Password=dev-secret", $"--Agent:Hub:CaCertificate={pki.CaPath}"]);
+        Assert.True(agent.WaitForExit(60_000));
+        HubHarness.Until(() => _h.Records("tls-1") >= 20, "20 records through the TLS broker");
+    }
+
+    [Fact]
     public void Enrollment_over_https_with_a_private_ca_works_and_plain_http_is_warned_about()
     {
         var pki = new TestCertificates(Path.Combine(_h.Dir.Path, "pki"));

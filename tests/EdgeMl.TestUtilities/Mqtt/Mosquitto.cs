@@ -8,11 +8,13 @@ namespace EdgeMl.TestUtilities.Mqtt;
 public sealed class Mosquitto : IDisposable
 {
     private readonly string _config;
+    private readonly bool _tls;
     private Process? _process;
 
     /// <param name="persistDirectory">Keep sessions and queued messages on disk there (as a production broker does), so they survive a restart.</param>
     /// <param name="listenerOptions">Lines for the listener, e.g. TLS: <c>cafile …</c>, <c>certfile …</c>, <c>require_certificate true</c>.</param>
-    public Mosquitto(int? port = null, string? persistDirectory = null, string? listenerOptions = null)
+    /// <param name="passwords">Users and passwords (a mosquitto_passwd file is written); given, anonymous clients are refused.</param>
+    public Mosquitto(int? port = null, string? persistDirectory = null, string? listenerOptions = null, IReadOnlyDictionary<string, string>? passwords = null)
     {
         Port = port ?? FreePort();
         _config = Path.Combine(Path.GetTempPath(), $"edgeml-mosquitto-{Port}.conf");
@@ -23,11 +25,29 @@ public sealed class Mosquitto : IDisposable
         }
 
         var persistence = persistDirectory is null ? "persistence false\n" : $"persistence true\npersistence_location {persistDirectory.TrimEnd('/')}/\nautosave_interval 1\n";
-        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\n{listenerOptions}\nallow_anonymous true\n{persistence}");
+        _tls = listenerOptions?.Contains("certfile", StringComparison.Ordinal) == true;
+        var access = "allow_anonymous true\n";
+        if (passwords is not null)
+        {
+            var file = Path.Combine(Path.GetTempPath(), $"edgeml-mosquitto-{Port}.passwd");
+            var create = true;
+            foreach (var (user, password) in passwords)
+            {
+                using var p = Process.Start("/usr/bin/mosquitto_passwd", create ? ["-c", "-b", file, user, password] : ["-b", file, user, password])!;
+                p.WaitForExit();
+                create = false;
+            }
+
+            // mosquitto reads it after dropping to its own user.
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            access = $"allow_anonymous false\npassword_file {file}\n";
+        }
+
+        File.WriteAllText(_config, $"listener {Port} 127.0.0.1\n{listenerOptions}\n{access}{persistence}");
     }
 
     public int Port { get; }
-    public string Url => $"mqtt://127.0.0.1:{Port}";
+    public string Url => $"{(_tls ? "mqtts" : "mqtt")}://127.0.0.1:{Port}";
 
     public static bool Available => File.Exists("/usr/sbin/mosquitto") && File.Exists("/usr/bin/mosquitto_sub");
 
