@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json;
 using EdgeMl.TestUtilities.Mqtt;
 
@@ -151,6 +152,27 @@ public sealed class HubIngestTests : IDisposable
         Assert.True(agent.WaitForExit(60_000));
         Assert.Equal(20, _h.Stored("press-9").Count);
         Assert.Equal(3, Malformed());
+    }
+
+    [Fact]
+    public async Task After_an_external_broker_loses_its_retained_messages_the_hub_publishes_every_desired_state_again()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        var keys = Path.Combine(_h.Dir.Path, "keys");
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
+        using var broker = new Mosquitto().Start(); // no persistence: a restart forgets retained messages
+        _h.StartHub(broker.Url, "--TrustedKeys:0", Path.Combine(keys, "ops.pub"));
+        Assert.True(_h.WaitSubscribed(30_000), "the hub did not subscribe at the external broker");
+        var package = _h.SignedVariant("1.1.0", Path.Combine(keys, "ops.key"));
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "model", "push", package, "--hub", _h.HubUrl, "--token", _h.OperatorToken).Code);
+        _h.Register("ext-7");
+        Assert.True((await _h.Api.PostAsJsonAsync("/api/devices/ext-7/desired", new { model = "vibration-fault@1.1.0" })).IsSuccessStatusCode);
+
+        string Retained() => HubHarness.Run("/usr/bin/mosquitto_sub", "-p", HubHarness.Str(broker.Port), "-t", "edgeml/ext-7/state/desired", "-C", "1", "-W", "2").Out;
+        HubHarness.Until(() => Retained().Contains("\"1.1.0\"", StringComparison.Ordinal), "the retained desired state");
+        broker.Stop();
+        broker.Start(); // it has forgotten the retained message (no persistence); what it holds now, the hub published again
+        HubHarness.Until(() => Retained().Contains("\"1.1.0\"", StringComparison.Ordinal), "the desired state published again after the hub reconnected", 40_000);
     }
 
     private string Password(string device) =>

@@ -14,9 +14,13 @@ namespace EdgeMl.FleetHub.Broker;
 /// arrive through MQTT 5 shared subscriptions (<c>$share/NAME/…</c>) so several hub replicas split the load.
 /// Measured here: Mosquitto 2.0.11 restores plain subscriptions of a persistent session after its own
 /// restart but not shared ones, so batches sent before the hub re-subscribed were lost — use shared
-/// subscriptions only on brokers that persist them.
+/// subscriptions only on brokers that persist them. After every (re)connect the hub subscribes again and publishes every
+/// device's desired state again (retained), so a broker that lost its retained messages, or was away when an operator
+/// set one, still delivers it. With <c>mqtts://</c> the broker is checked against <c>--BrokerCa</c>; <c>--BrokerUser</c>
+/// and <c>--BrokerPassword</c> log the hub in.
 /// </summary>
-public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, ILogger<ExternalBrokerClient> logger) : BackgroundService, IHubPublisher
+public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, Store.IHubStore store, ILogger<ExternalBrokerClient> logger)
+    : BackgroundService, IHubPublisher
 {
     private IMqttClient? _client;
 
@@ -87,6 +91,14 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                         .WithTopicFilter("edgeml/+/state/reported", MqttQualityOfServiceLevel.AtLeastOnce)
                         .Build();
                     await client.SubscribeAsync(subscribe, stoppingToken).ConfigureAwait(false);
+                    // The broker may have lost retained messages (a restart without persistence), and desired states set
+                    // while it was away were not delivered: every device's desired state is published again.
+                    foreach (var (device, json) in store.DesiredStates())
+                    {
+                        await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(Topics.StateDesired(device)).WithPayload(json)
+                            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag().Build(), stoppingToken).ConfigureAwait(false);
+                    }
+
                     LogConnected(logger, settings.Broker);
                     failures = 0;
                 }
