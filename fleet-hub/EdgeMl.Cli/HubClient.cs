@@ -120,8 +120,17 @@ public static class LoginFile
     public static Login? Read()
     {
         if (!File.Exists(PathName)) return null;
-        var node = JsonNode.Parse(File.ReadAllText(PathName));
-        return node?["hub"]?.GetValue<string>() is { } hub && node["token"]?.GetValue<string>() is { } token ? new Login(hub, token) : null;
+        try
+        {
+            var node = JsonNode.Parse(File.ReadAllText(PathName));
+            return node?["hub"] is JsonValue h && h.TryGetValue<string>(out var hub) && node["token"] is JsonValue t && t.TryGetValue<string>(out var token)
+                ? new Login(hub, token)
+                : throw new HubException($"{PathName} is not a login (expected {{\"hub\": URL, \"token\": TOKEN}}): run `edgeml login --hub URL --token TOKEN` again, or delete it");
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            throw new HubException($"{PathName} cannot be read ({e.Message}): run `edgeml login --hub URL --token TOKEN` again, or delete it");
+        }
     }
 
     public static void Write(Login login)

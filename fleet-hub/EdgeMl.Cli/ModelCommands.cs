@@ -78,6 +78,22 @@ public static class ModelCommands
         var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model push PKG: which package?");
         args.RejectUnknown(1);
         var package = Open(path); // a broken package is refused here, before it travels
+        long? limit = null;
+        try
+        {
+            limit = (await hub.GetAsync("/api/models/limits").ConfigureAwait(false))["maxPackageBytes"]?.GetValue<long>();
+        }
+        catch (HubException)
+        {
+            // An older hub without the call: its answer to the upload says it.
+        }
+
+        var size = new FileInfo(path).Length;
+        if (size > limit)
+        {
+            throw new HubException($"{path} is {size / 1048576.0:0.#} MB; the hub accepts packages up to {limit / 1048576.0:0.#} MB (its --MaxPackageMb)");
+        }
+
         var lastPercent = -1;
         var result = await hub.PostFileAsync("/api/models", path, (sent, total) =>
         {

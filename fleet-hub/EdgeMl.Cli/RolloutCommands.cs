@@ -152,17 +152,13 @@ public static class RolloutCommands
         }).ToList());
     }
 
-    /// <summary>"24h", "30m", "7d" ago, or a timestamp.</summary>
+    /// <summary>"24h", "30m", "7d" ago (<see cref="EdgeMl.Protocol.Text.Durations"/>), or a timestamp.</summary>
     private static DateTimeOffset Since(string text)
     {
         if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)) return at;
-        var unit = text[^1];
-        if (!double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || unit is not ('m' or 'h' or 'd'))
-        {
-            throw new UsageException($"--since '{text}' is not a time or a duration like 30m, 24h, 7d");
-        }
-
-        return DateTimeOffset.UtcNow - (unit == 'd' ? TimeSpan.FromDays(v) : unit == 'h' ? TimeSpan.FromHours(v) : TimeSpan.FromMinutes(v));
+        return EdgeMl.Protocol.Text.Durations.TryParse(text, out var span, out var error)
+            ? DateTimeOffset.UtcNow - span
+            : throw new UsageException($"--since: {error}, or a time");
     }
 
     private static string? S(JsonNode? node, string key) => node?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : node?[key]?.ToJsonString();

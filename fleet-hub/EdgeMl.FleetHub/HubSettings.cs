@@ -47,6 +47,12 @@ public sealed class HubSettings
     /// <summary>The <see cref="TrustedKeys"/> as PEM texts (read once): handed to devices at enrollment.</summary>
     public List<string> SigningKeyPems() => _pems ??= TrustedKeys.Count == 0 ? [] : Protocol.Packages.PackageSignature.ReadPems(TrustedKeys);
 
+    /// <summary>
+    /// Largest model package a push may upload (MB, default 1024: an fp32 model of 500 MB with room to spare). One
+    /// setting for Kestrel's request body limit and the registry's own check; a bigger push gets a 413 naming it.
+    /// </summary>
+    public int MaxPackageMb { get; set; } = 1024;
+
     /// <summary>How long an enrollment token stays valid.</summary>
     public double EnrollTokenHours { get; set; } = 24;
     /// <summary>How often the rollout engine takes a step (ms).</summary>

@@ -11,6 +11,8 @@ builder.WebHost.UseKestrelHttpsConfiguration();
 var settings = new HubSettings();
 builder.Configuration.Bind(settings);
 builder.Services.AddSingleton(settings);
+// One upload limit for Kestrel and the registry (a push over it: 413 with the limit named, from ApiErrors).
+builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (long)settings.MaxPackageMb << 20);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<IHubStore>(_ => new LiteDbHubStore(settings.Data));
 builder.Services.AddSingleton<TelemetryIngest>();
@@ -35,6 +37,7 @@ builder.Services.AddSingleton<EdgeMl.FleetHub.Rollouts.RolloutEngine>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Rollouts.RolloutEngine>());
 
 var app = builder.Build();
+app.UseApiErrors();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
 app.Services.GetRequiredService<TelemetryIngest>().DriftStored = driftAlerts.Check;
 ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimeProvider.System, app.Logger);

@@ -13,7 +13,7 @@ public static class DriftApi
         app.MapGet("/api/drift", IResult (string? device, string? group, string? since, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
         {
             if (device is not null && group is not null) return TypedResults.BadRequest(new ApiError("give device or group, not both (neither: the whole fleet)"));
-            if (!TryParseSince(since ?? "24h", out var span)) return TypedResults.BadRequest(new ApiError($"since '{since}' is not a duration like 30m, 24h or 7d"));
+            if (!Protocol.Text.Durations.TryParse(since ?? "24h", out var span, out var error)) return TypedResults.BadRequest(new ApiError($"since: {error}"));
             var from = time.GetUtcNow() - span;
             if (device is not null)
             {
@@ -28,19 +28,6 @@ public static class DriftApi
         }).RequireRole(ApiAuth.Viewer);
     }
 
-    /// <summary><c>30m</c>, <c>24h</c>, <c>7d</c>, <c>90s</c>.</summary>
-    public static bool TryParseSince(string text, out TimeSpan span)
-    {
-        span = default;
-        if (text.Length < 2 || !double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var n) || n <= 0) return false;
-        span = text[^1] switch
-        {
-            's' => TimeSpan.FromSeconds(n),
-            'm' => TimeSpan.FromMinutes(n),
-            'h' => TimeSpan.FromHours(n),
-            'd' => TimeSpan.FromDays(n),
-            _ => TimeSpan.Zero,
-        };
-        return span > TimeSpan.Zero;
-    }
+    /// <summary><c>30m</c>, <c>24h</c>, <c>7d</c>, <c>90s</c> (<see cref="Protocol.Text.Durations"/>).</summary>
+    public static bool TryParseSince(string text, out TimeSpan span) => Protocol.Text.Durations.TryParse(text, out span, out _);
 }

@@ -11,13 +11,12 @@ namespace EdgeMl.FleetHub.Apis;
 /// </summary>
 public static class ModelsApi
 {
-    private const long MaxPackageBytes = 512L * 1024 * 1024;
-
     public static void MapModelsApi(this WebApplication app)
     {
         var api = app.MapGroup("/api/models");
         api.MapGet("/", (IHubStore store) => TypedResults.Ok(store.Models().OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.PushedAt).Select(View).ToList()))
             .RequireRole(ApiAuth.Viewer);
+        api.MapGet("/limits", (HubSettings settings) => TypedResults.Ok(new ModelLimits((long)settings.MaxPackageMb << 20))).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{name}/{version}", IResult (string name, string version, IHubStore store) =>
             store.FindModel(name, version) is { } m ? TypedResults.Ok(View(m)) : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{name}/{version}/package", IResult (string name, string version, IHubStore store, HubSettings settings) =>
@@ -33,10 +32,12 @@ public static class ModelsApi
                 return TypedResults.BadRequest(new ApiError("this hub trusts no signing keys: start it with --TrustedKeys:0 KEY.pub (or a directory of them)"));
             }
 
-            if (request.ContentLength is > MaxPackageBytes) return TypedResults.BadRequest(new ApiError($"a package may be at most {MaxPackageBytes >> 20} MB"));
+            var max = (long)settings.MaxPackageMb << 20;
+            var tooLarge = Results.Json(new ApiError($"a package may be at most {settings.MaxPackageMb} MB (--MaxPackageMb)"), statusCode: StatusCodes.Status413PayloadTooLarge);
+            if (request.ContentLength > max) return tooLarge;
             var bytes = new MemoryStream();
             await request.Body.CopyToAsync(bytes).ConfigureAwait(false);
-            if (bytes.Length > MaxPackageBytes) return TypedResults.BadRequest(new ApiError($"a package may be at most {MaxPackageBytes >> 20} MB"));
+            if (bytes.Length > max) return tooLarge;
             bytes.Position = 0;
             ModelPackage package;
             try
@@ -54,6 +55,11 @@ public static class ModelsApi
             if (!check.Valid) return TypedResults.BadRequest(new ApiError(check.Message));
 
             var m = package.Manifest;
+            if (!Protocol.Wire.DeviceMessageParser.IsName(m.Name, 128) || !Protocol.Wire.DeviceMessageParser.IsName(m.Version, 128))
+            {
+                return TypedResults.BadRequest(new ApiError($"model name '{m.Name}' and version '{m.Version}' must each be 1-128 of A-Z a-z 0-9 . _ - + (devices refuse anything else)"));
+            }
+
             var sha = ModelPackage.Sha256Hex(bytes.GetBuffer().AsSpan(0, (int)bytes.Length));
             if (store.FindModel(m.Name, m.Version) is { } existing)
             {
@@ -76,6 +82,9 @@ public static class ModelsApi
             return TypedResults.Created($"/api/models/{m.Name}/{m.Version}", View(entry));
         }).RequireRole(ApiAuth.Operator);
     }
+
+    /// <summary><c>GET /api/models/limits</c>: what a push may upload (bytes), for <c>edgeml model push</c> to check first.</summary>
+    public sealed record ModelLimits(long MaxPackageBytes);
 
     private static string Safe(string s) => string.Concat(s.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' or '_' ? c : '_'));
 

@@ -145,19 +145,13 @@ public static class RolloutsApi
         return at > 0 ? store.FindModel(from![..at], from[(at + 1)..])?.PackageSha256 : null;
     }
 
-    /// <summary>"90", "90s", "10m", "1h" → seconds.</summary>
+    /// <summary>"90", "90s", "10m", "1h" → seconds (<see cref="Protocol.Text.Durations"/>).</summary>
     public static int Seconds(string? text, string what, int fallback)
     {
         if (string.IsNullOrWhiteSpace(text)) return fallback;
-        var t = text.Trim();
-        var unit = char.IsLetter(t[^1]) ? t[^1] : 's';
-        var number = char.IsLetter(t[^1]) ? t[..^1] : t;
-        if (!double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || v < 0 || unit is not ('s' or 'm' or 'h'))
-        {
-            throw new FormatException($"{what} '{text}' is not a duration (e.g. 90s, 10m, 1h)");
-        }
-
-        return (int)Math.Round(v * (unit == 'h' ? 3600 : unit == 'm' ? 60 : 1));
+        return Protocol.Text.Durations.TryParse(text, out var span, out var error, allowZero: true)
+            ? (int)Math.Round(span.TotalSeconds)
+            : throw new FormatException($"{what}: {error}");
     }
 }
 

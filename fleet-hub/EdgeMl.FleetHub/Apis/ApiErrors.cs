@@ -1,0 +1,48 @@
+using Microsoft.AspNetCore.Diagnostics;
+
+namespace EdgeMl.FleetHub.Apis;
+
+/// <summary>
+/// Every answer of the API that is not a success has a JSON body <c>{"error": "…"}</c> (<see cref="Security.ApiError"/>):
+/// a client's mistake that ASP.NET Core itself catches (malformed JSON body, a body over the limit, a wrong route or
+/// method) is a 4xx saying what was wrong; an exception no endpoint handled is a 500 with no internals in it (logged).
+/// </summary>
+public static partial class ApiErrors
+{
+    public static WebApplication UseApiErrors(this WebApplication app)
+    {
+        app.UseExceptionHandler(errors => errors.Run(async context =>
+        {
+            var e = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+            var (status, message) = e switch
+            {
+                BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
+                    (StatusCodes.Status413PayloadTooLarge, $"the request body is larger than this hub accepts ({context.RequestServices.GetRequiredService<HubSettings>().MaxPackageMb} MB, --MaxPackageMb)"),
+                BadHttpRequestException bad => (bad.StatusCode, $"bad request: {bad.Message}"),
+                _ => (StatusCodes.Status500InternalServerError, "internal error (logged on the hub)"),
+            };
+            if (status >= 500) LogUnhandled(app.Logger, context.Request.Method, context.Request.Path, e?.ToString() ?? "?");
+            context.Response.StatusCode = status;
+            await context.Response.WriteAsJsonAsync(new Security.ApiError(message)).ConfigureAwait(false);
+        }));
+        app.UseStatusCodePages(async status =>
+        {
+            var r = status.HttpContext.Response;
+            if (r.HasStarted || r.ContentLength > 0 || r.ContentType is not null) return;
+            var message = r.StatusCode switch
+            {
+                StatusCodes.Status400BadRequest => "bad request: the JSON body or a query parameter is malformed, of the wrong type, or missing",
+                StatusCodes.Status404NotFound => $"no such API: {status.HttpContext.Request.Path}",
+                StatusCodes.Status405MethodNotAllowed => $"{status.HttpContext.Request.Method} is not allowed on {status.HttpContext.Request.Path}",
+                StatusCodes.Status413PayloadTooLarge => "the request body is too large",
+                StatusCodes.Status415UnsupportedMediaType => "the body must be JSON (Content-Type: application/json)",
+                _ => $"HTTP {r.StatusCode}",
+            };
+            await r.WriteAsJsonAsync(new Security.ApiError(message)).ConfigureAwait(false);
+        });
+        return app;
+    }
+
+    [LoggerMessage(EventId = 2600, Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}: {Error}")]
+    private static partial void LogUnhandled(ILogger logger, string method, string path, string error);
+}
