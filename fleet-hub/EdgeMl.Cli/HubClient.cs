@@ -31,16 +31,9 @@ public sealed class HubClient : IDisposable
         return new HubClient(ParseHub(hub), token);
     }
 
-    public static Uri ParseHub(string value)
-    {
-        var text = value.Contains("://", StringComparison.Ordinal) ? value : $"http://{value}";
-        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
-        {
-            throw new UsageException($"--hub: '{value}' is not http(s)://HOST[:PORT]");
-        }
-
-        return uri;
-    }
+    /// <summary><c>--hub</c> as every EdgeMl program reads it (<see cref="EdgeMl.Protocol.Text.HubUrls"/>: a bare host means port 8080).</summary>
+    public static Uri ParseHub(string value) =>
+        EdgeMl.Protocol.Text.HubUrls.TryParse(value, out var uri, out var error) ? uri : throw new UsageException($"--hub: {error}");
 
     public Task<JsonNode> GetAsync(string path) => SendAsync(HttpMethod.Get, path, null);
 

@@ -44,6 +44,38 @@ public sealed class HubSettings
     public List<string> TrustedKeys { get; set; } = [];
     private List<string>? _pems;
 
+    /// <summary>What is wrong with the settings as given (one sentence naming the option), or null: checked before the hub starts.</summary>
+    public string? Problem(IConfiguration configuration)
+    {
+        if (configuration["TrustedKeys"] is { Length: > 0 } single)
+        {
+            return $"--TrustedKeys is a list: give it as --TrustedKeys:0 {single} (and :1, :2 … for more)";
+        }
+
+        try
+        {
+            SigningKeyPems();
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            return $"--TrustedKeys: {e.Message}";
+        }
+
+        if (Broker.Length > 0 && (!Uri.TryCreate(Broker, UriKind.Absolute, out var b) || b.Scheme is not ("mqtt" or "mqtts") || b.Host.Length == 0))
+        {
+            return $"--Broker '{Broker}' is not mqtt://HOST:PORT or mqtts://HOST:PORT";
+        }
+
+        if (!System.Net.IPAddress.TryParse(MqttAddress, out _)) return $"--MqttAddress '{MqttAddress}' is not an IP address";
+        if (BrokerCa.Length > 0 && !File.Exists(BrokerCa)) return $"--BrokerCa '{BrokerCa}' does not exist";
+        if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))
+        {
+            return $"--MqttTlsPort needs --MqttTlsCertificate and --MqttTlsKey files that exist ('{MqttTlsCertificate}', '{MqttTlsKey}')";
+        }
+
+        return MaxPackageMb <= 0 || MaxPacketBytes <= 0 ? "--MaxPackageMb and --MaxPacketBytes must be positive" : null;
+    }
+
     /// <summary>The <see cref="TrustedKeys"/> as PEM texts (read once): handed to devices at enrollment.</summary>
     public List<string> SigningKeyPems() => _pems ??= TrustedKeys.Count == 0 ? [] : Protocol.Packages.PackageSignature.ReadPems(TrustedKeys);
 

@@ -11,6 +11,13 @@ builder.WebHost.UseKestrelHttpsConfiguration();
 var settings = new HubSettings();
 builder.Configuration.Bind(settings);
 builder.Services.AddSingleton(settings);
+if (settings.Problem(builder.Configuration) is { } problem)
+{
+    // A setting a person got wrong: one line and exit 1, before anything starts (systemd shows the line).
+    Console.Error.WriteLine($"edgeml-hub: {problem}");
+    return 1;
+}
+
 // One upload limit for Kestrel and the registry (a push over it: 413 with the limit named, from ApiErrors).
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (long)settings.MaxPackageMb << 20);
 builder.Services.AddSingleton(TimeProvider.System);
@@ -46,6 +53,18 @@ app.MapTokensApi();
 app.MapDriftApi();
 app.MapModelsApi();
 app.MapRolloutsApi();
-app.Run();
+try
+{
+    app.Run();
+}
+catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or System.Security.Cryptography.CryptographicException
+                              or FormatException or ArgumentException)
+{
+    // Ports in use, a certificate that cannot be read, an address that is not one: one line, exit 1.
+    Console.Error.WriteLine($"edgeml-hub: cannot start: {e.Message}");
+    return 1;
+}
+
+return 0;
 
 public partial class Program;

@@ -45,6 +45,13 @@ public sealed class TrustBoundaryTests : IDisposable
             Record(4, "health", "{}"), Record(5, "telemetry", Prediction, boot: "../../etc"), Record(-6, "telemetry", Prediction),
             Record(7, "secret", "{}"), Record(8, "alert", $$"""{"kind":"rule","error":"{{new string('x', 70_000)}}"}"""))).Code);
 
+        // Numbers that read as infinity, repeated properties, a health report from the year 9999: refused, and the fleet API stays up.
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health", Batch("bad-1", Record(2, "health", """{"model":{"name":"m","version":"1","latencyP99Ms":1e999}}"""))).Code);
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health", Batch("bad-1", Record(3, "health", """{"uptimeSeconds":1,"uptimeSeconds":2}"""))).Code);
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health",
+            Batch("bad-1", """{"boot":"b1","seq":4,"class":"health","at":253402300799999,"data":{"model":{"name":"future","version":"1"}}}""")).Code);
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/state/reported", """{"phase":"shadow","name":"m","version":"1","at":"2026-01-01T00:00:00Z","shadow":{"agreement":1e999}}""").Code);
+
         // Every good device goes on: records produced == stored, and the bad device's good records are there too.
         var before = good.ToDictionary(g => g.d, g => _h.Records(g.d));
         HubHarness.Until(() => good.All(g => _h.Records(g.d) >= before[g.d] + 5), "more records from every good agent after the poison");
@@ -55,8 +62,15 @@ public sealed class TrustBoundaryTests : IDisposable
         }
 
         Assert.Equal([1L, 3L], _h.Stored("bad-1").Select(r => r.Seq).Order());
+        Assert.Equal(4, _h.Get("/api/devices").GetArrayLength()); // the fleet table still renders
+        _h.Get("/api/drift?since=1h"); // and so does the fleet's drift
         var ingest = _h.Get("/api/ingest");
-        Assert.Equal(7, ingest.GetProperty("malformed").GetInt64());
+        Assert.Equal(10, ingest.GetProperty("malformed").GetInt64());
+        Assert.Equal(1, ingest.GetProperty("implausibleTime").GetInt64()); // the year-9999 report: stored, flagged
+        // … and it does not stay the device's "latest" health: a report of now replaces it.
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health", Batch("bad-1", Record(5, "health", """{"model":{"name":"now","version":"1"}}"""))).Code);
+        HubHarness.Until(() => _h.Device("bad-1").GetProperty("model").GetString() == "now", "the newer health report to count");
+        Assert.Equal(0, ingest.GetProperty("storeErrors").GetInt64());
         var rejected = _h.Device("bad-1").GetProperty("rejected");
         foreach (var reason in new[] { "data", "class-topic", "boot", "seq", "class", "too-large" })
         {
@@ -115,6 +129,58 @@ public sealed class TrustBoundaryTests : IDisposable
                 "-t", filter, "-C", "1", "-W", "2", "-v");
             Assert.True(code != 0 && heard.Length == 0, $"{client} read '{heard}' on {filter}");
         }
+    }
+
+    [Fact]
+    public void A_device_id_is_matched_exactly_a_case_variant_does_not_get_in()
+    {
+        _h.StartHub();
+        _h.Enroll("rev-1");
+        var (code, _, err) = HubHarness.Run("/usr/bin/mosquitto_pub", "-p", HubHarness.Str(_h.Mqtt), "-i", "REV-1", "-u", "REV-1", "-P", Password("rev-1"),
+            "-t", "edgeml/REV-1/tele", "-m", Batch("REV-1", Record(1, "telemetry", Prediction)), "-q", "1");
+        Assert.NotEqual(0, code);
+        Assert.Contains("not authorised", err, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(0, _h.Records("rev-1"));
+    }
+
+    [Fact]
+    public async Task Revoking_a_token_ends_an_alert_consumer_session_and_the_last_operator_token_cannot_be_revoked()
+    {
+        _h.StartHub();
+        var (_, created, _) = HubHarness.Run(HubHarness.CliDll, "tokens", "create", "--role", "viewer", "--name", "watcher", "--json", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        var viewer = JsonDocument.Parse(created).RootElement.GetProperty("token").GetString()!;
+        using var sub = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/usr/bin/mosquitto_sub",
+            ["-p", HubHarness.Str(_h.Mqtt), "-i", "api-watcher", "-u", "api", "-P", viewer, "-t", "edgeml/alerts/#", "-q", "1"]) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        try
+        {
+            // Connected (mosquitto_sub stays), then cut off when its token is revoked (mosquitto_sub ends).
+            Assert.False(sub.WaitForExit(1500));
+            var revoke = await _h.Api.PostAsync("/api/tokens/watcher/revoke", null);
+            Assert.Equal(HttpStatusCode.OK, revoke.StatusCode);
+            Assert.True(sub.WaitForExit(15_000), "the alert consumer was not disconnected");
+        }
+        finally
+        {
+            if (!sub.HasExited) sub.Kill();
+        }
+
+        var last = await _h.Api.PostAsync("/api/tokens/bootstrap/revoke", null);
+        Assert.Equal(HttpStatusCode.Conflict, last.StatusCode);
+        Assert.Contains("last active operator token", HubHarness.Json(last).GetProperty("error").GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--TrustedKeys:0", "/nope.pub", "--TrustedKeys")]
+    [InlineData("--TrustedKeys", "/nope.pub", "is a list")]
+    [InlineData("--Broker", "mqtt//bad", "--Broker")]
+    [InlineData("--MqttAddress", "999.1.1.1", "--MqttAddress")]
+    public void A_hub_started_with_a_wrong_setting_says_which_in_one_line_and_exits_1(string option, string value, string named)
+    {
+        var (code, _, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"),
+            "--Data", Path.Combine(_h.Dir.Path, "hub"), "--MqttPort", HubHarness.Str(_h.Mqtt), "--urls", _h.HubUrl, option, value);
+        Assert.Equal(1, code);
+        Assert.Contains(named, err, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", err, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -159,6 +159,52 @@ public sealed class DeviceMessageParserTests
     }
 
     [Theory]
+    [InlineData("\"score\":0.9,\"probs\"", "\"score\":1e999,\"probs\"", "out of range")] // reads as infinity
+    [InlineData("\"score\":0.9,\"probs\"", "\"score\":0.9,\"score\":0.1,\"probs\"", "appears twice")]
+    public void Numbers_out_of_range_and_repeated_properties_refuse_the_payload(string from, string to, string reason)
+    {
+        var parsed = DeviceMessageParser.ParseBatch("dev-1", "tele", Bytes(Batch.Replace(from, to, StringComparison.Ordinal)));
+        Assert.Empty(parsed.Records);
+        Assert.Contains(reason, Assert.Single(parsed.Rejected).Detail, StringComparison.Ordinal);
+        var e = Assert.Throws<WireFormatException>(() => DeviceMessageParser.ParseReported(Bytes(Reported.Replace("\"agreement\":1", "\"agreement\":1e999", StringComparison.Ordinal))));
+        Assert.Contains("out of range", e.Message, StringComparison.Ordinal);
+    }
+
+    private static readonly string Drift = $$$$"""
+        {"device":"dev-1","records":[{"boot":"a1b2","seq":1,"class":"drift","at":{{{{Now}}}},"data":
+          {"model":"m","version":"1","features":[{"name":"ax","count":3,"missing":0,"min":0.1,"max":0.3,"mean":0.2,"m2":0.02,"counts":[1,2],"kllK":8,"kllN":3,"kllLevels":[3],"kllItems":"zczMPc3MTD6amZk-"}],
+           "labels":{"ok":3}}}]}
+        """;
+
+    [Theory]
+    [InlineData("\"kllItems\":\"zczMPc3MTD6amZk-\"", "\"kllItems\":\"\"", "bytes of KLL items")]
+    [InlineData("\"kllItems\":\"zczMPc3MTD6amZk-\"", "\"kllItems\":\"!!!\"", "base64url")]
+    [InlineData("\"kllK\":8", "\"kllK\":0", "KLL k")]
+    [InlineData("\"kllLevels\":[3]", "\"kllLevels\":[0,999999]", "KLL")]
+    [InlineData("\"counts\":[1,2]", "\"counts\":[1000000000000000,2]", "counts")]
+    [InlineData("\"ok\":3", "\"ok\":-3", "label")]
+    [InlineData("\"m2\":0.02", "\"m2\":-1", "M2")]
+    public void A_drift_sketch_the_agent_could_not_have_made_is_refused(string from, string to, string reason)
+    {
+        Assert.Single(DeviceMessageParser.ParseBatch("dev-1", "drift", Bytes(Drift)).Records); // the original is fine
+        var parsed = DeviceMessageParser.ParseBatch("dev-1", "drift", Bytes(Drift.Replace(from, to, StringComparison.Ordinal)));
+        Assert.Empty(parsed.Records);
+        Assert.Contains(reason, Assert.Single(parsed.Rejected).Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Seq_zero_is_refused_and_control_characters_from_a_device_never_reach_a_message_raw()
+    {
+        var zero = DeviceMessageParser.ParseBatch("dev-1", "tele", Bytes(Batch.Replace("\"seq\":1,\"class\"", "\"seq\":0,\"class\"", StringComparison.Ordinal)));
+        Assert.Equal("seq", zero.Rejected[0].Reason);
+        var forged = DeviceMessageParser.ParseBatch("dev-1", "tele", Bytes(Batch.Replace("\"class\":\"alert\"", "\"class\":\"x\\nwarn: FORGED\\u001b[31m\"", StringComparison.Ordinal)));
+        var detail = Assert.Single(forged.Rejected).Detail;
+        Assert.DoesNotContain('\n', detail);
+        Assert.DoesNotContain('\u001b', detail);
+        Assert.Contains("\\u000a", detail, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("\"sha256\":\"0123", "\"sha256\":\"zz23", "sha256")]
     [InlineData("\"sizeBytes\":1234", "\"sizeBytes\":-5", "sizeBytes")]
     [InlineData("\"name\":\"m\"", "\"name\":\"../m\"", "name")]

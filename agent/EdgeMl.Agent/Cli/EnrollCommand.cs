@@ -94,16 +94,6 @@ public static class EnrollCommand
         }
     }
 
-    private static Uri HubUri(string value)
-    {
-        var text = value.Contains("://", StringComparison.Ordinal) ? value : $"http://{value}";
-        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
-        {
-            throw new ConfigurationException("--hub", $"'{value}' is not HOST[:PORT] or http(s)://HOST[:PORT]");
-        }
-
-        return value.Contains("://", StringComparison.Ordinal) || uri.Port != 80 || value.EndsWith(":80", StringComparison.Ordinal)
-            ? uri
-            : new UriBuilder(uri) { Port = 8080 }.Uri;
-    }
+    private static Uri HubUri(string value) =>
+        Protocol.Text.HubUrls.TryParse(value, out var uri, out var error) ? uri : throw new ConfigurationException("--hub", error);
 }

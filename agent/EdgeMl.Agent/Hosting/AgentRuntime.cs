@@ -276,7 +276,7 @@ public sealed partial class AgentRuntime : IDisposable
     [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "Package {Model}@{Version} is signed by trusted key {KeyId}")]
     private static partial void LogTrusted(ILogger logger, string model, string version, string keyId);
 
-    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Package {Model}@{Version} runs unchecked: no Agent:TrustedKeys configured, so any package is accepted")]
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Package {Model}@{Version} runs without a signature check here: no Agent:TrustedKeys configured (a local --model is run as given; packages that arrive over the air are always checked)")]
     private static partial void LogUntrusted(ILogger logger, string model, string version);
 
     [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Running {Model}@{Version} on {Provider} with sensor {Sensor}")]

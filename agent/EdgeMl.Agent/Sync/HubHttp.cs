@@ -15,8 +15,9 @@ public static class HubHttp
     public static HttpClient Create(string? caFile, TimeSpan timeout)
     {
         var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
-        if (caFile is not null && File.Exists(caFile))
+        if (caFile is not null)
         {
+            if (!File.Exists(caFile)) throw new EdgeMl.Agent.ConfigurationException("Agent:Hub:HubCaCertificate", $"the CA file '{caFile}' does not exist");
             var anchors = new X509Certificate2Collection();
             anchors.ImportFromPemFile(caFile);
             handler.SslOptions = new SslClientAuthenticationOptions

@@ -110,6 +110,7 @@ public sealed partial class ModelUpdater(
             }
 
             if (d.Sha256.Length == 0) throw new InvalidDataException($"{d.Name}@{d.Version} is neither running nor in the other slot, and the hub gave no SHA-256 to download it by");
+            if (trustedKeys.Count == 0 && hub.SigningKeys.Count == 0) throw new InvalidDataException(NoKeys); // before a byte is downloaded
             if (!await StagedAlreadyAsync(d, ct).ConfigureAwait(false))
             {
                 if (hub.HubUrl is null) throw new InvalidOperationException("no hub address to download from (enroll the device, or set Agent:Hub:HubUrl)");
@@ -188,6 +189,9 @@ public sealed partial class ModelUpdater(
         }
     }
 
+    private const string NoKeys = "refused: this device trusts no signing keys, and a package that arrives over the air must be signed " +
+                                  "(enroll with a hub started with --TrustedKeys, or set Agent:TrustedKeys)";
+
     /// <summary>
     /// A package that came over the air must be signed by a key this device trusts — <c>Agent:TrustedKeys</c> and the
     /// hub's signing keys handed over at enrollment — checked before the manifest is parsed or the model inflated.
@@ -199,8 +203,7 @@ public sealed partial class ModelUpdater(
         {
             if (keys.Count == 0)
             {
-                throw new InvalidDataException("refused: this device trusts no signing keys, and a package that arrives over the air must be signed " +
-                                               "(enroll with a hub started with --TrustedKeys, or set Agent:TrustedKeys)");
+                throw new InvalidDataException(NoKeys);
             }
 
             var package = ModelPackage.OpenSigned(path, keys);
@@ -306,6 +309,12 @@ public sealed partial class ModelUpdater(
                 if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound)
                 {
                     throw new InvalidOperationException($"the hub refused the download ({(int)response.StatusCode})");
+                }
+
+                if ((int)response.StatusCode is >= 300 and < 400)
+                {
+                    // Not followed, not retried: the package comes from the hub's origin or not at all.
+                    throw new InvalidDataException($"the hub answered the download with a redirect ({(int)response.StatusCode}) to '{response.Headers.Location}'; redirects are not followed");
                 }
 
                 response.EnsureSuccessStatusCode();

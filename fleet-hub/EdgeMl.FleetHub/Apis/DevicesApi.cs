@@ -39,6 +39,11 @@ public static partial class DevicesApi
         {
             if (EdgeMl.Protocol.Wire.DeviceIds.Problem(request.Id) is { } problem) return TypedResults.BadRequest(new ApiError(problem));
 
+            if (request.ExpiresHours is { } h && (!double.IsFinite(h) || h <= 0 || h > 24 * 365))
+            {
+                return TypedResults.BadRequest(new ApiError($"expiresHours {h} is not between 0 and 8760 (a year)"));
+            }
+
             var now = time.GetUtcNow();
             var token = Secrets.New("enr_");
             var expires = now.AddHours(request.ExpiresHours ?? settings.EnrollTokenHours);
@@ -82,6 +87,7 @@ public static partial class DevicesApi
         // The device's side of enrollment: the one-time token is the credential, so no API token here.
         app.MapPost("/api/enroll", IResult (EnrollmentClaim request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
+            var signingKeys = settings.SigningKeyPems(); // read before the one-time token is used up
             var password = Secrets.New("dev_");
             var id = store.ClaimEnrollment(Secrets.Hash(request.Token ?? ""), Secrets.Hash(password), time.GetUtcNow());
             if (id is null)
@@ -93,7 +99,7 @@ public static partial class DevicesApi
             return TypedResults.Ok(new DeviceCredentials
             {
                 DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort, MqttTlsPort = settings.MqttTlsPort,
-                SigningKeys = settings.SigningKeyPems(),
+                SigningKeys = signingKeys,
             });
         });
     }

@@ -33,10 +33,20 @@ public static class TokensApi
         }).RequireRole(ApiAuth.Operator);
         api.MapGet("/", (IHubStore store) => TypedResults.Ok(store.ApiTokens().Select(t => new TokenInfo(t.Name, t.Role, t.Created, t.Expires, t.RevokedAt, t.State)).ToList()))
             .RequireRole(ApiAuth.Operator);
-        api.MapPost("/{name}/revoke", IResult (string name, IHubStore store, TimeProvider time) =>
-            store.RevokeApiTokens(name, time.GetUtcNow()) is var n and > 0
-                ? TypedResults.Ok(new TokensRevoked(name, n))
-                : TypedResults.NotFound(new ApiError($"no active API token called '{name}' (edgeml tokens list)"))).RequireRole(ApiAuth.Operator);
+        api.MapPost("/{name}/revoke", async Task<IResult> (string name, IHubStore store, Broker.IDeviceConnections connections, TimeProvider time) =>
+        {
+            var now = time.GetUtcNow();
+            var tokens = store.ApiTokens();
+            if (!tokens.Any(t => t.Name == name && t.State == "active")) return TypedResults.NotFound(new ApiError($"no active API token called '{name}' (edgeml tokens list)"));
+            if (tokens.Any(t => t.Name == name && t.Role == ApiAuth.Operator && t.State == "active") && !tokens.Any(t => t.Name != name && t.Role == ApiAuth.Operator && t.State == "active"))
+            {
+                return TypedResults.Conflict(new ApiError($"'{name}' holds the last active operator token: create another one first (edgeml tokens create --role operator), or nobody could operate this hub"));
+            }
+
+            var revoked = store.RevokeApiTokens(name, now);
+            await connections.DisconnectConsumersAsync(revoked).ConfigureAwait(false); // alert consumers logged in with them
+            return TypedResults.Ok(new TokensRevoked(name, revoked.Count));
+        }).RequireRole(ApiAuth.Operator);
     }
 }
 

@@ -129,6 +129,7 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
     private static readonly object RoleKey = new();
     private readonly System.Collections.Hashtable _hubItems = new() { [RoleKey] = ConnectionRole.Hub };
     private readonly ConcurrentDictionary<string, ConnectionRole> _roles = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _consumerTokens = new(StringComparer.Ordinal);
 
     private static ConnectionRole RoleOf(System.Collections.IDictionary? items) =>
         items is not null && items.Contains(RoleKey) && items[RoleKey] is ConnectionRole r ? r : ConnectionRole.None;
@@ -152,6 +153,7 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
             }
 
             Grant(e, ConnectionRole.Consumer);
+            _consumerTokens[id] = Security.Secrets.Hash(e.Password ?? "");
             return;
         }
 
@@ -220,6 +222,17 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         }
     }
 
+    /// <summary>Ends the sessions of alert consumers that logged in with one of these API tokens (hashes): a revoked token stops at once.</summary>
+    public async Task DisconnectConsumersAsync(IReadOnlyCollection<string> tokenHashes)
+    {
+        if (_server is null || tokenHashes.Count == 0) return;
+        var ids = _consumerTokens.Where(c => tokenHashes.Contains(c.Value)).Select(c => c.Key).ToHashSet(StringComparer.Ordinal);
+        foreach (var c in (await _server.GetClientsAsync().ConfigureAwait(false)).Where(c => ids.Contains(c.Id)))
+        {
+            await c.DisconnectAsync(new MqttServerClientDisconnectOptions { ReasonCode = MqttDisconnectReasonCode.AdministrativeAction }).ConfigureAwait(false);
+        }
+    }
+
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         if (_server is not null) await _server.StopAsync().ConfigureAwait(false);
@@ -248,6 +261,9 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
 public interface IDeviceConnections
 {
     Task DisconnectAsync(string deviceId);
+
+    /// <summary>Ends alert consumers' sessions opened with these API tokens (SHA-256 hashes).</summary>
+    Task DisconnectConsumersAsync(IReadOnlyCollection<string> tokenHashes);
 }
 
 /// <summary>The hub's own messages to MQTT (alerts, desired state).</summary>
@@ -260,4 +276,6 @@ public interface IHubPublisher
 public sealed class NoDeviceConnections : IDeviceConnections
 {
     public Task DisconnectAsync(string deviceId) => Task.CompletedTask;
+
+    public Task DisconnectConsumersAsync(IReadOnlyCollection<string> tokenHashes) => Task.CompletedTask;
 }

@@ -50,8 +50,10 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             var message = e.ApplicationMessage;
             // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
             var handled = !Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _)
-                ? Refuse(device, message.Topic)
-                : await ingest.HandleAsync(device, subtopic, message.Payload).ConfigureAwait(false) != IngestOutcome.Retry;
+                ? Refuse(device, message.Topic, "unknown-topic")
+                : store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device
+                    ? Refuse(device, message.Topic, "revoked") // the broker still lets it in: its own ACLs do not know the registry
+                    : await ingest.HandleAsync(device, subtopic, message.Payload).ConfigureAwait(false) != IngestOutcome.Retry;
             if (handled)
             {
                 try
@@ -126,9 +128,9 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         }
     }
 
-    private bool Refuse(string device, string topic)
+    private bool Refuse(string device, string topic, string reason)
     {
-        ingest.CountRefused(device.Length > 0 ? device : "?", "unknown-topic");
+        ingest.CountRefused(device.Length > 0 ? device : "?", reason);
         LogRefused(logger, topic);
         return true; // acknowledged and dropped
     }
@@ -148,7 +150,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         return tls.Build();
     }
 
-    [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Dropped a message on {Topic}: not a topic devices publish on")]
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Dropped a message on {Topic}: not a topic devices publish on, or the device is revoked")]
     private static partial void LogRefused(ILogger logger, string topic);
 
     [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Connected to external broker {Broker}")]

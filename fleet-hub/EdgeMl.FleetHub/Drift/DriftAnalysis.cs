@@ -72,9 +72,18 @@ public static class DriftAnalysis
             {
                 var data = pick(windows[i].Report).FirstOrDefault(f => f.Name == b.Name);
                 if (data is null) continue;
-                var sketch = FeatureSketch.FromData(data, b.Edges);
+                FeatureSketch sketch, half;
+                try
+                {
+                    sketch = FeatureSketch.FromData(data, b.Edges);
+                    half = FeatureSketch.FromData(data, b.Edges);
+                }
+                catch (Exception e) when (e is FormatException or ArgumentException)
+                {
+                    continue; // a window that does not fit the registry's baseline (another build of the model): not merged
+                }
+
                 Add(ref all, sketch);
-                var half = FeatureSketch.FromData(data, b.Edges);
                 if (i < windows.Count / 2) Add(ref older, half);
                 else Add(ref newer, half);
             }

@@ -72,8 +72,8 @@ public interface IHubStore : IDisposable
 
     List<ApiTokenEntry> ApiTokens();
 
-    /// <summary>Revokes every token called <paramref name="name"/> (they stop working at once); returns how many.</summary>
-    int RevokeApiTokens(string name, DateTimeOffset now);
+    /// <summary>Revokes every active token called <paramref name="name"/> (they stop working at once); returns their hashes.</summary>
+    List<string> RevokeApiTokens(string name, DateTimeOffset now);
 
     /// <summary>Deletes the tokens called <paramref name="name"/> but the one whose hash is <paramref name="except"/>.</summary>
     void RemoveApiTokens(string name, string? except);

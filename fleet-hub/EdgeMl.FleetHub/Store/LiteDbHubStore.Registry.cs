@@ -58,7 +58,8 @@ public sealed partial class LiteDbHubStore
         lock (_gate)
         {
             var d = _devices.FindById(id);
-            if (d is null || !d.TryGetValue("secretHash", out var hash)) return DeviceAccess.Unknown;
+            // LiteDB compares ids ignoring case: 'REV-1' would find 'rev-1'. A device is only ever its exact id.
+            if (d is null || d["_id"].AsString != id || !d.TryGetValue("secretHash", out var hash)) return DeviceAccess.Unknown;
             if (d["revoked"].AsBoolean) return DeviceAccess.Revoked;
             return Security.Secrets.Matches(password, hash.AsString) ? DeviceAccess.Allowed : DeviceAccess.BadPassword;
         }
@@ -167,20 +168,20 @@ public sealed partial class LiteDbHubStore
         }
     }
 
-    public int RevokeApiTokens(string name, DateTimeOffset now)
+    public List<string> RevokeApiTokens(string name, DateTimeOffset now)
     {
         lock (_gate)
         {
-            var n = 0;
+            var revoked = new List<string>();
             foreach (var t in _apiTokens.Find(Query.EQ("name", name)).ToList())
             {
-                if (t.ContainsKey("revokedAt")) continue;
+                if (TokenState(t, now) != "active" || t["name"].AsString != name) continue;
                 t["revokedAt"] = now.ToUnixTimeMilliseconds();
                 _apiTokens.Update(t);
-                n++;
+                revoked.Add(t["_id"].AsString);
             }
 
-            return n;
+            return revoked;
         }
     }
 

@@ -74,7 +74,9 @@ public sealed partial class LiteDbHubStore : IHubStore
                     d["lastSeen"] = received;
                     foreach (var r in fresh)
                     {
-                        if (r["class"].AsString == "health") NoteHealth(d, r["at"].AsInt64, r["data"].AsString);
+                        // The device's clock orders its reports, but never past the hub's: a report from the far future must not
+                        // stay "latest" for ever.
+                        if (r["class"].AsString == "health") NoteHealth(d, Math.Min(r["at"].AsInt64, received), r["data"].AsString);
                     }
 
                     total += fresh.Count;

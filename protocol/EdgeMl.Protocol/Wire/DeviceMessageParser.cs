@@ -76,6 +76,16 @@ public static class DeviceMessageParser
     {
         limits ??= WireLimits.Default;
         var result = new BatchParse();
+        try
+        {
+            CheckTokens(payload);
+        }
+        catch (WireFormatException e)
+        {
+            result.Rejected.Add(new RejectedRecord(-1, e.Reason, e.Message));
+            return result;
+        }
+
         TelemetryBatch batch;
         try
         {
@@ -152,7 +162,7 @@ public static class DeviceMessageParser
         }
 
         if (!IsName(r.Boot, limits.MaxNameLength)) throw new WireFormatException("boot", $"boot id '{Clip(r.Boot, 64)}' is not 1-{limits.MaxNameLength} of A-Z a-z 0-9 . _ -");
-        if (r.Seq < 0 || r.Seq > limits.MaxSeq) throw new WireFormatException("seq", $"seq {r.Seq} is outside 0..{limits.MaxSeq}");
+        if (r.Seq < 1 || r.Seq > limits.MaxSeq) throw new WireFormatException("seq", $"seq {r.Seq} is outside 1..{limits.MaxSeq}");
         if (r.At <= 0 || r.At > 253402300799999) throw new WireFormatException("at", $"at {r.At} is not a time in Unix milliseconds");
         RecordClass cls = r.Class switch
         {
@@ -234,6 +244,7 @@ public static class DeviceMessageParser
     {
         limits ??= WireLimits.Default;
         var d = Deserialize(payload, CompactJsonContext.Default.DesiredModel, "desired state");
+        d.Sha256 = d.Sha256.ToLowerInvariant();
         if (!IsName(d.Name, limits.MaxNameLength)) throw new WireFormatException("data", $"desired model name '{Clip(d.Name, 64)}' is not valid");
         if (!IsName(d.Version, limits.MaxNameLength)) throw new WireFormatException("data", $"desired model version '{Clip(d.Version, 64)}' is not valid");
         if (d.Sha256.Length != 0 && (d.Sha256.Length != 64 || !d.Sha256.All(Uri.IsHexDigit)))
@@ -251,8 +262,56 @@ public static class DeviceMessageParser
         return d;
     }
 
+    /// <summary>
+    /// One pass over the raw JSON before any of it is used: every number must be a finite double (<c>1e999</c> reads as
+    /// infinity, which no JSON writer can write back), and no object may name a property twice (readers disagree on
+    /// which one counts).
+    /// </summary>
+    private static void CheckTokens(ReadOnlySequence<byte> payload)
+    {
+        var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 64 });
+        var objects = new Stack<HashSet<string>?>();
+        try
+        {
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartObject:
+                        objects.Push(null);
+                        break;
+                    case JsonTokenType.EndObject:
+                        objects.Pop();
+                        break;
+                    case JsonTokenType.PropertyName:
+                        var names = objects.Pop() ?? new HashSet<string>(StringComparer.Ordinal);
+                        var name = reader.GetString()!;
+                        if (!names.Add(name)) throw new WireFormatException("data", $"property '{Clip(name, 32)}' appears twice in one object");
+                        objects.Push(names);
+                        break;
+                    case JsonTokenType.Number:
+                        if (!reader.TryGetDouble(out var d) || !double.IsFinite(d))
+                        {
+                            throw new WireFormatException("data", $"number {Clip(System.Text.Encoding.UTF8.GetString(reader.HasValueSequence ? reader.ValueSequence.ToArray() : reader.ValueSpan), 32)} is out of range");
+                        }
+
+                        break;
+                }
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new WireFormatException("json", $"not JSON ({e.Message})", e);
+        }
+        catch (Exception e) when (IsBadInput(e))
+        {
+            throw new WireFormatException("json", $"not JSON ({e.Message})", e);
+        }
+    }
+
     private static T Deserialize<T>(ReadOnlySequence<byte> payload, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string what)
     {
+        CheckTokens(payload);
         try
         {
             var reader = new Utf8JsonReader(payload);
@@ -269,7 +328,7 @@ public static class DeviceMessageParser
     }
 
     /// <summary>What reading hostile JSON can throw besides <see cref="JsonException"/> (invalid UTF-8 in a value, numbers out of range).</summary>
-    private static bool IsBadInput(Exception e) => e is InvalidOperationException or ArgumentException or FormatException or OverflowException;
+    private static bool IsBadInput(Exception e) => e is (InvalidOperationException or ArgumentException or FormatException or OverflowException) and not WireFormatException;
 
     private static void Check(PredictionRecord? p, WireLimits limits)
     {
@@ -328,12 +387,55 @@ public static class DeviceMessageParser
         foreach (var f in d.Features.Concat(d.Outputs))
         {
             if (f is null) throw new WireFormatException("data", "features: a null entry");
-            Text(f.Name, limits.MaxNameLength, "feature name");
-            Count(f.Counts.Count + f.KllLevels.Count, limits, $"feature '{Clip(f.Name, 32)}' counts");
-            if (f.Count < 0 || f.Missing < 0) throw new WireFormatException("data", $"feature '{Clip(f.Name, 32)}': negative count");
+            CheckSketch(f, limits);
         }
 
-        foreach (var k in d.Labels.Keys) Text(k, limits.MaxNameLength, "label");
+        foreach (var (k, v) in d.Labels)
+        {
+            Text(k, limits.MaxNameLength, "label");
+            if (v < 0 || v > MaxCount) throw new WireFormatException("data", $"label '{Clip(k, 32)}' count {v} is outside 0..{MaxCount}");
+        }
+    }
+
+    /// <summary>Largest count a sketch may claim (a device at 10 kHz for three years).</summary>
+    private const long MaxCount = 1_000_000_000_000;
+
+    /// <summary>
+    /// A feature sketch must be one the agent could have made: counts within bounds and adding up, a KLL sketch whose
+    /// levels, k and base64url items agree (<see cref="FeatureSketch.FromData"/> reads exactly these), finite moments.
+    /// Whether its histogram fits the registry baseline's edges is checked where that baseline is known (the hub's analysis).
+    /// </summary>
+    private static void CheckSketch(FeatureSketchData f, WireLimits limits)
+    {
+        var name = Clip(f.Name, 32);
+        Text(f.Name, limits.MaxNameLength, "feature name");
+        Count(f.Counts.Count + f.KllLevels.Count, limits, $"feature '{name}' counts");
+        if (f.Count is < 0 or > MaxCount || f.Missing is < 0 or > MaxCount) throw new WireFormatException("data", $"feature '{name}': count or missing outside 0..{MaxCount}");
+        if (f.Counts.Any(c => c < 0) || f.Counts.Sum(c => (decimal)c) > f.Count + f.Missing) throw new WireFormatException("data", $"feature '{name}': histogram counts are negative or add up to more than its count");
+        if (f.M2 < 0 || (f.Min is { } mn && f.Max is { } mx && mn > mx)) throw new WireFormatException("data", $"feature '{name}': negative M2, or min above max");
+        if (f.KllK is < 8 or > 65_536 || f.KllN < 0 || f.KllN > MaxCount || f.KllLevels.Count > 64 || f.KllLevels.Any(l => l < 0))
+        {
+            throw new WireFormatException("data", $"feature '{name}': KLL k {f.KllK}, n {f.KllN} or levels out of range");
+        }
+
+        var items = f.KllLevels.Sum(l => (long)l);
+        if (items > limits.MaxItems * 16L) throw new WireFormatException("data", $"feature '{name}': {items} KLL items");
+        byte[] bytes;
+        try
+        {
+            var b64 = f.KllItems.Replace('-', '+').Replace('_', '/');
+            bytes = Convert.FromBase64String(b64.PadRight(b64.Length + (4 - b64.Length % 4) % 4, '='));
+        }
+        catch (FormatException)
+        {
+            throw new WireFormatException("data", $"feature '{name}': kllItems is not base64url");
+        }
+
+        if (bytes.Length != items * sizeof(float)) throw new WireFormatException("data", $"feature '{name}': {bytes.Length} bytes of KLL items for {items} items");
+        for (var at = 0; at < bytes.Length; at += sizeof(float))
+        {
+            if (!float.IsFinite(BitConverter.ToSingle(bytes, at))) throw new WireFormatException("data", $"feature '{name}': a KLL item is not a finite number");
+        }
     }
 
     private static void Text(string? value, int max, string field)
@@ -367,5 +469,11 @@ public static class DeviceMessageParser
         _ => "telemetry",
     };
 
-    private static string Clip(string? s, int n) => s is null ? "null" : s.Length <= n ? s : s[..n] + "…";
+    /// <summary>At most <paramref name="n"/> characters of a device's text for a message, control characters escaped (no log injection).</summary>
+    private static string Clip(string? s, int n)
+    {
+        if (s is null) return "null";
+        var cut = s.Length <= n ? s : s[..n] + "…";
+        return cut.Any(char.IsControl) ? string.Concat(cut.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString())) : cut;
+    }
 }

@@ -197,7 +197,8 @@ public sealed class ModelUpdaterTests : IDisposable
         _serve = Package(null);
         var port = new Uri(_url).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var desired = Announce(_serve, url.Replace("{other}", otherPort.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal).Replace("{port}", port, StringComparison.Ordinal));
-        var (report, updater, data) = await UpdateAsync(desired, trustedKeys: []);
+        using var ops = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var (report, updater, data) = await UpdateAsync(desired, trustedKeys: [], signingKeys: [ops.ExportSubjectPublicKeyInfoPem()]);
         Assert.Contains("not on the hub's origin", report.Reason, StringComparison.Ordinal);
         Assert.Equal(0, Volatile.Read(ref _requests));
         Assert.Equal(0, Volatile.Read(ref seen));
@@ -247,6 +248,35 @@ public sealed class ModelUpdaterTests : IDisposable
         await File.WriteAllBytesAsync(Path.Combine(data, "updates", "vibration-fault-1.1.0.part"), good.AsMemory(0, 100).ToArray());
         var (report, _, _) = await UpdateAsync(desired, [pub], dataOverride: data);
         Assert.Contains("Content-Range", report.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_redirect_from_the_hub_is_refused_not_followed_and_not_retried()
+    {
+        using var ops = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var pub = Path.Combine(_dir.Path, "ops.pub");
+        await File.WriteAllTextAsync(pub, ops.ExportSubjectPublicKeyInfoPem());
+        var good = Package(ops);
+        _handler = c =>
+        {
+            c.Response.StatusCode = 302;
+            c.Response.RedirectLocation = "http://attacker.example/steal";
+            c.Response.Close();
+            return Task.CompletedTask;
+        };
+        var (report, updater, data) = await UpdateAsync(Announce(good), [pub]);
+        Assert.Contains("redirect", report.Reason, StringComparison.Ordinal);
+        Assert.Equal(1, Volatile.Read(ref _requests));
+        AssertNothingChanged(report, updater, data);
+    }
+
+    [Fact]
+    public async Task A_device_without_signing_keys_refuses_before_downloading_anything()
+    {
+        _serve = Package(null);
+        var (report, _, _) = await UpdateAsync(Announce(_serve), trustedKeys: []);
+        Assert.Contains("trusts no signing keys", report.Reason, StringComparison.Ordinal);
+        Assert.Equal(0, Volatile.Read(ref _requests));
     }
 
     [Fact]
