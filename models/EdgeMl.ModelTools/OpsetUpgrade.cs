@@ -143,20 +143,10 @@ public static class OpsetUpgrade
 
         if (folded > 0)
         {
-            Prune(g);
+            GraphRewrites.Prune(g);
             notes.Add($"{folded} BatchNormalization folded into the Conv before it");
         }
 
         return folded;
-    }
-
-    /// <summary>Drops initializers nothing uses any more (and their graph-input entries, which older exporters write).</summary>
-    public static void Prune(OnnxGraph g)
-    {
-        var used = g.Graph.Node.SelectMany(n => n.Input).Concat(g.Graph.Output.Select(o => o.Name)).ToHashSet();
-        var removed = g.Graph.Initializer.Where(t => !used.Contains(t.Name)).ToList();
-        foreach (var t in removed) g.Graph.Initializer.Remove(t);
-        var names = removed.Select(t => t.Name).ToHashSet();
-        foreach (var i in g.Graph.Input.Where(i => names.Contains(i.Name)).ToList()) g.Graph.Input.Remove(i);
     }
 }
