@@ -359,6 +359,8 @@ public sealed class OnnxGraph
 
     public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 
+    public static AttributeProto String(string name, string value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+
     public static ValueInfoProto FloatValue(string name) => new()
     {
         Name = name,
