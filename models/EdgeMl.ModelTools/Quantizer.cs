@@ -367,7 +367,7 @@ public static class Quantizer
         g.Initializer.Add(OnnxGraph.Int8Tensor($"{name}_i8", q, [.. weight.Dims]));
         g.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{name}_s", s) : OnnxGraph.FloatTensor($"{name}_s", s, s.Length));
         g.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{name}_z", [0]) : OnnxGraph.Int8Tensor($"{name}_z", new sbyte[s.Length], s.Length));
-        var node = OnnxGraph.Node("DequantizeLinear", $"{name}_DQ", [$"{name}_i8", $"{name}_s", $"{name}_z"], [$"{name}_dq"]);
+        var node = OnnxGraph.Node("DequantizeLinear", "", [$"{name}_i8", $"{name}_s", $"{name}_z"], [$"{name}_dq"]);
         if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
         return (node, s);
     }
@@ -451,6 +451,8 @@ public static class Quantizer
         var qdq = new Dictionary<string, List<NodeProto>>();
         foreach (var t in tensors)
         {
+            // Short names for the activation's scale, zero point and quantized tensor (each appears several times in the file).
+            var k = $"edgeml_a{qdq.Count}";
             var (lo, hi) = ranges[t];
             if (!float.IsFinite(lo) || !float.IsFinite(hi)) throw new ModelToolException($"calibration: tensor '{t}' has no finite range (NaN or infinity in the data or the model)");
             lo = Math.Min(lo, 0);
@@ -460,21 +462,22 @@ public static class Quantizer
             TensorProto zp;
             if (int8Activations)
             {
-                zp = OnnxGraph.Int8Tensor($"{t}_z", [(sbyte)Math.Clamp(MathF.Round(-128 - lo / scale), -128, 127)]);
+                zp = OnnxGraph.Int8Tensor($"{k}_z", [(sbyte)Math.Clamp(MathF.Round(-128 - lo / scale), -128, 127)]);
             }
             else
             {
-                zp = OnnxGraph.UInt8Tensor($"{t}_z", [(byte)Math.Clamp(MathF.Round(-lo / scale), 0, 255)]);
+                zp = OnnxGraph.UInt8Tensor($"{k}_z", [(byte)Math.Clamp(MathF.Round(-lo / scale), 0, 255)]);
             }
 
-            g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{t}_s", [scale]));
+            g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{k}_s", [scale]));
             g.Graph.Initializer.Add(zp);
             scales[t] = scale;
             dq[t] = $"{t}_dq";
+            // Q/DQ nodes stay unnamed (names are optional): exporters' long tensor names would otherwise add a few per cent to a small model.
             qdq[t] =
             [
-                OnnxGraph.Node("QuantizeLinear", $"{t}_Q", [t, $"{t}_s", $"{t}_z"], [$"{t}_q"]),
-                OnnxGraph.Node("DequantizeLinear", $"{t}_DQ", [$"{t}_q", $"{t}_s", $"{t}_z"], [dq[t]]),
+                OnnxGraph.Node("QuantizeLinear", "", [t, $"{k}_s", $"{k}_z"], [$"{k}_q"]),
+                OnnxGraph.Node("DequantizeLinear", "", [$"{k}_q", $"{k}_s", $"{k}_z"], [dq[t]]),
             ];
         }
 
@@ -508,7 +511,7 @@ public static class Quantizer
                 g.Graph.Initializer.Add(OnnxGraph.Int32Tensor($"{bn}_i32", bq, bq.Length));
                 g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{bn}_s", bs, bs.Length));
                 g.Graph.Initializer.Add(OnnxGraph.Int32Tensor($"{bn}_z", new int[bq.Length], bq.Length));
-                var node = OnnxGraph.Node("DequantizeLinear", $"{bn}_DQ", [$"{bn}_i32", $"{bn}_s", $"{bn}_z"], [$"{bn}_dq"], OnnxGraph.Int("axis", 0));
+                var node = OnnxGraph.Node("DequantizeLinear", "", [$"{bn}_i32", $"{bn}_s", $"{bn}_z"], [$"{bn}_dq"], OnnxGraph.Int("axis", 0));
                 prefix.Add(node);
                 n.Input[biasIndex] = node.Output[0];
             }

@@ -212,12 +212,12 @@ public sealed class QuantizerTests : IDisposable
         // An excluded node that does not exist; an unknown op on an old opset.
         e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, calibration, new QuantizeOptions { AllowSlower = true, Exclude = ["gemm_99"] }));
         Assert.Contains("--exclude gemm_99: no node of that name", e.Message, StringComparison.Ordinal);
-        var old = new OnnxModelBuilder().Input("x", 1, 4, 8, 8).Output("y", 1, 4, 16, 16).Node("Upsample", ["x", "s"], ["y"]).Constant("s", [4], 1, 1, 2, 2).Build(9);
+        var old = new OnnxModelBuilder().Input("x", 1, 4, 8, 8).Output("y", 1, 1, 16, 16).Node("DepthToSpace", ["x"], ["y"], ("blocksize", 2)).Build(9);
         var oldPath = Path.Combine(_dir.Path, "old.onnx");
         File.WriteAllBytes(oldPath, old);
         e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(oldPath, null, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("opset 9", e.Message, StringComparison.Ordinal);
-        Assert.Contains("Upsample", e.Message, StringComparison.Ordinal);
+        Assert.Contains("DepthToSpace", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
