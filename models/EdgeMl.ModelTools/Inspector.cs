@@ -49,7 +49,7 @@ public static class Inspector
     public static string Quantization(OnnxGraph g)
     {
         var nodes = g.Graphs().SelectMany(x => x.Node).ToList();
-        var inits = g.Graphs().SelectMany(x => x.Initializer).GroupBy(t => t.Name).ToDictionary(x => x.Key, x => x.First());
+        var inits = g.AllInitializers();
         var ops = nodes.Select(n => n.OpType).ToList();
         var int8 = inits.Values.Where(t => t.DataType is (int)TensorProto.Types.DataType.Int8 or (int)TensorProto.Types.DataType.Uint8).ToList();
         var perChannel = nodes.Count(n => n.OpType == "DequantizeLinear" && inits.TryGetValue(n.Input[1], out var s) && OnnxGraph.Elements(s) > 1);

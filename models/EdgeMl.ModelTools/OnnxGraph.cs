@@ -276,6 +276,10 @@ public sealed class OnnxGraph
 
     public Dictionary<string, TensorProto> Initializers() => Graph.Initializer.ToDictionary(t => t.Name);
 
+    /// <summary>Initializers of every graph and subgraph by name (a subgraph reads the outer ones by name too).</summary>
+    public Dictionary<string, TensorProto> AllInitializers() =>
+        Graphs().SelectMany(x => x.Initializer).GroupBy(t => t.Name, StringComparer.Ordinal).ToDictionary(x => x.Key, x => x.First(), StringComparer.Ordinal);
+
     /// <summary>Graph inputs that are not initializers (older exporters list initializers as inputs too).</summary>
     public List<ValueInfoProto> RealInputs()
     {

@@ -36,7 +36,6 @@ public sealed class QuantizeResult
     public int Weights { get; set; }
     public int Activations { get; set; }
     public int WeightOnlyNodes { get; set; }
-    public List<string> Excluded { get; set; } = [];
     public long OpsetIn { get; set; }
     public long OpsetOut { get; set; }
     public int CalibrationSamples { get; set; }
@@ -115,6 +114,8 @@ public static class Quantizer
         {
             var candidate = System.IO.Path.Combine(dir ?? temp.FullName, $".{System.IO.Path.GetFileName(output ?? "model.onnx")}.{Environment.ProcessId}.tmp");
             var tried = new HashSet<string>(StringComparer.Ordinal);
+            var bestCosine = double.NegativeInfinity;
+            string? lastAccuracyExclusion = null;
             while (true)
             {
                 var (g, result) = Build(input, calibration, options, manifest, progress, excluded, ranges);
@@ -123,14 +124,18 @@ public static class Quantizer
                 var worst = seen.Outputs.MinBy(o => o.Cosine)!;
                 if (worst.Cosine < options.MinCosine)
                 {
-                    var damaging = check.MostDamaging(g, result.QuantizedNames, excluded.Keys);
+                    // The search stops when keeping the last layer in float did not help (the loss is elsewhere: activations).
+                    var helped = lastAccuracyExclusion is null || worst.Cosine > bestCosine;
+                    bestCosine = Math.Max(bestCosine, worst.Cosine);
+                    var damaging = helped ? check.MostDamaging(g, result.QuantizedNames, excluded.Keys) : null;
                     if (damaging is null || excluded.Count(e => e.Value.StartsWith("accuracy", StringComparison.Ordinal)) >= options.MaxFloatLayers
                         || result.QuantizedNames.All(n => n == damaging.Value.Node || excluded.ContainsKey(n)))
                     {
-                        throw new ModelToolException($"{input}: the int8 model agrees with the float one only to cosine {worst.Cosine:0.####} on output '{worst.Name}' (bound {options.MinCosine}), " +
-                            $"even with {excluded.Count} layer(s) kept in float ({string.Join(", ", excluded.Keys.Take(8))}); nothing written (lower --min-cosine, or calibrate with more representative data)");
+                        throw new ModelToolException($"{input}: the int8 model agrees with the float one only to cosine {bestCosine:0.####} on output '{worst.Name}' (bound {options.MinCosine}), " +
+                            $"{(excluded.Count > 0 ? $"also with layers kept in float ({string.Join(", ", excluded.Keys.Take(8))})" : "and no single layer is to blame")}; nothing written (lower --min-cosine, or calibrate with more representative data)");
                     }
 
+                    lastAccuracyExclusion = damaging.Value.Node;
                     excluded[damaging.Value.Node] = $"accuracy: its output agrees to cosine {damaging.Value.Cosine:0.####} after quantization";
                     continue;
                 }
@@ -162,7 +167,6 @@ public static class Quantizer
                 }
 
                 result.KeptFloat = excluded.ToDictionary(StringComparer.Ordinal);
-                result.Excluded = [.. excluded.Keys];
                 result.Model = File.ReadAllBytes(candidate);
                 result.SizeOut = new FileInfo(candidate).Length + (File.Exists(candidate + ".data") ? new FileInfo(candidate + ".data").Length : 0);
                 if (output is not null)
@@ -197,7 +201,7 @@ public static class Quantizer
     /// <summary>Groups of quantized nodes to keep in float when int8 is slower, the likeliest culprits first.</summary>
     private static IEnumerable<(string Reason, List<string> Nodes)> SlowGroups(OnnxGraph g, QuantizeResult result)
     {
-        var inits = g.Graphs().SelectMany(x => x.Initializer).GroupBy(t => t.Name).ToDictionary(x => x.Key, x => x.First());
+        var inits = g.AllInitializers();
         var nodes = g.Graphs().SelectMany(x => x.Node).Where(n => result.QuantizedNames.Contains(n.Name)).ToList();
         long Weights(NodeProto n) => n.Input.Where(i => i.EndsWith("_i8", StringComparison.Ordinal) || i.EndsWith("_dq", StringComparison.Ordinal))
             .Select(i => inits.GetValueOrDefault(i.EndsWith("_dq", StringComparison.Ordinal) ? i[..^3] + "_i8" : i)).Where(t => t is not null).Sum(t => OnnxGraph.Elements(t!));
@@ -248,7 +252,7 @@ public static class Quantizer
         }
 
         OpsetUpgrade.Apply(g, result.Notes);
-        var inits = g.Graphs().SelectMany(x => x.Initializer).GroupBy(t => t.Name).ToDictionary(x => x.Key, x => x.First());
+        var inits = g.AllInitializers();
         bool Constant(string t) => inits.TryGetValue(t, out var i) && i.DataType == (int)TensorProto.Types.DataType.Float;
         var excluded = excludedNodes.Keys.ToHashSet(StringComparer.Ordinal);
         var weighted = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && Weighted.Contains(n.OpType) && WeightIndex(n, Constant) >= 0).ToList();
@@ -335,7 +339,8 @@ public static class Quantizer
     };
 
     /// <summary>Symmetric int8: per channel along <paramref name="axis"/> (or per tensor when -1).</summary>
-    internal static (sbyte[] Q, float[] Scale) Symmetric(float[] w, long[] dims, int axis)
+    /// <param name="minScale">Per channel (or one value), the smallest scale allowed (so that a bias at input scale × weight scale fits int32).</param>
+    internal static (sbyte[] Q, float[] Scale) Symmetric(float[] w, long[] dims, int axis, float[]? minScale = null)
     {
         var channels = axis < 0 ? 1 : (int)dims[axis];
         var inner = axis < 0 ? w.Length : (int)dims.Skip(axis + 1).Aggregate(1L, (a, b) => a * b);
@@ -346,7 +351,7 @@ public static class Quantizer
             maxAbs[c] = Math.Max(maxAbs[c], Math.Abs(w[i]));
         }
 
-        var scale = maxAbs.Select(m => m > 0 ? m / 127f : 1f).ToArray();
+        var scale = maxAbs.Select((m, c) => Math.Max(m > 0 ? m / 127f : 1f, minScale is null ? 0 : minScale[Math.Min(c, minScale.Length - 1)])).ToArray();
         var q = new sbyte[w.Length];
         for (var i = 0; i < w.Length; i++)
         {
@@ -361,9 +366,9 @@ public static class Quantizer
     /// A float weight stored as symmetric int8 (per channel along <paramref name="axis"/>, or per tensor when -1): its
     /// int8 tensor, scale and zero point are added as initializers; returns the DequantizeLinear that yields it in float.
     /// </summary>
-    private static (NodeProto Node, float[] Scale) DequantizedWeight(GraphProto g, string name, TensorProto weight, int axis)
+    private static (NodeProto Node, float[] Scale) DequantizedWeight(GraphProto g, string name, TensorProto weight, int axis, float[]? minScale = null)
     {
-        var (q, s) = Symmetric(OnnxGraph.Floats(weight), [.. weight.Dims], axis);
+        var (q, s) = Symmetric(OnnxGraph.Floats(weight), [.. weight.Dims], axis, minScale);
         g.Initializer.Add(OnnxGraph.Int8Tensor($"{name}_i8", q, [.. weight.Dims]));
         g.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{name}_s", s) : OnnxGraph.FloatTensor($"{name}_s", s, s.Length));
         g.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{name}_z", [0]) : OnnxGraph.Int8Tensor($"{name}_z", new sbyte[s.Length], s.Length));
@@ -393,9 +398,11 @@ public static class Quantizer
         var quantizable = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && (weightedSet.Contains(n) || Fusable.Contains(n.OpType))).ToHashSet(ReferenceEqualityComparer.Instance);
         var tensors = new List<string>();
         var seen = new HashSet<string>();
+        // A layer kept in float keeps its input and output in float too (a quantized neighbour would requantize them).
+        var keptFloat = g.Graph.Node.Where(n => excluded.Contains(n.Name) && Weighted.Contains(n.OpType)).SelectMany(n => n.Input.Concat(n.Output)).ToHashSet(StringComparer.Ordinal);
         void Want(string t)
         {
-            if (t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && seen.Add(t)) tensors.Add(t);
+            if (t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && !keptFloat.Contains(t) && seen.Add(t)) tensors.Add(t);
         }
 
         foreach (var n in g.Graph.Node.Where(quantizable.Contains))
@@ -491,7 +498,17 @@ public static class Quantizer
             var key = $"{wt.Name}#{axis}";
             if (!weightDq.TryGetValue(key, out var w))
             {
-                var (node, s) = DequantizedWeight(g.Graph, $"{wt.Name}{(axis >= 0 ? "" : "_pt")}", wt, axis);
+                // A channel whose weights are tiny beside its bias (BatchNorm folded into a near-dead channel) would need
+                // a bias past int32 at input scale × weight scale: its weight scale is raised until the bias fits.
+                float[]? minScale = null;
+                if (n.OpType is "Conv" or "Gemm" && n.Input.Count > 2 && inits.TryGetValue(n.Input[2], out var bias) && bias.Dims.Count == 1
+                    && scales.TryGetValue(n.Input[wi == 1 ? 0 : 1], out var inScale))
+                {
+                    minScale = OnnxGraph.Floats(bias).Select(b => Math.Abs(b) / (inScale * (float)(1 << 30))).ToArray();
+                    if (axis < 0) minScale = [minScale.Max()];
+                }
+
+                var (node, s) = DequantizedWeight(g.Graph, $"{wt.Name}{(axis >= 0 ? "" : "_pt")}", wt, axis, minScale);
                 prefix.Add(node);
                 weightDq[key] = w = (node.Output[0], s);
                 result.Weights++;
