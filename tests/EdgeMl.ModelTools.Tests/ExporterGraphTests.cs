@@ -214,6 +214,32 @@ public sealed class ExporterGraphTests : IDisposable
     }
 
     [Fact]
+    public void A_channel_with_tiny_weights_and_a_large_bias_keeps_its_bias()
+    {
+        // BatchNorm folded into a near-dead channel: weights ~1e-9, bias 3. At input scale × weight scale the bias would
+        // pass int32 and be clipped to almost nothing; the weight scale is raised instead.
+        var m = OnnxGraph.Parse(ModelZoo.Mlp(13), "mlp");
+        var gemm = m.Graph.Node.First(n => n.OpType == "Gemm");
+        var w = m.Graph.Initializer.First(t => t.Name == gemm.Input[1]);
+        var b = m.Graph.Initializer.First(t => t.Name == gemm.Input[2]);
+        var wv = OnnxGraph.Floats(w);
+        for (var k = 0; k < 16; k++) wv[k] *= 1e-9f; // row 0 of [32, 16] (transB)
+        var bv = OnnxGraph.Floats(b);
+        bv[0] = 3;
+        w.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(wv.AsSpan()));
+        b.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(bv.AsSpan()));
+        w.FloatData.Clear();
+        b.FloatData.Clear();
+        var fp32 = Write("dead-channel.onnx", Google.Protobuf.MessageExtensions.ToByteArray(m.Model));
+        var int8 = Path.Combine(_dir.Path, "dead-channel-int8.onnx");
+        var options = Options();
+        options.MinCosine = 0; // no layer kept in float: the channel itself is checked
+        Quantizer.Quantize(fp32, Features("cal.npy", 32, 1), options, output: int8);
+        var e = Evaluator.Evaluate(fp32, int8, Features("held.npy", 64, 2), new EvaluateOptions());
+        Assert.True(e.Outputs[0].MaxAbsError < 0.5, $"max |error| {e.Outputs[0].MaxAbsError}, cosine {e.Outputs[0].Cosine}");
+    }
+
+    [Fact]
     public void Npz_inputs_keep_their_dtype_and_a_one_sample_array_is_used_for_every_sample()
     {
         var npz = Path.Combine(_dir.Path, "typed.npz");
