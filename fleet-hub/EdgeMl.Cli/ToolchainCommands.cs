@@ -78,6 +78,7 @@ public static class ToolchainCommands
         if (output.Json(node)) return;
         output.Line($"{outPath}: {result.Mode} int8, {Size(result.SizeIn)} → {Size(result.SizeOut)} ({(double)result.SizeOut / result.SizeIn:P0})");
         output.Line($"  {result.QuantizedNodes} nodes quantized, {result.Weights} weight tensors int8, {result.Activations} activations with Q/DQ{(result.WeightOnlyNodes > 0 ? $", {result.WeightOnlyNodes} recurrent (weight-only)" : "")}; opset {result.OpsetIn} → {result.OpsetOut}{(result.CalibrationSamples > 0 ? $"; {result.CalibrationSamples} calibration samples" : "")}");
+        output.Line($"  quantized: {string.Join(", ", result.QuantizedOps.Select(o => $"{o.Key} {o.Value}"))}");
         if (result.Check is { } c)
         {
             output.Line($"  checked from the written file on {(calibration is null ? "made-up" : "calibration")} samples: cosine {string.Join(", ", c.Outputs.Select(o => $"{o.Name} {o.Cosine:0.####}"))}; " +

@@ -51,6 +51,16 @@ public sealed class QuantizeResult
     /// <summary>Nodes quantized (their names), weight-only ones included.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public HashSet<string> QuantizedNames { get; } = new(StringComparer.Ordinal);
+    /// <summary>Layers quantized, by op type (weight-only ones as "LSTM (weight-only)" …).</summary>
+    public Dictionary<string, int> QuantizedOps { get; set; } = [];
+
+    internal void Quantized(NodeProto n, bool weightOnly = false)
+    {
+        QuantizedNames.Add(n.Name);
+        var key = weightOnly ? $"{n.OpType} (weight-only)" : n.OpType;
+        QuantizedOps[key] = QuantizedOps.GetValueOrDefault(key) + 1;
+        if (weightOnly) WeightOnlyNames.Add(n.Name);
+    }
     /// <summary>Nodes whose weights are int8 but compute in float (LSTM/GRU/RNN, layers inside subgraphs in static mode).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public HashSet<string> WeightOnlyNames { get; } = new(StringComparer.Ordinal);
@@ -299,6 +309,7 @@ public static class Quantizer
         GraphRewrites.SortAll(g);
         if (g.Opset < OpsetUpgrade.Target) g.SetOpset(OpsetUpgrade.Target);
         g.Model.ProducerName = "edgeml model quantize";
+        g.Model.ProducerVersion = "";
         // What the packager writes into the manifest's quantization section.
         g.Model.MetadataProps.Add(new StringStringEntryProto { Key = "edgeml.reference_sha256", Value = g.OriginalSha256 });
         g.Model.MetadataProps.Add(new StringStringEntryProto
@@ -515,7 +526,7 @@ public static class Quantizer
             }
 
             n.Input[wi] = w.Name;
-            result.QuantizedNames.Add(n.Name);
+            result.Quantized(n);
             var dataInput = n.Input[wi == 1 ? 0 : 1];
             var biasIndex = n.OpType is "Conv" or "Gemm" ? 2 : -1;
             if (biasIndex > 0 && n.Input.Count > biasIndex && inits.TryGetValue(n.Input[biasIndex], out var bt) && bt.Dims.Count == 1 && scales.TryGetValue(dataInput, out var xs)
@@ -616,7 +627,7 @@ public static class Quantizer
             replaced[n] = list;
             result.Weights++;
             result.QuantizedNodes++;
-            result.QuantizedNames.Add(n.Name);
+            result.Quantized(n);
             foreach (var x in list) result.QuantizedNames.Add(x.Name);
         }
 
@@ -654,8 +665,7 @@ public static class Quantizer
                 }
 
                 result.WeightOnlyNodes++;
-                result.QuantizedNames.Add(n.Name);
-                result.WeightOnlyNames.Add(n.Name);
+                result.Quantized(n, weightOnly: true);
             }
 
             var all = prefix.Concat(graph.Node).ToList();
