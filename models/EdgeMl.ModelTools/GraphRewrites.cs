@@ -24,9 +24,9 @@ public static class GraphRewrites
     /// <summary>Nodes without a name get <c>OpType_index</c> (unique in the model), so that they can be reported and excluded.</summary>
     public static void NameNodes(OnnxGraph g)
     {
-        var names = g.Graphs().SelectMany(x => x.Node).Select(n => n.Name).Where(n => n.Length > 0).ToHashSet(StringComparer.Ordinal);
+        var names = g.Nodes().Select(n => n.Name).Where(n => n.Length > 0).ToHashSet(StringComparer.Ordinal);
         var k = 0;
-        foreach (var n in g.Graphs().SelectMany(x => x.Node).Where(n => n.Name.Length == 0))
+        foreach (var n in g.Nodes().Where(n => n.Name.Length == 0))
         {
             string name;
             do name = $"{n.OpType}_{k++}";
@@ -72,7 +72,7 @@ public static class GraphRewrites
         foreach (var graph in g.Graphs().ToList())
         {
             var readers = graph.Node.SelectMany(n => n.Input.Select(i => (i, n))).ToLookup(x => x.i, x => x.n);
-            var nested = g.Graphs().Where(x => x != graph).SelectMany(x => x.Node).SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
+            var nested = g.Graphs().Where(x => !ReferenceEquals(x, graph)).SelectMany(x => x.Node).SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
             foreach (var t in graph.Initializer.Where(t => t.DataType == (int)TensorProto.Types.DataType.Float16).ToList())
             {
                 var r = readers[t.Name].ToList();
@@ -98,7 +98,7 @@ public static class GraphRewrites
     public static void RefuseFloat16Computation(OnnxGraph g)
     {
         var fp16 = g.Graphs().SelectMany(x => x.Initializer).Where(t => t.DataType == (int)TensorProto.Types.DataType.Float16).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        var users = g.Graphs().SelectMany(x => x.Node).Where(n => !IsCastToFloat(n) && n.Input.Any(fp16.Contains)).ToList();
+        var users = g.Nodes().Where(n => !IsCastToFloat(n) && n.Input.Any(fp16.Contains)).ToList();
         if (users.Count > 0)
         {
             throw new ModelToolException($"{g.Source}: the model computes in float16 ({users.Count} node(s) read float16 weights, e.g. {users[0].OpType} '{users[0].Name}'); only float32 models, or float16 weights read through Cast(to=float), are quantized here: convert it to float32 first");
@@ -167,7 +167,7 @@ public static class GraphRewrites
     /// <summary>Drops initializers that no node of any graph reads any more (and their graph-input entries, which older exporters write).</summary>
     public static void Prune(OnnxGraph g)
     {
-        var used = g.Graphs().SelectMany(x => x.Node).SelectMany(n => n.Input).Concat(g.Graphs().SelectMany(x => x.Output).Select(o => o.Name)).ToHashSet(StringComparer.Ordinal);
+        var used = g.Nodes().SelectMany(n => n.Input).Concat(g.Graphs().SelectMany(x => x.Output).Select(o => o.Name)).ToHashSet(StringComparer.Ordinal);
         foreach (var graph in g.Graphs().ToList())
         {
             var removed = graph.Initializer.Where(t => !used.Contains(t.Name)).ToList();

@@ -21,7 +21,7 @@ public static class Inspector
             Outputs = g.Graph.Output.Select(Tensor).ToList(),
             Nodes = g.Graphs().Sum(x => x.Node.Count),
             Subgraphs = g.Graphs().Count() - 1,
-            Operators = g.Graphs().SelectMany(x => x.Node).GroupBy(n => n.Domain is "" or "ai.onnx" ? n.OpType : $"{n.Domain}.{n.OpType}")
+            Operators = g.Nodes().GroupBy(n => n.Domain is "" or "ai.onnx" ? n.OpType : $"{n.Domain}.{n.OpType}")
                 .OrderByDescending(x => x.Count()).ThenBy(x => x.Key, StringComparer.Ordinal).ToDictionary(x => x.Key, x => x.Count()),
             Parameters = g.Tensors().Sum(x => OnnxGraph.Elements(x.Tensor)),
             ExternalData = g.ExternalFiles,
@@ -48,7 +48,7 @@ public static class Inspector
     /// <summary>none, QDQ (static), dynamic (ONNX Runtime's ConvInteger/MatMulInteger), QOperator (QLinear*), with what is int8 — in every graph and subgraph.</summary>
     public static string Quantization(OnnxGraph g)
     {
-        var nodes = g.Graphs().SelectMany(x => x.Node).ToList();
+        var nodes = g.Nodes().ToList();
         var inits = g.AllInitializers();
         var ops = nodes.Select(n => n.OpType).ToList();
         var int8 = inits.Values.Where(t => t.DataType is (int)TensorProto.Types.DataType.Int8 or (int)TensorProto.Types.DataType.Uint8).ToList();

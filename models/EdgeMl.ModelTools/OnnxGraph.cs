@@ -77,6 +77,9 @@ public sealed class OnnxGraph
     /// <summary>The graph and every subgraph (If/Loop/Scan bodies, at any depth).</summary>
     public IEnumerable<GraphProto> Graphs() => Nested(Graph);
 
+    /// <summary>The nodes of the graph and of every subgraph.</summary>
+    public IEnumerable<NodeProto> Nodes() => Graphs().SelectMany(x => x.Node);
+
     private static IEnumerable<GraphProto> Nested(GraphProto graph)
     {
         yield return graph;

@@ -31,7 +31,7 @@ public static class OpsetUpgrade
         var opset = g.Opset;
         if (opset >= Target) return;
         if (opset < 7) throw new ModelToolException($"{g.Source}: opset {opset} is too old to upgrade safely (7 or newer is needed; re-export the model)");
-        var all = g.Graphs().SelectMany(x => x.Node).ToList();
+        var all = g.Nodes().ToList();
         var unknown = all.Where(n => n.Domain is "" or "ai.onnx" && !Unchanged.Contains(n.OpType)).Select(n => n.OpType).Distinct().ToList();
         unknown.AddRange(all.Where(n => n.OpType == "Resize" && n.Attribute.Any(a => a.Name == "coordinate_transformation_mode" && a.S.ToStringUtf8() == "tf_half_pixel_for_nn"))
             .Select(_ => "Resize (tf_half_pixel_for_nn, gone in opset 13)").Distinct());

@@ -212,7 +212,7 @@ public static class Quantizer
     private static IEnumerable<(string Reason, List<string> Nodes)> SlowGroups(OnnxGraph g, QuantizeResult result)
     {
         var inits = g.AllInitializers();
-        var nodes = g.Graphs().SelectMany(x => x.Node).Where(n => result.QuantizedNames.Contains(n.Name)).ToList();
+        var nodes = g.Nodes().Where(n => result.QuantizedNames.Contains(n.Name)).ToList();
         long Weights(NodeProto n) => n.Input.Where(i => i.EndsWith("_i8", StringComparison.Ordinal) || i.EndsWith("_dq", StringComparison.Ordinal))
             .Select(i => inits.GetValueOrDefault(i.EndsWith("_dq", StringComparison.Ordinal) ? i[..^3] + "_i8" : i)).Where(t => t is not null).Sum(t => OnnxGraph.Elements(t!));
         yield return ("layers with fewer than 16,384 weights", nodes.Where(n => Weights(n) < 16384).Select(n => n.Name).ToList());
@@ -252,12 +252,12 @@ public static class Quantizer
         var g = OnnxGraph.Load(input);
         var result = new QuantizeResult { Mode = options.Mode, OpsetIn = g.Opset, SizeIn = g.SizeBytes };
         GraphRewrites.Prepare(g, result.Notes);
-        var all = g.Graphs().SelectMany(x => x.Node).Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var (name, why) in excludedNodes.Where(e => e.Value == "--exclude"))
+        var all = g.Nodes().Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in excludedNodes.Where(e => e.Value == "--exclude").Select(e => e.Key))
         {
             if (!all.Contains(name))
             {
-                throw new ModelToolException($"--exclude {name}: no node of that name in {g.Source} (quantizable nodes: {string.Join(", ", g.Graphs().SelectMany(x => x.Node).Where(n => Weighted.Contains(n.OpType) || Recurrent.Contains(n.OpType)).Select(n => n.Name).Take(12))})");
+                throw new ModelToolException($"--exclude {name}: no node of that name in {g.Source} (quantizable nodes: {string.Join(", ", g.Nodes().Where(n => Weighted.Contains(n.OpType) || Recurrent.Contains(n.OpType)).Select(n => n.Name).Take(12))})");
             }
         }
 
@@ -285,7 +285,7 @@ public static class Quantizer
 
         if (weighted.Count == 0 && weightOnly.Count == 0 && dynamicInSubgraphs.Count == 0)
         {
-            var ops = string.Join(", ", g.Graphs().SelectMany(x => x.Node).Select(n => n.OpType).Distinct().Take(15));
+            var ops = string.Join(", ", g.Nodes().Select(n => n.OpType).Distinct().Take(15));
             throw new ModelToolException($"{g.Source}: nothing to quantize in {options.Mode} mode: no {(options.Mode == "dynamic" ? "MatMul or Gemm" : "Conv, MatMul or Gemm")} with constant weights, and no LSTM/GRU/RNN{(excluded.Count > 0 ? " that is not kept in float" : "")} (the model has: {ops})");
         }
 
@@ -324,7 +324,7 @@ public static class Quantizer
     /// <summary>Already quantized, or nothing to work on: a clear message, not a broken file.</summary>
     private static void Refuse(OnnxGraph g)
     {
-        var quantized = g.Graphs().SelectMany(x => x.Node).Where(n => OnnxGraph.QuantizedOps.Contains(n.OpType)).Select(n => n.OpType).Distinct().ToList();
+        var quantized = g.Nodes().Where(n => OnnxGraph.QuantizedOps.Contains(n.OpType)).Select(n => n.OpType).Distinct().ToList();
         var int8 = g.Graphs().SelectMany(x => x.Initializer).Count(t => t.DataType is (int)TensorProto.Types.DataType.Int8 or (int)TensorProto.Types.DataType.Uint8);
         if (quantized.Count > 0 || int8 > 0)
         {
