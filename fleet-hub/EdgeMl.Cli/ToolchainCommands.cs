@@ -64,6 +64,14 @@ public static class ToolchainCommands
         if (options.Mode is not ("static" or "dynamic")) throw new UsageException($"--mode {options.Mode}: static or dynamic");
         if (args.Get("percentile") is { } p) options.Percentile = double.Parse(p, CultureInfo.InvariantCulture);
         if (args.Get("limit") is { } l) options.Limit = int.Parse(l, CultureInfo.InvariantCulture);
+        if (args.Get("max-accuracy-drop") is { } mad)
+        {
+            // An accuracy bound replaces the cosine bound unless both are given.
+            options.MaxAccuracyDrop = double.Parse(mad, CultureInfo.InvariantCulture);
+            options.MinCosine = 0;
+        }
+
+        options.Labels = args.Get("labels");
         if (args.Get("min-cosine") is { } mc) options.MinCosine = double.Parse(mc, CultureInfo.InvariantCulture);
         if (args.Get("max-float-layers") is { } mfl) options.MaxFloatLayers = int.Parse(mfl, CultureInfo.InvariantCulture);
         if (args.Get("threads") is { } th) options.Threads = int.Parse(th, CultureInfo.InvariantCulture);
@@ -82,6 +90,7 @@ public static class ToolchainCommands
         if (result.Check is { } c)
         {
             output.Line($"  checked from the written file on {(calibration is null ? "made-up" : "calibration")} samples: cosine {string.Join(", ", c.Outputs.Select(o => $"{o.Name} {o.Cosine:0.####}"))}; " +
+                (c.AccuracyDropPoints is { } d ? $"top-1 accuracy drop {d:0.##} points; " : "") +
                 $"latency {c.ReferenceMs:0.###} ms → {c.CandidateMs:0.###} ms (ratio {c.LatencyRatio:0.00}, {options.Threads} thread(s))");
         }
 

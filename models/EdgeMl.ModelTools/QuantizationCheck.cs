@@ -18,9 +18,11 @@ public sealed class QuantizationCheck : IDisposable
     private readonly InferenceSession _session;
     private readonly string[] _outputs;
     private readonly List<float[][]> _expected = [];
+    private readonly float[]? _labels;
 
     /// <summary>The outcome of one check.</summary>
-    public sealed record Outcome(List<OutputAgreement> Outputs, double ReferenceMs, double CandidateMs)
+    /// <param name="AccuracyDropPoints">With labels: top-1 accuracy of fp32 minus that of int8 on the check samples, in points.</param>
+    public sealed record Outcome(List<OutputAgreement> Outputs, double ReferenceMs, double CandidateMs, double? AccuracyDropPoints = null)
     {
         /// <summary>int8 latency / float latency (median per sample run).</summary>
         public double LatencyRatio => ReferenceMs > 0 ? Math.Round(CandidateMs / ReferenceMs, 3) : 1;
@@ -29,9 +31,12 @@ public sealed class QuantizationCheck : IDisposable
     /// <param name="reference">The float model, as read from its file.</param>
     /// <param name="samples">What both models are run on (at least one).</param>
     /// <param name="threads">Intra-op threads for the timed runs.</param>
-    public QuantizationCheck(OnnxGraph reference, IReadOnlyList<Sample> samples, int threads)
+    /// <param name="labels">Class index of each sample (for the first output's top-1 accuracy), or null.</param>
+    public QuantizationCheck(OnnxGraph reference, IReadOnlyList<Sample> samples, int threads, float[]? labels = null)
     {
         if (samples.Count == 0) throw new ModelToolException($"{reference.Source}: no samples to check the quantized model on");
+        if (labels is not null && labels.Length < samples.Count) throw new ModelToolException($"{labels.Length} labels for {samples.Count} check samples");
+        _labels = labels;
         _reference = reference;
         _samples = samples;
         _threads = threads;
@@ -72,14 +77,19 @@ public sealed class QuantizationCheck : IDisposable
         using (session)
         {
             var stats = _outputs.Select(_ => new AgreementStats()).ToArray();
+            var (refCorrect, candCorrect) = (0, 0);
             for (var k = 0; k < _samples.Count; k++)
             {
                 var got = Run(session, _samples[k], _outputs, $"the quantized {_reference.Source}");
                 for (var o = 0; o < _outputs.Length; o++) stats[o].Add(_expected[k][o], got[o]);
+                if (_labels is null) continue;
+                if (Evaluator.ArgMax(_expected[k][0]) == (int)_labels[k]) refCorrect++;
+                if (Evaluator.ArgMax(got[0]) == (int)_labels[k]) candCorrect++;
             }
 
             var (refMs, candMs) = Latency(session);
-            return new Outcome(_outputs.Select((o, i) => stats[i].Result(o)).ToList(), refMs, candMs);
+            double? drop = _labels is null ? null : Math.Round(100.0 * (refCorrect - candCorrect) / _samples.Count, 3);
+            return new Outcome(_outputs.Select((o, i) => stats[i].Result(o)).ToList(), refMs, candMs, drop);
         }
     }
 

@@ -20,7 +20,11 @@ public sealed class QuantizeOptions
     public int Limit { get; set; } = 1000;
     /// <summary>The result must agree with the float model at least this well (mean cosine on the check samples, every output).</summary>
     public double MinCosine { get; set; } = 0.99;
-    /// <summary>Most layers the sensitivity search keeps in float to reach <see cref="MinCosine"/>.</summary>
+    /// <summary>With <see cref="Labels"/>: the most top-1 accuracy (percentage points) int8 may lose against fp32 on the labelled calibration samples.</summary>
+    public double? MaxAccuracyDrop { get; set; }
+    /// <summary>Class index of each calibration sample (.npy), for <see cref="MaxAccuracyDrop"/>.</summary>
+    public string? Labels { get; set; }
+    /// <summary>Most layers the sensitivity search keeps in float to reach <see cref="MinCosine"/> (and <see cref="MaxAccuracyDrop"/>).</summary>
     public int MaxFloatLayers { get; set; } = 16;
     /// <summary>Threads ONNX Runtime uses when the float and the int8 model are timed (the target's).</summary>
     public int Threads { get; set; } = 1;
@@ -114,8 +118,10 @@ public static class Quantizer
         var reference = OnnxGraph.Load(input);
         Refuse(reference);
         GraphRewrites.RefuseFloat16Computation(reference);
-        var samples = CheckSamples(reference, calibration, manifest);
-        using var check = new QuantizationCheck(reference, samples, options.Threads);
+        if (options.MaxAccuracyDrop is not null && (options.Labels is null || calibration is null)) throw new ModelToolException("--max-accuracy-drop needs --calibration data and --labels (a class index per calibration sample)");
+        var labels = options.Labels is null ? null : NumPy.Load(options.Labels).Values.First().Data;
+        var samples = CheckSamples(reference, calibration, manifest, labels is null ? 16 : Math.Min(labels.Length, 256));
+        using var check = new QuantizationCheck(reference, samples, options.Threads, labels);
         var excluded = options.Exclude.ToDictionary(e => e, _ => "--exclude", StringComparer.Ordinal);
         var ranges = new Dictionary<string, (float Lo, float Hi)>(StringComparer.Ordinal);
         var dir = output is not null ? System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(output))! : null;
@@ -124,7 +130,8 @@ public static class Quantizer
         {
             var candidate = System.IO.Path.Combine(dir ?? temp.FullName, $".{System.IO.Path.GetFileName(output ?? "model.onnx")}.{Environment.ProcessId}.tmp");
             var tried = new HashSet<string>(StringComparer.Ordinal);
-            var bestCosine = double.NegativeInfinity;
+            var bestScore = double.NegativeInfinity;
+            var stale = 0;
             string? lastAccuracyExclusion = null;
             while (true)
             {
@@ -132,17 +139,22 @@ public static class Quantizer
                 var seen = check.Measure(g, candidate);
                 result.Check = seen;
                 var worst = seen.Outputs.MinBy(o => o.Cosine)!;
-                if (worst.Cosine < options.MinCosine)
+                var failsAccuracy = options.MaxAccuracyDrop is { } maxDrop && seen.AccuracyDropPoints > maxDrop;
+                if (worst.Cosine < options.MinCosine || failsAccuracy)
                 {
-                    // The search stops when keeping the last layer in float did not help (the loss is elsewhere: activations).
-                    var helped = lastAccuracyExclusion is null || worst.Cosine > bestCosine;
-                    bestCosine = Math.Max(bestCosine, worst.Cosine);
-                    var damaging = helped ? check.MostDamaging(g, result.QuantizedNames, excluded.Keys) : null;
+                    // The search stops when keeping the last two layers in float did not help (the loss is elsewhere: activations).
+                    var score = failsAccuracy ? -seen.AccuracyDropPoints!.Value : worst.Cosine;
+                    stale = lastAccuracyExclusion is null || score > bestScore ? 0 : stale + 1;
+                    bestScore = Math.Max(bestScore, score);
+                    var damaging = stale < 2 ? check.MostDamaging(g, result.QuantizedNames, excluded.Keys) : null;
                     if (damaging is null || excluded.Count(e => e.Value.StartsWith("accuracy", StringComparison.Ordinal)) >= options.MaxFloatLayers
                         || result.QuantizedNames.All(n => n == damaging.Value.Node || excluded.ContainsKey(n)))
                     {
-                        throw new ModelToolException($"{input}: the int8 model agrees with the float one only to cosine {bestCosine:0.####} on output '{worst.Name}' (bound {options.MinCosine}), " +
-                            $"{(excluded.Count > 0 ? $"also with layers kept in float ({string.Join(", ", excluded.Keys.Take(8))})" : "and no single layer is to blame")}; nothing written (lower --min-cosine, or calibrate with more representative data)");
+                        var what = failsAccuracy
+                            ? $"loses {-bestScore:0.##} points of top-1 accuracy on {samples.Count} labelled calibration samples (bound {options.MaxAccuracyDrop})"
+                            : $"agrees with the float one only to cosine {bestScore:0.####} on output '{worst.Name}' (bound {options.MinCosine})";
+                        throw new ModelToolException($"{input}: the int8 model {what}, " +
+                            $"{(excluded.Count > 0 ? $"also with layers kept in float ({string.Join(", ", excluded.Keys.Take(8))})" : "and no single layer is to blame")}; nothing written (loosen the bound, or calibrate with more representative data)");
                     }
 
                     lastAccuracyExclusion = damaging.Value.Node;
@@ -224,10 +236,10 @@ public static class Quantizer
     }
 
     /// <summary>The samples the result is checked on: up to 16 calibration samples, or made ones (normal floats, zero integers) without calibration data.</summary>
-    private static List<Sample> CheckSamples(OnnxGraph reference, string? calibration, Protocol.Packages.ModelManifest? manifest)
+    private static List<Sample> CheckSamples(OnnxGraph reference, string? calibration, Protocol.Packages.ModelManifest? manifest, int limit)
     {
         var inputs = reference.RealInputs().Select(ModelInput.Of).ToList();
-        if (calibration is not null) return SampleSet.Load(calibration, inputs, manifest, 16);
+        if (calibration is not null) return SampleSet.Load(calibration, inputs, manifest, limit);
         var random = new Random(7);
         return Enumerable.Range(0, 4).Select(_ =>
         {

@@ -193,10 +193,9 @@ public sealed class ExporterGraphTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir.Path, "*.tmp"));
     }
 
-    [Fact]
-    public void The_sensitivity_search_keeps_the_most_damaging_layer_in_float_to_reach_the_bound()
+    /// <summary>The MLP with one Gemm weight an outlier 100× its largest: per-tensor int8 rounds the rest of that layer to zero.</summary>
+    private (string Path, string Gemm) OutlierMlp()
     {
-        // One Gemm weight with an outlier 100× its largest: per-tensor int8 rounds the rest of that layer to zero.
         var m = OnnxGraph.Parse(ModelZoo.Mlp(13), "mlp");
         var gemm = m.Graph.Node.First(n => n.OpType == "Gemm");
         var w = m.Graph.Initializer.First(t => t.Name == gemm.Input[1]);
@@ -204,13 +203,50 @@ public sealed class ExporterGraphTests : IDisposable
         values[0] = 100 * values.Max(Math.Abs);
         w.RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         w.FloatData.Clear();
-        var fp32 = Write("outlier.onnx", Google.Protobuf.MessageExtensions.ToByteArray(m.Model));
+        return (Write("outlier.onnx", Google.Protobuf.MessageExtensions.ToByteArray(m.Model)), gemm.Name);
+    }
+
+    [Fact]
+    public void The_sensitivity_search_keeps_the_most_damaging_layer_in_float_to_reach_the_bound()
+    {
+        var (fp32, gemm) = OutlierMlp();
         var options = new QuantizeOptions { AllowSlower = true, PerChannel = false, MinCosine = 0.99 };
         var result = Quantizer.Quantize(fp32, Features("cal.npy", 32, 1), options);
-        Assert.Equal(gemm.Name, result.KeptFloat.Keys.First()); // the outlier layer is found first
+        Assert.Equal(gemm, result.KeptFloat.Keys.First()); // the outlier layer is found first
         Assert.All(result.KeptFloat.Values, why => Assert.StartsWith("accuracy", why, StringComparison.Ordinal));
         Assert.True(result.KeptFloat.Count < 3, string.Join(", ", result.KeptFloat.Keys));
         Assert.True(result.Check!.Outputs.Min(o => o.Cosine) >= 0.99);
+    }
+
+    [Fact]
+    public void A_maximum_accuracy_drop_on_labelled_calibration_data_drives_the_same_search()
+    {
+        var (fp32, gemm) = OutlierMlp();
+        var calibration = Features("cal.npy", 200, 1);
+        // Labels: the float model's own classes, so fp32 is 100 % right and any int8 flip is a drop.
+        using var options = new Microsoft.ML.OnnxRuntime.SessionOptions();
+        using var session = OnnxGraph.OpenSession(fp32, options, "fp32");
+        var x = NumPy.Load(calibration).Values.First().Data;
+        var labels = Enumerable.Range(0, 200).Select(k =>
+        {
+            using var v = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(x.AsSpan(k * 16, 16).ToArray(), [1, 16]);
+            using var run = new Microsoft.ML.OnnxRuntime.RunOptions();
+            using var r = session.Run(run, ["features"], [v], ["logits"]);
+            var logits = r[0].GetTensorDataAsSpan<float>().ToArray();
+            return (float)Array.IndexOf(logits, logits.Max());
+        }).ToArray();
+        var labelsPath = Path.Combine(_dir.Path, "labels.npy");
+        NumPy.Write(labelsPath, [200], labels);
+
+        var plain = Quantizer.Quantize(fp32, calibration, new QuantizeOptions { AllowSlower = true, PerChannel = false, MinCosine = 0, Labels = labelsPath });
+        var before = plain.Check!.AccuracyDropPoints!.Value;
+        Assert.True(before > 10, $"without the search: drop {before}");
+        var bound = before / 2;
+        var result = Quantizer.Quantize(fp32, calibration, new QuantizeOptions { AllowSlower = true, PerChannel = false, MinCosine = 0, Labels = labelsPath, MaxAccuracyDrop = bound });
+        Assert.Equal(gemm, result.KeptFloat.Keys.First());
+        Assert.True(result.Check!.AccuracyDropPoints <= bound, $"drop {result.Check.AccuracyDropPoints}, before {before}");
+        var e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, calibration, new QuantizeOptions { AllowSlower = true, MaxAccuracyDrop = 1 }));
+        Assert.Contains("needs --calibration data and --labels", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
