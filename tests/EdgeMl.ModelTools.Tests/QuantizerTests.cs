@@ -64,7 +64,7 @@ public sealed class QuantizerTests : IDisposable
     {
         var fp32 = Path.Combine(_dir.Path, $"{kind}-{opset}.onnx");
         File.WriteAllBytes(fp32, Build(kind, opset));
-        var result = Quantizer.Quantize(fp32, mode == "static" ? Data(kind, 100, 64) : null, new QuantizeOptions { Mode = mode });
+        var result = Quantizer.Quantize(fp32, mode == "static" ? Data(kind, 100, 64) : null, new QuantizeOptions { AllowSlower = true, Mode = mode });
         var int8 = Path.Combine(_dir.Path, $"{kind}-{opset}-{mode}.onnx");
         File.WriteAllBytes(int8, result.Model);
 
@@ -112,7 +112,7 @@ public sealed class QuantizerTests : IDisposable
         File.WriteAllBytes(fp32, ModelZoo.ConvNet(17));
         var options = new QuantizeOptions
         {
-            Method = Enum.Parse<CalibrationMethod>(method, ignoreCase: true), ActivationType = activations, PerChannel = !perTensor,
+            AllowSlower = true, MinCosine = 0.97, Method = Enum.Parse<CalibrationMethod>(method, ignoreCase: true), ActivationType = activations, PerChannel = !perTensor,
         };
         var result = Quantizer.Quantize(fp32, Data("convnet", 100, 64), options);
         var int8 = Path.Combine(_dir.Path, $"convnet-{method}-{activations}.onnx");
@@ -126,7 +126,7 @@ public sealed class QuantizerTests : IDisposable
         Assert.Equal(6, weightScales.Count); // five Conv weights and the Gemm's
         Assert.Equal(perTensor, weightScales.All(n => n == 1));
         var e = Evaluator.Evaluate(fp32, int8, Data("convnet", 200, 200), new EvaluateOptions());
-        var mm = Quantizer.Quantize(fp32, Data("convnet", 100, 64), new QuantizeOptions()); // min/max ranges, to show beside these if it fails
+        var mm = Quantizer.Quantize(fp32, Data("convnet", 100, 64), new QuantizeOptions { AllowSlower = true }); // min/max ranges, to show beside these if it fails
         Assert.True(e.Outputs[0].Cosine >= 0.97, $"{method}/{activations}: cosine {e.Outputs[0].Cosine} " + string.Join("; ", result.Ranges.Select(kv => $"{kv.Key}: {kv.Value[0]:0.###}..{kv.Value[1]:0.###} vs {mm.Ranges[kv.Key][0]:0.###}..{mm.Ranges[kv.Key][1]:0.###}")));
     }
 
@@ -136,7 +136,7 @@ public sealed class QuantizerTests : IDisposable
         var fp32 = Path.Combine(_dir.Path, "conv.onnx");
         File.WriteAllBytes(fp32, ModelZoo.ConvNet(13));
         var original = OnnxGraph.Load(fp32);
-        var q = OnnxGraph.Parse(Quantizer.Quantize(fp32, Data("convnet", 7, 32), new QuantizeOptions()).Model, "q");
+        var q = OnnxGraph.Parse(Quantizer.Quantize(fp32, Data("convnet", 7, 32), new QuantizeOptions { AllowSlower = true }).Model, "q");
         var qInit = q.Initializers();
 
         // The second Conv (8 → 8, 3×3, no BatchNorm after it): weight [8, 8, 3, 3].
@@ -166,7 +166,7 @@ public sealed class QuantizerTests : IDisposable
         // MLP: Gemm with transB=1 has its output channels on axis 0; MatMul [K, N] on axis 1.
         var mlp = Path.Combine(_dir.Path, "mlp.onnx");
         File.WriteAllBytes(mlp, ModelZoo.Mlp(13));
-        var mq = OnnxGraph.Parse(Quantizer.Quantize(mlp, Data("mlp", 7, 32), new QuantizeOptions()).Model, "q");
+        var mq = OnnxGraph.Parse(Quantizer.Quantize(mlp, Data("mlp", 7, 32), new QuantizeOptions { AllowSlower = true }).Model, "q");
         var gemmDq = mq.Graph.Node.First(n => n.OpType == "DequantizeLinear" && mq.Initializers()[n.Input[0]].Dims.SequenceEqual(new long[] { 32, 16 }));
         Assert.Equal(0, OnnxGraph.IntAttribute(gemmDq, "axis", -1));
         var matmulDq = mq.Graph.Node.First(n => n.OpType == "DequantizeLinear" && mq.Initializers()[n.Input[0]].Dims.SequenceEqual(new long[] { 32, 24 }));
@@ -183,15 +183,15 @@ public sealed class QuantizerTests : IDisposable
 
         // Already quantized.
         var int8 = Path.Combine(_dir.Path, "mlp-int8.onnx");
-        File.WriteAllBytes(int8, Quantizer.Quantize(fp32, calibration, new QuantizeOptions()).Model);
-        var e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(int8, calibration, new QuantizeOptions()));
+        File.WriteAllBytes(int8, Quantizer.Quantize(fp32, calibration, new QuantizeOptions { AllowSlower = true }).Model);
+        var e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(int8, calibration, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("already quantized", e.Message, StringComparison.Ordinal);
 
         // Nothing quantizable: Relu and Add only.
         var plain = new OnnxModelBuilder().Input("x", 1, 16).Output("y", 1, 16).Node("Relu", ["x"], ["r"]).Node("Add", ["r", "x"], ["y"]).Build(13);
         var plainPath = Path.Combine(_dir.Path, "plain.onnx");
         File.WriteAllBytes(plainPath, plain);
-        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(plainPath, calibration, new QuantizeOptions()));
+        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(plainPath, calibration, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("nothing to quantize", e.Message, StringComparison.Ordinal);
         Assert.Contains("Relu, Add", e.Message, StringComparison.Ordinal);
 
@@ -199,25 +199,25 @@ public sealed class QuantizerTests : IDisposable
         var corrupt = Path.Combine(_dir.Path, "corrupt.onnx");
         var bytes = ModelZoo.Mlp(13);
         File.WriteAllBytes(corrupt, bytes.AsSpan(0, bytes.Length / 3).ToArray().Concat(new byte[] { 0xff, 0xff, 0xff, 0xff, 0x0f }).ToArray());
-        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(corrupt, calibration, new QuantizeOptions()));
+        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(corrupt, calibration, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("corrupt.onnx is not an ONNX model", e.Message, StringComparison.Ordinal);
 
         // Calibration data of the wrong shape: 20 features for an input of 16.
         var wrong = Path.Combine(_dir.Path, "wrong.npy");
         NumPy.Write(wrong, [8, 20], new float[160]);
-        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, wrong, new QuantizeOptions()));
+        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, wrong, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("has shape (8, 20)", e.Message, StringComparison.Ordinal);
         Assert.Contains("'features' [1, 16]", e.Message, StringComparison.Ordinal);
 
         // An excluded node that does not exist; an unknown op on an old opset.
-        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, calibration, new QuantizeOptions { Exclude = ["gemm_99"] }));
+        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, calibration, new QuantizeOptions { AllowSlower = true, Exclude = ["gemm_99"] }));
         Assert.Contains("--exclude gemm_99: no node of that name", e.Message, StringComparison.Ordinal);
-        var old = new OnnxModelBuilder().Input("x", 1, 4, 8, 8).Output("y", 1, 4, 16, 16).Node("Upsample", ["x", "s"], ["y"]).Constant("s", [4], 1, 1, 2, 2).Build(9);
+        var old = new OnnxModelBuilder().Input("x", 1, 4, 8, 8).Output("y", 1, 1, 16, 16).Node("DepthToSpace", ["x"], ["y"], ("blocksize", 2)).Build(9);
         var oldPath = Path.Combine(_dir.Path, "old.onnx");
         File.WriteAllBytes(oldPath, old);
-        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(oldPath, null, new QuantizeOptions()));
+        e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(oldPath, null, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("opset 9", e.Message, StringComparison.Ordinal);
-        Assert.Contains("Upsample", e.Message, StringComparison.Ordinal);
+        Assert.Contains("DepthToSpace", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -243,7 +243,7 @@ public sealed class QuantizerTests : IDisposable
         Assert.Equal(32, samples.Count);
         Assert.Empty(notes); // nothing zero-filled: every input had its array
         Assert.Equal([1L, 1, 12], samples[5].Inputs["c0"].Shape);
-        var result = Quantizer.Quantize(fp32, npz, new QuantizeOptions());
+        var result = Quantizer.Quantize(fp32, npz, new QuantizeOptions { AllowSlower = true });
         Assert.Equal(32, result.CalibrationSamples);
 
         var wrong = Path.Combine(_dir.Path, "wrong.npz");
@@ -253,7 +253,7 @@ public sealed class QuantizerTests : IDisposable
             zip.CreateEntryFromFile(Path.Combine(_dir.Path, "h0.npy"), "hidden.npy");
         }
 
-        var e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, wrong, new QuantizeOptions()));
+        var e = Assert.Throws<ModelToolException>(() => Quantizer.Quantize(fp32, wrong, new QuantizeOptions { AllowSlower = true }));
         Assert.Contains("array 'hidden' matches no model input (inputs: x, h0, c0)", e.Message, StringComparison.Ordinal);
     }
 
@@ -263,7 +263,7 @@ public sealed class QuantizerTests : IDisposable
         var fp32 = Path.Combine(_dir.Path, "mlp.onnx");
         File.WriteAllBytes(fp32, ModelZoo.Mlp(13));
         var last = OnnxGraph.Load(fp32).Graph.Node.Last(n => n.OpType == "Gemm").Name;
-        var q = OnnxGraph.Parse(Quantizer.Quantize(fp32, Data("mlp", 1, 16), new QuantizeOptions { Exclude = [last] }).Model, "q");
+        var q = OnnxGraph.Parse(Quantizer.Quantize(fp32, Data("mlp", 1, 16), new QuantizeOptions { AllowSlower = true, Exclude = [last] }).Model, "q");
         var node = q.Graph.Node.Single(n => n.Name == last);
         var inits = q.Initializers();
         Assert.Equal((int)TensorProto.Types.DataType.Float, inits[node.Input[1]].DataType); // its weight is the float original
@@ -295,7 +295,7 @@ public sealed class QuantizerTests : IDisposable
         var data = Path.Combine(_dir.Path, "old9.npy");
         NumPy.Write(data, [64, 2, 8, 8], ModelZoo.Normal(3, 64 * 128));
 
-        var result = Quantizer.Quantize(path, data, new QuantizeOptions());
+        var result = Quantizer.Quantize(path, data, new QuantizeOptions { AllowSlower = true });
         Assert.Equal(9, result.OpsetIn);
         Assert.Equal(13, result.OpsetOut);
         Assert.Contains(result.Notes, n => n.Contains("BatchNormalization folded", StringComparison.Ordinal));

@@ -6,11 +6,17 @@ using System.Text.RegularExpressions;
 
 namespace EdgeMl.ModelTools.Data;
 
-/// <summary>An n-dimensional array read from NumPy, as float32 (any numeric dtype is converted).</summary>
-public sealed record NdArray(long[] Shape, float[] Data)
+/// <summary>
+/// An n-dimensional array read from NumPy: <see cref="Values"/> exact (float64 holds every int32 and every int64 up
+/// to 2^53), <see cref="Data"/> the same as float32; <see cref="Dtype"/> as NumPy names it (<c>float32</c>, <c>int64</c>, <c>bool</c> …).
+/// </summary>
+public sealed record NdArray(long[] Shape, double[] Values, string Dtype)
 {
+    private float[]? _data;
+
+    public float[] Data => _data ??= Values.Select(v => (float)v).ToArray();
     public long Rows => Shape.Length == 0 ? 1 : Shape[0];
-    public int RowLength => (int)(Data.Length / Math.Max(1, Rows));
+    public int RowLength => (int)(Values.Length / Math.Max(1, Rows));
 }
 
 /// <summary>Reads <c>.npy</c> (format 1.0–3.0, C order, little-endian numeric dtypes) and <c>.npz</c> (a zip of them).</summary>
@@ -72,7 +78,7 @@ public static partial class NumPy
             _ => throw new ModelToolException($"{source}: dtype '{descr}' is not supported (float16/32/64, int8/16/32/64, uint8, bool)"),
         };
         if (bytes.Length - start < count * size) throw new ModelToolException($"{source}: {bytes.Length - start} bytes of data, the header's shape ({string.Join(", ", shape)}) needs {count * size}");
-        var values = new float[count];
+        var values = new double[count];
         var kind = descr[1..];
         for (var i = 0; i < count; i++)
         {
@@ -80,8 +86,8 @@ public static partial class NumPy
             values[i] = kind switch
             {
                 "f4" => BinaryPrimitives.ReadSingleLittleEndian(at),
-                "f8" => (float)BinaryPrimitives.ReadDoubleLittleEndian(at),
-                "f2" => (float)BinaryPrimitives.ReadHalfLittleEndian(at),
+                "f8" => BinaryPrimitives.ReadDoubleLittleEndian(at),
+                "f2" => (double)BinaryPrimitives.ReadHalfLittleEndian(at),
                 "i4" => BinaryPrimitives.ReadInt32LittleEndian(at),
                 "i8" => BinaryPrimitives.ReadInt64LittleEndian(at),
                 "i2" => BinaryPrimitives.ReadInt16LittleEndian(at),
@@ -90,16 +96,35 @@ public static partial class NumPy
             };
         }
 
-        return new NdArray(shape, values);
+        var dtype = kind switch { "f4" => "float32", "f8" => "float64", "f2" => "float16", "i4" => "int32", "i8" => "int64", "i2" => "int16", "i1" => "int8", "b1" => "bool", _ => "uint8" };
+        return new NdArray(shape, values, dtype);
     }
 
     /// <summary>Writes a float32 .npy (for tests and for exporting data).</summary>
     public static void Write(string path, long[] shape, float[] data)
     {
-        var header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({string.Join(", ", shape)}{(shape.Length == 1 ? "," : "")}), }}";
+        using var f = File.Create(path);
+        Write(f, shape, data);
+    }
+
+    /// <summary>
+    /// Writes one array as .npy to a stream: float32, float16 (<see cref="Half"/>), int64, int32 or bool, its dtype
+    /// taken from the array's element type. Shape <c>[]</c> is a scalar.
+    /// </summary>
+    public static void Write(Stream f, long[] shape, Array data)
+    {
+        var (descr, bytes) = data switch
+        {
+            float[] a => ("<f4", System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()).ToArray()),
+            Half[] a => ("<f2", System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()).ToArray()),
+            long[] a => ("<i8", System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()).ToArray()),
+            int[] a => ("<i4", System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()).ToArray()),
+            bool[] a => ("|b1", a.Select(b => b ? (byte)1 : (byte)0).ToArray()),
+            _ => throw new ArgumentException($"{data.GetType().Name}: float32, float16, int64, int32 or bool", nameof(data)),
+        };
+        var header = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({string.Join(", ", shape)}{(shape.Length == 1 ? "," : "")}), }}";
         var total = 10 + header.Length + 1;
         header = header.PadRight(header.Length + (64 - total % 64) % 64) + "\n";
-        using var f = File.Create(path);
         f.Write(Magic);
         f.WriteByte(1);
         f.WriteByte(0);
@@ -107,6 +132,17 @@ public static partial class NumPy
         BinaryPrimitives.WriteUInt16LittleEndian(len, (ushort)header.Length);
         f.Write(len);
         f.Write(Encoding.Latin1.GetBytes(header));
-        f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+        f.Write(bytes);
+    }
+
+    /// <summary>Writes arrays (name → shape and values, as <see cref="Write(Stream, long[], Array)"/>) as one .npz.</summary>
+    public static void WriteNpz(string path, IEnumerable<(string Name, long[] Shape, Array Data)> arrays)
+    {
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Create);
+        foreach (var (name, shape, data) in arrays)
+        {
+            using var s = zip.CreateEntry(name + ".npy").Open();
+            Write(s, shape, data);
+        }
     }
 }

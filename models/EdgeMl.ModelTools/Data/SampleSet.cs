@@ -1,5 +1,7 @@
 using System.Globalization;
 using EdgeMl.Protocol.Packages;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace EdgeMl.ModelTools.Data;
 
@@ -9,11 +11,84 @@ public sealed class Sample
     /// <summary>The file it came from (CSV data: its name may carry the class, <c>LABEL-….csv</c>).</summary>
     public string? Source { get; set; }
 
-    public Dictionary<string, (float[] Data, long[] Shape)> Inputs { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, SampleTensor> Inputs { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The inputs as ONNX Runtime values (the caller disposes them), in the order of <paramref name="names"/>.</summary>
+    public OrtValue[] ToOrtValues(IReadOnlyList<string> names) => names.Select(n => Inputs[n].ToOrtValue()).ToArray();
 }
 
-/// <summary>A model input as the graph declares it (-1: a free dimension).</summary>
-public sealed record ModelInput(string Name, long[] Shape);
+/// <summary>
+/// One input's values for one sample, in the element type the model declares (<c>float[]</c>, <c>long[]</c>,
+/// <c>int[]</c>, <c>bool[]</c>, <c>Float16[]</c>, <c>double[]</c>, <c>byte[]</c>, <c>sbyte[]</c>) and its full shape.
+/// </summary>
+public sealed record SampleTensor(Array Data, long[] Shape)
+{
+    public static implicit operator SampleTensor((float[] Data, long[] Shape) t) => new(t.Data, t.Shape);
+
+    /// <summary>Values converted to <paramref name="type"/> (from NumPy's exact float64 values).</summary>
+    public static SampleTensor Of(ReadOnlySpan<double> values, long[] shape, TensorElementType type, string what) => new(type switch
+    {
+        TensorElementType.Float => Convert(values, v => (float)v),
+        TensorElementType.Double => values.ToArray(),
+        TensorElementType.Int64 => Convert(values, v => (long)v),
+        TensorElementType.Int32 => Convert(values, v => (int)v),
+        TensorElementType.Bool => Convert(values, v => v != 0),
+        TensorElementType.Float16 => Convert(values, v => (Float16)(float)v),
+        TensorElementType.UInt8 => Convert(values, v => (byte)v),
+        TensorElementType.Int8 => Convert(values, v => (sbyte)v),
+        _ => throw new ModelToolException($"{what}: model input of type {type} cannot be fed from data here (float32/64, float16, int64, int32, int8, uint8, bool)"),
+    }, shape);
+
+    /// <summary>Zeros of <paramref name="type"/>.</summary>
+    public static SampleTensor Zeros(long[] shape, TensorElementType type, string what) =>
+        Of(new double[shape.Aggregate(1L, (a, b) => a * b)], shape, type, what);
+
+    private static T[] Convert<T>(ReadOnlySpan<double> values, Func<double, T> f)
+    {
+        var r = new T[values.Length];
+        for (var i = 0; i < r.Length; i++) r[i] = f(values[i]);
+        return r;
+    }
+
+    /// <summary>The values as float32 (for statistics).</summary>
+    public float[] Floats() => Data switch
+    {
+        float[] f => f,
+        double[] d => d.Select(v => (float)v).ToArray(),
+        long[] l => l.Select(v => (float)v).ToArray(),
+        int[] i => i.Select(v => (float)v).ToArray(),
+        bool[] b => b.Select(v => v ? 1f : 0f).ToArray(),
+        Float16[] h => h.Select(v => (float)v).ToArray(),
+        byte[] u => u.Select(v => (float)v).ToArray(),
+        sbyte[] s => s.Select(v => (float)v).ToArray(),
+        _ => throw new InvalidOperationException(Data.GetType().Name),
+    };
+
+    /// <summary>An ONNX Runtime value over <see cref="Data"/> (no copy); the caller disposes it.</summary>
+    public OrtValue ToOrtValue() => Data switch
+    {
+        float[] f => OrtValue.CreateTensorValueFromMemory(f, Shape),
+        double[] d => OrtValue.CreateTensorValueFromMemory(d, Shape),
+        long[] l => OrtValue.CreateTensorValueFromMemory(l, Shape),
+        int[] i => OrtValue.CreateTensorValueFromMemory(i, Shape),
+        bool[] b => OrtValue.CreateTensorValueFromMemory(b, Shape),
+        Float16[] h => OrtValue.CreateTensorValueFromMemory(h, Shape),
+        byte[] u => OrtValue.CreateTensorValueFromMemory(u, Shape),
+        sbyte[] s => OrtValue.CreateTensorValueFromMemory(s, Shape),
+        _ => throw new InvalidOperationException(Data.GetType().Name),
+    };
+
+    public override string ToString() => $"{Data.GetType().GetElementType()!.Name.ToLowerInvariant()} [{string.Join(",", Shape)}]";
+}
+
+/// <summary>A model input as the graph declares it (-1: a free dimension) and its element type.</summary>
+public sealed record ModelInput(string Name, long[] Shape, TensorElementType Type = TensorElementType.Float)
+{
+    public static ModelInput Of(Onnx.ValueInfoProto v) => new(v.Name, OnnxGraph.Shape(v), (TensorElementType)(v.Type?.TensorType?.ElemType ?? 1));
+
+    public static List<ModelInput> Of(InferenceSession session) =>
+        session.InputMetadata.Select(kv => new ModelInput(kv.Key, kv.Value.Dimensions.Select(d => (long)d).ToArray(), kv.Value.ElementDataType)).ToList();
+}
 
 /// <summary>
 /// Data an ML engineer already has, cut into model inputs: NumPy <c>.npy</c> (one input) or <c>.npz</c> (arrays named
@@ -55,38 +130,40 @@ public static class SampleSet
             }
         }
 
-        var counts = new Dictionary<string, (long N, bool ExtraAxis)>();
+        var counts = new Dictionary<string, (long N, long[] SampleShape)>();
         foreach (var (name, array) in byInput)
         {
             var input = inputs.First(i => i.Name == name);
             counts[name] = Fit(path, name, array, input);
         }
 
-        var n = counts.Values.Select(c => c.N).Distinct().ToList();
-        if (n.Count > 1) throw new ModelToolException($"{path}: the arrays hold different numbers of samples ({string.Join(", ", counts.Select(c => $"{c.Key}: {c.Value.N}"))})");
+        // An array that fits one sample (a scalar such as a sample rate, a start state) is given once for all samples.
+        var n = counts.Values.Select(c => c.N).DefaultIfEmpty(1).Max();
+        var uneven = counts.Where(c => c.Value.N != n && c.Value.N != 1).ToList();
+        if (uneven.Count > 0) throw new ModelToolException($"{path}: the arrays hold different numbers of samples ({string.Join(", ", counts.Select(c => $"{c.Key}: {c.Value.N}"))}; an array for one sample is used for all)");
+        foreach (var (name, c) in counts.Where(c => c.Value.N == 1 && n > 1)) notes?.Add($"input '{name}': one value [{string.Join(",", c.SampleShape)}] used for all {n} samples");
         foreach (var missing in inputs.Where(i => !byInput.ContainsKey(i.Name)))
         {
-            if (missing.Shape.Any(d => d < 0) && missing.Shape.Skip(1).Any(d => d < 0)) throw new ModelToolException($"{path}: no data for input '{missing.Name}', and its shape has free dimensions");
+            if (missing.Shape.Any(d => d < 0) && missing.Shape.Skip(1).Any(d => d < 0)) throw new ModelToolException($"{path}: no data for input '{missing.Name}', and its shape has free dimensions (give it as an array named '{missing.Name}'; one sample's worth is used for all)");
             notes?.Add($"input '{missing.Name}' has no data in {Path.GetFileName(path)}: fed zeros (a recurrent state starts at zero)");
         }
 
         var samples = new List<Sample>();
-        for (var k = 0; k < Math.Min(n[0], limit); k++)
+        for (var k = 0; k < Math.Min(n, limit); k++)
         {
             var s = new Sample();
             foreach (var input in inputs)
             {
                 if (!byInput.TryGetValue(input.Name, out var array))
                 {
-                    var shape = input.Shape.Select(d => d > 0 ? d : 1).ToArray();
-                    s.Inputs[input.Name] = (new float[shape.Aggregate(1L, (a, b) => a * b)], shape);
+                    s.Inputs[input.Name] = SampleTensor.Zeros(input.Shape.Select(d => d > 0 ? d : 1).ToArray(), input.Type, $"{path}: input '{input.Name}'");
                     continue;
                 }
 
-                var row = array.RowLength;
-                var data = array.Data.AsSpan(k * row, row).ToArray();
-                var sampleShape = counts[input.Name].ExtraAxis ? array.Shape[1..] : [1, .. array.Shape[1..]];
-                s.Inputs[input.Name] = (data, sampleShape);
+                var (count, sampleShape) = counts[input.Name];
+                var row = (int)(array.Values.Length / count);
+                var at = count == 1 ? 0 : k * row;
+                s.Inputs[input.Name] = SampleTensor.Of(array.Values.AsSpan(at, row), sampleShape, input.Type, $"{path}: array '{input.Name}'");
             }
 
             samples.Add(s);
@@ -95,8 +172,12 @@ public static class SampleSet
         return samples;
     }
 
-    /// <summary>How many samples the array holds for the input, or a clear error naming both shapes.</summary>
-    private static (long N, bool ExtraAxis) Fit(string path, string name, NdArray array, ModelInput input)
+    /// <summary>
+    /// How many samples the array holds for the input and the shape of one sample (free dimensions from the data):
+    /// (N, …model shape), (N, …model shape without its batch axis of 1 or ?), or exactly one sample (the model's shape,
+    /// a scalar included). Else a clear error naming both shapes.
+    /// </summary>
+    private static (long N, long[] SampleShape) Fit(string path, string name, NdArray array, ModelInput input)
     {
         static bool Match(ReadOnlySpan<long> data, ReadOnlySpan<long> model)
         {
@@ -106,8 +187,9 @@ public static class SampleSet
         }
 
         var s = array.Shape;
-        if (s.Length == input.Shape.Length + 1 && Match(s.AsSpan(1), input.Shape)) return (s[0], true);
-        if (s.Length == input.Shape.Length && s.Length > 0 && Match(s.AsSpan(1), input.Shape.AsSpan(1)) && input.Shape[0] is 1 or -1) return (s[0], false);
+        if (s.Length == input.Shape.Length + 1 && Match(s.AsSpan(1), input.Shape)) return (s[0], s[1..]);
+        if (s.Length == input.Shape.Length && s.Length > 0 && Match(s.AsSpan(1), input.Shape.AsSpan(1)) && input.Shape[0] is 1 or -1) return (s[0], [1, .. s[1..]]);
+        if (Match(s, input.Shape)) return (1, s);
         throw new ModelToolException($"{path}: array '{name}' has shape ({string.Join(", ", s)}), which does not fit model input '{input.Name}' " +
             $"[{string.Join(", ", input.Shape.Select(d => d > 0 ? d.ToString(CultureInfo.InvariantCulture) : "?"))}] (expected (N, {string.Join(", ", input.Shape.Skip(1).Select(d => d > 0 ? d.ToString(CultureInfo.InvariantCulture) : "?"))}) or (N, {string.Join(", ", input.Shape.Select(d => d > 0 ? d.ToString(CultureInfo.InvariantCulture) : "?"))}))");
     }
