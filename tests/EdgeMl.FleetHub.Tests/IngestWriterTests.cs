@@ -23,6 +23,14 @@ public sealed class IngestWriterTests : IDisposable
         public Func<string, Exception?> FaultFor { get; set; } = _ => null;
         public int Calls;
 
+        public static (IHubStore Store, FaultyStore Faults) Over(IHubStore inner)
+        {
+            var store = DispatchProxy.Create<IHubStore, FaultyStore>();
+            var faulty = (FaultyStore)(object)store;
+            faulty.Inner = inner;
+            return (store, faulty);
+        }
+
         protected override object? Invoke(MethodInfo? method, object?[]? args)
         {
             if (method!.Name == nameof(IHubStore.StoreBatches))
@@ -53,9 +61,7 @@ public sealed class IngestWriterTests : IDisposable
     public async Task A_batch_that_fails_on_its_own_is_quarantined_the_others_in_its_group_are_stored_and_the_writer_goes_on()
     {
         using var real = new LiteDbHubStore(_dir.Path);
-        var store = DispatchProxy.Create<IHubStore, FaultyStore>();
-        var faulty = (FaultyStore)(object)store;
-        faulty.Inner = real;
+        var (store, faulty) = FaultyStore.Over(real);
         faulty.FaultFor = d => d == "poison" ? new InvalidOperationException("a bug the poison batch trips") : null;
         await using var ingest = new TelemetryIngest(store, TimeProvider.System, NullLogger<TelemetryIngest>.Instance);
 
@@ -80,9 +86,7 @@ public sealed class IngestWriterTests : IDisposable
     public async Task When_the_store_cannot_write_the_batch_is_not_acknowledged_and_not_quarantined()
     {
         using var real = new LiteDbHubStore(_dir.Path);
-        var store = DispatchProxy.Create<IHubStore, FaultyStore>();
-        var faulty = (FaultyStore)(object)store;
-        faulty.Inner = real;
+        var (store, faulty) = FaultyStore.Over(real);
         var full = true;
         faulty.FaultFor = d => full && d == "dev-1" ? new IOException("No space left on device") : null;
         await using var ingest = new TelemetryIngest(store, TimeProvider.System, NullLogger<TelemetryIngest>.Instance);

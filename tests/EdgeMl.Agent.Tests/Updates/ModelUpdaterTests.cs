@@ -144,6 +144,15 @@ public sealed class ModelUpdaterTests : IDisposable
 
     private readonly List<ModelUpdater> _updaters = [];
 
+    /// <summary>A signing key and its public half in a file the device trusts (<c>Agent:TrustedKeys</c>).</summary>
+    private (ECDsa Key, string PublicKeyFile) TrustedKey()
+    {
+        var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var pub = Path.Combine(_dir.Path, $"ops-{Guid.NewGuid():N}.pub");
+        File.WriteAllText(pub, key.ExportSubjectPublicKeyInfoPem());
+        return (key, pub);
+    }
+
     private static DesiredModel Announce(byte[] package, string? url = null) => new()
     {
         Name = "vibration-fault", Version = "1.1.0", Url = url ?? "/api/models/vibration-fault/1.1.0/package",
@@ -208,9 +217,8 @@ public sealed class ModelUpdaterTests : IDisposable
     [Fact]
     public async Task A_body_longer_than_announced_is_cut_and_refused()
     {
-        using var ops = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var pub = Path.Combine(_dir.Path, "ops.pub");
-        await File.WriteAllTextAsync(pub, ops.ExportSubjectPublicKeyInfoPem());
+        var (ops, pub) = TrustedKey();
+        using var key = ops;
         var good = Package(ops);
         var announced = Announce(good);
         _handler = async c =>
@@ -229,9 +237,8 @@ public sealed class ModelUpdaterTests : IDisposable
     [Fact]
     public async Task A_resumed_download_whose_content_range_does_not_fit_the_file_is_refused()
     {
-        using var ops = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var pub = Path.Combine(_dir.Path, "ops.pub");
-        await File.WriteAllTextAsync(pub, ops.ExportSubjectPublicKeyInfoPem());
+        var (ops, pub) = TrustedKey();
+        using var key = ops;
         var good = Package(ops);
         var desired = Announce(good);
         _handler = async c =>
@@ -253,9 +260,8 @@ public sealed class ModelUpdaterTests : IDisposable
     [Fact]
     public async Task A_redirect_from_the_hub_is_refused_not_followed_and_not_retried()
     {
-        using var ops = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var pub = Path.Combine(_dir.Path, "ops.pub");
-        await File.WriteAllTextAsync(pub, ops.ExportSubjectPublicKeyInfoPem());
+        var (ops, pub) = TrustedKey();
+        using var key = ops;
         var good = Package(ops);
         _handler = c =>
         {
@@ -282,9 +288,8 @@ public sealed class ModelUpdaterTests : IDisposable
     [Fact]
     public async Task A_zip_bomb_is_refused_before_it_is_inflated()
     {
-        using var ops = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var pub = Path.Combine(_dir.Path, "ops.pub");
-        await File.WriteAllTextAsync(pub, ops.ExportSubjectPublicKeyInfoPem());
+        var (ops, pub) = TrustedKey();
+        using var key = ops;
         // A signed manifest, and a model entry that inflates to 1 GB of zeros (about 1 MB compressed).
         var original = ModelPackage.Open(TestPackages.VibrationInt8);
         var manifest = original.Manifest;
