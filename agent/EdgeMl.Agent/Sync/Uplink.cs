@@ -113,8 +113,11 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
             {
                 break;
             }
-            catch (Exception e) when (e is MqttCommunicationException or IOException or InvalidOperationException or OperationCanceledException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is MqttCommunicationException or IOException or OperationCanceledException or System.Net.Sockets.SocketException
+                                          or InvalidOperationException and not ObjectDisposedException)
             {
+                // The link's faults (MQTTnet says "not connected" with InvalidOperationException) are retried; anything
+                // else escapes and stops the agent with a reason (the runtime watches this loop).
                 failures++;
                 var max = Math.Min(settings.ReconnectMaxMs, settings.ReconnectMinMs * Math.Pow(2, Math.Min(failures - 1, 16)));
                 var wait = TimeSpan.FromMilliseconds(max * (0.5 + 0.5 * _jitter.NextDouble()));
@@ -256,11 +259,15 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         {
             await PublishReportAsync(state, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (MqttCommunicationException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // Sent again after reconnecting.
+            // Sent again after reconnecting (the model updater's report must never fail its caller).
+            LogReportDeferred(logger, e.Message);
         }
     }
+
+    [LoggerMessage(EventId = 1411, Level = LogLevel.Debug, Message = "Update report not sent now, sent after the next connect: {Error}")]
+    private static partial void LogReportDeferred(ILogger logger, string error);
 
     private Task PublishReportAsync(Protocol.Packages.ReportedState state, CancellationToken ct) =>
         _client.PublishAsync(new MqttApplicationMessageBuilder()
