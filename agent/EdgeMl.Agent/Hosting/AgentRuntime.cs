@@ -68,7 +68,7 @@ public sealed partial class AgentRuntime : IDisposable
             if (!string.IsNullOrWhiteSpace(options.DataDirectory))
             {
                 // First sink: a record is stored before anything acts on it or prints it.
-                Outbox = Own(new DeviceOutbox(DeviceOutboxPath(options.DataDirectory), options.Outbox, _time));
+                Outbox = Own(new DeviceOutbox(DeviceOutboxPath(options.DataDirectory), options.Outbox, _time, logger: _logger));
                 sinks.Insert(0, Own(new OutboxSink(Outbox, manifest.Name, manifest.Version)));
             }
 
@@ -271,7 +271,6 @@ public sealed partial class AgentRuntime : IDisposable
                     var json = JsonSerializer.SerializeToUtf8Bytes(h, ProtocolJsonContext.Default.HealthReport);
                     SaveHealth(json);
                     Outbox.Append(RecordClass.Health, json);
-                    if (h.Outbox.StoreError is { } error) LogStoreFailing(_logger, error);
                 }
 
                 var m = h.Model!;
@@ -337,9 +336,6 @@ public sealed partial class AgentRuntime : IDisposable
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Critical, Message = "Stopping the agent: {Reason}")]
     private static partial void LogStageFailed(ILogger logger, string reason);
-
-    [LoggerMessage(EventId = 1010, Level = LogLevel.Error, Message = "The outbox cannot store records (they are dropped and counted): {Error}")]
-    private static partial void LogStoreFailing(ILogger logger, string error);
 
     [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Health report not saved to {Path}: {Error}")]
     private static partial void LogHealthNotSaved(ILogger logger, string path, string error);

@@ -2,6 +2,7 @@ using EdgeMl.Protocol.Health;
 using EdgeMl.Protocol.Wire;
 using EdgeMl.Agent.Platform;
 using LiteDB;
+using Microsoft.Extensions.Logging;
 
 namespace EdgeMl.Agent.Outbox;
 
@@ -22,7 +23,7 @@ namespace EdgeMl.Agent.Outbox;
 /// <c>status</c>) it is reported as <see cref="InvalidDataException"/> naming the file.
 /// </para>
 /// </summary>
-public sealed class DeviceOutbox : IDisposable
+public sealed partial class DeviceOutbox : IDisposable
 {
     private const string RecordsName = "outbox";
     private const string MetaName = "meta";
@@ -30,6 +31,7 @@ public sealed class DeviceOutbox : IDisposable
     private static readonly RecordClass[] Classes = Enum.GetValues<RecordClass>();
 
     private readonly string _path;
+    private readonly ILogger _logger;
     private readonly bool _readOnly;
     private LiteDatabase? _db;
     private ILiteCollection<BsonDocument> _records = null!;
@@ -41,15 +43,33 @@ public sealed class DeviceOutbox : IDisposable
     private readonly long[] _dropped = new long[Classes.Length];
     private readonly long[] _expired = new long[Classes.Length];
     private readonly long[] _diskFull = new long[Classes.Length];
+    private readonly long[] _tooLarge = new long[Classes.Length];
     private long _reopenAt;
     private bool _disposed;
+
+    /// <summary>Free space the data directory needs before a full store is opened again: room for a checkpoint (64 pages of 8 kB) twice.</summary>
+    private const long ReopenFreeBytes = 2 * CheckpointPages * 8192;
+
+    private long FreeBytes()
+    {
+        try
+        {
+            return new DriveInfo(Path.GetDirectoryName(Path.GetFullPath(_path))!).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return long.MaxValue; // unknown: let the open say
+        }
+    }
     private bool _full;
     private long _bytes;
     private long _nextId;
     private long _nextSeq;
 
-    public DeviceOutbox(string path, OutboxSettings settings, TimeProvider? time = null, bool readOnly = false)
+    /// <param name="logger">Told when the store stops and starts writing again (a full disk), once each way.</param>
+    public DeviceOutbox(string path, OutboxSettings settings, TimeProvider? time = null, bool readOnly = false, ILogger? logger = null)
     {
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _settings = settings;
         _time = time ?? TimeProvider.System;
         _path = path;
@@ -80,14 +100,29 @@ public sealed class DeviceOutbox : IDisposable
     }
 
     /// <summary>Opens the file and loads depth, size and counters from it.</summary>
+    /// <remarks>
+    /// The outbox opens the data file and LiteDB's log itself and hands LiteDB the streams: after a failed write
+    /// LiteDB 5.0.21 keeps its engine (and, through it, its own file handles) referenced from the failing thread's
+    /// transaction slot, so files it opened itself would stay open and locked; these are closed here whatever LiteDB
+    /// does. A reader (<c>status</c>) shares the files with the running agent and never writes or deletes them.
+    /// </remarks>
     private void Open()
     {
-        var db = new LiteDatabase(new ConnectionString
+        Stream? data = null, log = null;
+        LiteDatabase db;
+        try
         {
-            Filename = _path,
-            Connection = ConnectionType.Direct,
-            ReadOnly = _readOnly,
-        });
+            data = OpenFile(_path);
+            log = _readOnly && !File.Exists(LogFile(_path)) ? new MemoryStream() : OpenFile(LogFile(_path));
+            db = new LiteDatabase(new LiteDB.Engine.LiteEngine(new LiteDB.Engine.EngineSettings { DataStream = data, LogStream = log, ReadOnly = _readOnly }));
+        }
+        catch
+        {
+            data?.Dispose();
+            log?.Dispose();
+            throw;
+        }
+
         try
         {
             _records = db.GetCollection(RecordsName, BsonAutoId.Int64);
@@ -110,6 +145,7 @@ public sealed class DeviceOutbox : IDisposable
                     _dropped[(int)c] = Math.Max(_dropped[(int)c], Counter(meta, "dropped", c));
                     _expired[(int)c] = Math.Max(_expired[(int)c], Counter(meta, "expired", c));
                     _diskFull[(int)c] = Math.Max(_diskFull[(int)c], Counter(meta, "diskFull", c));
+                    _tooLarge[(int)c] = Math.Max(_tooLarge[(int)c], Counter(meta, "tooLarge", c));
                 }
             }
 
@@ -122,11 +158,38 @@ public sealed class DeviceOutbox : IDisposable
         }
         catch
         {
-            db.Dispose();
+            Close(db, data, log);
             throw;
         }
 
         _db = db;
+        _files = (data, log);
+    }
+
+    private Stream OpenFile(string path) => _readOnly
+        ? new ReadOnlyPageStream(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 8192, FileOptions.RandomAccess))
+        : new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 8192, FileOptions.RandomAccess);
+
+    private (Stream Data, Stream Log)? _files;
+
+    /// <summary>Closes LiteDB, then the files whatever LiteDB managed; true when everything closed cleanly.</summary>
+    private static bool Close(LiteDatabase? db, Stream? data, Stream? log)
+    {
+        var clean = true;
+        foreach (var close in new Action?[] { db is null ? null : db.Dispose, data is null ? null : data.Dispose, log is null ? null : log.Dispose })
+        {
+            try
+            {
+                close?.Invoke();
+            }
+            catch (Exception)
+            {
+                // A full disk: what was not flushed was not committed either (LiteDB's log is written before it counts).
+                clean = false;
+            }
+        }
+
+        return clean;
     }
 
     private static long Counter(BsonDocument meta, string name, RecordClass c) =>
@@ -153,12 +216,21 @@ public sealed class DeviceOutbox : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_db is not null) return true;
         if (_time.GetTimestamp() < _reopenAt) return false;
+        if (_full && FreeBytes() < ReopenFreeBytes)
+        {
+            // Still full: not even an attempt (each failed one costs LiteDB an engine it cannot let go of).
+            _reopenAt = _time.GetTimestamp() + (long)(ReopenAfter.TotalSeconds * _time.TimestampFrequency);
+            return false;
+        }
+
         try
         {
             Open();
             StoreError = null;
             _full = false;
-            return true;
+            LogStoreResumed(_logger, _path);
+            // What was dropped while the store was away is on disk from now on.
+            return Write(() => _meta.Upsert(Counters()));
         }
         catch (Exception e) when (e is IOException or LiteException or UnauthorizedAccessException)
         {
@@ -171,18 +243,15 @@ public sealed class DeviceOutbox : IDisposable
     private void Broke(Exception e)
     {
         _full = DiskSpace.IsFull(e);
+        var first = StoreError is null;
         StoreError = _full ? $"data directory is full: {OneLine(e)}" : $"outbox '{_path}' cannot be written: {OneLine(e)}";
+        if (first) LogStoreFailed(_logger, StoreError);
         _reopenAt = _time.GetTimestamp() + (long)(ReopenAfter.TotalSeconds * _time.TimestampFrequency);
-        var db = _db;
+        Close(_db, _files?.Data, _files?.Log);
         _db = null;
-        try
-        {
-            db?.Dispose();
-        }
-        catch (Exception)
-        {
-            // Closing a store whose last write failed may fail again; the file is reopened from disk anyway.
-        }
+        _files = null;
+        _records = null!;
+        _meta = null!;
     }
 
     /// <summary>Runs a write transaction; on a store failure it rolls back, closes the store and returns false.</summary>
@@ -234,6 +303,12 @@ public sealed class DeviceOutbox : IDisposable
         Path.Combine(Path.GetDirectoryName(path) ?? "", Path.GetFileNameWithoutExtension(path) + "-log" + Path.GetExtension(path));
 
     private static string OneLine(Exception e) => e.Message.ReplaceLineEndings(" ").Trim();
+
+    [LoggerMessage(EventId = 1700, Level = LogLevel.Error, Message = "The outbox cannot store records; they are dropped and counted until it can: {Error}")]
+    private static partial void LogStoreFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 1701, Level = LogLevel.Information, Message = "The outbox {Path} stores records again")]
+    private static partial void LogStoreResumed(ILogger logger, string path);
 
     /// <summary>This process's boot id: with the sequence number it identifies a record for de-duplication.</summary>
     public string BootId { get; }
@@ -356,6 +431,32 @@ public sealed class DeviceOutbox : IDisposable
         }
     }
 
+    /// <summary>
+    /// Drops a record that can never be delivered (larger than the broker's maximum packet size), counted per class as
+    /// dropped, reason too-large (<see cref="OutboxHealth.DroppedTooLarge"/>).
+    /// </summary>
+    public void Reject(long id)
+    {
+        lock (_gate)
+        {
+            var gone = new List<BsonDocument>();
+            long[]? counts = null;
+            if (!Write(() =>
+                {
+                    if (_records.FindById(id) is not { } doc || !_records.Delete(doc["_id"])) return;
+                    gone.Add(doc);
+                    counts = Tally(gone);
+                    _meta.Upsert(Counters(dropped: counts, tooLarge: counts));
+                }))
+            {
+                return;
+            }
+
+            Forgot(gone, counts, _dropped);
+            if (counts is not null) for (var c = 0; c < counts.Length; c++) _tooLarge[c] += counts[c];
+        }
+    }
+
     /// <summary>Drops records older than the TTL, counting them per class. Returns how many went.</summary>
     public int Expire()
     {
@@ -396,6 +497,7 @@ public sealed class DeviceOutbox : IDisposable
         lock (_gate)
         {
             health.DroppedDiskFull = Classes.Where(c => _diskFull[(int)c] > 0).ToDictionary(Name, c => _diskFull[(int)c]);
+            health.DroppedTooLarge = Classes.Where(c => _tooLarge[(int)c] > 0).ToDictionary(Name, c => _tooLarge[(int)c]);
             health.DiskFull = _full;
             health.StoreError = StoreError;
         }
@@ -481,19 +583,21 @@ public sealed class DeviceOutbox : IDisposable
     }
 
     /// <summary>The persisted counters as they will be once the pending <paramref name="dropped"/> / <paramref name="expired"/> counts commit.</summary>
-    private BsonDocument Counters(long[]? dropped = null, long[]? expired = null)
+    private BsonDocument Counters(long[]? dropped = null, long[]? expired = null, long[]? tooLarge = null)
     {
         var d = new BsonDocument();
         var x = new BsonDocument();
         var full = new BsonDocument();
+        var large = new BsonDocument();
         foreach (var c in Classes)
         {
             d[c.ToString()] = _dropped[(int)c] + (dropped?[(int)c] ?? 0);
             x[c.ToString()] = _expired[(int)c] + (expired?[(int)c] ?? 0);
             full[c.ToString()] = _diskFull[(int)c];
+            large[c.ToString()] = _tooLarge[(int)c] + (tooLarge?[(int)c] ?? 0);
         }
 
-        return new BsonDocument { ["_id"] = "counters", ["dropped"] = d, ["expired"] = x, ["diskFull"] = full };
+        return new BsonDocument { ["_id"] = "counters", ["dropped"] = d, ["expired"] = x, ["diskFull"] = full, ["tooLarge"] = large };
     }
 
     private static long Key(RecordClass c, long id) => ((long)c << 56) | id;
@@ -510,16 +614,10 @@ public sealed class DeviceOutbox : IDisposable
     {
         lock (_gate)
         {
-            try
-            {
-                _db?.Dispose();
-            }
-            catch (Exception e) when (e is IOException or LiteException)
-            {
-                // A full disk at shutdown: what was committed is in the file; the rest was counted as dropped.
-            }
-
+            // A full disk at shutdown: what was committed is in the file; the rest was counted as dropped.
+            Close(_db, _files?.Data, _files?.Log);
             _db = null;
+            _files = null;
             _disposed = true;
         }
     }

@@ -39,6 +39,8 @@ public sealed class OutboxHealth
     public DateTimeOffset? Oldest { get; set; }
     /// <summary>Of <see cref="Dropped"/>, per class, the records dropped because the store could not write (reason <c>disk-full</c> or another write error).</summary>
     public Dictionary<string, long> DroppedDiskFull { get; set; } = [];
+    /// <summary>Of <see cref="Dropped"/>, per class, the records larger than the broker's maximum packet size (reason <c>too-large</c>).</summary>
+    public Dictionary<string, long> DroppedTooLarge { get; set; } = [];
     /// <summary>True while the data directory's file system is full: new records are dropped until space comes back.</summary>
     public bool DiskFull { get; set; }
     /// <summary>Why the store cannot write now (one line), or null while it works.</summary>
