@@ -166,7 +166,12 @@ public sealed class HubHarness : IDisposable
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(60_000), $"{program} {string.Join(' ', args)} did not finish");
+        if (!p.WaitForExit(60_000))
+        {
+            p.Kill(entireProcessTree: true); // a program that hangs must not outlive the test
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish in 60 s");
+        }
+
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
