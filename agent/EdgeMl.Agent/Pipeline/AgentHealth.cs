@@ -54,6 +54,19 @@ public sealed class AgentHealth(TimeProvider time)
         }
     }
 
+    /// <summary>The sensor is another chip than configured (see <c>SensorMisconfiguredException</c>): not retried.</summary>
+    public void SensorMisconfigured(string message)
+    {
+        lock (_gate)
+        {
+            _sensor.Errors++;
+            _sensor.State = "misconfigured";
+            _sensor.LastError = message;
+            _sensor.LastErrorAt = time.GetUtcNow();
+            _sensor.RetryInSeconds = null;
+        }
+    }
+
     public void SensorEnded()
     {
         lock (_gate) _sensor.State = "ended";

@@ -157,6 +157,13 @@ public sealed partial class AgentPipeline
                 {
                     more = _source.Read(sample);
                 }
+                catch (SensorMisconfiguredException e)
+                {
+                    // Another chip than configured: said once, in health as misconfigured, and not retried.
+                    _health.SensorMisconfigured(e.Message);
+                    SensorStateChanged?.Invoke(new SensorStateChange(_source.Name, "misconfigured", e.Message, _time.GetUtcNow()));
+                    throw;
+                }
                 catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException)
                 {
                     failures++;

@@ -65,7 +65,10 @@ public sealed class ModelHealth
 public sealed class SensorHealth
 {
     public string Name { get; set; } = "";
-    /// <summary><c>ok</c>, <c>failing</c> (retrying with backoff) or <c>ended</c> (a replay reached its end).</summary>
+    /// <summary>
+    /// <c>ok</c>, <c>failing</c> (retrying with backoff), <c>misconfigured</c> (another chip than configured answers:
+    /// not retried, the agent stops) or <c>ended</c> (a replay reached its end).
+    /// </summary>
     public string State { get; set; } = "ok";
     public long Samples { get; set; }
     public long Errors { get; set; }
