@@ -16,7 +16,9 @@ public sealed class HubHarness : IDisposable
 {
     private readonly ManualResetEventSlim _subscribed = new();
     private readonly HashSet<string> _enrolled = [];
-    private readonly List<Process> _started = [];
+    /// <summary>What was started, by id and start time: a test's <c>using var agent</c> disposes the Process object (which
+    /// does not end the program), so the harness finds each program again by its id to end it.</summary>
+    private readonly List<(int Id, DateTime Started)> _started = [];
     private Process? _hub;
 
     public HubHarness()
@@ -179,7 +181,7 @@ public sealed class HubHarness : IDisposable
     public Process Start(string dll, IEnumerable<string> args, Action<string> onLine, IReadOnlyDictionary<string, string>? env = null)
     {
         var p = StartProcess(dll, args, onLine, env);
-        lock (_started) _started.Add(p);
+        lock (_started) _started.Add((p.Id, p.StartTime));
         return p;
     }
 
@@ -225,14 +227,17 @@ public sealed class HubHarness : IDisposable
     {
         lock (_started)
         {
-            foreach (var p in _started)
+            foreach (var (id, started) in _started)
             {
                 try
                 {
-                    if (!p.HasExited) p.Kill(entireProcessTree: true); // a test that failed half-way leaves no agent behind
+                    // A test that failed half-way, or disposed its Process object, leaves no agent behind.
+                    using var p = Process.GetProcessById(id);
+                    if (p.StartTime == started && !p.HasExited) p.Kill(entireProcessTree: true);
                 }
-                catch (InvalidOperationException)
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
                 {
+                    // Gone already.
                 }
             }
         }

@@ -51,9 +51,7 @@ public static class StatusCommand
         {
             try
             {
-                // Read-only and shared: works while the agent runs, and never changes its files.
-                using var box = new DeviceOutbox(dbPath, new OutboxSettings(), readOnly: true);
-                outbox = box.Health();
+                outbox = ReadOutbox(dbPath);
             }
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or LiteDB.LiteException)
             {
@@ -66,7 +64,7 @@ public static class StatusCommand
         }
 
         outbox ??= health?.Outbox;
-        var free = FreeBytes(dir);
+        var free = Platform.DiskSpace.FreeBytes(dir);
         var full = outbox?.DiskFull == true || free < FullBelowBytes;
         if (asJson)
         {
@@ -150,20 +148,28 @@ public static class StatusCommand
         return 0;
     }
 
-    /// <summary>Below this much free space the data directory counts as full (LiteDB needs room for its log and a checkpoint).</summary>
-    private const long FullBelowBytes = 64 * 1024;
-
-    private static long FreeBytes(string dir)
+    /// <summary>
+    /// The outbox read-only and shared: works while the agent runs, and never changes its files. A read that meets the
+    /// agent in the middle of a write sees a page half done; a few tries a moment apart get past it.
+    /// </summary>
+    private static OutboxHealth ReadOutbox(string dbPath)
     {
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            return new DriveInfo(Path.GetFullPath(dir)).AvailableFreeSpace;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return long.MaxValue;
+            try
+            {
+                using var box = new DeviceOutbox(dbPath, new OutboxSettings(), readOnly: true);
+                return box.Health();
+            }
+            catch (Exception e) when (attempt < 5 && e is InvalidDataException or LiteDB.LiteException)
+            {
+                Thread.Sleep(50 * attempt);
+            }
         }
     }
+
+    /// <summary>Below this much free space the data directory counts as full (LiteDB needs room for its log and a checkpoint).</summary>
+    private const long FullBelowBytes = 64 * 1024;
 
     private static string OneLine(Exception e) => e.Message.ReplaceLineEndings(" ").Trim();
 

@@ -44,23 +44,9 @@ public sealed partial class DeviceOutbox : IDisposable
     private readonly long[] _expired = new long[Classes.Length];
     private readonly long[] _diskFull = new long[Classes.Length];
     private readonly long[] _tooLarge = new long[Classes.Length];
+    private (Stream Data, Stream Log)? _files;
     private long _reopenAt;
     private bool _disposed;
-
-    /// <summary>Free space the data directory needs before a full store is opened again: room for a checkpoint (64 pages of 8 kB) twice.</summary>
-    private const long ReopenFreeBytes = 2 * CheckpointPages * 8192;
-
-    private long FreeBytes()
-    {
-        try
-        {
-            return new DriveInfo(Path.GetDirectoryName(Path.GetFullPath(_path))!).AvailableFreeSpace;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return long.MaxValue; // unknown: let the open say
-        }
-    }
     private bool _full;
     private long _bytes;
     private long _nextId;
@@ -170,12 +156,9 @@ public sealed partial class DeviceOutbox : IDisposable
         ? new ReadOnlyPageStream(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 8192, FileOptions.RandomAccess))
         : new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 8192, FileOptions.RandomAccess);
 
-    private (Stream Data, Stream Log)? _files;
-
-    /// <summary>Closes LiteDB, then the files whatever LiteDB managed; true when everything closed cleanly.</summary>
-    private static bool Close(LiteDatabase? db, Stream? data, Stream? log)
+    /// <summary>Closes LiteDB, then the files, whatever LiteDB managed.</summary>
+    private static void Close(LiteDatabase? db, Stream? data, Stream? log)
     {
-        var clean = true;
         foreach (var close in new Action?[] { db is null ? null : db.Dispose, data is null ? null : data.Dispose, log is null ? null : log.Dispose })
         {
             try
@@ -185,11 +168,8 @@ public sealed partial class DeviceOutbox : IDisposable
             catch (Exception)
             {
                 // A full disk: what was not flushed was not committed either (LiteDB's log is written before it counts).
-                clean = false;
             }
         }
-
-        return clean;
     }
 
     private static long Counter(BsonDocument meta, string name, RecordClass c) =>
@@ -216,7 +196,7 @@ public sealed partial class DeviceOutbox : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_db is not null) return true;
         if (_time.GetTimestamp() < _reopenAt) return false;
-        if (_full && FreeBytes() < ReopenFreeBytes)
+        if (_full && DiskSpace.FreeBytes(Path.GetDirectoryName(Path.GetFullPath(_path))!) < ReopenFreeBytes)
         {
             // Still full: not even an attempt (each failed one costs LiteDB an engine it cannot let go of).
             _reopenAt = _time.GetTimestamp() + (long)(ReopenAfter.TotalSeconds * _time.TimestampFrequency);
@@ -238,6 +218,9 @@ public sealed partial class DeviceOutbox : IDisposable
             return false;
         }
     }
+
+    /// <summary>Free space the data directory needs before a full store is opened again: room for a checkpoint (64 pages of 8 kB) twice.</summary>
+    private const long ReopenFreeBytes = 2 * CheckpointPages * 8192;
 
     /// <summary>A write failed: close the store (LiteDB stays unusable after a failed write) and try again later.</summary>
     private void Broke(Exception e)

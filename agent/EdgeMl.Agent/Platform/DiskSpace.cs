@@ -1,6 +1,6 @@
 namespace EdgeMl.Agent.Platform;
 
-/// <summary>Tells a full file system (ENOSPC, or a quota: EDQUOT) from other I/O errors.</summary>
+/// <summary>Tells a full file system (ENOSPC, or a quota: EDQUOT) from other I/O errors, and how much room is left.</summary>
 public static class DiskSpace
 {
     private const int Enospc = 28;
@@ -20,5 +20,18 @@ public static class DiskSpace
         }
 
         return false;
+    }
+
+    /// <summary>Bytes free for this process on the file system of <paramref name="directory"/>; <see cref="long.MaxValue"/> when that cannot be told.</summary>
+    public static long FreeBytes(string directory)
+    {
+        try
+        {
+            return new DriveInfo(Path.GetFullPath(directory)).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return long.MaxValue;
+        }
     }
 }
