@@ -329,6 +329,7 @@ public sealed partial class DeviceOutbox : IDisposable
                     ["b"] = BootId,
                     ["s"] = _nextSeq + 1,
                     ["t"] = _time.GetUtcNow().ToUnixTimeMilliseconds(),
+                    ["m"] = MonotonicMs(), // age on this run's monotonic clock: wall-clock jumps do not age it
                     ["n"] = payload.Length,
                     ["p"] = payload,
                 });
@@ -440,15 +441,24 @@ public sealed partial class DeviceOutbox : IDisposable
         }
     }
 
-    /// <summary>Drops records older than the TTL, counting them per class. Returns how many went.</summary>
+    /// <summary>
+    /// Drops records older than the TTL, counting them per class. Returns how many went. A record stored by this
+    /// process is aged on the monotonic clock, not the wall clock: a device without a real-time clock that booted in
+    /// the past and is then set forward by days (NTP) does not lose its whole backlog to one jump. Records of earlier
+    /// runs have only their wall-clock time.
+    /// </summary>
     public int Expire()
     {
         if (_settings.TtlHours <= 0) return 0;
         lock (_gate)
         {
             if (!Available()) return 0;
-            var cutoff = _time.GetUtcNow().AddHours(-_settings.TtlHours).ToUnixTimeMilliseconds();
-            var old = _records.Find(Query.LT("t", cutoff)).ToList();
+            var ttlMs = _settings.TtlHours * 3_600_000L;
+            var cutoff = _time.GetUtcNow().ToUnixTimeMilliseconds() - ttlMs;
+            var now = MonotonicMs();
+            var old = _records.Find(Query.LT("t", cutoff))
+                .Where(d => d["b"].AsString != BootId || !d["m"].IsNumber || now - d["m"].AsInt64 > ttlMs)
+                .ToList();
             if (old.Count == 0) return 0;
             var expired = Tally(old);
             if (!Write(() =>
@@ -543,6 +553,8 @@ public sealed partial class DeviceOutbox : IDisposable
 
         return true;
     }
+
+    private long MonotonicMs() => (long)(_time.GetTimestamp() * 1000.0 / _time.TimestampFrequency);
 
     /// <summary>Per-class counts of <paramref name="docs"/>.</summary>
     private static long[] Tally(List<BsonDocument> docs)
