@@ -30,7 +30,7 @@ public static class AgentProgram
                                                                     record a sensor to CSV (replay format)
 
         sensors: sim:vibration[,fault=none|imbalance|bearing,fault-at=SECONDS,severity=X,drift-gain=X,drift-offset=X]
-                 sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]
+                 sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]   bmp280[,…]
                  mpu6050[,bus=1,address=0x68,rate=HZ]   gpio:PIN+PIN[,rate=HZ]
         """;
 

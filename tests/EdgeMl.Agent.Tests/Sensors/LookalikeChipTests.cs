@@ -31,6 +31,23 @@ public class LookalikeChipTests
     }
 
     [Fact]
+    public void A_bmp280_is_read_as_the_bmp280_sensor_kind_temperature_and_pressure()
+    {
+        var chip = new SimulatedBme280(chipId: 0x58) { TemperatureC = 24.5, PressurePa = 98_000 };
+        using var sensor = (ISensorSource)SensorFactory.Create("bmp280,bus=1,address=0x76", 1, "Agent:Sensor", _ => chip);
+        Assert.Equal(["temperature", "pressure"], sensor.Channels);
+        var values = new float[2];
+        Assert.True(sensor.Read(values));
+        Assert.Equal(24.5, values[0], 0.05);
+        Assert.Equal(980.0, values[1], 0.5);
+
+        var bme = new SimulatedBme280();
+        using var wrong = (ISensorSource)SensorFactory.Create("bmp280", 1, "Agent:Sensor", _ => bme);
+        var e = Assert.Throws<SensorMisconfiguredException>(() => wrong.Read(values));
+        Assert.Contains("bmp280@1:0x76: the chip answers with id 0x60 (a BME280: use sensor bme280", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_bus_that_nothing_drives_is_an_io_error_that_is_retried_not_a_misconfiguration()
     {
         var chip = new SimulatedMpu6050(whoAmI: 0xFF);
