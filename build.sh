@@ -33,8 +33,10 @@ need_apt() {
   fi
   log "installing ${missing[*]}"
   local sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Another apt-get (unattended-upgrades, a colleague's build) holds the lock: wait for it rather than fail.
+  local wait=(-o DPkg::Lock::Timeout=600 -o Acquire::Lock::Timeout=600)
+  $sudo apt-get "${wait[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get "${wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 native_deps() { need_apt clang lld zlib1g-dev; }
@@ -89,7 +91,24 @@ run_tests() {
   failed=$(grep -cE '^\s*Failed [A-Z]' artifacts/test.log || true)
   skipped=$(grep -cE '^\s*Skipped [A-Z]' artifacts/test.log || true)
   echo "$passed passed, $failed failed, $skipped skipped"
+  leftover_processes || rc=1
   [[ $rc -eq 0 && "$failed" == 0 && "$passed" -gt 0 ]]
+}
+
+# A test that starts a program must end it, also when it fails. Whatever of this checkout's programs (agent,
+# hub, CLI, fleet simulator: from artifacts/ or a bin/ folder here) still runs after the tests is named, ended,
+# and fails the run.
+leftover_processes() {
+  local pattern="$ROOT/(artifacts/publish/[^ ]*/edgeml-agent|[^ ]*/bin/[^ ]*/(edgeml-agent|edgeml-hub|edgeml-fleetsim|edgeml)(\.dll)?)( |$)"
+  local pids
+  pids=$(pgrep -f -- "$pattern" | grep -vx "$$" || true)
+  [[ -z "$pids" ]] && return 0
+  echo "error: processes started by the tests are still running:" >&2
+  # shellcheck disable=SC2086
+  ps -o pid=,args= -p $pids >&2 || true
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  return 1
 }
 
 demo() {

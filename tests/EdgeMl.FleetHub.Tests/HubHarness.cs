@@ -16,7 +16,9 @@ public sealed class HubHarness : IDisposable
 {
     private readonly ManualResetEventSlim _subscribed = new();
     private readonly HashSet<string> _enrolled = [];
-    private readonly List<(Process Process, int Pid)> _started = [];
+    /// <summary>What was started, by id and start time: a test's <c>using var agent</c> disposes the Process object (which
+    /// does not end the program), so the harness finds each program again by its id to end it.</summary>
+    private readonly List<(int Id, DateTime Started)> _started = [];
     private Process? _hub;
 
     public HubHarness()
@@ -184,7 +186,12 @@ public sealed class HubHarness : IDisposable
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        Assert.True(p.WaitForExit(60_000), $"{program} {string.Join(' ', args)} did not finish");
+        if (!p.WaitForExit(60_000))
+        {
+            p.Kill(entireProcessTree: true); // a program that hangs must not outlive the test
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish in 60 s");
+        }
+
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
@@ -192,7 +199,7 @@ public sealed class HubHarness : IDisposable
     public Process Start(string dll, IEnumerable<string> args, Action<string> onLine, IReadOnlyDictionary<string, string>? env = null)
     {
         var p = StartProcess(dll, args, onLine, env);
-        lock (_started) _started.Add((p, p.Id));
+        lock (_started) _started.Add((p.Id, p.StartTime));
         return p;
     }
 
@@ -238,25 +245,17 @@ public sealed class HubHarness : IDisposable
     {
         lock (_started)
         {
-            foreach (var (p, pid) in _started)
+            foreach (var (id, started) in _started)
             {
-                // A test that failed half-way leaves no agent behind. A test may have disposed the Process object already
-                // (`using var agent = …`), so the process is found again by its id.
                 try
                 {
-                    if (!p.HasExited) p.Kill(entireProcessTree: true);
+                    // A test that failed half-way, or disposed its Process object, leaves no agent behind.
+                    using var p = Process.GetProcessById(id);
+                    if (p.StartTime == started && !p.HasExited) p.Kill(entireProcessTree: true);
                 }
-                catch (InvalidOperationException)
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
                 {
-                    try
-                    {
-                        using var again = Process.GetProcessById(pid);
-                        if (again.ProcessName is "dotnet" or "edgeml-agent" or "edgeml-hub") again.Kill(entireProcessTree: true);
-                    }
-                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
-                    {
-                        // Gone already.
-                    }
+                    // Gone already.
                 }
             }
         }

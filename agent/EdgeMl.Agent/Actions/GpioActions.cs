@@ -35,6 +35,8 @@ public sealed partial class GpioActions : IPredictionSink, IDisposable
         }
     }
 
+    public string Name => "actions";
+
     /// <summary>Raised when a rule with <see cref="ActionRule.Alert"/> switches on or off.</summary>
     public event Action<RuleSwitch>? RuleSwitched;
 

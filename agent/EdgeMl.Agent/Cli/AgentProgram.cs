@@ -2,7 +2,10 @@ using EdgeMl.Protocol.Packages;
 
 namespace EdgeMl.Agent.Cli;
 
-/// <summary>Dispatches <c>edgeml-agent COMMAND …</c>; user errors become one line on stderr and exit 1 (2 for usage).</summary>
+/// <summary>
+/// Dispatches <c>edgeml-agent COMMAND …</c>; user errors and a stopped agent become one line on stderr and exit 1 (2 for
+/// usage, 70 for anything unexpected: still one line, never a stack trace).
+/// </summary>
 public static class AgentProgram
 {
     private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help" };
@@ -27,7 +30,7 @@ public static class AgentProgram
                                                                     record a sensor to CSV (replay format)
 
         sensors: sim:vibration[,fault=none|imbalance|bearing,fault-at=SECONDS,severity=X,drift-gain=X,drift-offset=X]
-                 sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]
+                 sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]   bmp280[,…]
                  mpu6050[,bus=1,address=0x68,rate=HZ]   gpio:PIN+PIN[,rate=HZ]
         """;
 
@@ -74,7 +77,7 @@ public static class AgentProgram
             await Console.Error.WriteLineAsync($"error: {e.Message}\n\n{Usage}").ConfigureAwait(false);
             return 2;
         }
-        catch (Exception e) when (e is ConfigurationException or ModelPackageException or InvalidDataException)
+        catch (Exception e) when (e is ConfigurationException or ModelPackageException or InvalidDataException or Hosting.AgentStoppedException)
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
             return 1;
@@ -82,6 +85,12 @@ public static class AgentProgram
         catch (OperationCanceledException)
         {
             return 130;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Never a stack trace for a user: one line that says what failed, and a non-zero exit for a supervisor.
+            await Console.Error.WriteLineAsync($"error: unexpected {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}").ConfigureAwait(false);
+            return 70;
         }
     }
 

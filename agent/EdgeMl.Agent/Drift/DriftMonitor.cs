@@ -35,7 +35,9 @@ public sealed class DriftMonitor : ISampleSink, IPredictionSink, IDisposable
     private DateTimeOffset _from;
     private ulong _seed = 1;
 
-    public DriftMonitor(ModelManifest manifest, IReadOnlyList<string> channels, DriftSettings settings, TimeProvider time, DeviceOutbox outbox, AlertRecorder? alerts)
+    /// <param name="timerFailed">Told when closing a window on the timer fails (the timer thread must not crash the process); null rethrows.</param>
+    public DriftMonitor(ModelManifest manifest, IReadOnlyList<string> channels, DriftSettings settings, TimeProvider time, DeviceOutbox outbox, AlertRecorder? alerts,
+        Action<Exception>? timerFailed = null)
     {
         _manifest = manifest;
         _baseline = manifest.Baseline ?? throw new ArgumentException("the package has no drift baseline", nameof(manifest));
@@ -62,8 +64,20 @@ public sealed class DriftMonitor : ISampleSink, IPredictionSink, IDisposable
         }
 
         Reset();
-        _timer = time.CreateTimer(_ => Flush(), null, TimeSpan.FromSeconds(settings.WindowSeconds), TimeSpan.FromSeconds(settings.WindowSeconds));
+        _timer = time.CreateTimer(_ =>
+        {
+            try
+            {
+                Flush();
+            }
+            catch (Exception e) when (timerFailed is not null)
+            {
+                timerFailed(e);
+            }
+        }, null, TimeSpan.FromSeconds(settings.WindowSeconds), TimeSpan.FromSeconds(settings.WindowSeconds));
     }
+
+    public string Name => "drift";
 
     public int Features => _inputs.Length;
 
@@ -134,6 +148,13 @@ public sealed class DriftMonitor : ISampleSink, IPredictionSink, IDisposable
     public void Dispose()
     {
         _timer.Dispose();
-        Flush(); // the last, partial window
+        try
+        {
+            Flush(); // the last, partial window
+        }
+        catch (ObjectDisposedException)
+        {
+            // The outbox went first (the runtime stopped on a fault): nothing left to store it in.
+        }
     }
 }

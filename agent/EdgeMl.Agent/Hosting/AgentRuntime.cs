@@ -68,7 +68,7 @@ public sealed partial class AgentRuntime : IDisposable
             if (!string.IsNullOrWhiteSpace(options.DataDirectory))
             {
                 // First sink: a record is stored before anything acts on it or prints it.
-                Outbox = Own(new DeviceOutbox(DeviceOutboxPath(options.DataDirectory), options.Outbox, _time));
+                Outbox = Own(new DeviceOutbox(DeviceOutboxPath(options.DataDirectory), options.Outbox, _time, logger: _logger));
                 sinks.Insert(0, Own(new OutboxSink(Outbox, manifest.Name, manifest.Version)));
             }
 
@@ -79,13 +79,19 @@ public sealed partial class AgentRuntime : IDisposable
             else
             {
                 var stream = resultStream ?? (options.ResultLog == "-" ? Console.OpenStandardOutput() : OpenLog(options.ResultLog));
-                sinks.Add(Own(new ResultLog(stream, ownsStream: resultStream is null, manifest.Name, manifest.Version)));
+                sinks.Add(Own(new ResultLog(stream, ownsStream: resultStream is null, manifest.Name, manifest.Version, Health)));
             }
 
             var alerts = Outbox is null ? null : new AlertRecorder(Outbox, manifest.Name, manifest.Version);
+            if (Outbox?.MovedAside is { } aside)
+            {
+                LogOutboxMovedAside(_logger, aside);
+                alerts!.Store($"the outbox was not readable and was moved aside to {aside}; a fresh one was started", _time.GetUtcNow());
+            }
+
             if (Outbox is not null && options.Drift.Enabled && manifest.Baseline is not null)
             {
-                Drift = Own(new Drift.DriftMonitor(manifest, Sensor.Channels, options.Drift, _time, Outbox, alerts));
+                Drift = Own(new Drift.DriftMonitor(manifest, Sensor.Channels, options.Drift, _time, Outbox, alerts, e => Fail("drift", e)));
                 sinks.Insert(1, Drift); // right after the outbox: sketches see what was stored
             }
 
@@ -136,7 +142,7 @@ public sealed partial class AgentRuntime : IDisposable
     public async Task<bool> RunAsync(CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _restart.Token);
-        var health = _options.HealthIntervalSeconds > 0 ? ReportHealthAsync(TimeSpan.FromSeconds(_options.HealthIntervalSeconds), stop.Token) : Task.CompletedTask;
+        var health = _options.HealthIntervalSeconds > 0 ? Guard("health", () => ReportHealthAsync(TimeSpan.FromSeconds(_options.HealthIntervalSeconds), stop.Token), stop.Token) : Task.CompletedTask;
         using var uplinkStop = new CancellationTokenSource();
         using var uplink = Outbox is not null && _options.Hub.Broker.Length > 0
             ? new Sync.Uplink(Outbox, _options.Hub, _time, _logger)
@@ -160,13 +166,13 @@ public sealed partial class AgentRuntime : IDisposable
             if (slots.InTrial)
             {
                 var watch = new Updates.ActivationWatch(slots, Health, _time, _logger);
-                watching = Task.Run(async () =>
+                watching = Guard("activation watch", async () =>
                 {
                     var reason = await watch.RunAsync(() => updater?.ReportConfirmedAsync(slots.State.Terms?.Rollout) ?? Task.CompletedTask, stop.Token).ConfigureAwait(false);
                     if (reason is null) return;
                     LogWatchFailed(_logger, _manifest.Name, _manifest.Version, reason);
                     if (slots.RollBack(reason, bad: true, _time.GetUtcNow())) Restart($"rolled back: {reason}");
-                }, CancellationToken.None);
+                }, stop.Token);
             }
             else
             {
@@ -174,7 +180,7 @@ public sealed partial class AgentRuntime : IDisposable
             }
         }
 
-        var delivering = uplink is null ? Task.CompletedTask : Task.Run(() => uplink.RunAsync(uplinkStop.Token), CancellationToken.None);
+        var delivering = uplink is null ? Task.CompletedTask : Guard("uplink", () => uplink.RunAsync(uplinkStop.Token), uplinkStop.Token);
         try
         {
             await Pipeline.RunAsync(stop.Token).ConfigureAwait(false);
@@ -184,14 +190,22 @@ public sealed partial class AgentRuntime : IDisposable
             await stop.CancelAsync().ConfigureAwait(false);
             await health.ConfigureAwait(false);
             await watching.ConfigureAwait(false);
-            Drift?.Flush(); // the last, partial window goes out with the rest
+            try
+            {
+                Drift?.Flush(); // the last, partial window goes out with the rest
+            }
+            catch (Exception e)
+            {
+                Fail("drift", e);
+            }
+
             if (uplink is not null)
             {
                 // Give the uplink a moment to deliver what is left (also on a stop: the last records are usually in
                 // flight); what it cannot deliver stays in the outbox for the next start.
                 var deadline = _time.GetTimestamp();
                 var grace = cancellationToken.IsCancellationRequested ? TimeSpan.FromSeconds(2) : TimeSpan.FromSeconds(5);
-                while (Outbox!.Stats().Depth.Values.Sum() > 0 && _time.GetElapsedTime(deadline) < grace)
+                while (_failure is null && Outbox!.Stats().Depth.Values.Sum() > 0 && _time.GetElapsedTime(deadline) < grace)
                 {
                     await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
                 }
@@ -201,8 +215,45 @@ public sealed partial class AgentRuntime : IDisposable
             }
         }
 
+        if (_failure is not null) throw _failure;
         return _restartReason is not null && !cancellationToken.IsCancellationRequested;
     }
+
+    private AgentStoppedException? _failure;
+
+    /// <summary>
+    /// A background stage failed beyond what it handles itself: the whole run stops and <see cref="RunAsync"/> throws
+    /// <see cref="AgentStoppedException"/> naming it (the command exits non-zero; a supervisor restarts the agent).
+    /// </summary>
+    private void Fail(string stage, Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _failure, new AgentStoppedException(stage, e), null) is not null) return;
+        LogStageFailed(_logger, _failure.Message);
+        try
+        {
+            _restart.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The run is over already (a timer fired during disposal).
+        }
+    }
+
+    /// <summary>Runs a background stage so that no exception escapes it unobserved: it ends the run through <see cref="Fail"/>.</summary>
+    private Task Guard(string stage, Func<Task> body, CancellationToken stopping) => Task.Run(async () =>
+    {
+        try
+        {
+            await body().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            Fail(stage, e);
+        }
+    }, CancellationToken.None);
 
     private async Task ReportHealthAsync(TimeSpan every, CancellationToken ct)
     {
@@ -234,11 +285,26 @@ public sealed partial class AgentRuntime : IDisposable
     }
 
     /// <summary>The latest health report as a file beside the outbox, for <c>edgeml-agent status</c> on site, without a network.</summary>
+    /// <remarks>A full disk keeps the previous file (the report goes to the outbox's counters and the log instead).</remarks>
     private void SaveHealth(byte[] json)
     {
         var path = HealthPath(_options.DataDirectory);
-        File.WriteAllBytes(path + ".tmp", json);
-        File.Move(path + ".tmp", path, overwrite: true);
+        try
+        {
+            File.WriteAllBytes(path + ".tmp", json);
+            File.Move(path + ".tmp", path, overwrite: true);
+        }
+        catch (IOException e) when (Platform.DiskSpace.IsFull(e))
+        {
+            LogHealthNotSaved(_logger, path, e.Message);
+            try
+            {
+                File.Delete(path + ".tmp");
+            }
+            catch (IOException)
+            {
+            }
+        }
     }
 
     public static string HealthPath(string dataDirectory) => Path.Combine(dataDirectory, "health.json");
@@ -247,7 +313,8 @@ public sealed partial class AgentRuntime : IDisposable
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
-        return new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
+        // Unbuffered: each line is one write, so a full disk drops whole lines (ResultLog) and none is left half in a buffer.
+        return new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 0);
     }
 
     private T Own<T>(T disposable) where T : IDisposable
@@ -266,6 +333,15 @@ public sealed partial class AgentRuntime : IDisposable
         _owned.Clear();
         _restart.Dispose();
     }
+
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Critical, Message = "Stopping the agent: {Reason}")]
+    private static partial void LogStageFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Health report not saved to {Path}: {Error}")]
+    private static partial void LogHealthNotSaved(ILogger logger, string path, string error);
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Error, Message = "The outbox was not readable and was moved aside to {Aside}; a fresh one was started")]
+    private static partial void LogOutboxMovedAside(ILogger logger, string aside);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Restarting the runtime: {Reason}")]
     private static partial void LogRestart(ILogger logger, string reason);

@@ -47,6 +47,14 @@ public sealed class AlertRecorder(DeviceOutbox outbox, string modelName, string 
         w.WriteString("at", at);
     });
 
+    /// <summary>Something happened to the device's own storage (an unreadable outbox moved aside).</summary>
+    public void Store(string message, DateTimeOffset at) => Write(w =>
+    {
+        w.WriteString("kind", "store");
+        w.WriteString("message", message);
+        w.WriteString("at", at);
+    });
+
     private void Write(Action<Utf8JsonWriter> body)
     {
         lock (_gate)

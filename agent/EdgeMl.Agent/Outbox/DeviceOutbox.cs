@@ -1,6 +1,8 @@
 using EdgeMl.Protocol.Health;
 using EdgeMl.Protocol.Wire;
+using EdgeMl.Agent.Platform;
 using LiteDB;
+using Microsoft.Extensions.Logging;
 
 namespace EdgeMl.Agent.Outbox;
 
@@ -11,108 +13,345 @@ namespace EdgeMl.Agent.Outbox;
 /// class first, oldest first. A byte budget bounds the file: when a record does not fit, older records of
 /// the least important class (never a more important one than the new record) are dropped, and the drops
 /// are counted per class in the same write, so the counts survive a crash and can be reported later.
+/// <para>
+/// The store itself may fail: when the file system is full (or a write fails otherwise) the record is dropped and
+/// counted per class with the reason (<see cref="OutboxHealth.DroppedDiskFull"/>), <see cref="StoreError"/> says
+/// why, and the file is closed; the next write at least <see cref="ReopenAfter"/> later opens it again (LiteDB does
+/// not recover from a failed write on the same instance), so storing resumes by itself when space comes back.
+/// A file that is not a readable outbox (truncated, flipped bytes) is moved aside to
+/// <c>agent.db.corrupt-TIME</c> and a fresh one started (<see cref="MovedAside"/>); read-only (for
+/// <c>status</c>) it is reported as <see cref="InvalidDataException"/> naming the file.
+/// </para>
 /// </summary>
-public sealed class DeviceOutbox : IDisposable
+public sealed partial class DeviceOutbox : IDisposable
 {
     private const string RecordsName = "outbox";
     private const string MetaName = "meta";
     private const int CheckpointPages = 64;
     private static readonly RecordClass[] Classes = Enum.GetValues<RecordClass>();
 
-    private readonly LiteDatabase _db;
-    private readonly ILiteCollection<BsonDocument> _records;
-    private readonly ILiteCollection<BsonDocument> _meta;
+    private readonly string _path;
+    private readonly ILogger _logger;
+    private readonly bool _readOnly;
+    private LiteDatabase? _db;
+    private ILiteCollection<BsonDocument> _records = null!;
+    private ILiteCollection<BsonDocument> _meta = null!;
     private readonly OutboxSettings _settings;
     private readonly TimeProvider _time;
     private readonly Lock _gate = new();
     private readonly long[] _depth = new long[Classes.Length];
     private readonly long[] _dropped = new long[Classes.Length];
     private readonly long[] _expired = new long[Classes.Length];
+    private readonly long[] _diskFull = new long[Classes.Length];
+    private readonly long[] _tooLarge = new long[Classes.Length];
+    private (Stream Data, Stream Log)? _files;
+    private long _reopenAt;
+    private bool _disposed;
+    private bool _full;
     private long _bytes;
     private long _nextId;
     private long _nextSeq;
 
-    public DeviceOutbox(string path, OutboxSettings settings, TimeProvider? time = null, bool readOnly = false)
+    /// <param name="logger">Told when the store stops and starts writing again (a full disk), once each way.</param>
+    public DeviceOutbox(string path, OutboxSettings settings, TimeProvider? time = null, bool readOnly = false, ILogger? logger = null)
     {
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _settings = settings;
         _time = time ?? TimeProvider.System;
+        _path = path;
+        _readOnly = readOnly;
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null) Directory.CreateDirectory(dir);
-        try
-        {
-            _db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, ReadOnly = readOnly });
-        }
-        catch (LiteException e)
-        {
-            throw new InvalidDataException($"outbox '{path}' cannot be opened: {e.Message}", e);
-        }
-
-        _records = _db.GetCollection(RecordsName, BsonAutoId.Int64);
-        _meta = _db.GetCollection(MetaName);
-        if (!readOnly)
-        {
-            // LiteDB keeps every page written since the last checkpoint in memory (its log); the default
-            // (1,000 pages of 8 kB) let a device's RSS creep up by ~25 MB. A short log keeps it flat.
-            _db.Pragma("CHECKPOINT", CheckpointPages);
-        }
-        if (!readOnly) _records.EnsureIndex("k", "$.k");
+        if (dir is not null && !readOnly) Directory.CreateDirectory(dir);
 
         // A new boot: records of earlier boots keep their identity; this boot numbers from 1.
         BootId = Guid.NewGuid().ToString("N")[..16];
-        var meta = _meta.FindById("counters");
-        if (meta is not null)
+        try
         {
-            foreach (var c in Classes)
-            {
-                _dropped[(int)c] = meta["dropped"].AsDocument[c.ToString()].AsInt64;
-                _expired[(int)c] = meta["expired"].AsDocument[c.ToString()].AsInt64;
-            }
+            Open();
         }
-
-        foreach (var doc in _records.FindAll())
+        catch (Exception e) when (readOnly && IsUnreadable(e))
         {
-            _depth[doc["c"].AsInt32]++;
-            _bytes += doc["n"].AsInt32;
-            _nextId = Math.Max(_nextId, doc["_id"].AsInt64); // ids only order records on this device
+            throw new InvalidDataException($"outbox '{path}' is not readable: {OneLine(e)}", e);
+        }
+        catch (Exception e) when (DiskSpace.IsFull(e))
+        {
+            // Starts without a store; the next write tries again (predictions go on meanwhile).
+            Broke(e);
+        }
+        catch (Exception e) when (IsUnreadable(e))
+        {
+            MovedAside = MoveAside(path, OneLine(e));
+            Open();
         }
     }
+
+    /// <summary>Opens the file and loads depth, size and counters from it.</summary>
+    /// <remarks>
+    /// The outbox opens the data file and LiteDB's log itself and hands LiteDB the streams: after a failed write
+    /// LiteDB 5.0.21 keeps its engine (and, through it, its own file handles) referenced from the failing thread's
+    /// transaction slot, so files it opened itself would stay open and locked; these are closed here whatever LiteDB
+    /// does. A reader (<c>status</c>) shares the files with the running agent and never writes or deletes them.
+    /// </remarks>
+    private void Open()
+    {
+        Stream? data = null, log = null;
+        LiteDatabase db;
+        try
+        {
+            data = OpenFile(_path);
+            log = _readOnly && !File.Exists(LogFile(_path)) ? new MemoryStream() : OpenFile(LogFile(_path));
+            db = new LiteDatabase(new LiteDB.Engine.LiteEngine(new LiteDB.Engine.EngineSettings { DataStream = data, LogStream = log, ReadOnly = _readOnly }));
+        }
+        catch
+        {
+            data?.Dispose();
+            log?.Dispose();
+            throw;
+        }
+
+        try
+        {
+            _records = db.GetCollection(RecordsName, BsonAutoId.Int64);
+            _meta = db.GetCollection(MetaName);
+            if (!_readOnly)
+            {
+                // LiteDB keeps every page written since the last checkpoint in memory (its log); the default
+                // (1,000 pages of 8 kB) let a device's RSS creep up by ~25 MB. A short log keeps it flat.
+                db.Pragma("CHECKPOINT", CheckpointPages);
+                _records.EnsureIndex("k", "$.k");
+            }
+
+            Array.Clear(_depth);
+            _bytes = 0;
+            if (_meta.FindById("counters") is { } meta)
+            {
+                foreach (var c in Classes)
+                {
+                    // The counters this process kept while the store was away add to what the file says.
+                    _dropped[(int)c] = Math.Max(_dropped[(int)c], Counter(meta, "dropped", c));
+                    _expired[(int)c] = Math.Max(_expired[(int)c], Counter(meta, "expired", c));
+                    _diskFull[(int)c] = Math.Max(_diskFull[(int)c], Counter(meta, "diskFull", c));
+                    _tooLarge[(int)c] = Math.Max(_tooLarge[(int)c], Counter(meta, "tooLarge", c));
+                }
+            }
+
+            foreach (var doc in _records.FindAll())
+            {
+                _depth[doc["c"].AsInt32]++;
+                _bytes += doc["n"].AsInt32;
+                _nextId = Math.Max(_nextId, doc["_id"].AsInt64); // ids only order records on this device
+            }
+        }
+        catch
+        {
+            Close(db, data, log);
+            throw;
+        }
+
+        _db = db;
+        _files = (data, log);
+    }
+
+    private Stream OpenFile(string path) => _readOnly
+        ? new ReadOnlyPageStream(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 8192, FileOptions.RandomAccess))
+        : new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 8192, FileOptions.RandomAccess);
+
+    /// <summary>Closes LiteDB, then the files, whatever LiteDB managed.</summary>
+    private static void Close(LiteDatabase? db, Stream? data, Stream? log)
+    {
+        foreach (var close in new Action?[] { db is null ? null : db.Dispose, data is null ? null : data.Dispose, log is null ? null : log.Dispose })
+        {
+            try
+            {
+                close?.Invoke();
+            }
+            catch (Exception)
+            {
+                // A full disk: what was not flushed was not committed either (LiteDB's log is written before it counts).
+            }
+        }
+    }
+
+    private static long Counter(BsonDocument meta, string name, RecordClass c) =>
+        meta[name] is { IsDocument: true } d && d.AsDocument[c.ToString()] is { IsNumber: true } v ? v.AsInt64 : 0;
+
+    /// <summary>How long after a failed write the store is opened again (by the next write).</summary>
+    public static readonly TimeSpan ReopenAfter = TimeSpan.FromSeconds(5);
+
+    /// <summary>Why the store cannot write now (one line), or null while it works.</summary>
+    public string? StoreError { get; private set; }
+
+    /// <summary>True while writes fail because the data directory's file system is full.</summary>
+    public bool DiskFull
+    {
+        get { lock (_gate) return _full; }
+    }
+
+    /// <summary>Where an unreadable outbox file was moved at start (with why), or null.</summary>
+    public string? MovedAside { get; }
+
+    /// <summary>The store is open, or was opened again now; false while it stays away (the caller counts the drop).</summary>
+    private bool Available()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_db is not null) return true;
+        if (_time.GetTimestamp() < _reopenAt) return false;
+        if (_full && DiskSpace.FreeBytes(Path.GetDirectoryName(Path.GetFullPath(_path))!) < ReopenFreeBytes)
+        {
+            // Still full: not even an attempt (each failed one costs LiteDB an engine it cannot let go of).
+            _reopenAt = _time.GetTimestamp() + (long)(ReopenAfter.TotalSeconds * _time.TimestampFrequency);
+            return false;
+        }
+
+        try
+        {
+            Open();
+            StoreError = null;
+            _full = false;
+            LogStoreResumed(_logger, _path);
+            // What was dropped while the store was away is on disk from now on.
+            return Write(() => _meta.Upsert(Counters()));
+        }
+        catch (Exception e) when (e is IOException or LiteException or UnauthorizedAccessException)
+        {
+            Broke(e);
+            return false;
+        }
+    }
+
+    /// <summary>Free space the data directory needs before a full store is opened again: room for a checkpoint (64 pages of 8 kB) twice.</summary>
+    private const long ReopenFreeBytes = 2 * CheckpointPages * 8192;
+
+    /// <summary>A write failed: close the store (LiteDB stays unusable after a failed write) and try again later.</summary>
+    private void Broke(Exception e)
+    {
+        _full = DiskSpace.IsFull(e);
+        var first = StoreError is null;
+        StoreError = _full ? $"data directory is full: {OneLine(e)}" : $"outbox '{_path}' cannot be written: {OneLine(e)}";
+        if (first) LogStoreFailed(_logger, StoreError);
+        _reopenAt = _time.GetTimestamp() + (long)(ReopenAfter.TotalSeconds * _time.TimestampFrequency);
+        Close(_db, _files?.Data, _files?.Log);
+        _db = null;
+        _files = null;
+        _records = null!;
+        _meta = null!;
+    }
+
+    /// <summary>Runs a write transaction; on a store failure it rolls back, closes the store and returns false.</summary>
+    private bool Write(Action body)
+    {
+        if (!Available()) return false;
+        var db = _db!;
+        try
+        {
+            db.BeginTrans();
+            body();
+            db.Commit();
+            return true;
+        }
+        catch (Exception e) when (e is IOException or LiteException or UnauthorizedAccessException)
+        {
+            try
+            {
+                db.Rollback();
+            }
+            catch (Exception)
+            {
+                // The store is reopened from disk; what the file holds is the truth then.
+            }
+
+            Broke(e);
+            return false;
+        }
+    }
+
+    private static bool IsUnreadable(Exception e) =>
+        e is LiteException or InvalidCastException or IndexOutOfRangeException or ArgumentException or FormatException
+            or NotSupportedException or InvalidDataException or OverflowException or NullReferenceException
+        || (e is IOException && !DiskSpace.IsFull(e) && e is not FileNotFoundException and not DirectoryNotFoundException);
+
+    /// <summary>Moves an unreadable outbox (and its LiteDB log) aside; returns the new name with the reason.</summary>
+    private string MoveAside(string path, string why)
+    {
+        var stamp = _time.GetUtcNow().ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        var aside = $"{path}.corrupt-{stamp}";
+        File.Move(path, aside, overwrite: true);
+        var log = LogFile(path);
+        if (File.Exists(log)) File.Move(log, LogFile(aside), overwrite: true);
+        return $"{aside} ({why})";
+    }
+
+    /// <summary>LiteDB's write-ahead log beside the data file: <c>agent-log.db</c> for <c>agent.db</c>.</summary>
+    private static string LogFile(string path) =>
+        Path.Combine(Path.GetDirectoryName(path) ?? "", Path.GetFileNameWithoutExtension(path) + "-log" + Path.GetExtension(path));
+
+    private static string OneLine(Exception e) => e.Message.ReplaceLineEndings(" ").Trim();
+
+    [LoggerMessage(EventId = 1700, Level = LogLevel.Error, Message = "The outbox cannot store records; they are dropped and counted until it can: {Error}")]
+    private static partial void LogStoreFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 1701, Level = LogLevel.Information, Message = "The outbox {Path} stores records again")]
+    private static partial void LogStoreResumed(ILogger logger, string path);
 
     /// <summary>This process's boot id: with the sequence number it identifies a record for de-duplication.</summary>
     public string BootId { get; }
 
-    /// <summary>Stores one record durably and returns its sequence number, or 0 when it was dropped for lack of room.</summary>
+    /// <summary>
+    /// Stores one record durably and returns its sequence number, or 0 when it was dropped: for lack of room under
+    /// the budget, or because the store cannot write (full disk: counted as <c>disk-full</c>, see <see cref="StoreError"/>).
+    /// </summary>
     public long Append(RecordClass recordClass, byte[] payload)
     {
         lock (_gate)
         {
-            // One transaction: evictions, the record and the counters land together or not at all.
-            _db.BeginTrans();
-            if (!MakeRoom(recordClass, payload.Length, out var evicted))
+            // One transaction: evictions, the record and the counters land together or not at all; the counters in
+            // memory change only after the commit.
+            var c = (int)recordClass;
+            long[]? dropped = null;
+            var victims = new List<BsonDocument>();
+            var stored = Write(() =>
             {
-                _dropped[(int)recordClass]++;
-                _meta.Upsert(Counters());
-                _db.Commit();
+                if (!MakeRoom(recordClass, payload.Length, victims))
+                {
+                    victims.Clear();
+                    dropped = new long[Classes.Length];
+                    dropped[c] = 1;
+                    _meta.Upsert(Counters(dropped: dropped));
+                    return;
+                }
+
+                var id = _nextId + 1;
+                _records.Insert(new BsonDocument
+                {
+                    ["_id"] = id,
+                    ["k"] = Key(recordClass, id),
+                    ["c"] = c,
+                    ["b"] = BootId,
+                    ["s"] = _nextSeq + 1,
+                    ["t"] = _time.GetUtcNow().ToUnixTimeMilliseconds(),
+                    ["m"] = MonotonicMs(), // age on this run's monotonic clock: wall-clock jumps do not age it
+                    ["n"] = payload.Length,
+                    ["p"] = payload,
+                });
+                if (victims.Count > 0)
+                {
+                    dropped = Tally(victims);
+                    _meta.Upsert(Counters(dropped: dropped));
+                }
+            });
+            if (!stored)
+            {
+                _dropped[c]++;
+                _diskFull[c]++;
                 return 0;
             }
 
-            var seq = ++_nextSeq;
-            var id = ++_nextId;
-            _records.Insert(new BsonDocument
-            {
-                ["_id"] = id,
-                ["k"] = Key(recordClass, id),
-                ["c"] = (int)recordClass,
-                ["b"] = BootId,
-                ["s"] = seq,
-                ["t"] = _time.GetUtcNow().ToUnixTimeMilliseconds(),
-                ["n"] = payload.Length,
-                ["p"] = payload,
-            });
-            if (evicted) _meta.Upsert(Counters());
-            _db.Commit();
-            _depth[(int)recordClass]++;
+            Forgot(victims, dropped, _dropped);
+            if (victims.Count == 0 && dropped is not null) return 0; // no room under the budget
+            _nextId++;
+            _depth[c]++;
             _bytes += payload.Length;
-            return seq;
+            return ++_nextSeq;
         }
     }
 
@@ -121,6 +360,7 @@ public sealed class DeviceOutbox : IDisposable
     {
         lock (_gate)
         {
+            if (!Available()) return [];
             return _records.Find(Query.All("k", Query.Ascending), 0, max).Select(ToRecord).ToList();
         }
     }
@@ -135,6 +375,7 @@ public sealed class DeviceOutbox : IDisposable
         var result = new List<StoredRecord>();
         lock (_gate)
         {
+            if (!Available()) return result;
             foreach (var c in classes)
             {
                 if (result.Count >= max || _depth[(int)c] == 0 || afterId >= upToId) continue;
@@ -153,38 +394,83 @@ public sealed class DeviceOutbox : IDisposable
 
     private const long MaxId = (1L << 56) - 1;
 
-    /// <summary>Removes records the broker acknowledged.</summary>
+    /// <summary>Removes records the broker acknowledged (when the store cannot write now, they are sent again later).</summary>
     public void Acknowledge(IEnumerable<long> ids)
     {
         lock (_gate)
         {
-            _db.BeginTrans();
-            foreach (var id in ids)
+            var gone = new List<BsonDocument>();
+            if (!Write(() =>
+                {
+                    foreach (var id in ids)
+                    {
+                        if (_records.FindById(id) is { } doc && _records.Delete(doc["_id"])) gone.Add(doc);
+                    }
+                }))
             {
-                if (_records.FindById(id) is { } doc) Remove(doc, counter: null);
+                return;
             }
 
-            _db.Commit();
+            Forgot(gone, null, null);
         }
     }
 
-    /// <summary>Drops records older than the TTL, counting them per class. Returns how many went.</summary>
+    /// <summary>
+    /// Drops a record that can never be delivered (larger than the broker's maximum packet size), counted per class as
+    /// dropped, reason too-large (<see cref="OutboxHealth.DroppedTooLarge"/>).
+    /// </summary>
+    public void Reject(long id)
+    {
+        lock (_gate)
+        {
+            var gone = new List<BsonDocument>();
+            long[]? counts = null;
+            if (!Write(() =>
+                {
+                    if (_records.FindById(id) is not { } doc || !_records.Delete(doc["_id"])) return;
+                    gone.Add(doc);
+                    counts = Tally(gone);
+                    _meta.Upsert(Counters(dropped: counts, tooLarge: counts));
+                }))
+            {
+                return;
+            }
+
+            Forgot(gone, counts, _dropped);
+            if (counts is not null) for (var c = 0; c < counts.Length; c++) _tooLarge[c] += counts[c];
+        }
+    }
+
+    /// <summary>
+    /// Drops records older than the TTL, counting them per class. Returns how many went. A record stored by this
+    /// process is aged on the monotonic clock, not the wall clock: a device without a real-time clock that booted in
+    /// the past and is then set forward by days (NTP) does not lose its whole backlog to one jump. Records of earlier
+    /// runs have only their wall-clock time.
+    /// </summary>
     public int Expire()
     {
         if (_settings.TtlHours <= 0) return 0;
         lock (_gate)
         {
-            var cutoff = _time.GetUtcNow().AddHours(-_settings.TtlHours).ToUnixTimeMilliseconds();
-            var old = _records.Find(Query.LT("t", cutoff)).ToList();
+            if (!Available()) return 0;
+            var ttlMs = _settings.TtlHours * 3_600_000L;
+            var cutoff = _time.GetUtcNow().ToUnixTimeMilliseconds() - ttlMs;
+            var now = MonotonicMs();
+            var old = _records.Find(Query.LT("t", cutoff))
+                .Where(d => d["b"].AsString != BootId || !d["m"].IsNumber || now - d["m"].AsInt64 > ttlMs)
+                .ToList();
             if (old.Count == 0) return 0;
-            _db.BeginTrans();
-            foreach (var doc in old)
+            var expired = Tally(old);
+            if (!Write(() =>
+                {
+                    foreach (var doc in old) _records.Delete(doc["_id"]);
+                    _meta.Upsert(Counters(expired: expired));
+                }))
             {
-                Remove(doc, _expired);
+                return 0;
             }
 
-            _meta.Upsert(Counters());
-            _db.Commit();
+            Forgot(old, expired, _expired);
             return old.Count;
         }
     }
@@ -192,7 +478,7 @@ public sealed class DeviceOutbox : IDisposable
     public OutboxHealth Health()
     {
         var s = Stats();
-        return new OutboxHealth
+        var health = new OutboxHealth
         {
             Depth = s.Depth.ToDictionary(kv => Name(kv.Key), kv => kv.Value),
             Bytes = s.Bytes,
@@ -201,6 +487,15 @@ public sealed class DeviceOutbox : IDisposable
             Expired = s.Expired.ToDictionary(kv => Name(kv.Key), kv => kv.Value),
             Oldest = s.Oldest,
         };
+        lock (_gate)
+        {
+            health.DroppedDiskFull = Classes.Where(c => _diskFull[(int)c] > 0).ToDictionary(Name, c => _diskFull[(int)c]);
+            health.DroppedTooLarge = Classes.Where(c => _tooLarge[(int)c] > 0).ToDictionary(Name, c => _tooLarge[(int)c]);
+            health.DiskFull = _full;
+            health.StoreError = StoreError;
+        }
+
+        return health;
     }
 
     public static string Name(RecordClass c) => c.ToString().ToLowerInvariant();
@@ -209,7 +504,8 @@ public sealed class DeviceOutbox : IDisposable
     {
         lock (_gate)
         {
-            var oldest = _records.Query().OrderBy(BsonExpression.Create("$.t")).Limit(1).FirstOrDefault();
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var oldest = _db is null ? null : _records.Query().OrderBy(BsonExpression.Create("$.t")).Limit(1).FirstOrDefault();
             return new OutboxStats(
                 Classes.ToDictionary(c => c, c => _depth[(int)c]),
                 _bytes,
@@ -221,22 +517,22 @@ public sealed class DeviceOutbox : IDisposable
     }
 
     /// <summary>
-    /// Frees room for a record of <paramref name="size"/> bytes by dropping the oldest records of the least
-    /// important classes that are no more important than <paramref name="incoming"/>. False if that is not enough.
+    /// Frees room for a record of <paramref name="size"/> bytes by deleting (inside the caller's transaction) the oldest
+    /// records of the least important classes that are no more important than <paramref name="incoming"/>; they are
+    /// added to <paramref name="victims"/>. False (nothing deleted) if that is not enough.
     /// </summary>
-    private bool MakeRoom(RecordClass incoming, int size, out bool evicted)
+    private bool MakeRoom(RecordClass incoming, int size, List<BsonDocument> victims)
     {
-        evicted = false;
         var excess = _bytes + size - _settings.MaxBytes;
         if (excess <= 0) return true;
         if (size > _settings.MaxBytes) return false;
 
-        // Enough droppable bytes? Only then drop anything.
+        // Enough droppable bytes? Only then drop anything. The key index hands each class out oldest first.
         long droppable = 0;
-        var victims = new List<BsonDocument>();
         for (var c = Classes.Length - 1; c >= (int)incoming && droppable < excess; c--)
         {
-            foreach (var doc in _records.Find(Query.EQ("c", c)).OrderBy(d => d["_id"].AsInt64))
+            if (_depth[c] == 0) continue;
+            foreach (var doc in _records.Find(Query.Between("k", Key((RecordClass)c, 0), Key((RecordClass)c, MaxId))))
             {
                 victims.Add(doc);
                 droppable += doc["n"].AsInt32;
@@ -244,38 +540,59 @@ public sealed class DeviceOutbox : IDisposable
             }
         }
 
-        if (droppable < excess) return false;
+        if (droppable < excess)
+        {
+            victims.Clear();
+            return false;
+        }
 
         foreach (var doc in victims)
         {
-            Remove(doc, _dropped);
+            _records.Delete(doc["_id"]);
         }
 
-        evicted = true;
         return true;
     }
 
-    /// <summary>Deletes a record inside the caller's transaction, keeping depth and size right and counting it when it was lost.</summary>
-    private void Remove(BsonDocument doc, long[]? counter)
+    private long MonotonicMs() => (long)(_time.GetTimestamp() * 1000.0 / _time.TimestampFrequency);
+
+    /// <summary>Per-class counts of <paramref name="docs"/>.</summary>
+    private static long[] Tally(List<BsonDocument> docs)
     {
-        var c = doc["c"].AsInt32;
-        _records.Delete(doc["_id"]);
-        _depth[c]--;
-        _bytes -= doc["n"].AsInt32;
-        if (counter is not null) counter[c]++;
+        var n = new long[Classes.Length];
+        foreach (var doc in docs) n[doc["c"].AsInt32]++;
+        return n;
     }
 
-    private BsonDocument Counters()
+    /// <summary>After a commit: the deleted <paramref name="docs"/> leave depth and size, and <paramref name="counts"/> go into <paramref name="counter"/>.</summary>
+    private void Forgot(List<BsonDocument> docs, long[]? counts, long[]? counter)
     {
-        var dropped = new BsonDocument();
-        var expired = new BsonDocument();
-        foreach (var c in Classes)
+        foreach (var doc in docs)
         {
-            dropped[c.ToString()] = _dropped[(int)c];
-            expired[c.ToString()] = _expired[(int)c];
+            _depth[doc["c"].AsInt32]--;
+            _bytes -= doc["n"].AsInt32;
         }
 
-        return new BsonDocument { ["_id"] = "counters", ["dropped"] = dropped, ["expired"] = expired };
+        if (counts is null || counter is null) return;
+        for (var c = 0; c < counts.Length; c++) counter[c] += counts[c];
+    }
+
+    /// <summary>The persisted counters as they will be once the pending <paramref name="dropped"/> / <paramref name="expired"/> counts commit.</summary>
+    private BsonDocument Counters(long[]? dropped = null, long[]? expired = null, long[]? tooLarge = null)
+    {
+        var d = new BsonDocument();
+        var x = new BsonDocument();
+        var full = new BsonDocument();
+        var large = new BsonDocument();
+        foreach (var c in Classes)
+        {
+            d[c.ToString()] = _dropped[(int)c] + (dropped?[(int)c] ?? 0);
+            x[c.ToString()] = _expired[(int)c] + (expired?[(int)c] ?? 0);
+            full[c.ToString()] = _diskFull[(int)c];
+            large[c.ToString()] = _tooLarge[(int)c] + (tooLarge?[(int)c] ?? 0);
+        }
+
+        return new BsonDocument { ["_id"] = "counters", ["dropped"] = d, ["expired"] = x, ["diskFull"] = full, ["tooLarge"] = large };
     }
 
     private static long Key(RecordClass c, long id) => ((long)c << 56) | id;
@@ -288,5 +605,15 @@ public sealed class DeviceOutbox : IDisposable
         DateTimeOffset.FromUnixTimeMilliseconds(d["t"].AsInt64),
         d["p"].AsBinary);
 
-    public void Dispose() => _db.Dispose();
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            // A full disk at shutdown: what was committed is in the file; the rest was counted as dropped.
+            Close(_db, _files?.Data, _files?.Log);
+            _db = null;
+            _files = null;
+            _disposed = true;
+        }
+    }
 }

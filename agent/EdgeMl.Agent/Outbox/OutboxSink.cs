@@ -8,6 +8,8 @@ public sealed class OutboxSink(DeviceOutbox outbox, string modelName, string mod
 {
     private readonly PredictionSerializer _serializer = new(modelName, modelVersion);
 
+    public string Name => "outbox";
+
     public void OnPrediction(Prediction prediction) =>
         outbox.Append(RecordClass.Telemetry, _serializer.Serialize(prediction).ToArray());
 

@@ -54,6 +54,19 @@ public sealed class AgentHealth(TimeProvider time)
         }
     }
 
+    /// <summary>The sensor is another chip than configured (see <c>SensorMisconfiguredException</c>): not retried.</summary>
+    public void SensorMisconfigured(string message)
+    {
+        lock (_gate)
+        {
+            _sensor.Errors++;
+            _sensor.State = "misconfigured";
+            _sensor.LastError = message;
+            _sensor.LastErrorAt = time.GetUtcNow();
+            _sensor.RetryInSeconds = null;
+        }
+    }
+
     public void SensorEnded()
     {
         lock (_gate) _sensor.State = "ended";
@@ -72,6 +85,40 @@ public sealed class AgentHealth(TimeProvider time)
     }
 
     public long InferenceErrors => Interlocked.Read(ref _inferenceErrors);
+
+    private readonly Dictionary<string, SinkHealth> _sinks = [];
+
+    /// <summary>A prediction sink threw on one prediction (<see cref="HealthReport.Sinks"/>).</summary>
+    public void SinkFailed(string sink, string message)
+    {
+        lock (_gate)
+        {
+            var h = Sink(sink);
+            h.Errors++;
+            h.LastError = message;
+            h.LastErrorAt = time.GetUtcNow();
+        }
+    }
+
+    /// <summary>A sink dropped a prediction because its disk is full (<paramref name="message"/>), or (null) writes again.</summary>
+    public void SinkDiskFull(string sink, string? message)
+    {
+        lock (_gate)
+        {
+            var h = Sink(sink);
+            h.DiskFull = message is not null;
+            if (message is null) return;
+            h.DroppedDiskFull++;
+            h.LastError = message;
+            h.LastErrorAt = time.GetUtcNow();
+        }
+    }
+
+    private SinkHealth Sink(string name)
+    {
+        if (!_sinks.TryGetValue(name, out var h)) _sinks[name] = h = new SinkHealth { Name = name };
+        return h;
+    }
 
     /// <summary>p99 latency (ms) of the last 1,024 predictions.</summary>
     public double LatencyP99Ms()
@@ -115,6 +162,14 @@ public sealed class AgentHealth(TimeProvider time)
                 LastErrorAt = _sensor.LastErrorAt,
                 RetryInSeconds = _sensor.RetryInSeconds,
             });
+            foreach (var s in _sinks.Values)
+            {
+                report.Sinks.Add(new SinkHealth
+                {
+                    Name = s.Name, Errors = s.Errors, DiskFull = s.DiskFull, DroppedDiskFull = s.DroppedDiskFull, LastError = s.LastError, LastErrorAt = s.LastErrorAt,
+                });
+            }
+
             if (_model is not null)
             {
                 var n = (int)Math.Min(_latencyCount, _latencies.Length);

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using EdgeMl.Agent.Hosting;
 using EdgeMl.Agent.Sensors;
 using Microsoft.Extensions.Logging;
 
@@ -9,6 +10,9 @@ namespace EdgeMl.Agent.Pipeline;
 /// bounded channels. The sampler never waits for inference: when the window queue is full it drops
 /// the window and counts it. Window and prediction buffers circulate through free lists, so the
 /// steady state allocates nothing.
+/// A stage never dies alone: a fault it does not handle (a sensor bug, the model failing on 20 windows in a row, a
+/// sink failing on 20 predictions in a row) stops all three stages and <see cref="RunAsync"/> throws
+/// <see cref="AgentStoppedException"/> naming the stage, so no stage is left waiting on a full channel.
 /// </summary>
 public sealed partial class AgentPipeline
 {
@@ -24,6 +28,7 @@ public sealed partial class AgentPipeline
     private readonly Channel<Frame> _freeFrames;
     private readonly Channel<Prediction> _results;
     private readonly Channel<Prediction> _freePredictions;
+    private readonly int[] _sinkFailures;
 
     /// <summary>Sees every sensor sample (drift sketches of the inputs); called on the sensor loop, so it must be cheap.</summary>
     public ISampleSink? Samples { get; set; }
@@ -57,6 +62,7 @@ public sealed partial class AgentPipeline
         _settings = settings;
         _health = health;
         _sinks = sinks;
+        _sinkFailures = new int[sinks.Count];
         _time = time;
         _logger = logger;
 
@@ -99,23 +105,39 @@ public sealed partial class AgentPipeline
     }
 
     /// <summary>Runs until <see cref="PipelineSettings.Count"/> predictions, the end of a replay, or cancellation.</summary>
+    /// <exception cref="AgentStoppedException">A stage failed beyond what it handles; the other stages were stopped.</exception>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var sampler = Task.Run(() => SampleAsync(stop.Token), CancellationToken.None);
-        var inference = Task.Run(() => InferAsync(stop.Token), CancellationToken.None);
-        var output = Task.Run(() => EmitAsync(stop), CancellationToken.None);
+        AgentStoppedException? failure = null;
+
+        // Each stage runs guarded: its fault is kept (the first one wins) and stops the others.
+        Task Stage(string name, Func<Task> body) => Task.Run(async () =>
+        {
+            try
+            {
+                await body().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+            {
+                Interlocked.CompareExchange(ref failure, new AgentStoppedException(name, e), null);
+                await stop.CancelAsync().ConfigureAwait(false);
+            }
+        }, CancellationToken.None);
+
         try
         {
-            await Task.WhenAll(sampler, inference, output).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
-        {
+            await Task.WhenAll(
+                Stage("sensor", () => SampleAsync(stop.Token)),
+                Stage("inference", () => InferAsync(stop.Token)),
+                Stage("sinks", () => EmitAsync(stop))).ConfigureAwait(false);
         }
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
         }
+
+        if (failure is not null) throw failure;
     }
 
     private async Task SampleAsync(CancellationToken ct)
@@ -134,6 +156,13 @@ public sealed partial class AgentPipeline
                 try
                 {
                     more = _source.Read(sample);
+                }
+                catch (SensorMisconfiguredException e)
+                {
+                    // Another chip than configured: said once, in health as misconfigured, and not retried.
+                    _health.SensorMisconfigured(e.Message);
+                    SensorStateChanged?.Invoke(new SensorStateChange(_source.Name, "misconfigured", e.Message, _time.GetUtcNow()));
+                    throw;
                 }
                 catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException)
                 {
@@ -290,9 +319,9 @@ public sealed partial class AgentPipeline
         {
             await foreach (var prediction in _results.Reader.ReadAllAsync(stop.Token).ConfigureAwait(false))
             {
-                foreach (var sink in _sinks)
+                for (var i = 0; i < _sinks.Count; i++)
                 {
-                    sink.OnPrediction(prediction);
+                    Deliver(i, prediction);
                 }
 
                 _freePredictions.Writer.TryWrite(prediction);
@@ -305,6 +334,31 @@ public sealed partial class AgentPipeline
         }
         catch (OperationCanceledException)
         {
+        }
+    }
+
+    /// <summary>
+    /// One sink's turn. A sink that throws is counted in health and skipped for this prediction (the others still get
+    /// it: a relay that cannot switch must not stop storing); one that fails on <see cref="MaxConsecutiveFailures"/>
+    /// predictions in a row stops the agent.
+    /// </summary>
+    private void Deliver(int i, Prediction prediction)
+    {
+        var sink = _sinks[i];
+        try
+        {
+            sink.OnPrediction(prediction);
+            _sinkFailures[i] = 0;
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            var failures = ++_sinkFailures[i];
+            _health.SinkFailed(sink.Name, e.Message);
+            if (failures == 1 || failures == MaxConsecutiveFailures) LogSinkFailed(_logger, sink.Name, failures, e.Message);
+            if (failures >= MaxConsecutiveFailures)
+            {
+                throw new InvalidOperationException($"the {sink.Name} sink failed on {failures} predictions in a row: {e.Message}", e);
+            }
         }
     }
 
@@ -329,6 +383,9 @@ public sealed partial class AgentPipeline
 
     [LoggerMessage(EventId = 1202, Level = LogLevel.Warning, Message = "Inference failed ({Failures} in a row), window skipped: {Error}")]
     private static partial void LogInferenceFailed(ILogger logger, int failures, string error);
+
+    [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "The {Sink} sink failed ({Failures} in a row), prediction skipped there: {Error}")]
+    private static partial void LogSinkFailed(ILogger logger, string sink, int failures, string error);
 
     [LoggerMessage(EventId = 1201, Level = LogLevel.Information, Message = "Sensor {Sensor} answers again after {Failures} failed reads")]
     private static partial void LogSensorRecovered(ILogger logger, string sensor, int failures);

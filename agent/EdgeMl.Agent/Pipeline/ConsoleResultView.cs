@@ -12,6 +12,8 @@ public sealed class ConsoleResultView(TextWriter output) : IPredictionSink
     private readonly StringBuilder _line = new(160);
     private string? _lastLabel;
 
+    public string Name => "console";
+
     public void OnPrediction(Prediction p)
     {
         _line.Clear();

@@ -2,6 +2,7 @@ using System.Device.Gpio;
 using System.Device.I2c;
 using System.Globalization;
 using EdgeMl.Agent.Sensors.Bme280;
+using EdgeMl.Agent.Sensors.Bmp280;
 using EdgeMl.Agent.Sensors.Gpio;
 using EdgeMl.Agent.Sensors.Mpu6050;
 using EdgeMl.Agent.Sensors.Replay;
@@ -12,7 +13,7 @@ namespace EdgeMl.Agent.Sensors;
 /// <summary>
 /// Builds a sensor source from its spec:
 /// <c>sim:vibration[,fault=…,fault-at=S,…]</c>, <c>sim:environment</c>, <c>replay:FILE.csv[,rate=HZ,loop=true]</c>,
-/// <c>bme280[,bus=1,address=0x76,rate=HZ]</c>, <c>mpu6050[,bus=1,address=0x68,rate=HZ]</c>, <c>gpio:17,27[,rate=HZ]</c>.
+/// <c>bme280[,bus=1,address=0x76,rate=HZ]</c>, <c>bmp280[,bus=1,address=0x76,rate=HZ]</c>, <c>mpu6050[,bus=1,address=0x68,rate=HZ]</c>, <c>gpio:17,27[,rate=HZ]</c>.
 /// </summary>
 public static class SensorFactory
 {
@@ -39,6 +40,12 @@ public static class SensorFactory
                 return new Bme280Sensor(() => openI2c(new I2cConnectionSettings(bus, address)), $"bme280@{bus}:0x{address:x2}", spec.GetDouble("rate", 1, where));
             }
 
+            case ("bmp280", _):
+            {
+                var (bus, address) = I2cAddress(spec, 0x76, where);
+                return new Bmp280Sensor(() => openI2c(new I2cConnectionSettings(bus, address)), $"bmp280@{bus}:0x{address:x2}", spec.GetDouble("rate", 1, where));
+            }
+
             case ("mpu6050", _):
             {
                 var (bus, address) = I2cAddress(spec, 0x68, where);
@@ -52,7 +59,7 @@ public static class SensorFactory
             }
 
             default:
-                throw new ConfigurationException(where, $"'{text}' is not a known sensor (sim:vibration, sim:environment, replay:FILE.csv, bme280, mpu6050, gpio:PIN+PIN)");
+                throw new ConfigurationException(where, $"'{text}' is not a known sensor (sim:vibration, sim:environment, replay:FILE.csv, bme280, bmp280, mpu6050, gpio:PIN+PIN)");
         }
     }
 

@@ -79,8 +79,9 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
             {
                 if (!_client.IsConnected)
                 {
+                    // A connect alone does not reset the backoff: a broker that takes the connection and then refuses
+                    // every batch (too large, not authorized) would otherwise be retried several times a second for ever.
                     await ConnectAsync(ct).ConfigureAwait(false);
-                    failures = 0;
                     // What is in the outbox now is backlog; what is stored from here on is live.
                     _backlogUpTo = outbox.LastId;
                     _tokens = settings.BatchSize;
@@ -90,6 +91,7 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
                 var batch = NextBatch(out var backfill);
                 if (batch.Count == 0)
                 {
+                    failures = 0; // connected with nothing failing
                     await Task.Delay(TimeSpan.FromMilliseconds(backfill ? 50 : 200), time, ct).ConfigureAwait(false);
                     continue;
                 }
@@ -99,22 +101,41 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
                 foreach (var group in batch.GroupBy(r => Topics.For(r.Class, settings.DeviceId)))
                 {
                     var records = group.ToList();
-                    var result = await _client.PublishAsync(Message(group.Key, records), ct).ConfigureAwait(false);
-                    if (!result.IsSuccess)
+                    for (var start = 0; start < records.Count;)
                     {
-                        throw new IOException($"broker refused a batch on {group.Key}: {result.ReasonCode} {result.ReasonString}");
-                    }
+                        var count = Fits(group.Key, records, start);
+                        if (count == 0)
+                        {
+                            // One record larger than the broker takes: it can never be delivered. Dropped and counted.
+                            var r = records[start++];
+                            LogTooLarge(logger, DeviceOutbox.Name(r.Class), r.Seq, r.Payload.Length, _maxPacketSize);
+                            outbox.Reject(r.Id);
+                            continue;
+                        }
 
-                    outbox.Acknowledge(records.Select(r => r.Id));
-                    Delivered += records.Count;
+                        var part = records.GetRange(start, count);
+                        var result = await _client.PublishAsync(Message(group.Key, part), ct).ConfigureAwait(false);
+                        if (!result.IsSuccess)
+                        {
+                            throw new IOException($"broker refused a batch on {group.Key}: {result.ReasonCode} {result.ReasonString}");
+                        }
+
+                        outbox.Acknowledge(part.Select(r => r.Id));
+                        Delivered += count;
+                        failures = 0;
+                        start += count;
+                    }
                 }
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
                 break;
             }
-            catch (Exception e) when (e is MqttCommunicationException or IOException or InvalidOperationException or OperationCanceledException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is MqttCommunicationException or IOException or OperationCanceledException or System.Net.Sockets.SocketException
+                                          or InvalidOperationException and not ObjectDisposedException)
             {
+                // The link's faults (MQTTnet says "not connected" with InvalidOperationException) are retried; anything
+                // else escapes and stops the agent with a reason (the runtime watches this loop).
                 failures++;
                 var max = Math.Min(settings.ReconnectMaxMs, settings.ReconnectMinMs * Math.Pow(2, Math.Min(failures - 1, 16)));
                 var wait = TimeSpan.FromMilliseconds(max * (0.5 + 0.5 * _jitter.NextDouble()));
@@ -180,6 +201,12 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
             throw new IOException($"broker refused the connection: {result.ResultCode} {result.ReasonString}");
         }
 
+        // What the broker announces in CONNACK is what it takes. Maximum packet size: batches are cut to fit it.
+        // Receive maximum: one publish is in flight at a time (each batch waits for its PUBACK), within any value.
+        // Topic aliases are not used. The session lasts what the broker grants (SessionExpiryInterval), not what was asked.
+        _maxPacketSize = result.MaximumPacketSize is > 0 and var max ? (int)Math.Min(max, MqttMaxPacketSize) : MqttMaxPacketSize;
+        LogBrokerLimits(logger, _maxPacketSize, result.ReceiveMaximum ?? ushort.MaxValue, result.SessionExpiryInterval);
+
         await _client.PublishAsync(Status("online"), ct).ConfigureAwait(false);
         // Model updates: the hub's retained desired state for this device arrives right after subscribing.
         await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
@@ -210,6 +237,69 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         return _buffer.WrittenSpan.ToArray();
     }
 
+    /// <summary>The protocol's own limit (268,435,455 bytes), where the broker announces none.</summary>
+    private const int MqttMaxPacketSize = 268_435_455;
+
+    /// <summary>Fixed header (≤ 5), topic length (2), packet id (2), property length (≤ 4) and room for properties MQTTnet adds.</summary>
+    private const int PublishOverhead = 64;
+
+    private int _maxPacketSize = MqttMaxPacketSize;
+    private readonly ArrayBufferWriter<byte> _measure = new(1024);
+
+    /// <summary>How many records from <paramref name="start"/> fit in one PUBLISH on <paramref name="topic"/> under the broker's maximum packet size (0: not even the first).</summary>
+    private int Fits(string topic, List<StoredRecord> records, int start)
+    {
+        // The envelope {"device":"…","records":[…]} plus each record with its comma, measured as Message writes them.
+        long size = PublishOverhead + System.Text.Encoding.UTF8.GetByteCount(topic) + Envelope();
+        var n = 0;
+        for (var i = start; i < records.Count; i++)
+        {
+            size += Entry(records[i]) + (n > 0 ? 1 : 0);
+            if (size > _maxPacketSize) break;
+            n++;
+        }
+
+        return n;
+    }
+
+    private int Envelope()
+    {
+        _measure.ResetWrittenCount();
+        using (var json = new Utf8JsonWriter(_measure))
+        {
+            json.WriteStartObject();
+            json.WriteString("device"u8, settings.DeviceId);
+            json.WriteStartArray("records"u8);
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return _measure.WrittenCount;
+    }
+
+    private int Entry(StoredRecord r)
+    {
+        _measure.ResetWrittenCount();
+        using (var json = new Utf8JsonWriter(_measure))
+        {
+            WriteRecord(json, r);
+        }
+
+        return _measure.WrittenCount;
+    }
+
+    private static void WriteRecord(Utf8JsonWriter json, StoredRecord r)
+    {
+        json.WriteStartObject();
+        json.WriteString("boot"u8, r.BootId);
+        json.WriteNumber("seq"u8, r.Seq);
+        json.WriteString("class"u8, DeviceOutbox.Name(r.Class));
+        json.WriteNumber("at"u8, r.CreatedAt.ToUnixTimeMilliseconds());
+        json.WritePropertyName("data"u8);
+        json.WriteRawValue(r.Payload, skipInputValidation: true);
+        json.WriteEndObject();
+    }
+
     /// <summary>One MQTT message for a batch: <c>{"device":…,"records":[{"boot","seq","class","at","data"}…]}</c>.</summary>
     private MqttApplicationMessage Message(string topic, List<StoredRecord> records)
     {
@@ -221,14 +311,7 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
             json.WriteStartArray("records"u8);
             foreach (var r in records)
             {
-                json.WriteStartObject();
-                json.WriteString("boot"u8, r.BootId);
-                json.WriteNumber("seq"u8, r.Seq);
-                json.WriteString("class"u8, DeviceOutbox.Name(r.Class));
-                json.WriteNumber("at"u8, r.CreatedAt.ToUnixTimeMilliseconds());
-                json.WritePropertyName("data"u8);
-                json.WriteRawValue(r.Payload, skipInputValidation: true);
-                json.WriteEndObject();
+                WriteRecord(json, r);
             }
 
             json.WriteEndArray();
@@ -256,11 +339,15 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         {
             await PublishReportAsync(state, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (MqttCommunicationException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // Sent again after reconnecting.
+            // Sent again after reconnecting (the model updater's report must never fail its caller).
+            LogReportDeferred(logger, e.Message);
         }
     }
+
+    [LoggerMessage(EventId = 1411, Level = LogLevel.Debug, Message = "Update report not sent now, sent after the next connect: {Error}")]
+    private static partial void LogReportDeferred(ILogger logger, string error);
 
     private Task PublishReportAsync(Protocol.Packages.ReportedState state, CancellationToken ct) =>
         _client.PublishAsync(new MqttApplicationMessageBuilder()
@@ -283,6 +370,12 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
 
         return Task.CompletedTask;
     }
+
+    [LoggerMessage(EventId = 1412, Level = LogLevel.Error, Message = "Dropped {Class} record {Seq}: {Bytes} bytes do not fit in the broker's maximum packet size of {MaxPacket} bytes")]
+    private static partial void LogTooLarge(ILogger logger, string @class, long seq, int bytes, int maxPacket);
+
+    [LoggerMessage(EventId = 1413, Level = LogLevel.Debug, Message = "Broker limits: maximum packet {MaxPacket} bytes, receive maximum {ReceiveMaximum}, session expiry {SessionExpiry} s")]
+    private static partial void LogBrokerLimits(ILogger logger, int maxPacket, int receiveMaximum, uint? sessionExpiry);
 
     [LoggerMessage(EventId = 1410, Level = LogLevel.Warning, Message = "Ignored a malformed desired state from the hub: {Error}")]
     private static partial void LogBadDesired(ILogger logger, string error);

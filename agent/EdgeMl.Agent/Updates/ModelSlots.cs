@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -265,16 +264,24 @@ public sealed partial class ModelSlots
     [LibraryImport("libc", EntryPoint = "close")]
     private static partial int Close(int fd);
 
-    /// <summary>Kills this process with SIGKILL when <c>EDGEML_TEST_CRASH_AT</c> names the step (power-loss tests of the real binary).</summary>
+    /// <summary>
+    /// Kills this process with SIGKILL when <c>EDGEML_TEST_CRASH_AT</c> names the step (power-loss tests of the real
+    /// agent). Only in builds with test hooks (Debug, which the crash tests run): a Release build, and so every
+    /// published agent, has no such hook; there this returns null and the variable is not even read.
+    /// </summary>
     public static Action<string>? CrashPointFromEnvironment()
     {
+#if !EDGEML_TEST_HOOKS
+        return null;
+#else
         var at = Environment.GetEnvironmentVariable("EDGEML_TEST_CRASH_AT");
         if (string.IsNullOrEmpty(at)) return null;
         var points = at.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         return step =>
         {
-            if (points.Contains(step)) Process.GetCurrentProcess().Kill();
+            if (points.Contains(step)) System.Diagnostics.Process.GetCurrentProcess().Kill();
         };
+#endif
     }
 }
 

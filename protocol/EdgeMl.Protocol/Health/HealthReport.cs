@@ -9,6 +9,23 @@ public sealed class HealthReport
     public List<SensorHealth> Sensors { get; set; } = [];
     public OutboxHealth? Outbox { get; set; }
     public SystemHealth? System { get; set; }
+    /// <summary>Prediction sinks (outbox, result log, actions …) that failed at least once; empty when all are fine.</summary>
+    public List<SinkHealth> Sinks { get; set; } = [];
+}
+
+/// <summary>
+/// A prediction sink that failed: how often, and the last error. A sink failing 20 times in a row stops the agent;
+/// a full disk does not count as failing: the sink drops the prediction (<see cref="DroppedDiskFull"/>) and goes on.
+/// </summary>
+public sealed class SinkHealth
+{
+    public string Name { get; set; } = "";
+    public long Errors { get; set; }
+    /// <summary>True while the sink cannot write because its file system is full.</summary>
+    public bool DiskFull { get; set; }
+    public long DroppedDiskFull { get; set; }
+    public string? LastError { get; set; }
+    public DateTimeOffset? LastErrorAt { get; set; }
 }
 
 /// <summary>The device's store-and-forward queue: what waits, and what had to be dropped, per record class.</summary>
@@ -20,6 +37,14 @@ public sealed class OutboxHealth
     public Dictionary<string, long> Dropped { get; set; } = [];
     public Dictionary<string, long> Expired { get; set; } = [];
     public DateTimeOffset? Oldest { get; set; }
+    /// <summary>Of <see cref="Dropped"/>, per class, the records dropped because the store could not write (reason <c>disk-full</c> or another write error).</summary>
+    public Dictionary<string, long> DroppedDiskFull { get; set; } = [];
+    /// <summary>Of <see cref="Dropped"/>, per class, the records larger than the broker's maximum packet size (reason <c>too-large</c>).</summary>
+    public Dictionary<string, long> DroppedTooLarge { get; set; } = [];
+    /// <summary>True while the data directory's file system is full: new records are dropped until space comes back.</summary>
+    public bool DiskFull { get; set; }
+    /// <summary>Why the store cannot write now (one line), or null while it works.</summary>
+    public string? StoreError { get; set; }
 }
 
 public sealed class ModelHealth
@@ -40,7 +65,10 @@ public sealed class ModelHealth
 public sealed class SensorHealth
 {
     public string Name { get; set; } = "";
-    /// <summary><c>ok</c>, <c>failing</c> (retrying with backoff) or <c>ended</c> (a replay reached its end).</summary>
+    /// <summary>
+    /// <c>ok</c>, <c>failing</c> (retrying with backoff), <c>misconfigured</c> (another chip than configured answers:
+    /// not retried, the agent stops) or <c>ended</c> (a replay reached its end).
+    /// </summary>
     public string State { get; set; } = "ok";
     public long Samples { get; set; }
     public long Errors { get; set; }

@@ -105,6 +105,24 @@ public class PublishedOnnxRuntimeLibraryTests
     }
 }
 
+public class PublishedTestHookTests
+{
+    [SkippableFact]
+    public void The_published_agent_has_no_test_crash_hook_compiled_in()
+    {
+        var x64 = Path.Combine(TestPackages.RepositoryRoot, "artifacts", "publish", "linux-x64", "edgeml-agent");
+        if (Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1") Assert.True(File.Exists(x64));
+        Skip.IfNot(File.Exists(x64), "not published");
+        var binary = File.ReadAllBytes(x64);
+        // String literals sit in a native AOT binary as UTF-16; the hook's variable name must not be there at all.
+        Assert.Equal(-1, binary.AsSpan().IndexOf(System.Text.Encoding.Unicode.GetBytes("EDGEML_TEST_CRASH_AT")));
+        Assert.Equal(-1, binary.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes("EDGEML_TEST_CRASH_AT")));
+        // The Debug build the crash tests start still has it.
+        var debug = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "edgeml-agent.dll"));
+        Assert.NotEqual(-1, debug.AsSpan().IndexOf(System.Text.Encoding.Unicode.GetBytes("EDGEML_TEST_CRASH_AT")));
+    }
+}
+
 public class PublishedOutboxTests
 {
     [SkippableTheory]

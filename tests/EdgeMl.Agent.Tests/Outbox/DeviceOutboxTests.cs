@@ -94,6 +94,43 @@ public class DeviceOutboxTests
     }
 }
 
+public class OutboxClockTests
+{
+    /// <summary>A clock whose wall time can jump while its monotonic time runs on (a Pi without RTC, then NTP).</summary>
+    private sealed class JumpingClock(DateTimeOffset start) : TimeProvider
+    {
+        private long _monotonicTicks;
+
+        public TimeSpan Jump { get; set; }
+
+        public override DateTimeOffset GetUtcNow() => start + TimeSpan.FromTicks(_monotonicTicks) + Jump;
+
+        public override long GetTimestamp() => _monotonicTicks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public void Advance(TimeSpan by) => _monotonicTicks += by.Ticks;
+    }
+
+    [Fact]
+    public void A_wall_clock_jump_of_days_does_not_expire_a_backlog_stored_by_this_run_but_real_age_still_does()
+    {
+        using var dir = new TempDirectory();
+        var clock = new JumpingClock(DateTimeOffset.Parse("2020-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture)); // booted in the past
+        using var box = new DeviceOutbox(dir.File("agent.db"), new OutboxSettings { TtlHours = 24 }, clock);
+        for (var i = 0; i < 50; i++) box.Append(RecordClass.Telemetry, Encoding.UTF8.GetBytes($"{{\"i\":{i}}}"));
+        clock.Advance(TimeSpan.FromHours(1));
+        clock.Jump = TimeSpan.FromDays(2500); // NTP sets the real date
+
+        Assert.Equal(0, box.Expire());
+        Assert.Equal(50, box.Stats().Depth[RecordClass.Telemetry]);
+
+        clock.Advance(TimeSpan.FromHours(24)); // now they really are older than the TTL
+        Assert.Equal(50, box.Expire());
+        Assert.Equal(50, box.Stats().Expired[RecordClass.Telemetry]);
+    }
+}
+
 public class OutboxCrashTests
 {
     [Fact]

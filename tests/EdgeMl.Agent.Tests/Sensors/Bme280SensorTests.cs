@@ -78,6 +78,6 @@ public class Bme280SensorTests
         var chip = new SimulatedMpu6050(0x76); // answers 0x00 at 0xD0, not 0x60
         using var sensor = new Bme280Sensor(() => chip, "bme280@1:0x76", 1);
         var e = Assert.Throws<IOException>(() => sensor.Read(new float[3]));
-        Assert.Contains("chip with id 96", e.Message, StringComparison.Ordinal);
+        Assert.Contains("no BME280 answers (id register 0xD0 reads 0x00)", e.Message, StringComparison.Ordinal);
     }
 }

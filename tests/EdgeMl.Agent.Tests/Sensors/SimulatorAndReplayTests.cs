@@ -73,6 +73,18 @@ public class SimulatorAndReplayTests
     }
 
     [Fact]
+    public void A_replay_file_with_only_a_header_and_loop_is_a_configuration_error_naming_the_file()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("empty.csv");
+        File.WriteAllText(path, "t,ax,ay\n\n");
+        var e = Assert.Throws<ConfigurationException>(() => new CsvReplaySensor(path, 100, loop: true));
+        Assert.Contains($"'{path}' has a header but no data rows", e.Message, StringComparison.Ordinal);
+        using var once = new CsvReplaySensor(path, 100, loop: false); // without loop it simply ends
+        Assert.False(once.Read(new float[2]));
+    }
+
+    [Fact]
     public void Replay_ends_or_loops()
     {
         using var dir = new TempDirectory();

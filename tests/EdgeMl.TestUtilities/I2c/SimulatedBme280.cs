@@ -20,7 +20,14 @@ public sealed class SimulatedBme280 : SimulatedI2cDevice
 
     private bool _forcedPending;
 
-    public SimulatedBme280(int address = 0x76) : base(address) => PowerOnReset();
+    /// <param name="chipId">What register 0xD0 answers: 0x60 for a BME280; 0x58 makes it a BMP280 look-alike.</param>
+    public SimulatedBme280(int address = 0x76, byte chipId = 0x60) : base(address)
+    {
+        ChipId = chipId;
+        PowerOnReset();
+    }
+
+    public byte ChipId { get; }
 
     public double TemperatureC { get; set; } = 21.5;
     public double PressurePa { get; set; } = 101_325;
@@ -77,7 +84,7 @@ public sealed class SimulatedBme280 : SimulatedI2cDevice
     private void PowerOnReset()
     {
         Array.Clear(Registers);
-        Registers[0xD0] = 0x60;
+        Registers[0xD0] = ChipId;
         var cal = Registers.AsSpan(0x88);
         BinaryPrimitives.WriteUInt16LittleEndian(cal[0..], T1);
         BinaryPrimitives.WriteInt16LittleEndian(cal[2..], T2);

@@ -12,7 +12,14 @@ public sealed class SimulatedMpu6050 : SimulatedI2cDevice
 {
     public const double StandardGravity = 9.807;
 
-    public SimulatedMpu6050(int address = 0x68) : base(address) => PowerOnReset();
+    /// <param name="whoAmI">What WHO_AM_I (0x75) answers: 0x68 for an MPU-6050; clones answer 0x70 or 0x98.</param>
+    public SimulatedMpu6050(int address = 0x68, byte whoAmI = 0x68) : base(address)
+    {
+        WhoAmI = whoAmI;
+        PowerOnReset();
+    }
+
+    public byte WhoAmI { get; }
 
     /// <summary>Acceleration in m/s² on x, y, z.</summary>
     public (double X, double Y, double Z) Acceleration { get; set; } = (0, 0, StandardGravity);
@@ -54,7 +61,7 @@ public sealed class SimulatedMpu6050 : SimulatedI2cDevice
     private void PowerOnReset()
     {
         Array.Clear(Registers);
-        Registers[0x75] = 0x68;
+        Registers[0x75] = WhoAmI;
         Registers[0x6B] = 0x40;
     }
 }

@@ -7,7 +7,8 @@ namespace EdgeMl.Agent.Sensors.Bme280;
 /// <summary>
 /// A BME280 on I2C through Iot.Device.Bindings: channels temperature (°C), humidity (%RH), pressure (hPa).
 /// The chip runs in normal mode. After an I/O error the driver is built again on the next read, which
-/// re-checks the chip id and re-reads the calibration (a chip that was power-cycled needs that).
+/// re-checks the chip id and re-reads the calibration (a chip that was power-cycled needs that). A chip with
+/// another id (a BMP280 is sold as a BME280 often) is <see cref="SensorMisconfiguredException"/>, not retried.
 /// </summary>
 public sealed class Bme280Sensor(Func<I2cDevice> openDevice, string name, double sampleRateHz) : ISensorSource
 {
@@ -51,9 +52,30 @@ public sealed class Bme280Sensor(Func<I2cDevice> openDevice, string name, double
     private static double In(double value, bool expectedUnit, string what, Enum unit) =>
         expectedUnit ? value : throw new IOException($"the BME280 driver reported {what} in {unit}, not the unit the agent reads");
 
+    /// <summary>Chips that answer where a BME280 was configured (Bosch chip ids).</summary>
+    private static readonly Dictionary<byte, string> Lookalikes = new()
+    {
+        [0x56] = "a BMP280 sample: temperature and pressure, no humidity; use sensor bmp280",
+        [0x57] = "a BMP280 sample: temperature and pressure, no humidity; use sensor bmp280",
+        [0x58] = "a BMP280: temperature and pressure, no humidity; use sensor bmp280",
+        [0x55] = "a BMP180",
+        [0x61] = "a BME680",
+    };
+
     private Iot.Device.Bmxx80.Bme280 Open()
     {
-        var chip = new Iot.Device.Bmxx80.Bme280(openDevice())
+        var device = openDevice();
+        try
+        {
+            SensorMisconfiguredException.CheckChipId(device, name, "BME280", 0xD0, 0x60, Lookalikes);
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+
+        var chip = new Iot.Device.Bmxx80.Bme280(device)
         {
             TemperatureSampling = Sampling.Standard,
             PressureSampling = Sampling.Standard,

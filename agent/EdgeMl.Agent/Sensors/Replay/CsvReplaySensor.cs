@@ -36,6 +36,23 @@ public sealed class CsvReplaySensor : ISensorSource
         {
             throw new ConfigurationException("sensor", $"{path}:1: header names no channel columns");
         }
+
+        if (loop && !HasDataRow(path))
+        {
+            throw new ConfigurationException("sensor", $"replay file '{path}' has a header but no data rows: there is nothing to loop over");
+        }
+    }
+
+    private static bool HasDataRow(string path)
+    {
+        using var reader = new StreamReader(path);
+        reader.ReadLine();
+        for (var line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+        {
+            if (line.Length > 0) return true;
+        }
+
+        return false;
     }
 
     public string Name => $"replay:{Path.GetFileName(_path)}";
