@@ -12,8 +12,7 @@ public sealed class HubAccessTests : IDisposable
 {
     private readonly HubHarness _h = new();
 
-    private string Password(string device) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(_h.AgentData(device), "identity.json"))).RootElement.GetProperty("password").GetString()!;
+    private string Password(string device) => _h.DevicePassword(device);
 
     private (int Code, string Out, string Err) Pub(string client, string? password, string topic, string payload, params string[] extra)
     {

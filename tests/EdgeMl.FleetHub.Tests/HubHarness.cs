@@ -115,6 +115,10 @@ public sealed class HubHarness : IDisposable
 
     public string AgentData(string device) => Path.Combine(Dir.Path, device);
 
+    /// <summary>The broker password an enrolled device keeps in its <c>identity.json</c> (for third-party clients acting as it).</summary>
+    public string DevicePassword(string device) =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(AgentData(device), "identity.json"))).RootElement.GetProperty("password").GetString()!;
+
     /// <summary>The bundled package as another version (labels reversed: one that disagrees), signed with <c>edgeml model sign --key</c>.</summary>
     public string SignedVariant(string version, string key, bool reverseLabels = false)
     {

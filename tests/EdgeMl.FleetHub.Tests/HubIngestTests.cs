@@ -175,8 +175,7 @@ public sealed class HubIngestTests : IDisposable
         HubHarness.Until(() => Retained().Contains("\"1.1.0\"", StringComparison.Ordinal), "the desired state published again after the hub reconnected", 40_000);
     }
 
-    private string Password(string device) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(_h.AgentData(device), "identity.json"))).RootElement.GetProperty("password").GetString()!;
+    private string Password(string device) => _h.DevicePassword(device);
 
     public void Dispose() => _h.Dispose();
 }

@@ -13,8 +13,7 @@ public sealed class TrustBoundaryTests : IDisposable
 {
     private readonly HubHarness _h = new();
 
-    private string Password(string device) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(_h.AgentData(device), "identity.json"))).RootElement.GetProperty("password").GetString()!;
+    private string Password(string device) => _h.DevicePassword(device);
 
     private (int Code, string Out, string Err) Pub(string client, string topic, string payload, params string[] extra) =>
         HubHarness.Run("/usr/bin/mosquitto_pub", ["-p", HubHarness.Str(_h.Mqtt), "-i", client, "-u", client, "-P", Password(client), "-t", topic, "-m", payload, "-q", "1", .. extra]);
