@@ -1,121 +1,162 @@
+using System.CommandLine;
 using System.Globalization;
+using EdgeMl.CommandLine;
+using EdgeMl.ModelTools;
+using EdgeMl.Protocol.Packages;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace EdgeMl.Cli;
 
-/// <summary><c>edgeml</c>: the operator's tool. Errors are one line on stderr: exit 1 (the hub said no), 2 (usage).</summary>
+/// <summary>
+/// <c>edgeml</c>: the operator's tool, on System.CommandLine (generated help for every command, <c>--version</c>,
+/// <c>edgeml completion bash</c>). Errors are one line on stderr: exit 1 (refused or failed), 2 (usage).
+/// </summary>
 public static class EdgeMlCli
 {
-    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "json", "help", "csv", "per-tensor" };
+    /// <summary>Runs <c>edgeml ARGS</c>; returns the exit code (<see cref="CliApp"/>).</summary>
+    public static Task<int> MainAsync(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken ct = default) =>
+        CliApp.RunAsync(BuildRoot(stdout, stderr), argv, stdout, stderr, IsUserError, ct);
 
-    public const string Usage = """
-        edgeml — the operator's tool for an EdgeMl fleet hub
+    /// <summary>What the user or the environment caused (printed as is, exit 1).</summary>
+    public static bool IsUserError(Exception e) =>
+        e is HubException or IOException or UnauthorizedAccessException or InvalidDataException or ModelToolException or ModelPackageException or System.Text.Json.JsonException or FormatException;
 
-        usage:
-          edgeml login --hub URL --token TOKEN            remember the hub and API token (~/.config/edgeml/login.json)
-          edgeml devices enroll ID [--group G] [--tag K=V]… [--expires HOURS]
-                                                          register a device; prints its one-time enrollment token
-          edgeml devices list [--group G] [--status online|offline|pending|revoked] [--model NAME[@VERSION]] [--tag K[=V]]
-          edgeml devices show ID                          one device: registry, presence, latest health
-          edgeml devices revoke ID                        the device's credentials stop working; it is disconnected now
-          edgeml tokens create [--role viewer|operator] [--name NAME] [--expires HOURS]
-          edgeml tokens list                              name, role, created, expiry, state (active, expired, revoked)
-          edgeml tokens revoke NAME                       the tokens called NAME stop working at once
-          edgeml keys create NAME [--dir DIR]              an ECDSA P-256 signing key: NAME.key (private) and NAME.pub
-          edgeml model sign PKG --key NAME.key [--out FILE]
-          edgeml model verify PKG --trust NAME.pub|DIR …  exit 0 when signed by a trusted key
-          edgeml model push PKG                           upload to the hub's registry (checked there: SHA-256, signature)
-          edgeml model list                               the registry: versions, hashes, keys, who pushed
-          edgeml model inspect FILE                       an .onnx or .edgepkg: inputs/outputs, opset, operators, parameters, quantization
-          edgeml model quantize IN.onnx --calibration DATA --out OUT.onnx [--mode static|dynamic]
-                                [--method minmax|percentile|entropy] [--activation-type uint8|int8] [--per-tensor] [--exclude NODE]…
-                                [--min-cosine 0.99 | --max-accuracy-drop POINTS --labels L.npy] [--max-float-layers 16] [--threads 1] [--allow-slower]
-                                                          int8 QDQ (static) or dynamic quantization; DATA: .npy, .npz, or CSV with --manifest
-          edgeml model evaluate --reference FP32 --candidate INT8 --data DATA [--labels LABELS.npy]
-                                                          size and latency ratio, top-1 agreement, errors, cosine, accuracy drop
-          edgeml model package --model M.onnx --manifest TEMPLATE.json --out X.edgepkg [--reference DATA] [--name N] [--version V]
-                                                          manifest checked against the model, SHA-256 filled in, drift baseline from DATA
-          edgeml rollout start NAME@VERSION --to GROUP|--devices ID,… [--waves 5%,25%,100%] [--gate agreement>=0.95]…
-                               [--soak 10m] [--watch 30s] [--offline-timeout 10m]
-                                                          staged rollout: each wave shadows the model, gates decide, then it is activated
-          edgeml rollout status [ID]                      all rollouts, or one: waves, gate figures, each device's phase
-          edgeml rollout pause|resume|abort ID            abort sends every device it reached back to the model it had
-          edgeml rollback GROUP                           every device of the group back to its previous model
-          edgeml audit [--since 24h] [--action A] [--device ID] [--rollout ID] [--csv] [--out FILE]
-                                                          who pushed, signed, started, paused, aborted, rolled back what; which device ran what
-          edgeml drift show [--device ID | --group G] [--since 24h]
-                                                          per feature: status, PSI, KS, Wasserstein, trend (neither: the fleet)
-
-        every command: [--hub URL] [--token TOKEN] [--json]   (or EDGEML_HUB, EDGEML_TOKEN)
-        """;
-
-    public static async Task<int> MainAsync(string[] argv, TextWriter stdout, TextWriter stderr)
+    /// <summary>The whole command tree (also what docs/cli.md is generated from).</summary>
+    public static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr)
     {
-        if (argv.Length == 0 || argv[0] is "help" or "--help" or "-h")
-        {
-            await stdout.WriteLineAsync(Usage).ConfigureAwait(false);
-            return argv.Length == 0 ? 2 : 0;
-        }
+        var hub = CliOptions.HubUrl("--hub", "The hub's API: HOST[:PORT] (port 8080) or http(s)://HOST[:PORT]; else EDGEML_HUB, the saved login, http://127.0.0.1:8080");
+        hub.Recursive = true;
+        var token = CliOptions.Text("--token", "API token; else EDGEML_TOKEN or the saved login", "TOKEN");
+        token.Recursive = true;
+        var json = CliOptions.Flag("--json", "Print the hub's JSON unchanged (for scripts)");
+        json.Recursive = true;
+        var root = new RootCommand("edgeml — the operator's tool for an EdgeMl fleet hub") { hub, token, json };
 
-        try
+        Command Leaf(string name, string description, Func<ParsedArgs, Output, Task> run, params Symbol[] symbols)
         {
-            // Options may come anywhere (`edgeml --hub URL devices list`); the first words are the command.
-            var args = new CliArgs(argv, Flags);
-            var words = args.Positional.Count > 0 && args.Positional[0] is "devices" or "tokens" or "drift" or "keys" or "model" or "rollout" ? 2 : 1;
-            var command = string.Join(' ', args.Positional.Take(words));
-            args.Positional.RemoveRange(0, Math.Min(words, args.Positional.Count));
-            var json = args.Has("json");
-            var output = new Output(stdout, json);
-            switch (command)
+            var c = new Command(name, description);
+            foreach (var s in symbols)
             {
-                case "login": await LoginAsync(args, output).ConfigureAwait(false); break;
-                case "devices enroll": await EnrollAsync(args, output).ConfigureAwait(false); break;
-                case "devices list": await ListAsync(args, output).ConfigureAwait(false); break;
-                case "devices show": await ShowAsync(args, output).ConfigureAwait(false); break;
-                case "devices revoke": await RevokeAsync(args, output).ConfigureAwait(false); break;
-                case "tokens create": await CreateTokenAsync(args, output).ConfigureAwait(false); break;
-                case "tokens list": await ListTokensAsync(args, output).ConfigureAwait(false); break;
-                case "tokens revoke": await RevokeTokenAsync(args, output).ConfigureAwait(false); break;
-                case "drift show": await DriftAsync(args, output).ConfigureAwait(false); break;
-                case "keys create": ModelCommands.CreateKey(args, output); break;
-                case "model sign": ModelCommands.Sign(args, output); break;
-                case "model verify": ModelCommands.Verify(args, output); break;
-                case "model push": await ModelCommands.PushAsync(args, output, stderr).ConfigureAwait(false); break;
-                case "model list": await ModelCommands.ListAsync(args, output).ConfigureAwait(false); break;
-                case "model inspect": ToolchainCommands.Inspect(args, output); break;
-                case "model quantize": ToolchainCommands.Quantize(args, output, stderr); break;
-                case "model evaluate": ToolchainCommands.Evaluate(args, output, stderr); break;
-                case "model package": ToolchainCommands.Package(args, output, stderr); break;
-                case "rollout start": await RolloutCommands.StartAsync(args, output).ConfigureAwait(false); break;
-                case "rollout status" or "rollout list": await RolloutCommands.StatusAsync(args, output).ConfigureAwait(false); break;
-                case "rollout pause": await RolloutCommands.ControlAsync(args, output, "pause").ConfigureAwait(false); break;
-                case "rollout resume": await RolloutCommands.ControlAsync(args, output, "resume").ConfigureAwait(false); break;
-                case "rollout abort": await RolloutCommands.ControlAsync(args, output, "abort").ConfigureAwait(false); break;
-                case "rollback": await RolloutCommands.RollbackAsync(args, output).ConfigureAwait(false); break;
-                case "audit": await RolloutCommands.AuditAsync(args, output, stdout).ConfigureAwait(false); break;
-                default: throw new UsageException($"unknown command '{command}'");
+                switch (s)
+                {
+                    case Option o: c.Options.Add(o); break;
+                    case Argument a: c.Arguments.Add(a); break;
+                    case Command sub: c.Subcommands.Add(sub); break;
+                }
             }
 
-            return 0;
+            c.SetAction(async (parse, _) =>
+            {
+                var args = new ParsedArgs(parse);
+                await run(args, new Output(stdout, args.Has("json"))).ConfigureAwait(false);
+                return CliApp.Ok;
+            });
+            return c;
         }
-        catch (UsageException e)
+
+        static Task Sync(Action a)
         {
-            await stderr.WriteLineAsync($"error: {e.Message}\n\n{Usage}").ConfigureAwait(false);
-            return 2;
+            a();
+            return Task.CompletedTask;
         }
-        catch (HubException e)
+
+        static Argument<string> Arg(string name, string description) => new(name) { Description = description };
+        var expires = CliOptions.Duration("--expires", "How long it stays valid (90s, 10m, 24h, 7d)");
+
+        root.Subcommands.Add(Leaf("login", "Remember the hub and API token (~/.config/edgeml/login.json); checked against the hub first", LoginAsync));
+        root.Subcommands.Add(new Command("devices", "Register, list, show and revoke devices")
         {
-            await stderr.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
-            return 1;
-        }
+            Leaf("enroll", "Register a device; prints its one-time enrollment token and the command to run on it", EnrollAsync,
+                Arg("ID", "The device's id (letters, digits, - _ .)"), CliOptions.Text("--group", "The device's group (rollouts target groups)", "GROUP"),
+                CliOptions.Many("--tag", "A tag, repeatable", "KEY=VALUE"), expires),
+            Leaf("list", "Devices with presence, model, p99 latency, drift; filtered", ListAsync,
+                CliOptions.Text("--group", "Only this group", "GROUP"), CliOptions.Choice("--status", "Only devices in this state", "online", "offline", "pending", "revoked"),
+                CliOptions.Text("--model", "Only devices running this model", "NAME[@VERSION]"), CliOptions.Text("--tag", "Only devices with this tag", "KEY[=VALUE]")),
+            Leaf("show", "One device: registry, presence, latest health", ShowAsync, Arg("ID", "The device's id")),
+            Leaf("revoke", "The device's credentials stop working; it is disconnected now", RevokeAsync, Arg("ID", "The device's id")),
+        });
+        root.Subcommands.Add(new Command("tokens", "API tokens for operators and viewers")
+        {
+            Leaf("create", "An API token (shown once; the hub keeps only its hash)", CreateTokenAsync,
+                CliOptions.Choice("--role", "What it may do (default viewer)", "viewer", "operator"), CliOptions.Text("--name", "Its name (in the audit trail)", "NAME"),
+                CliOptions.Duration("--expires", "How long it stays valid (default: until revoked)")),
+            Leaf("list", "Name, role, created, expiry, state (active, expired, revoked)", ListTokensAsync),
+            Leaf("revoke", "The tokens called NAME stop working at once", RevokeTokenAsync, Arg("NAME", "The tokens' name")),
+        });
+        root.Subcommands.Add(new Command("keys", "Signing keys for model packages")
+        {
+            Leaf("create", "An ECDSA P-256 signing key: NAME.key (private) and NAME.pub", (a, o) => Sync(() => ModelCommands.CreateKey(a, o)),
+                Arg("NAME", "The key's name (file names and key id)"), CliOptions.Text("--dir", "Where to write them (default: here)", "DIR")),
+        });
+        var model = new Command("model", "Sign, verify, push, list, inspect, quantize, evaluate and package models")
+        {
+            Leaf("sign", "Sign a package with a private key", (a, o) => Sync(() => ModelCommands.Sign(a, o)),
+                Arg("PKG", "The .edgepkg"), CliOptions.Text("--key", "The private key (from edgeml keys create)", "FILE.key", required: true), CliOptions.Text("--out", "Where to write the signed package (default: in place)", "FILE")),
+            Leaf("verify", "Exit 0 when the package is signed by a trusted key", (a, o) => Sync(() => ModelCommands.Verify(a, o)),
+                Arg("PKG", "The .edgepkg"), CliOptions.Many("--trust", "A trusted public key, or a folder of them; repeatable", "FILE.pub|DIR", required: true)),
+            Leaf("push", "Upload to the hub's registry (checked there: SHA-256, signature, size limit)", (a, o) => ModelCommands.PushAsync(a, o, stderr), Arg("PKG", "The .edgepkg")),
+            Leaf("list", "The registry: versions, hashes, keys, who pushed", ModelCommands.ListAsync),
+            Leaf("inspect", "An .onnx or .edgepkg: inputs/outputs, opset, operators, parameters, quantization, external data", (a, o) => Sync(() => ToolchainCommands.Inspect(a, o)),
+                Arg("FILE", "The .onnx or .edgepkg")),
+            Leaf("quantize", "int8 QDQ (static) or dynamic quantization, checked against the fp32 model before it is written", (a, o) => Sync(() => ToolchainCommands.Quantize(a, o, stderr)),
+                Arg("IN", "The fp32 .onnx (or .edgepkg)"), CliOptions.Text("--calibration", "Calibration data: .npy, .npz (by input name), or CSV with --manifest", "DATA"),
+                CliOptions.Text("--out", "The quantized .onnx", "OUT.onnx", required: true), CliOptions.Choice("--mode", "static (default) or dynamic", "static", "dynamic"),
+                CliOptions.Choice("--method", "Calibration method (default minmax)", "minmax", "percentile", "entropy"),
+                CliOptions.Choice("--activation-type", "Activation type (default uint8)", "uint8", "int8"), CliOptions.Flag("--per-tensor", "One scale per weight tensor (default: per channel)"),
+                CliOptions.Many("--exclude", "A node to keep in float; repeatable, or comma-separated", "NODE"),
+                CliOptions.Number("--percentile", "The percentile of --method percentile", 50, 100), CliOptions.Integer("--limit", "At most N calibration samples", 1),
+                CliOptions.Number("--min-cosine", "Refuse a result whose cosine to fp32 is below this (default 0.99)", -1, 1),
+                CliOptions.Number("--max-accuracy-drop", "Keep layers in float until top-1 accuracy drops at most this many points (needs --labels)", 0, 100, "POINTS"),
+                CliOptions.Text("--labels", "Labels of the calibration samples (.npy)", "L.npy"), CliOptions.Integer("--max-float-layers", "At most N layers kept in float by the search", 0),
+                CliOptions.Integer("--threads", "Threads for the latency check (the target's count)", 1, 1024), CliOptions.Flag("--allow-slower", "Write a result even when it is slower than fp32"),
+                CliOptions.Text("--manifest", "A manifest (or .edgepkg) that says how CSV data maps to inputs", "FILE")),
+            Leaf("evaluate", "Size and latency ratio, top-1 agreement, errors, cosine, accuracy drop", (a, o) => Sync(() => ToolchainCommands.Evaluate(a, o, stderr)),
+                CliOptions.Text("--reference", "The fp32 model", "FP32.onnx", required: true), CliOptions.Text("--candidate", "The quantized model", "INT8.onnx", required: true),
+                CliOptions.Text("--data", "Evaluation data: .npy, .npz, .csv or a folder of .csv", "DATA", required: true), CliOptions.Text("--labels", "Labels (.npy) for the accuracy drop", "L.npy"),
+                CliOptions.Text("--manifest", "A manifest for CSV data", "FILE"), CliOptions.Integer("--limit", "At most N samples", 1),
+                CliOptions.Integer("--threads", "Threads", 1, 1024), CliOptions.Integer("--repeats", "Latency repeats", 1, 100_000)),
+            Leaf("package", "Manifest checked against the model, SHA-256 filled in, drift baseline from reference data", (a, o) => Sync(() => ToolchainCommands.Package(a, o, stderr)),
+                CliOptions.Text("--model", "The .onnx", "M.onnx", required: true), CliOptions.Text("--manifest", "A manifest template (or a .edgepkg to start from)", "TEMPLATE.json", required: true),
+                CliOptions.Text("--out", "The package to write", "X.edgepkg", required: true), CliOptions.Text("--reference", "Reference data for the drift baseline", "DATA"),
+                CliOptions.Text("--name", "The model's name (default: the manifest's)", "NAME"), CliOptions.Text("--version", "The version (default: the manifest's)", "VERSION")),
+        };
+        root.Subcommands.Add(model);
+        var rollout = new Command("rollout", "Staged rollouts: start, status, pause, resume, abort")
+        {
+            Leaf("start", "Each wave shadows the model, gates decide, then it is activated", RolloutCommands.StartAsync,
+                CliOptions.ModelArgument("MODEL", "NAME@VERSION from the registry"), CliOptions.Text("--to", "The group to roll out to", "GROUP"),
+                CliOptions.Text("--devices", "Or these devices", "ID,…"), CliOptions.Text("--waves", "Wave sizes (default 5%,25%,100%)", "5%,25%,100%"),
+                CliOptions.Many("--gate", "A gate each wave must pass, repeatable (agreement>=0.95, latency_ratio<=1.2 …)", "GATE"),
+                CliOptions.Duration("--soak", "How long each wave shadows before its gates are judged"), CliOptions.Duration("--watch", "How long an activated device is watched before it counts"),
+                CliOptions.Duration("--offline-timeout", "A device offline this long fails its wave")),
+            Leaf("status", "All rollouts, or one: waves, gate figures, each device's phase", RolloutCommands.StatusAsync, new Argument<string>("ID") { Description = "The rollout", Arity = ArgumentArity.ZeroOrOne }),
+            Leaf("pause", "Stop before the next wave", (a, o) => RolloutCommands.ControlAsync(a, o, "pause"), Arg("ID", "The rollout")),
+            Leaf("resume", "Go on with the next wave", (a, o) => RolloutCommands.ControlAsync(a, o, "resume"), Arg("ID", "The rollout")),
+            Leaf("abort", "Every device it reached goes back to the model it had", (a, o) => RolloutCommands.ControlAsync(a, o, "abort"), Arg("ID", "The rollout")),
+        };
+        rollout.Subcommands.Add(Leaf("list", "The same as rollout status without an ID", RolloutCommands.StatusAsync));
+        root.Subcommands.Add(rollout);
+        root.Subcommands.Add(Leaf("rollback", "Every device of the group back to its previous model", RolloutCommands.RollbackAsync, Arg("GROUP", "The group")));
+        var since = CliOptions.Parsed<string>("--since", "From this long ago (24h, 7d) or this time (ISO 8601)", "DURATION|TIME", false,
+            t => DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _) || EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out _)
+                ? (true, t, "") : (false, "", $"'{t}' is not a duration like 24h or 7d, or a time"));
+        root.Subcommands.Add(Leaf("audit", "Who pushed, signed, started, paused, aborted, rolled back what; which device ran what", (a, o) => RolloutCommands.AuditAsync(a, o, stdout),
+            since, CliOptions.Text("--action", "Only this action (model.push, rollout.start …)", "ACTION"), CliOptions.Text("--device", "Only this device", "ID"),
+            CliOptions.Text("--rollout", "Only this rollout", "ID"), CliOptions.Flag("--csv", "CSV instead of a table"), CliOptions.Text("--out", "Write to a file", "FILE")));
+        root.Subcommands.Add(new Command("drift", "Data drift against the model's baseline")
+        {
+            Leaf("show", "Per feature: status, PSI, KS, Wasserstein, trend (no --device or --group: the fleet)", DriftAsync,
+                CliOptions.Text("--device", "One device", "ID"), CliOptions.Text("--group", "One group", "GROUP"), CliOptions.Duration("--since", "Over this long (default 24h)")),
+        });
+        root.Subcommands.Add(CliApp.CompletionCommand("edgeml"));
+        return root;
     }
 
-    private static async Task LoginAsync(CliArgs args, Output output)
+    private static async Task LoginAsync(ParsedArgs args, Output output)
     {
         var hub = HubClient.ParseHub(args.Get("hub") ?? throw new UsageException("login needs --hub URL"));
         var token = args.Get("token") ?? throw new UsageException("login needs --token TOKEN (an operator's first token is in the hub's DATA/operator.token)");
-        args.RejectUnknown(0);
         using (var client = new HubClient(hub, token))
         {
             await client.GetAsync("/api/devices").ConfigureAwait(false); // proves the token before it is saved
@@ -125,7 +166,7 @@ public static class EdgeMlCli
         output.Line($"logged in to {hub}; saved in {LoginFile.PathName}");
     }
 
-    private static async Task EnrollAsync(CliArgs args, Output output)
+    private static async Task EnrollAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var id = One(args, "devices enroll ID");
@@ -138,8 +179,7 @@ public static class EdgeMlCli
         }
 
         var body = new JsonObject { ["id"] = id, ["group"] = args.Get("group"), ["tags"] = tags };
-        if (args.Get("expires") is { } hours) body["expiresHours"] = double.Parse(hours, CultureInfo.InvariantCulture);
-        args.RejectUnknown(1);
+        if (args.Get("expires") is not null) body["expiresHours"] = args.Value<TimeSpan>("expires").TotalHours;
         var ticket = await hub.PostAsync("/api/devices", body).ConfigureAwait(false);
         if (output.Json(ticket)) return;
         var token = ticket["token"]!.GetValue<string>();
@@ -151,7 +191,7 @@ public static class EdgeMlCli
         output.Line($"  edgeml-agent enroll --hub {hub.Hub.Authority} --token {token} --data /var/lib/edgeml");
     }
 
-    private static async Task ListAsync(CliArgs args, Output output)
+    private static async Task ListAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var query = new List<string>();
@@ -160,7 +200,6 @@ public static class EdgeMlCli
             if (args.Get(key) is { } v) query.Add($"{key}={Uri.EscapeDataString(v)}");
         }
 
-        args.RejectUnknown(0);
         var devices = (await hub.GetAsync("/api/devices" + (query.Count > 0 ? "?" + string.Join('&', query) : "")).ConfigureAwait(false)).AsArray();
         if (output.Json(devices)) return;
         var now = DateTimeOffset.UtcNow;
@@ -173,11 +212,10 @@ public static class EdgeMlCli
         output.Line($"{devices.Count} device(s); {devices.Count(d => S(d, "presence") == "online")} online");
     }
 
-    private static async Task ShowAsync(CliArgs args, Output output)
+    private static async Task ShowAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var id = One(args, "devices show ID");
-        args.RejectUnknown(1);
         var d = await hub.GetAsync($"/api/devices/{Uri.EscapeDataString(id)}").ConfigureAwait(false);
         if (output.Json(d)) return;
         var now = DateTimeOffset.UtcNow;
@@ -218,41 +256,30 @@ public static class EdgeMlCli
         output.Pairs(lines);
     }
 
-    private static async Task RevokeAsync(CliArgs args, Output output)
+    private static async Task RevokeAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var id = One(args, "devices revoke ID");
-        args.RejectUnknown(1);
         var d = await hub.PostAsync($"/api/devices/{Uri.EscapeDataString(id)}/revoke", new JsonObject()).ConfigureAwait(false);
         if (output.Json(d)) return;
         output.Line($"device '{id}' revoked: its credentials no longer work and its connection was closed");
     }
 
-    private static async Task CreateTokenAsync(CliArgs args, Output output)
+    private static async Task CreateTokenAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var body = new JsonObject { ["role"] = args.Get("role") ?? "viewer", ["name"] = args.Get("name") ?? "" };
-        if (args.Get("expires") is { } expires)
-        {
-            if (!double.TryParse(expires, NumberStyles.Float, CultureInfo.InvariantCulture, out var hours) || hours <= 0)
-            {
-                throw new UsageException($"--expires '{expires}' is not a positive number of hours");
-            }
+        if (args.Get("expires") is not null) body["expiresHours"] = args.Value<TimeSpan>("expires").TotalHours;
 
-            body["expiresHours"] = hours;
-        }
-
-        args.RejectUnknown(0);
         var t = await hub.PostAsync("/api/tokens", body).ConfigureAwait(false);
         if (output.Json(t)) return;
         output.Line($"{S(t, "role")} token{(S(t, "name") is { Length: > 0 } n ? $" '{n}'" : "")} (shown once; the hub keeps only its hash):");
         output.Line($"  {S(t, "token")}");
     }
 
-    private static async Task ListTokensAsync(CliArgs args, Output output)
+    private static async Task ListTokensAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
-        args.RejectUnknown(0);
         var tokens = (await hub.GetAsync("/api/tokens").ConfigureAwait(false)).AsArray();
         if (output.Json(tokens)) return;
         output.Table(["NAME", "ROLE", "CREATED", "EXPIRES", "STATE"], tokens.Select(t => new[]
@@ -261,23 +288,21 @@ public static class EdgeMlCli
         }).ToList());
     }
 
-    private static async Task RevokeTokenAsync(CliArgs args, Output output)
+    private static async Task RevokeTokenAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var name = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("usage: edgeml tokens revoke NAME");
-        args.RejectUnknown(1);
         var r = await hub.PostAsync($"/api/tokens/{Uri.EscapeDataString(name)}/revoke", new JsonObject()).ConfigureAwait(false);
         if (output.Json(r)) return;
         output.Line($"revoked {S(r, "revoked")} token(s) called '{name}': they stop working now");
     }
 
-    private static async Task DriftAsync(CliArgs args, Output output)
+    private static async Task DriftAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var query = new List<string> { $"since={Uri.EscapeDataString(args.Get("since") ?? "24h")}" };
         if (args.Get("device") is { } device) query.Add($"device={Uri.EscapeDataString(device)}");
         if (args.Get("group") is { } group) query.Add($"group={Uri.EscapeDataString(group)}");
-        args.RejectUnknown(0);
         var v = await hub.GetAsync("/api/drift?" + string.Join('&', query)).ConfigureAwait(false);
         if (output.Json(v)) return;
         static string When(JsonNode? t) => t is JsonValue jv && jv.TryGetValue<DateTimeOffset>(out var at) ? at.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "-";
@@ -304,7 +329,7 @@ public static class EdgeMlCli
         output.Line("(outputs vary from machine to machine with the model's confidence: shown for information).");
     }
 
-    private static string One(CliArgs args, string what) =>
+    private static string One(ParsedArgs args, string what) =>
         args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException($"{what}: which device?");
 
     private static string? S(JsonNode? node, string key) => node?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : node?[key]?.ToJsonString();

@@ -4,6 +4,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Cli;
 
 /// <summary>
@@ -23,7 +25,7 @@ public sealed class HubClient : IDisposable
 
     public Uri Hub { get; }
 
-    public static HubClient From(CliArgs args)
+    public static HubClient From(ParsedArgs args)
     {
         var saved = LoginFile.Read();
         var hub = args.Get("hub") ?? Environment.GetEnvironmentVariable("EDGEML_HUB") ?? saved?.Hub ?? "http://127.0.0.1:8080";

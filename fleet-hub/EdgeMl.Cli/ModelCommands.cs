@@ -1,17 +1,18 @@
 using System.Security.Cryptography;
 using EdgeMl.Protocol.Packages;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Cli;
 
 /// <summary>Offline commands: signing keys, and signing and verifying model packages.</summary>
 public static class ModelCommands
 {
     /// <summary><c>keys create NAME [--dir DIR]</c>: an ECDSA P-256 key pair, NAME.key (private, mode 600) and NAME.pub.</summary>
-    public static void CreateKey(CliArgs args, Output output)
+    public static void CreateKey(ParsedArgs args, Output output)
     {
         var name = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("keys create NAME: which name?");
         var dir = args.Get("dir") ?? ".";
-        args.RejectUnknown(1);
         Directory.CreateDirectory(dir);
         var privatePath = Path.Combine(dir, name + ".key");
         var publicPath = Path.Combine(dir, name + ".pub");
@@ -25,12 +26,11 @@ public static class ModelCommands
     }
 
     /// <summary><c>model sign PKG --key FILE.key [--out FILE]</c>.</summary>
-    public static void Sign(CliArgs args, Output output)
+    public static void Sign(ParsedArgs args, Output output)
     {
         var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model sign PKG: which package?");
         var keyPath = args.Get("key") ?? throw new UsageException("model sign needs --key FILE.key (from `edgeml keys create`)");
         var outPath = args.Get("out") ?? path;
-        args.RejectUnknown(1);
         var package = Open(path);
         using var key = ECDsa.Create();
         try
@@ -48,12 +48,11 @@ public static class ModelCommands
     }
 
     /// <summary><c>model verify PKG --trust FILE.pub|DIR [--trust …]</c>: exit 0 when signed by a trusted key.</summary>
-    public static void Verify(CliArgs args, Output output)
+    public static void Verify(ParsedArgs args, Output output)
     {
         var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model verify PKG: which package?");
         var trust = args.All("trust");
         if (trust.Count == 0) throw new UsageException("model verify needs --trust FILE.pub or a directory of them");
-        args.RejectUnknown(1);
         var package = Open(path);
         List<ECDsa> keys;
         try
@@ -72,11 +71,10 @@ public static class ModelCommands
     }
 
     /// <summary><c>model push PKG</c>: uploads to the hub's registry with a progress line; the hub checks SHA-256 and signature.</summary>
-    public static async Task PushAsync(CliArgs args, Output output, TextWriter progressTo)
+    public static async Task PushAsync(ParsedArgs args, Output output, TextWriter progressTo)
     {
         using var hub = HubClient.From(args);
         var path = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("model push PKG: which package?");
-        args.RejectUnknown(1);
         var package = Open(path); // a broken package is refused here, before it travels
         long? limit = null;
         try
@@ -107,10 +105,9 @@ public static class ModelCommands
         output.Line($"{result["name"]}@{result["version"]} in the registry: SHA-256 {result["sha256"]!.GetValue<string>()[..16]}…, signed by key {result["keyId"]}, pushed by {result["pushedBy"]}");
     }
 
-    public static async Task ListAsync(CliArgs args, Output output)
+    public static async Task ListAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
-        args.RejectUnknown(0);
         var models = (await hub.GetAsync("/api/models").ConfigureAwait(false)).AsArray();
         if (output.Json(models)) return;
         output.Table(["MODEL", "VERSION", "SIZE", "SHA-256", "KEY", "PUSHED BY", "PUSHED"], models.Select(m => new[]

@@ -1,12 +1,14 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Cli;
 
 /// <summary><c>edgeml rollout …</c>, <c>edgeml rollback GROUP</c> and <c>edgeml audit</c>.</summary>
 public static class RolloutCommands
 {
-    public static async Task StartAsync(CliArgs args, Output output)
+    public static async Task StartAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var model = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("rollout start needs NAME@VERSION");
@@ -22,7 +24,6 @@ public static class RolloutCommands
         if (args.Get("soak") is { } soak) body["soak"] = soak;
         if (args.Get("watch") is { } watch) body["watch"] = watch;
         if (args.Get("offline-timeout") is { } offline) body["offlineTimeout"] = offline;
-        args.RejectUnknown(1);
         var r = await hub.PostAsync("/api/rollouts", body).ConfigureAwait(false);
         if (output.Json(r)) return;
         output.Line($"rollout {S(r, "id")}: {S(r, "model")}@{S(r, "version")} to {S(r, "target")}, {r["devices"]!.AsArray().Count} device(s) in {r["waves"]!.AsArray().Count} wave(s)");
@@ -30,12 +31,11 @@ public static class RolloutCommands
         output.Line($"follow it: edgeml rollout status {S(r, "id")}");
     }
 
-    public static async Task StatusAsync(CliArgs args, Output output)
+    public static async Task StatusAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         if (args.Positional.Count == 0)
         {
-            args.RejectUnknown(0);
             var all = await hub.GetAsync("/api/rollouts").ConfigureAwait(false);
             if (output.Json(all)) return;
             output.Table(["ROLLOUT", "MODEL", "TARGET", "STATE", "WAVE", "DEVICES", "ACTIVE", "BY", "STARTED"], all.AsArray().Select(r => new[]
@@ -48,7 +48,6 @@ public static class RolloutCommands
         }
 
         var id = args.Positional[0];
-        args.RejectUnknown(1);
         var ro = await hub.GetAsync($"/api/rollouts/{Uri.EscapeDataString(id)}").ConfigureAwait(false);
         if (output.Json(ro)) return;
         output.Pairs([
@@ -94,21 +93,19 @@ public static class RolloutCommands
         }).ToList());
     }
 
-    public static async Task ControlAsync(CliArgs args, Output output, string action)
+    public static async Task ControlAsync(ParsedArgs args, Output output, string action)
     {
         using var hub = HubClient.From(args);
         var id = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException($"rollout {action} needs the rollout id");
-        args.RejectUnknown(1);
         var r = await hub.PostAsync($"/api/rollouts/{Uri.EscapeDataString(id)}/{action}", new JsonObject()).ConfigureAwait(false);
         if (output.Json(r)) return;
         output.Line($"rollout {id}: {S(r, "state")}{(S(r, "reason") is { } why ? $" ({why})" : "")}");
     }
 
-    public static async Task RollbackAsync(CliArgs args, Output output)
+    public static async Task RollbackAsync(ParsedArgs args, Output output)
     {
         using var hub = HubClient.From(args);
         var group = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("rollback needs GROUP");
-        args.RejectUnknown(1);
         var sent = await hub.PostAsync("/api/rollback", new JsonObject { ["group"] = group }).ConfigureAwait(false);
         if (output.Json(sent)) return;
         var list = sent.AsArray();
@@ -116,7 +113,7 @@ public static class RolloutCommands
         foreach (var s in list) output.Line($"  {S(s, "device")} → {S(s, "to")}");
     }
 
-    public static async Task AuditAsync(CliArgs args, Output output, TextWriter stdout)
+    public static async Task AuditAsync(ParsedArgs args, Output output, TextWriter stdout)
     {
         using var hub = HubClient.From(args);
         var query = new List<string>();
@@ -126,7 +123,6 @@ public static class RolloutCommands
         if (args.Get("rollout") is { } rollout) query.Add($"subject={Uri.EscapeDataString("rollout " + rollout)}");
         var csv = args.Has("csv");
         var file = args.Get("out");
-        args.RejectUnknown(0);
         var path = "/api/audit" + (query.Count > 0 ? "?" + string.Join('&', query) : "");
         if (csv)
         {

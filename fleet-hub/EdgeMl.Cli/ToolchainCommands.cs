@@ -4,6 +4,8 @@ using System.Text.Json.Nodes;
 using EdgeMl.ModelTools;
 using EdgeMl.Protocol.Packages;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Cli;
 
 /// <summary>The model toolchain, offline: <c>edgeml model inspect|quantize|evaluate|package</c>.</summary>
@@ -11,10 +13,9 @@ public static class ToolchainCommands
 {
     private static readonly JsonSerializerOptions Web = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
-    public static void Inspect(CliArgs args, Output output)
+    public static void Inspect(ParsedArgs args, Output output)
     {
         var file = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("model inspect FILE (.onnx or .edgepkg)");
-        args.RejectUnknown(1);
         var r = Run(() => Inspector.Inspect(file));
         if (output.Json(JsonSerializer.SerializeToNode(r, Web)!)) return;
         output.Pairs([
@@ -43,7 +44,7 @@ public static class ToolchainCommands
         }
     }
 
-    public static void Quantize(CliArgs args, Output output, TextWriter stderr)
+    public static void Quantize(ParsedArgs args, Output output, TextWriter stderr)
     {
         var input = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("model quantize IN.onnx --calibration DATA --out OUT.onnx");
         var outPath = args.Get("out") ?? throw new UsageException("model quantize needs --out OUT.onnx");
@@ -78,7 +79,6 @@ public static class ToolchainCommands
         options.AllowSlower = args.Has("allow-slower");
         var calibration = args.Get("calibration");
         var manifest = args.Get("manifest") is { } mf ? Manifest(mf) : input.EndsWith(".edgepkg", StringComparison.OrdinalIgnoreCase) ? ModelPackage.Open(input).Manifest : null;
-        args.RejectUnknown(1);
         var result = Run(() => Quantizer.Quantize(input, calibration, options, manifest, Progress(stderr, "calibrating"), outPath));
         var node = JsonSerializer.SerializeToNode(result, Web)!.AsObject();
         node.Remove("model");
@@ -99,7 +99,7 @@ public static class ToolchainCommands
         output.Line($"next: edgeml model evaluate --reference {input} --candidate {outPath} --data HELD_OUT_DATA");
     }
 
-    public static void Evaluate(CliArgs args, Output output, TextWriter stderr)
+    public static void Evaluate(ParsedArgs args, Output output, TextWriter stderr)
     {
         var reference = args.Get("reference") ?? throw new UsageException("model evaluate needs --reference FP32 --candidate INT8 --data DATA");
         var candidate = args.Get("candidate") ?? throw new UsageException("model evaluate needs --candidate INT8");
@@ -108,7 +108,6 @@ public static class ToolchainCommands
         if (args.Get("limit") is { } l) options.Limit = int.Parse(l, CultureInfo.InvariantCulture);
         if (args.Get("threads") is { } t) options.Threads = int.Parse(t, CultureInfo.InvariantCulture);
         if (args.Get("repeats") is { } rp) options.Repeats = int.Parse(rp, CultureInfo.InvariantCulture);
-        args.RejectUnknown(0);
         var e = Run(() => Evaluator.Evaluate(reference, candidate, data, options, Progress(stderr, "evaluating")));
         if (output.Json(JsonSerializer.SerializeToNode(e, Web)!)) return;
         output.Pairs([
@@ -129,7 +128,7 @@ public static class ToolchainCommands
         }).Select(x => (string?[])x).ToList());
     }
 
-    public static void Package(CliArgs args, Output output, TextWriter stderr)
+    public static void Package(ParsedArgs args, Output output, TextWriter stderr)
     {
         var model = args.Get("model") ?? throw new UsageException("model package needs --model M.onnx --manifest TEMPLATE.json --out X.edgepkg [--reference DATA]");
         var manifest = args.Get("manifest") ?? throw new UsageException("model package needs --manifest TEMPLATE.json (or a .edgepkg whose manifest to start from)");
@@ -137,7 +136,6 @@ public static class ToolchainCommands
         var reference = args.Get("reference");
         var name = args.Get("name");
         var version = args.Get("version");
-        args.RejectUnknown(0);
         var r = Run(() =>
         {
             var result = Packager.Package(model, manifest, reference, outPath + ".tmp", progress: Progress(stderr, "baseline"));

@@ -1,74 +1,74 @@
+using System.CommandLine;
 using System.Globalization;
+using EdgeMl.CommandLine;
 
 namespace EdgeMl.FleetSim;
 
 /// <summary><c>edgeml-fleetsim</c>: many simulated devices from one process, speaking the real protocol to a real hub.</summary>
 public static class FleetSimProgram
 {
-    public const string Usage = """
-        edgeml-fleetsim — a simulated fleet speaking the agent's protocol (load generator, demos)
-
-        usage:
-          edgeml-fleetsim run --hub URL --token OPERATOR_TOKEN --broker mqtt://HOST:PORT --devices N
-                              [--prefix sim-] [--health-every SECONDS] [--telemetry-every SECONDS] [--batch N] [--duration SECONDS]
-                 enrolls N devices (sim-00000 …) through the hub's API, connects them, and keeps them reporting
-          edgeml-fleetsim bench --hub-dll PATH --agent PATH --model PKG [--out bench-results/hub.json]
-                              [--devices 1000] [--seconds 20] [--connected 10000] [--hold 30] [--backlog 86400]
-                 starts a hub and measures ingest, end-to-end latency, connected devices and a backlog drain
-          edgeml-fleetsim bench-rollout --hub-dll PATH --model PKG [--devices 1000] [--size-mb 5] [--out bench-results/rollout.json]
-                 starts a hub and rolls a signed package out to simulated devices: time to all active, bytes per device
-          edgeml-fleetsim demo --hub-dll PATH --cli-dll PATH --agent PATH --model PKG
-                 the fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost
-        """;
-
+    /// <summary>Runs <c>edgeml-fleetsim ARGS</c>; returns the exit code (<see cref="CliApp"/>).</summary>
     public static async Task<int> MainAsync(string[] args)
     {
-        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
-        {
-            Console.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-
-        var options = Options(args.Skip(1));
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;
             cts.Cancel();
         };
-        try
+        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, e => e is IOException or InvalidDataException or HttpRequestException, cts.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>The whole command tree (also what docs/cli.md is generated from).</summary>
+    public static RootCommand BuildRoot()
+    {
+        static Command Leaf(string name, string description, Func<Dictionary<string, string>, CancellationToken, Task<int>> run, params Option[] options)
         {
-            return args[0] switch
-            {
-                "run" => await RunAsync(options, cts.Token).ConfigureAwait(false),
-                "bench" => await HubBench.RunAsync(options, cts.Token).ConfigureAwait(false),
-                "bench-rollout" => await RolloutBench.RunAsync(options, cts.Token).ConfigureAwait(false),
-                "demo" => await FleetDemo.RunAsync(options, cts.Token).ConfigureAwait(false),
-                _ => throw new ArgumentException($"unknown command '{args[0]}'"),
-            };
+            var c = new Command(name, description);
+            foreach (var o in options) c.Options.Add(o);
+            c.SetAction((parse, ct) => run(new ParsedArgs(parse).GivenOptions().ToDictionary(), ct));
+            return c;
         }
-        catch (ArgumentException e)
+
+        static Option<string> File(string name, string description) => CliOptions.Text(name, description, "PATH", required: true);
+        static Option<long> Count(string name, string description, long min = 1) => CliOptions.Integer(name, description, min);
+        return new RootCommand("edgeml-fleetsim — a simulated fleet speaking the agent's protocol (load generator, demos)")
         {
-            await Console.Error.WriteLineAsync($"error: {e.Message}\n\n{Usage}").ConfigureAwait(false);
-            return 2;
-        }
+            Leaf("run", "Enroll N devices (sim-00000 …) through the hub's API, connect them, and keep them reporting", RunAsync,
+                CliOptions.HubUrl("--hub", "The hub's API", required: true), CliOptions.Text("--token", "An operator token", "TOKEN", required: true),
+                CliOptions.Text("--broker", "The hub's MQTT broker", "mqtt://HOST:PORT", required: true), Count("--devices", "How many devices (default 10)"),
+                CliOptions.Text("--prefix", "Device id prefix (default sim-)", "PREFIX"), CliOptions.Duration("--health-every", "Health report interval (default 10s)"),
+                CliOptions.Duration("--telemetry-every", "Telemetry interval (default: none)"), Count("--batch", "Records per telemetry batch (default 10)"),
+                CliOptions.Duration("--duration", "Stop after this long (default: Ctrl-C)")),
+            Leaf("bench", "Start a hub and measure ingest, end-to-end latency, connected devices and a backlog drain", HubBench.RunAsync,
+                File("--hub-dll", "edgeml-hub.dll"), File("--agent", "The native edgeml-agent"), File("--model", "A model package"),
+                CliOptions.Text("--out", "The figures (default bench-results/hub.json)", "FILE"), Count("--devices", "Simulated devices (default 1000)"),
+                Count("--seconds", "Ingest measurement (default 20)"), Count("--connected", "Connections held (default 10000)", 0), Count("--hold", "Seconds they are held (default 30)", 0),
+                Count("--backlog", "Backlog records drained (default 86400)", 0)),
+            Leaf("bench-rollout", "Start a hub and roll a signed package out to simulated devices: time to all active, bytes per device", RolloutBench.RunAsync,
+                File("--hub-dll", "edgeml-hub.dll"), File("--model", "A model package (template)"), Count("--devices", "Simulated devices (default 1000)"),
+                Count("--size-mb", "Package size in MB (default 5)"), CliOptions.Text("--out", "The figures (default bench-results/rollout.json)", "FILE")),
+            Leaf("demo", "The fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost", FleetDemo.RunAsync,
+                File("--hub-dll", "edgeml-hub.dll"), File("--cli-dll", "edgeml.dll"), File("--agent", "The native edgeml-agent"), File("--model", "A model package")),
+            CliApp.CompletionCommand("edgeml-fleetsim"),
+        };
     }
 
     private static async Task<int> RunAsync(Dictionary<string, string> o, CancellationToken ct)
     {
         var devices = Int(o, "devices", 10);
         var prefix = o.GetValueOrDefault("prefix", "sim-");
-        await using var fleet = new Fleet(new Uri(Need(o, "hub")), Need(o, "token"), new Uri(Need(o, "broker")));
+        await using var fleet = new Fleet(EdgeMl.Protocol.Text.HubUrls.TryParse(Need(o, "hub"), out var hubUri, out var hubError) ? hubUri : throw new UsageException(hubError), Need(o, "token"), new Uri(Need(o, "broker")));
         Console.WriteLine($"enrolling {devices} devices ({prefix}00000 …)");
         await fleet.EnrollAsync(prefix, devices, 16, ct).ConfigureAwait(false);
         await fleet.ConnectAsync(64, ct).ConfigureAwait(false);
         Console.WriteLine($"{devices} devices connected; Ctrl-C to stop");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        if (o.TryGetValue("duration", out var d)) stop.CancelAfter(TimeSpan.FromSeconds(double.Parse(d, CultureInfo.InvariantCulture)));
-        var tasks = new List<Task> { fleet.HealthLoopAsync(TimeSpan.FromSeconds(Int(o, "health-every", 10)), stop.Token) };
+        if (o.TryGetValue("duration", out var d)) stop.CancelAfter(Duration(d));
+        var tasks = new List<Task> { fleet.HealthLoopAsync(o.TryGetValue("health-every", out var he) ? Duration(he) : TimeSpan.FromSeconds(10), stop.Token) };
         if (o.TryGetValue("telemetry-every", out var te))
         {
-            var every = TimeSpan.FromSeconds(double.Parse(te, CultureInfo.InvariantCulture));
+            var every = Duration(te);
             var batch = Int(o, "batch", 10);
             tasks.Add(Task.WhenAll(fleet.Devices.Select(async dev =>
             {
@@ -88,21 +88,10 @@ public static class FleetSimProgram
         return 0;
     }
 
-    public static Dictionary<string, string> Options(IEnumerable<string> args)
-    {
-        var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        var list = args.ToList();
-        for (var i = 0; i < list.Count; i++)
-        {
-            if (!list[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= list.Count) throw new ArgumentException($"'{list[i]}': expected --name value");
-            result[list[i][2..]] = list[++i];
-        }
-
-        return result;
-    }
+    private static TimeSpan Duration(string text) => EdgeMl.Protocol.Text.Durations.TryParse(text, out var span, out var error) ? span : throw new UsageException(error);
 
     public static string Need(Dictionary<string, string> o, string key) =>
-        o.TryGetValue(key, out var v) ? v : throw new ArgumentException($"--{key} is needed");
+        o.TryGetValue(key, out var v) ? v : throw new UsageException($"--{key} is needed");
 
     public static int Int(Dictionary<string, string> o, string key, int fallback) =>
         o.TryGetValue(key, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;

@@ -1,47 +1,18 @@
+using System.CommandLine;
+using EdgeMl.CommandLine;
 using EdgeMl.Protocol.Packages;
 
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
-/// Dispatches <c>edgeml-agent COMMAND …</c>; user errors and a stopped agent become one line on stderr and exit 1 (2 for
-/// usage, 70 for anything unexpected: still one line, never a stack trace).
+/// <c>edgeml-agent COMMAND …</c> on System.CommandLine (generated help, <c>--version</c>, <c>completion bash</c>). User
+/// errors and a stopped agent become one line on stderr and exit 1; a wrong command line exits 2; never a stack trace.
 /// </summary>
 public static class AgentProgram
 {
-    private static readonly IReadOnlySet<string> Flags = new HashSet<string> { "fast", "quiet", "help" };
-    private static readonly IReadOnlySet<string> StatusFlags = new HashSet<string> { "json" };
-
-    public const string Usage = """
-        edgeml-agent — runs quantized ONNX models on sensor data at the edge
-
-        usage:
-          edgeml-agent run --config FILE [--Agent:Key=value …]     the service (see README: configuration)
-          edgeml-agent run --model PKG --sensor SPEC [--seed N] [--count N] [--fast] [--threads N]
-                           [--provider cpu|cuda|tensorrt] [--onnxruntime LIB] [--results FILE]
-                           [--format json|text] [--health-every SECONDS] [--data DIR]
-                           [--hub mqtt://HOST:PORT --device ID] [--quiet]
-                                                                    one JSON line per prediction on stdout
-          edgeml-agent enroll --hub HOST[:PORT] --token TOKEN --data DIR [--broker mqtt(s)://HOST:PORT] [--ca FILE]
-                                                                    join a hub with the operator's one-time token
-          edgeml-agent status --data DIR [--json]                   the device's status from local state (no network)
-          edgeml-agent check-model PKG [--trust KEY.pub,…]          validate a package (and its signature) and run a smoke inference
-          edgeml-agent bench PKG [--json FILE]                      size, memory, cold start, overhead, allocations
-          edgeml-agent record --sensor SPEC --samples N --out FILE.csv [--seed N]
-                                                                    record a sensor to CSV (replay format)
-
-        sensors: sim:vibration[,fault=none|imbalance|bearing,fault-at=SECONDS,severity=X,drift-gain=X,drift-offset=X]
-                 sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]   bmp280[,…]
-                 mpu6050[,bus=1,address=0x68,rate=HZ]   gpio:PIN+PIN[,rate=HZ]
-        """;
-
+    /// <summary>Runs <c>edgeml-agent ARGS</c>; Ctrl-C and SIGTERM stop it cleanly. Returns the exit code (<see cref="CliApp"/>).</summary>
     public static async Task<int> MainAsync(string[] args)
     {
-        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
-        {
-            Console.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {
@@ -57,46 +28,66 @@ public static class AgentProgram
             cts.Cancel();
         });
 
-        try
-        {
-            var rest = new Arguments(args.Skip(1), args[0] == "status" ? StatusFlags : Flags);
-            return args[0] switch
-            {
-                "run" => await RunCommand.RunAsync(rest, cts.Token).ConfigureAwait(false),
-                "check-model" => CheckModelCommand.Run(rest),
-                "bench" => BenchCommand.Run(rest),
-                "record" => RecordCommand.Run(rest),
-                "status" => StatusCommand.Run(rest),
-                "enroll" => await EnrollCommand.RunAsync(rest, cts.Token).ConfigureAwait(false),
-                "version" or "--version" => PrintVersion(),
-                _ => throw new UsageException($"unknown command '{args[0]}'"),
-            };
-        }
-        catch (UsageException e)
-        {
-            await Console.Error.WriteLineAsync($"error: {e.Message}\n\n{Usage}").ConfigureAwait(false);
-            return 2;
-        }
-        catch (Exception e) when (e is ConfigurationException or ModelPackageException or InvalidDataException or Hosting.AgentStoppedException)
-        {
-            await Console.Error.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
-            return 1;
-        }
-        catch (OperationCanceledException)
-        {
-            return 130;
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // Never a stack trace for a user: one line that says what failed, and a non-zero exit for a supervisor.
-            await Console.Error.WriteLineAsync($"error: unexpected {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}").ConfigureAwait(false);
-            return 70;
-        }
+        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, IsUserError, cts.Token).ConfigureAwait(false);
     }
 
-    private static int PrintVersion()
+    /// <summary>What the user or the machine caused: printed as is, exit 1.</summary>
+    public static bool IsUserError(Exception e) =>
+        e is ConfigurationException or ModelPackageException or InvalidDataException or Hosting.AgentStoppedException or IOException or UnauthorizedAccessException;
+
+    /// <summary>The whole command tree (also what docs/cli.md is generated from).</summary>
+    public static RootCommand BuildRoot()
     {
-        Console.WriteLine($"edgeml-agent {typeof(AgentProgram).Assembly.GetName().Version}");
-        return 0;
+        static Command Leaf(string name, string description, Func<ParsedArgs, CancellationToken, Task<int>> run, params Symbol[] symbols)
+        {
+            var c = new Command(name, description);
+            foreach (var s in symbols)
+            {
+                if (s is Option o) c.Options.Add(o);
+                else if (s is Argument a) c.Arguments.Add(a);
+            }
+
+            c.SetAction((parse, ct) => run(new ParsedArgs(parse), ct));
+            return c;
+        }
+
+        static Argument<string> Package() => new("PKG") { Description = "The model package (.edgepkg)" };
+        var provider = CliOptions.Choice("--provider", "Execution provider (default cpu)", "cpu", "cuda", "tensorrt");
+        var onnxruntime = CliOptions.Text("--onnxruntime", "The ONNX Runtime library to load (default: beside the binary)", "LIB");
+
+        var run = Leaf("run", "Run the agent: as the service (--config FILE, any configuration key as --Agent:Key=value) or quick mode (--model --sensor: one JSON line per prediction on stdout)",
+            (a, ct) => RunCommand.RunAsync(a, ct),
+            CliOptions.Text("--config", "The agent's configuration file (see README: configuration)", "FILE"), CliOptions.Text("--model", "Quick mode: the model package", "PKG"),
+            CliOptions.Text("--sensor", "Quick mode: the sensor (sim:vibration, replay:FILE.csv, bme280, mpu6050, gpio:PIN+PIN …; README: sensors)", "SPEC"),
+            CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue), CliOptions.Integer("--count", "Stop after N predictions", 1),
+            CliOptions.Flag("--fast", "Read the sensor as fast as possible instead of in real time"), CliOptions.Integer("--threads", "Inference threads", 1, 256),
+            provider, onnxruntime, CliOptions.Text("--results", "Also write each prediction to this file", "FILE"),
+            CliOptions.Choice("--format", "Prediction lines (default json)", "json", "text"),
+            CliOptions.Duration("--health-every", "Health report interval (0: off)", allowZero: true), CliOptions.Text("--data", "The data directory (outbox, identity, model slots)", "DIR"),
+            CliOptions.Text("--hub", "The broker to sync with", "mqtt://HOST:PORT"), CliOptions.Text("--device", "This device's id on the hub", "ID"),
+            CliOptions.Flag("--quiet", "Only warnings and errors on stderr"));
+        run.TreatUnmatchedTokensAsErrors = false; // --Agent:Key=value overrides; ParsedArgs.ConfigOverrides refuses anything else
+
+        return new RootCommand("edgeml-agent — runs quantized ONNX models on sensor data at the edge")
+        {
+            run,
+            Leaf("enroll", "Join a hub with the operator's one-time token (from `edgeml devices enroll ID`)", (a, ct) => EnrollCommand.RunAsync(a, ct),
+                CliOptions.HubUrl("--hub", "The hub's API: HOST[:PORT] (port 8080) or http(s)://HOST[:PORT]", required: true),
+                CliOptions.Text("--token", "The one-time enrollment token", "TOKEN", required: true),
+                CliOptions.Text("--data", "The agent's data directory (Agent:DataDirectory)", "DIR", required: true),
+                CliOptions.Text("--broker", "The broker, when the hub's own address is not the one to use", "mqtt(s)://HOST:PORT"),
+                CliOptions.Text("--ca", "A CA certificate (PEM) to trust for the hub and broker", "FILE")),
+            Leaf("status", "The device's status from local state, no network (works while the agent runs)", (a, _) => Task.FromResult(StatusCommand.Run(a)),
+                CliOptions.Text("--data", "The agent's data directory", "DIR", required: true), CliOptions.Flag("--json", "JSON instead of text")),
+            Leaf("check-model", "Validate a package (and its signature) and run a smoke inference", (a, _) => Task.FromResult(CheckModelCommand.Run(a)),
+                Package(), CliOptions.Text("--trust", "Trusted public keys, comma-separated (the package must be signed by one)", "KEY.pub,…"), provider, onnxruntime),
+            Leaf("bench", "Size, memory, cold start, overhead, allocations", (a, _) => Task.FromResult(BenchCommand.Run(a)),
+                Package(), CliOptions.Text("--json", "Also write the figures to this file", "FILE"),
+                CliOptions.Integer("--rounds", "Measurement rounds (default 15)", 1, 10_000), CliOptions.Integer("--starts", "Cold starts measured (default 7)", 1, 1_000)),
+            Leaf("record", "Record a sensor to CSV (the replay format)", (a, _) => Task.FromResult(RecordCommand.Run(a)),
+                CliOptions.Text("--sensor", "The sensor", "SPEC", required: true), CliOptions.Integer("--samples", "How many samples", 1, required: true),
+                CliOptions.Text("--out", "The CSV file to write", "FILE.csv", required: true), CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue)),
+            CliApp.CompletionCommand("edgeml-agent"),
+        };
     }
 }

@@ -7,6 +7,8 @@ using EdgeMl.Agent.Sensors.Simulated;
 using EdgeMl.Protocol.Packages;
 using Microsoft.ML.OnnxRuntime;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
@@ -17,13 +19,12 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class BenchCommand
 {
-    public static int Run(Arguments args)
+    public static int Run(ParsedArgs args)
     {
         var path = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("bench needs one package path: edgeml-agent bench PKG.edgepkg");
         var jsonPath = args.Get("json");
         var rounds = (int)(args.GetLong("rounds") ?? 15);
         var starts = (int)(args.GetLong("starts") ?? 7);
-        args.RejectUnknown();
 
         var figures = new List<(string Key, double Value, string Target, string Unit, string What)>();
 

@@ -3,6 +3,8 @@ using EdgeMl.Agent.Inference;
 using EdgeMl.Agent.Pipeline;
 using EdgeMl.Protocol.Packages;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
@@ -11,12 +13,11 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class CheckModelCommand
 {
-    public static int Run(Arguments args)
+    public static int Run(ParsedArgs args)
     {
         var path = args.Positional.Count == 1 ? args.Positional[0] : throw new UsageException("check-model needs one package path: edgeml-agent check-model PKG.edgepkg");
         var settings = new InferenceSettings { Provider = args.Get("provider") ?? "cpu", WarmupRuns = 0, OnnxRuntimeLibrary = args.Get("onnxruntime") };
         var trust = args.Get("trust");
-        args.RejectUnknown();
 
         var package = ModelPackage.Open(path);
         var trusted = Inference.PackageTrust.Enforce(package, trust is null ? [] : trust.Split(','), "--trust");

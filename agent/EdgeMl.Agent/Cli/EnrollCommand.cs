@@ -3,6 +3,8 @@ using EdgeMl.Agent.Sync;
 using EdgeMl.Protocol.Enrollment;
 using EdgeMl.Protocol.Json;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
@@ -13,14 +15,13 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class EnrollCommand
 {
-    public static async Task<int> RunAsync(Arguments args, CancellationToken ct)
+    public static async Task<int> RunAsync(ParsedArgs args, CancellationToken ct)
     {
         var hubArg = args.Get("hub") ?? throw new UsageException("enroll needs --hub HOST[:PORT] (the hub's HTTP address)");
         var token = args.Get("token") ?? throw new UsageException("enroll needs --token TOKEN (from `edgeml devices enroll ID`)");
         var dir = args.Get("data") ?? throw new UsageException("enroll needs --data DIR (the agent's Agent:DataDirectory)");
         var brokerOverride = args.Get("broker");
         var ca = args.Get("ca");
-        args.RejectUnknown();
         if (ca is not null && !File.Exists(ca)) throw new ConfigurationException("--ca", $"'{ca}' does not exist");
 
         var hub = HubUri(hubArg);

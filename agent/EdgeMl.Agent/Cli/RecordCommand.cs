@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Text;
 using EdgeMl.Agent.Sensors;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
@@ -11,13 +13,12 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class RecordCommand
 {
-    public static int Run(Arguments args)
+    public static int Run(ParsedArgs args)
     {
         var spec = args.Get("sensor") ?? throw new UsageException("record needs --sensor SPEC");
         var samples = args.GetLong("samples") ?? throw new UsageException("record needs --samples N");
         var output = args.Get("out") ?? throw new UsageException("record needs --out FILE.csv");
         var seed = (int)(args.GetLong("seed") ?? 1);
-        args.RejectUnknown();
 
         using var sensor = SensorFactory.Create(spec, seed, "--sensor");
         using var writer = new StreamWriter(output, append: false, new UTF8Encoding(false));

@@ -5,6 +5,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
@@ -13,7 +15,7 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class RunCommand
 {
-    public static async Task<int> RunAsync(Arguments args, CancellationToken ct)
+    public static async Task<int> RunAsync(ParsedArgs args, CancellationToken ct)
     {
         var configFile = args.Get("config");
         var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
@@ -29,11 +31,10 @@ public static class RunCommand
         Map(args, settings, "data", "Agent:DataDirectory");
         Map(args, settings, "hub", "Agent:Hub:Broker");
         Map(args, settings, "device", "Agent:Hub:DeviceId");
-        Map(args, settings, "health-every", "Agent:HealthIntervalSeconds");
+        if (args.Get("health-every") is not null) settings["Agent:HealthIntervalSeconds"] = ((int)Math.Ceiling(args.Value<TimeSpan>("health-every").TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (args.Has("fast")) settings["Agent:Pipeline:Realtime"] = "false";
         foreach (var kv in args.ConfigOverrides()) settings[kv.Key] = kv.Value;
         var quiet = args.Has("quiet");
-        args.RejectUnknown();
 
         if (configFile is null && !settings.ContainsKey("Agent:Model"))
         {
@@ -95,7 +96,7 @@ public static class RunCommand
         return 0;
     }
 
-    private static void Map(Arguments args, Dictionary<string, string?> settings, string option, string key)
+    private static void Map(ParsedArgs args, Dictionary<string, string?> settings, string option, string key)
     {
         var v = args.Get(option);
         if (v is not null) settings[key] = v;

@@ -5,6 +5,8 @@ using EdgeMl.Agent.Outbox;
 using EdgeMl.Protocol.Health;
 using EdgeMl.Protocol.Json;
 
+using EdgeMl.CommandLine;
+
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
@@ -14,11 +16,10 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class StatusCommand
 {
-    public static int Run(Arguments args)
+    public static int Run(ParsedArgs args)
     {
         var dir = args.Get("data") ?? throw new UsageException("status needs --data DIR (the agent's Agent:DataDirectory)");
         var asJson = args.Has("json");
-        args.RejectUnknown();
         if (!Directory.Exists(dir))
         {
             throw new ConfigurationException("--data", $"'{dir}' does not exist");
