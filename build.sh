@@ -5,6 +5,7 @@
 #   ./build.sh demo [agent]             the agent on a simulated machine that develops a fault, then a fleet
 #                                       of four agents around a hub with a network cut, a rollout in waves and a
 #                                       bad version stopped at its first wave (agent: the first part only)
+#   ./build.sh docs                     docs/cli.md from the programs' own --help
 #   ./build.sh publish linux-x64|linux-arm64
 #                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
 #   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
@@ -189,11 +190,19 @@ bench() {
   esac
 }
 
+# docs/cli.md from the programs' own --help (a test fails when they differ).
+docs() {
+  build
+  log "docs/cli.md from --help"
+  EDGEML_WRITE_DOCS=1 dotnet test tests/EdgeMl.FleetHub.Tests --no-build -nologo -v q --filter "FullyQualifiedName~CommandLineTests.Docs_list_the_commands_as_help_prints_them"
+}
+
 case "${1:-build}" in
   build) build ;;
   test) run_tests ;;
   demo) demo "${2:-}" ;;
   publish) publish "${2:-}" ;;
   bench) bench "${@:2}" ;;
-  *) echo "usage: ./build.sh [build|test|demo|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
+  docs) docs ;;
+  *) echo "usage: ./build.sh [build|test|demo|docs|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
 esac

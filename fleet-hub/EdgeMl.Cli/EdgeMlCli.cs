@@ -32,6 +32,7 @@ public static class EdgeMlCli
         var json = CliOptions.Flag("--json", "Print the hub's JSON unchanged (for scripts)");
         json.Recursive = true;
         var root = new RootCommand("edgeml — the operator's tool for an EdgeMl fleet hub") { hub, token, json };
+        root.HelpName = "edgeml";
 
         Command Leaf(string name, string description, Func<ParsedArgs, Output, Task> run, params Symbol[] symbols)
         {
@@ -72,7 +73,8 @@ public static class EdgeMlCli
                 CliOptions.Many("--tag", "A tag, repeatable", "KEY=VALUE"), expires),
             Leaf("list", "Devices with presence, model, p99 latency, drift; filtered", ListAsync,
                 CliOptions.Text("--group", "Only this group", "GROUP"), CliOptions.Choice("--status", "Only devices in this state", "online", "offline", "pending", "revoked"),
-                CliOptions.Text("--model", "Only devices running this model", "NAME[@VERSION]"), CliOptions.Text("--tag", "Only devices with this tag", "KEY[=VALUE]")),
+                CliOptions.Parsed<string>("--model", "Only devices running this model", "NAME[@VERSION]", false,
+                    t => (EdgeMl.Protocol.Text.ModelRefs.TryParse(t, out _, out var e, versionOptional: true), t, e)), CliOptions.Text("--tag", "Only devices with this tag", "KEY[=VALUE]")),
             Leaf("show", "One device: registry, presence, latest health", ShowAsync, Arg("ID", "The device's id")),
             Leaf("revoke", "The device's credentials stop working; it is disconnected now", RevokeAsync, Arg("ID", "The device's id")),
         });

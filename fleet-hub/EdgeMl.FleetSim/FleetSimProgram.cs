@@ -32,7 +32,7 @@ public static class FleetSimProgram
 
         static Option<string> File(string name, string description) => CliOptions.Text(name, description, "PATH", required: true);
         static Option<long> Count(string name, string description, long min = 1) => CliOptions.Integer(name, description, min);
-        return new RootCommand("edgeml-fleetsim — a simulated fleet speaking the agent's protocol (load generator, demos)")
+        var root = new RootCommand("edgeml-fleetsim — a simulated fleet speaking the agent's protocol (load generator, demos)")
         {
             Leaf("run", "Enroll N devices (sim-00000 …) through the hub's API, connect them, and keep them reporting", RunAsync,
                 CliOptions.HubUrl("--hub", "The hub's API", required: true), CliOptions.Text("--token", "An operator token", "TOKEN", required: true),
@@ -52,6 +52,8 @@ public static class FleetSimProgram
                 File("--hub-dll", "edgeml-hub.dll"), File("--cli-dll", "edgeml.dll"), File("--agent", "The native edgeml-agent"), File("--model", "A model package")),
             CliApp.CompletionCommand("edgeml-fleetsim"),
         };
+        root.HelpName = "edgeml-fleetsim";
+        return root;
     }
 
     private static async Task<int> RunAsync(Dictionary<string, string> o, CancellationToken ct)

@@ -87,7 +87,7 @@ public static class CliApp
     {
         var path = new List<string>();
         for (Command? c = command; c is not null && c != root; c = c.Parents.OfType<Command>().FirstOrDefault()) path.Insert(0, c.Name);
-        path.Insert(0, root.Name);
+        path.Insert(0, root.HelpName ?? root.Name);
         return $"error: {OneLine(message)} (see '{string.Join(' ', path)} --help')";
     }
 

@@ -12,8 +12,14 @@ namespace EdgeMl.CommandLine;
 public static class CliOptions
 {
     /// <summary>A text option (<c>--name VALUE</c>).</summary>
+    /// <remarks>Given twice, the last one counts (as in configuration files and the hub's own options).</remarks>
     public static Option<string> Text(string name, string description, string valueName, bool required = false) =>
-        new(name) { Description = description, HelpName = valueName, Required = required };
+        new(name) { Description = description, HelpName = valueName, Required = required, Arity = ArgumentArity.OneOrMore, CustomParser = LastToken };
+
+    /// <summary>True for an option that takes any text (<see cref="Text"/>, <see cref="Many"/>): nothing to check while parsing.</summary>
+    public static bool IsFreeText(Option option) => option is Option<string[]> || (option is Option<string> s && s.CustomParser == LastToken);
+
+    private static readonly Func<System.CommandLine.Parsing.ArgumentResult, string?> LastToken = r => r.Tokens[^1].Value;
 
     /// <summary>A repeatable text option (<c>--tag K=V --tag K2=V2</c>).</summary>
     public static Option<string[]> Many(string name, string description, string valueName, bool required = false) =>
@@ -25,7 +31,7 @@ public static class CliOptions
     /// <summary>One of <paramref name="values"/> (completed by the shell).</summary>
     public static Option<string> Choice(string name, string description, params string[] values)
     {
-        var o = new Option<string>(name) { Description = description, HelpName = string.Join('|', values) };
+        var o = new Option<string>(name) { Description = description, HelpName = string.Join('|', values), Arity = ArgumentArity.OneOrMore, CustomParser = r => r.Tokens[^1].Value };
         o.AcceptOnlyFromAmong(values);
         return o;
     }
@@ -68,10 +74,10 @@ public static class CliOptions
             double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) && v >= min && v <= max
                 ? (true, v, "") : (false, 0, $"'{t}' is not a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}"));
 
-    /// <summary>An option whose text is turned into <typeparamref name="T"/> by <paramref name="parse"/> (ok, value, error).</summary>
+    /// <summary>An option whose text (the last one, when given twice) is turned into <typeparamref name="T"/> by <paramref name="parse"/> (ok, value, error).</summary>
     public static Option<T> Parsed<T>(string name, string description, string valueName, bool required, Func<string, (bool Ok, T Value, string Error)> parse)
     {
-        var o = new Option<T>(name) { Description = description, HelpName = valueName, Required = required };
+        var o = new Option<T>(name) { Description = description, HelpName = valueName, Required = required, Arity = ArgumentArity.OneOrMore };
         o.CustomParser = r =>
         {
             var text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";

@@ -59,7 +59,7 @@ public static class AgentProgram
             (a, ct) => RunCommand.RunAsync(a, ct),
             CliOptions.Text("--config", "The agent's configuration file (see README: configuration)", "FILE"), CliOptions.Text("--model", "Quick mode: the model package", "PKG"),
             CliOptions.Text("--sensor", "Quick mode: the sensor (sim:vibration, replay:FILE.csv, bme280, mpu6050, gpio:PIN+PIN …; README: sensors)", "SPEC"),
-            CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue), CliOptions.Integer("--count", "Stop after N predictions", 1),
+            CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue), CliOptions.Integer("--count", "Stop after N predictions (0: until stopped)", 0),
             CliOptions.Flag("--fast", "Read the sensor as fast as possible instead of in real time"), CliOptions.Integer("--threads", "Inference threads", 1, 256),
             provider, onnxruntime, CliOptions.Text("--results", "Also write each prediction to this file", "FILE"),
             CliOptions.Choice("--format", "Prediction lines (default json)", "json", "text"),
@@ -68,7 +68,7 @@ public static class AgentProgram
             CliOptions.Flag("--quiet", "Only warnings and errors on stderr"));
         run.TreatUnmatchedTokensAsErrors = false; // --Agent:Key=value overrides; ParsedArgs.ConfigOverrides refuses anything else
 
-        return new RootCommand("edgeml-agent — runs quantized ONNX models on sensor data at the edge")
+        var root = new RootCommand("edgeml-agent — runs quantized ONNX models on sensor data at the edge")
         {
             run,
             Leaf("enroll", "Join a hub with the operator's one-time token (from `edgeml devices enroll ID`)", (a, ct) => EnrollCommand.RunAsync(a, ct),
@@ -89,5 +89,7 @@ public static class AgentProgram
                 CliOptions.Text("--out", "The CSV file to write", "FILE.csv", required: true), CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue)),
             CliApp.CompletionCommand("edgeml-agent"),
         };
+        root.HelpName = "edgeml-agent";
+        return root;
     }
 }

@@ -3,6 +3,7 @@ using EdgeMl.FleetHub.Broker;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 using EdgeMl.Protocol.Enrollment;
+using EdgeMl.Protocol.Text;
 
 namespace EdgeMl.FleetHub.Apis;
 
@@ -63,9 +64,8 @@ public static partial class DevicesApi
         api.MapPost("/{id}/desired", async Task<IResult> (string id, DesiredRequest request, IHubStore store, Rollouts.RolloutEngine engine, HttpContext http, TimeProvider time) =>
         {
             if (store.FindDevice(id) is null) return NoDevice(id);
-            var at = (request.Model ?? "").LastIndexOf('@');
-            if (at <= 0) return TypedResults.BadRequest(new ApiError($"model '{request.Model}' is not NAME@VERSION"));
-            var (name, version) = (request.Model![..at], request.Model[(at + 1)..]);
+            if (!ModelRefs.TryParse(request.Model, out var model, out var error)) return TypedResults.BadRequest(new ApiError($"model {error}"));
+            var (name, version) = (model.Name, model.Version);
             if (store.FindModel(name, version) is not { } m) return TypedResults.NotFound(new ApiError($"no model {name}@{version} in the registry (edgeml model push)"));
             var desired = new EdgeMl.Protocol.Packages.DesiredModel
             {

@@ -6,6 +6,7 @@ using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 using EdgeMl.Protocol.Json;
 using EdgeMl.Protocol.Packages;
+using EdgeMl.Protocol.Text;
 
 namespace EdgeMl.FleetHub.Apis;
 
@@ -79,9 +80,7 @@ public static class RolloutsApi
 
     private static Rollout Build(RolloutRequest q, IHubStore store, RolloutEngine engine, TimeProvider time)
     {
-        var at = (q.Model ?? "").LastIndexOf('@');
-        if (at <= 0) throw new FormatException($"model '{q.Model}' is not NAME@VERSION");
-        var (name, version) = (q.Model![..at], q.Model[(at + 1)..]);
+        var (name, version) = ModelRefs.Parse(q.Model);
         var m = store.FindModel(name, version) ?? throw new KeyNotFoundException($"no model {name}@{version} in the registry (edgeml model push)");
         var all = store.Devices().Where(d => d.Enrollment is "enrolled" or "unregistered").ToDictionary(d => d.Id);
         List<DeviceEntry> targets;
@@ -141,8 +140,7 @@ public static class RolloutsApi
     private static string? FromSha(DeviceEntry d, IHubStore store)
     {
         var from = From(d);
-        var at = from?.LastIndexOf('@') ?? -1;
-        return at > 0 ? store.FindModel(from![..at], from[(at + 1)..])?.PackageSha256 : null;
+        return ModelRefs.TryParse(from, out var m, out _) ? store.FindModel(m.Name, m.Version)?.PackageSha256 : null;
     }
 
     /// <summary>"90", "90s", "10m", "1h" → seconds (<see cref="Protocol.Text.Durations"/>).</summary>

@@ -276,8 +276,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
     /// <summary>The desired state that sends a device back to <paramref name="label"/> (name@version); from the registry when it is there, else by name and version (the device finds it in its other slot).</summary>
     public DesiredModel BackTo(string label, string? rollout)
     {
-        var at = label.LastIndexOf('@');
-        var (name, version) = at > 0 ? (label[..at], label[(at + 1)..]) : (label, "");
+        var (name, version) = Protocol.Text.ModelRefs.TryParse(label, out var model, out _, versionOptional: true) ? (model.Name, model.Version) : (label, "");
         var m = store.FindModel(name, version);
         return new DesiredModel
         {
