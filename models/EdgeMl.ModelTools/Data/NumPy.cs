@@ -29,13 +29,31 @@ public static partial class NumPy
         if (!File.Exists(path)) throw new ModelToolException($"'{path}' does not exist");
         if (path.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
         {
-            using var zip = ZipFile.OpenRead(path);
-            var result = new Dictionary<string, NdArray>(StringComparer.Ordinal);
-            foreach (var e in zip.Entries.Where(e => e.Name.EndsWith(".npy", StringComparison.Ordinal)))
+            ZipArchive zip;
+            try
             {
-                using var s = e.Open();
+                zip = ZipFile.OpenRead(path);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new ModelToolException($"{path} is not a readable .npz (zip) file: {e.Message}");
+            }
+
+            using var archive = zip;
+            var result = new Dictionary<string, NdArray>(StringComparer.Ordinal);
+            foreach (var e in archive.Entries.Where(e => e.Name.EndsWith(".npy", StringComparison.Ordinal)))
+            {
                 using var ms = new MemoryStream();
-                s.CopyTo(ms);
+                try
+                {
+                    using var s = e.Open();
+                    s.CopyTo(ms);
+                }
+                catch (InvalidDataException x)
+                {
+                    throw new ModelToolException($"{path}:{e.FullName} cannot be read from the .npz: {x.Message}");
+                }
+
                 result[e.Name[..^4]] = Read(ms.ToArray(), $"{path}:{e.FullName}");
             }
 
@@ -55,20 +73,36 @@ public static partial class NumPy
     [GeneratedRegex(@"'shape'\s*:\s*\((?<s>[^)]*)\)")]
     private static partial Regex ShapePattern();
 
+    /// <summary>
+    /// Reads one array in NumPy's .npy format (versions 1–3: magic, version, header length, a Python-literal header with
+    /// <c>descr</c>, <c>fortran_order</c> and <c>shape</c>, then the data; numpy.org/doc/stable/reference/generated/numpy.lib.format.html).
+    /// </summary>
+    /// <exception cref="ModelToolException">Not a .npy file, a truncated or malformed header, an unsupported dtype, or too little data; names <paramref name="source"/>.</exception>
     public static NdArray Read(byte[] bytes, string source)
     {
-        if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic)) throw new ModelToolException($"{source} is not a .npy file (no \\x93NUMPY magic)");
-        var major = bytes[6];
-        int headerLength, offset;
-        if (major == 1) { headerLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8)); offset = 10; }
-        else { headerLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)); offset = 12; }
-        var header = Encoding.Latin1.GetString(bytes, offset, headerLength);
+        if (bytes.Length < 6 || !bytes.AsSpan(0, 6).SequenceEqual(Magic)) throw new ModelToolException($"{source} is not a .npy file (no \\x93NUMPY magic)");
+        var major = bytes.Length > 6 ? bytes[6] : 0;
+        if (major is not (1 or 2 or 3)) throw new ModelToolException($"{source}: .npy format version {major} is not supported (1, 2 or 3), or the file is truncated");
+        var offset = major == 1 ? 10 : 12;
+        if (bytes.Length < offset) throw new ModelToolException($"{source}: truncated .npy header ({bytes.Length} bytes)");
+        var headerLength = major == 1 ? BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8)) : (long)BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8));
+        if (headerLength > bytes.Length - offset) throw new ModelToolException($"{source}: truncated .npy header (it says {headerLength} bytes, {bytes.Length - offset} follow)");
+        var header = Encoding.Latin1.GetString(bytes, offset, (int)headerLength);
         var descr = Descr().Match(header).Groups["d"].Value;
+        var shapeMatch = ShapePattern().Match(header);
+        if (descr.Length < 2 || !shapeMatch.Success) throw new ModelToolException($"{source}: malformed .npy header (no 'descr' or 'shape'): {header.Trim()[..Math.Min(80, header.Trim().Length)]}");
         if (Fortran().Match(header).Groups["f"].Value == "True") throw new ModelToolException($"{source}: Fortran-order arrays are not supported (save with np.ascontiguousarray)");
-        var shape = ShapePattern().Match(header).Groups["s"].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(x => long.Parse(x, CultureInfo.InvariantCulture)).ToArray();
+        var shape = new List<long>();
+        foreach (var dim in shapeMatch.Groups["s"].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!long.TryParse(dim, NumberStyles.None, CultureInfo.InvariantCulture, out var d)) throw new ModelToolException($"{source}: shape dimension '{dim}' is not a whole number >= 0");
+            shape.Add(d);
+        }
+
+        if (shape.Aggregate(1.0, (a, b) => a * b) > Array.MaxLength) throw new ModelToolException($"{source}: shape ({string.Join(", ", shape)}) has more values than one array can hold");
         var count = shape.Aggregate(1L, (a, b) => a * b);
-        var start = offset + headerLength;
+        var shapeArray = shape.ToArray();
+        var start = (int)(offset + headerLength);
         var size = descr switch
         {
             "<f4" or "=f4" or "<i4" or "=i4" => 4,
@@ -82,7 +116,7 @@ public static partial class NumPy
         var kind = descr[1..];
         for (var i = 0; i < count; i++)
         {
-            var at = bytes.AsSpan(start + i * size);
+            var at = bytes.AsSpan((int)(start + (i * size)));
             values[i] = kind switch
             {
                 "f4" => BinaryPrimitives.ReadSingleLittleEndian(at),
@@ -97,7 +131,7 @@ public static partial class NumPy
         }
 
         var dtype = kind switch { "f4" => "float32", "f8" => "float64", "f2" => "float16", "i4" => "int32", "i8" => "int64", "i2" => "int16", "i1" => "int8", "b1" => "bool", _ => "uint8" };
-        return new NdArray(shape, values, dtype);
+        return new NdArray(shapeArray, values, dtype);
     }
 
     /// <summary>Writes a float32 .npy (for tests and for exporting data).</summary>
