@@ -47,7 +47,7 @@ public static class FleetSimProgram
                 Count("--backlog", "Backlog records drained (default 86400)", 0)),
             Leaf("bench-rollout", "Start a hub and roll a signed package out to simulated devices: time to all active, bytes per device", RolloutBench.RunAsync,
                 File("--hub-dll", "edgeml-hub.dll"), File("--model", "A model package (template)"), Count("--devices", "Simulated devices (default 1000)"),
-                Count("--size-mb", "Package size in MB (default 5)"), CliOptions.Text("--out", "The figures (default bench-results/rollout.json)", "FILE")),
+                CliOptions.Size("--size", "Package size (default 5MiB)"), CliOptions.Text("--out", "The figures (default bench-results/rollout.json)", "FILE")),
             Leaf("demo", "The fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost", FleetDemo.RunAsync,
                 File("--hub-dll", "edgeml-hub.dll"), File("--cli-dll", "edgeml.dll"), File("--agent", "The native edgeml-agent"), File("--model", "A model package")),
             CliApp.CompletionCommand("edgeml-fleetsim"),

@@ -27,7 +27,8 @@ public static class RolloutBench
         var template = FleetSimProgram.Need(o, "model");
         var outPath = o.GetValueOrDefault("out", "bench-results/rollout.json");
         var devices = FleetSimProgram.Int(o, "devices", 1000);
-        var sizeMb = FleetSimProgram.Int(o, "size-mb", 5);
+        var packageSize = o.TryGetValue("size", out var sizeText) && EdgeMl.Protocol.Text.Sizes.TryParse(sizeText, out var bytes, out _) ? bytes : 5L << 20;
+        if (packageSize is < 1 or > int.MaxValue) throw new EdgeMl.CommandLine.UsageException($"--size {sizeText}: from 1 byte to 2 GiB");
 
         var work = Directory.CreateTempSubdirectory("edgeml-rollout-bench-");
         var mqtt = Loopback.FreePort();
@@ -42,7 +43,7 @@ public static class RolloutBench
         {
             var manifest = ModelPackage.Open(template).Manifest;
             manifest.Version = version;
-            var model = RandomNumberGenerator.GetBytes(sizeMb * 1024 * 1024);
+            var model = RandomNumberGenerator.GetBytes((int)packageSize);
             manifest.Model.File = ModelPackage.ModelEntryName;
             manifest.Model.Sha256 = ModelPackage.Sha256Hex(model);
             manifest.Model.SizeBytes = model.LongLength;
