@@ -41,9 +41,34 @@ public static class ManifestValidator
             {
                 errors.Add($"{at}.initial: has {s.Initial.Count} values; expected 0 (zeros), 1 (fill) or {n} (one per element)");
             }
+
+            ValidateValues(s.Type, s.Initial, $"{at}.initial", $"{at}.type", errors);
         }
 
-        var names = m.Inputs.Select(x => x.Name).Concat(m.State.Select(s => s.Input)).ToList();
+        for (var i = 0; i < m.Constants.Count; i++)
+        {
+            var c = m.Constants[i];
+            var at = $"constants[{i}]";
+            if (string.IsNullOrWhiteSpace(c.Name)) errors.Add($"{at}.name: must name a model input");
+            for (var d = 0; d < c.Shape.Count; d++)
+            {
+                if (c.Shape[d] <= 0) errors.Add($"{at}.shape[{d}]: {c.Shape[d]} is not a valid dimension (> 0; [] for a scalar)");
+            }
+
+            var n = c.Shape.All(d => d > 0) ? Elements(c.Shape) : 0;
+            if (n > MaxConstantElements)
+            {
+                errors.Add($"{at}.shape: {n} elements; a constant input holds at most {MaxConstantElements}");
+            }
+            else if (c.Values.Count != 1 && c.Values.Count != n)
+            {
+                errors.Add($"{at}.values: has {c.Values.Count} values; expected 1 (every element) or {n} (one per element)");
+            }
+
+            ValidateValues(c.Type, c.Values, $"{at}.values", $"{at}.type", errors);
+        }
+
+        var names = m.Inputs.Select(x => x.Name).Concat(m.State.Select(s => s.Input)).Concat(m.Constants.Select(c => c.Name)).ToList();
         foreach (var dup in names.GroupBy(x => x).Where(g => g.Count() > 1))
         {
             errors.Add($"inputs: '{dup.Key}' is declared more than once");
@@ -94,6 +119,27 @@ public static class ManifestValidator
             for (var c = 0; c < norm.Std.Count; c++)
             {
                 if (!(norm.Std[c] > 0)) errors.Add($"{at}.normalization.std[{c}]: must be > 0 (is {norm.Std[c]})");
+            }
+        }
+    }
+
+    /// <summary>Largest constant input (elements): constants are small things such as a sample rate, not weights.</summary>
+    public const long MaxConstantElements = 1 << 20;
+
+    private static void ValidateValues(string type, List<double> values, string at, string typeAt, List<string> errors)
+    {
+        if (!ElementTypes.IsKnown(type))
+        {
+            errors.Add($"{typeAt}: '{type}' is not one of {string.Join(", ", ElementTypes.All)}");
+            return;
+        }
+
+        for (var k = 0; k < values.Count; k++)
+        {
+            if (ElementTypes.Check(type, values[k]) is { } why)
+            {
+                errors.Add($"{at}[{k}]: {why}");
+                return; // one bad value says enough; a long list would bury the other errors
             }
         }
     }
