@@ -31,7 +31,7 @@ public static class AgentProgram
 
         sensors: sim:vibration[,fault=none|imbalance|bearing,fault-at=SECONDS,severity=X,drift-gain=X,drift-offset=X]
                  sim:environment   replay:FILE.csv[,rate=HZ,loop=true]   bme280[,bus=1,address=0x76]   bmp280[,…]
-                 mpu6050[,bus=1,address=0x68,rate=HZ]   gpio:PIN+PIN[,rate=HZ]
+                 replay:FILE.wav[,channels=A+B,loop=true] (16-bit PCM)   mpu6050[,bus=1,address=0x68,rate=HZ]   gpio:PIN+PIN[,rate=HZ]
         """;
 
     public static async Task<int> MainAsync(string[] args)

