@@ -179,7 +179,8 @@ public sealed class ModelRunner : IDisposable
         return buffer;
     }
 
-    private static TensorElementType OrtType(string type) => type switch
+    /// <summary>ONNX Runtime's element type for a manifest type name (<see cref="ElementTypes.All"/>).</summary>
+    internal static TensorElementType OrtType(string type) => type switch
     {
         "float32" => TensorElementType.Float,
         "float64" => TensorElementType.Double,

