@@ -44,6 +44,7 @@ public class ManifestValidatorTests
         m.Constants.Add(new ConstantSpec { Name = "odd", Type = "complex64", Shape = [3], Values = [1, 2] });
         m.Constants.Add(new ConstantSpec { Name = "x", Type = "float32", Shape = [0], Values = [1] });
         m.State.Add(new StateSpec { Input = "h", Output = "h_out", Type = "uint8", Shape = [2], Initial = [300] });
+        m.State.Add(new StateSpec { Input = "kv", Output = "kv_out", Shape = [100_000, 100_000] });
 
         var errors = ManifestValidator.Validate(m);
 
@@ -55,6 +56,7 @@ public class ManifestValidatorTests
         Assert.Contains("constants[5].shape[0]: 0 is not a valid dimension (> 0; [] for a scalar)", errors);
         Assert.Contains("inputs: 'x' is declared more than once", errors);
         Assert.Contains("state[1].initial[0]: 300 is outside the range of uint8", errors);
+        Assert.Contains("state[2].shape: 10000000000 elements; a state tensor holds at most 67108864", errors);
     }
 
     [Fact]

@@ -37,7 +37,11 @@ public static class ManifestValidator
             if (string.IsNullOrWhiteSpace(s.Output)) errors.Add($"{at}.output: must name a model output");
             ValidateShape(s.Shape, $"{at}.shape", errors, allowDynamic: false);
             var n = Elements(s.Shape);
-            if (s.Initial.Count is not (0 or 1) && s.Initial.Count != n)
+            if (n > MaxStateElements)
+            {
+                errors.Add($"{at}.shape: {n} elements; a state tensor holds at most {MaxStateElements}");
+            }
+            else if (s.Initial.Count is not (0 or 1) && s.Initial.Count != n)
             {
                 errors.Add($"{at}.initial: has {s.Initial.Count} values; expected 0 (zeros), 1 (fill) or {n} (one per element)");
             }
@@ -123,6 +127,9 @@ public static class ManifestValidator
         }
     }
 
+    /// <summary>Largest state tensor (elements): the agent holds two copies in memory (fed and produced).</summary>
+    public const long MaxStateElements = 1 << 26;
+
     /// <summary>Largest constant input (elements): constants are small things such as a sample rate, not weights.</summary>
     public const long MaxConstantElements = 1 << 20;
 
@@ -190,10 +197,17 @@ public static class ManifestValidator
         }
     }
 
+    /// <summary>Elements of a shape (free dimensions count as 1); saturates at <see cref="long.MaxValue"/> instead of overflowing.</summary>
     public static long Elements(IReadOnlyList<long> shape)
     {
         long n = 1;
-        foreach (var d in shape) n *= Math.Max(d, 1);
+        foreach (var d in shape)
+        {
+            var k = Math.Max(d, 1);
+            if (n > long.MaxValue / k) return long.MaxValue;
+            n *= k;
+        }
+
         return n;
     }
 
