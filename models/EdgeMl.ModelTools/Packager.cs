@@ -109,11 +109,14 @@ public static class Packager
         using (var session = g.OpenSession(options))
         {
             var perOutput = m.Outputs.Select(_ => new List<float[]>()).ToList();
-            var state = m.State.ToDictionary(s => s.Input, s => new float[s.Shape.Aggregate(1L, (a, b) => a * Math.Max(1, b))]);
+            // State and constants as the agent feeds them: from the manifest, in their own element types.
+            var state = m.State.ToDictionary(s => s.Input, s => SampleTensor.Of(s.Type, s.Initial, s.Shape.Select(d => Math.Max(1, d)).ToArray(), $"manifest state '{s.Input}'"));
+            var constants = m.Constants.Select(c => (c.Name, Tensor: SampleTensor.Of(c.Type, c.Values, [.. c.Shape], $"manifest constant '{c.Name}'"))).ToList();
             for (var k = 0; k < samples.Count; k++)
             {
                 var s = samples[k];
-                foreach (var st in m.State) s.Inputs[st.Input] = (state[st.Input], st.Shape.Select(d => Math.Max(1, d)).ToArray());
+                foreach (var st in m.State) s.Inputs[st.Input] = state[st.Input];
+                foreach (var (name, tensor) in constants) s.Inputs[name] = tensor;
                 var names = s.Inputs.Keys.ToArray();
                 var values = s.ToOrtValues(names);
                 try
@@ -122,7 +125,7 @@ public static class Packager
                     var wanted = m.Outputs.Select(o => o.Name).Concat(m.State.Select(x => x.Output)).ToArray();
                     using var res = session.Run(run, names, values, wanted);
                     for (var o = 0; o < m.Outputs.Count; o++) perOutput[o].Add(res[o].GetTensorDataAsSpan<float>().ToArray());
-                    for (var i = 0; i < m.State.Count; i++) state[m.State[i].Input] = res[m.Outputs.Count + i].GetTensorDataAsSpan<float>().ToArray();
+                    for (var i = 0; i < m.State.Count; i++) state[m.State[i].Input] = SampleTensor.Copy(res[m.Outputs.Count + i]);
                 }
                 finally
                 {

@@ -31,6 +31,47 @@ public class ManifestValidatorTests
     }
 
     [Fact]
+    public void Constants_and_state_of_any_element_type_are_checked_against_their_type()
+    {
+        var m = Valid();
+        m.Constants.Add(new ConstantSpec { Name = "sr", Type = "int64", Shape = [], Values = [16000] });
+        m.State.Add(new StateSpec { Input = "steps", Output = "steps_out", Type = "int32", Shape = [1] });
+        Assert.Empty(ManifestValidator.Validate(m));
+
+        m.Constants.Add(new ConstantSpec { Name = "rate", Type = "int64", Shape = [], Values = [2.5] });
+        m.Constants.Add(new ConstantSpec { Name = "flag", Type = "bool", Shape = [2], Values = [1, 2] });
+        m.Constants.Add(new ConstantSpec { Name = "big", Type = "int64", Shape = [1], Values = [1e17] });
+        m.Constants.Add(new ConstantSpec { Name = "odd", Type = "complex64", Shape = [3], Values = [1, 2] });
+        m.Constants.Add(new ConstantSpec { Name = "x", Type = "float32", Shape = [0], Values = [1] });
+        m.State.Add(new StateSpec { Input = "h", Output = "h_out", Type = "uint8", Shape = [2], Initial = [300] });
+        m.State.Add(new StateSpec { Input = "kv", Output = "kv_out", Shape = [100_000, 100_000] });
+
+        var errors = ManifestValidator.Validate(m);
+
+        Assert.Contains("constants[1].values[0]: 2.5 is not an integer (int64 (as a JSON number: ±2^53) expected)", errors);
+        Assert.Contains("constants[2].values[1]: 2 is not a bool (0 or 1)", errors);
+        Assert.Contains("constants[3].values[0]: 1E+17 is outside the range of int64 (as a JSON number: ±2^53)", errors);
+        Assert.Contains("constants[4].values: has 2 values; expected 1 (every element) or 3 (one per element)", errors);
+        Assert.Contains("constants[4].type: 'complex64' is not one of float32, float64, float16, int64, int32, int16, int8, uint8, bool", errors);
+        Assert.Contains("constants[5].shape[0]: 0 is not a valid dimension (> 0; [] for a scalar)", errors);
+        Assert.Contains("inputs: 'x' is declared more than once", errors);
+        Assert.Contains("state[1].initial[0]: 300 is outside the range of uint8", errors);
+        Assert.Contains("state[2].shape: 10000000000 elements; a state tensor holds at most 67108864", errors);
+    }
+
+    [Fact]
+    public void A_manifest_with_constants_and_typed_state_survives_a_json_round_trip()
+    {
+        var m = Valid();
+        m.Constants.Add(new ConstantSpec { Name = "sr", Type = "int64", Shape = [], Values = [16000] });
+        m.State.Add(new StateSpec { Input = "state", Output = "stateN", Type = "float16", Shape = [2, 1, 4], Initial = [0.5] });
+        var back = ModelPackage.ParseManifest(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(m, EdgeMl.Protocol.Json.ProtocolJsonContext.Default.ModelManifest), "m.json");
+        var c = Assert.Single(back.Constants);
+        Assert.Equal(("sr", "int64", 0, 16000.0), (c.Name, c.Type, c.Shape.Count, c.Values[0]));
+        Assert.Equal(("float16", 0.5), (back.State[0].Type, back.State[0].Initial[0]));
+    }
+
+    [Fact]
     public void An_anomaly_output_needs_a_threshold_and_kinds_are_checked()
     {
         var m = Valid();

@@ -17,9 +17,23 @@ public sealed class OnnxModelBuilder
         return this;
     }
 
+    /// <summary>An input of another element type than float32 (an empty <paramref name="shape"/> is a scalar).</summary>
+    public OnnxModelBuilder Input(string name, TensorProto.Types.DataType type, params long[] shape)
+    {
+        _graph.Input.Add(ValueInfo(name, shape, type));
+        return this;
+    }
+
     public OnnxModelBuilder Output(string name, params long[] shape)
     {
         _graph.Output.Add(ValueInfo(name, shape));
+        return this;
+    }
+
+    /// <summary>An output of another element type than float32.</summary>
+    public OnnxModelBuilder Output(string name, TensorProto.Types.DataType type, params long[] shape)
+    {
+        _graph.Output.Add(ValueInfo(name, shape, type));
         return this;
     }
 
@@ -62,7 +76,7 @@ public sealed class OnnxModelBuilder
         return model.ToByteArray();
     }
 
-    private static ValueInfoProto ValueInfo(string name, long[] shape)
+    private static ValueInfoProto ValueInfo(string name, long[] shape, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float)
     {
         var tensorShape = new TensorShapeProto();
         foreach (var d in shape)
@@ -73,7 +87,7 @@ public sealed class OnnxModelBuilder
         return new ValueInfoProto
         {
             Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = tensorShape } },
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = tensorShape } },
         };
     }
 }

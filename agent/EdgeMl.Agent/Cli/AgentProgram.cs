@@ -31,6 +31,12 @@ public static class AgentProgram
         return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, IsUserError, cts.Token).ConfigureAwait(false);
     }
 
+    /// <summary>The sensor specs <c>--sensor</c> takes (README: sensors).</summary>
+    private const string Sensors =
+        "sim:vibration[,fault=none|imbalance|bearing,fault-at=SECONDS,severity=X,drift-gain=X,drift-offset=X]  sim:environment  "
+        + "replay:FILE.csv[,rate=HZ,loop=true]  replay:FILE.wav[,channels=A+B,loop=true] (16-bit PCM)  bme280[,bus=1,address=0x76]  "
+        + "bmp280[,bus=1,address=0x76]  mpu6050[,bus=1,address=0x68,rate=HZ]  gpio:PIN+PIN[,rate=HZ]";
+
     /// <summary>What the user or the machine caused: printed as is, exit 1.</summary>
     public static bool IsUserError(Exception e) =>
         e is ConfigurationException or ModelPackageException or InvalidDataException or Hosting.AgentStoppedException or IOException or UnauthorizedAccessException;
@@ -58,7 +64,7 @@ public static class AgentProgram
         var run = Leaf("run", "Run the agent: as the service (--config FILE, any configuration key as --Agent:Key=value) or quick mode (--model --sensor: one JSON line per prediction on stdout)",
             (a, ct) => RunCommand.RunAsync(a, ct),
             CliOptions.Text("--config", "The agent's configuration file (see README: configuration)", "FILE"), CliOptions.Text("--model", "Quick mode: the model package", "PKG"),
-            CliOptions.Text("--sensor", "Quick mode: the sensor (sim:vibration, replay:FILE.csv, bme280, mpu6050, gpio:PIN+PIN …; README: sensors)", "SPEC"),
+            CliOptions.Text("--sensor", "Quick mode: the sensor. " + Sensors, "SPEC"),
             CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue), CliOptions.Integer("--count", "Stop after N predictions (0: until stopped)", 0),
             CliOptions.Flag("--fast", "Read the sensor as fast as possible instead of in real time"), CliOptions.Integer("--threads", "Inference threads", 1, 256),
             provider, onnxruntime, CliOptions.Text("--results", "Also write each prediction to this file", "FILE"),
@@ -85,7 +91,7 @@ public static class AgentProgram
                 Package(), CliOptions.Text("--json", "Also write the figures to this file", "FILE"),
                 CliOptions.Integer("--rounds", "Measurement rounds (default 15)", 1, 10_000), CliOptions.Integer("--starts", "Cold starts measured (default 7)", 1, 1_000)),
             Leaf("record", "Record a sensor to CSV (the replay format)", (a, _) => Task.FromResult(RecordCommand.Run(a)),
-                CliOptions.Text("--sensor", "The sensor", "SPEC", required: true), CliOptions.Integer("--samples", "How many samples", 1, required: true),
+                CliOptions.Text("--sensor", "The sensor. " + Sensors, "SPEC", required: true), CliOptions.Integer("--samples", "How many samples", 1, required: true),
                 CliOptions.Text("--out", "The CSV file to write", "FILE.csv", required: true), CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue)),
             CliApp.CompletionCommand("edgeml-agent"),
         };

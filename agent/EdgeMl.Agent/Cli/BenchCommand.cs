@@ -92,10 +92,16 @@ public static class BenchCommand
         // Bare: the tensors the agent would feed, normalized once, through the plain Run API.
         predictor.Predict(windows, prediction);
         var m = runner.Manifest;
-        var inputNames = m.Inputs.Select(i => i.Name).Concat(m.State.Select(s => s.Input)).ToArray();
+        var inputNames = m.Inputs.Select(i => i.Name).Concat(m.State.Select(s => s.Input)).Concat(m.Constants.Select(c => c.Name)).ToArray();
         var outputNames = m.Outputs.Select(o => o.Name).Concat(m.State.Select(s => s.Output)).ToArray();
         var inputs = m.Inputs.Select((i, k) => OrtValue.CreateTensorValueFromMemory(runner.Input(k).ToArray(), i.Shape.Select(d => Math.Max(d, 1)).ToArray()))
-            .Concat(m.State.Select((s, k) => OrtValue.CreateTensorValueFromMemory(runner.State(k).ToArray(), s.Shape.ToArray())))
+            .Concat(m.State.Select((s, k) => Typed(s.Type, [.. s.Shape], runner.StateBytes(k))))
+            .Concat(m.Constants.Select(c =>
+            {
+                var bytes = new byte[ManifestValidator.Elements(c.Shape) * ElementTypes.Size(c.Type)];
+                ElementTypes.Encode(c.Type, c.Values, ManifestValidator.Elements(c.Shape), bytes);
+                return Typed(c.Type, [.. c.Shape], bytes);
+            }))
             .ToArray();
         using var runOptions = new RunOptions();
         const int perRound = 200;
@@ -118,6 +124,14 @@ public static class BenchCommand
 
         foreach (var v in inputs) v.Dispose();
         return (Median(agent), Median(bare));
+    }
+
+    /// <summary>A tensor of any manifest element type holding <paramref name="bytes"/> (little-endian elements).</summary>
+    private static OrtValue Typed(string type, long[] shape, ReadOnlySpan<byte> bytes)
+    {
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, ModelRunner.OrtType(type), shape);
+        bytes.CopyTo(value.GetTensorMutableRawData());
+        return value;
     }
 
     private static double ColdStartMs(string binary, string package, int starts)

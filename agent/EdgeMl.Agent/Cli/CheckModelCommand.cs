@@ -53,7 +53,9 @@ public static class CheckModelCommand
         foreach (var o in m.Outputs)
             Console.WriteLine($"  output     {o.Name} [{string.Join(", ", o.Shape)}] {o.Kind}{(o.Labels is null ? "" : $": {string.Join(", ", o.Labels)}")}");
         foreach (var s in m.State)
-            Console.WriteLine($"  state      {s.Output} → {s.Input} [{string.Join(", ", s.Shape)}]");
+            Console.WriteLine($"  state      {s.Output} → {s.Input} {s.Type}[{string.Join(", ", s.Shape)}]");
+        foreach (var c in m.Constants)
+            Console.WriteLine($"  constant   {c.Name} {c.Type}[{string.Join(", ", c.Shape)}] = {(c.Values.Count <= 4 ? string.Join(", ", c.Values.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture))) : $"{c.Values.Count} values")}");
         Console.WriteLine($"  provider   {runner.Provider}");
         Console.WriteLine($"  runtime    ONNX Runtime {Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString()} from {OnnxRuntimeLibrary.MappedFile() ?? OnnxRuntimeLibrary.LoadedFrom ?? "the bundled library"}");
         Console.WriteLine($"  load       {loadMs:0.0} ms; smoke inference {prediction.LatencyMs:0.000} ms → {(prediction.Label is null ? $"score {prediction.Score:0.####}" : $"{prediction.Label} {prediction.Score:0.###}")}");

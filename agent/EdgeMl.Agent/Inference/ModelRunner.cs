@@ -1,14 +1,17 @@
+using System.Runtime.InteropServices;
 using EdgeMl.Protocol.Packages;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace EdgeMl.Agent.Inference;
 
 /// <summary>
-/// One loaded model. Every input, output and state tensor is an <see cref="OrtValue"/> over a managed
+/// One loaded model. Every input, output, state and constant tensor is an <see cref="OrtValue"/> over a managed
 /// buffer allocated once and bound once to an <see cref="OrtIoBinding"/>, so <see cref="Run"/> writes the
 /// inputs in place, runs, and reads the outputs in place: no allocation per call. State outputs are copied
-/// back into the state inputs after each run.
+/// back into the state inputs after each run. Sensor inputs and outputs are float32; state and constant tensors
+/// have the element type the manifest gives (<see cref="ElementTypes"/>) and live in pinned byte buffers.
 /// </summary>
 public sealed class ModelRunner : IDisposable
 {
@@ -18,8 +21,8 @@ public sealed class ModelRunner : IDisposable
     private readonly List<OrtValue> _values = [];
     private readonly float[][] _inputs;
     private readonly float[][] _outputs;
-    private readonly float[][] _stateIn;
-    private readonly float[][] _stateOut;
+    private readonly byte[][] _stateIn;
+    private readonly byte[][] _stateOut;
 
     private ModelRunner(ModelPackage package, InferenceSession session, string provider)
     {
@@ -32,9 +35,16 @@ public sealed class ModelRunner : IDisposable
             _runOptions = new RunOptions();
             _binding = session.CreateIoBinding();
             _inputs = m.Inputs.Select(i => Bind(i.Name, i.Shape, input: true)).ToArray();
-            _stateIn = m.State.Select(s => Bind(s.Input, s.Shape, input: true)).ToArray();
+            _stateIn = m.State.Select(s => BindBytes(s.Input, s.Type, s.Shape, input: true)).ToArray();
             _outputs = m.Outputs.Select(o => Bind(o.Name, o.Shape, input: false)).ToArray();
-            _stateOut = m.State.Select(s => Bind(s.Output, s.Shape, input: false)).ToArray();
+            _stateOut = m.State.Select(s => BindBytes(s.Output, s.Type, s.Shape, input: false)).ToArray();
+            foreach (var c in m.Constants)
+            {
+                // Bound once with its value: nothing is written per call.
+                var buffer = BindBytes(c.Name, c.Type, c.Shape, input: true);
+                ElementTypes.Encode(c.Type, c.Values, ManifestValidator.Elements(c.Shape), buffer);
+            }
+
             ResetState();
         }
         catch
@@ -114,8 +124,15 @@ public sealed class ModelRunner : IDisposable
     /// <summary>Output <paramref name="index"/> (manifest order) of the last <see cref="Run"/>.</summary>
     public ReadOnlySpan<float> Output(int index) => _outputs[index];
 
-    /// <summary>The state that the next <see cref="Run"/> will be fed.</summary>
-    public ReadOnlySpan<float> State(int index) => _stateIn[index];
+    /// <summary>The float32 state that the next <see cref="Run"/> will be fed (state <paramref name="index"/>, manifest order).</summary>
+    /// <exception cref="InvalidOperationException">That state tensor is not float32 (read it with <see cref="StateBytes"/>).</exception>
+    public ReadOnlySpan<float> State(int index) =>
+        Manifest.State[index].Type == ElementTypes.Float32
+            ? MemoryMarshal.Cast<byte, float>(_stateIn[index])
+            : throw new InvalidOperationException($"state[{index}] '{Manifest.State[index].Input}' is {Manifest.State[index].Type}, not float32");
+
+    /// <summary>The state that the next <see cref="Run"/> will be fed, as the tensor's little-endian bytes (any element type).</summary>
+    public ReadOnlySpan<byte> StateBytes(int index) => _stateIn[index];
 
     public void Run()
     {
@@ -131,11 +148,8 @@ public sealed class ModelRunner : IDisposable
     {
         for (var i = 0; i < _stateIn.Length; i++)
         {
-            var initial = Manifest.State[i].Initial;
-            var buffer = _stateIn[i].AsSpan();
-            if (initial.Count == 0) buffer.Clear();
-            else if (initial.Count == 1) buffer.Fill(initial[0]);
-            else for (var k = 0; k < buffer.Length; k++) buffer[k] = initial[k];
+            var s = Manifest.State[i];
+            ElementTypes.Encode(s.Type, s.Initial, ManifestValidator.Elements(s.Shape), _stateIn[i]);
         }
     }
 
@@ -152,6 +166,33 @@ public sealed class ModelRunner : IDisposable
         else _binding.BindOutput(name, value);
         return buffer;
     }
+
+    /// <summary>A tensor of any element type over a pinned managed buffer (pinned so its address can be handed to ONNX Runtime once).</summary>
+    private byte[] BindBytes(string name, string type, List<long> declared, bool input)
+    {
+        var shape = declared.Select(d => d > 0 ? d : 1).ToArray();
+        var buffer = GC.AllocateArray<byte>((int)(ManifestValidator.Elements(shape) * ElementTypes.Size(type)), pinned: true);
+        var value = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType(type), shape, Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0), buffer.Length);
+        _values.Add(value);
+        if (input) _binding.BindInput(name, value);
+        else _binding.BindOutput(name, value);
+        return buffer;
+    }
+
+    /// <summary>ONNX Runtime's element type for a manifest type name (<see cref="ElementTypes.All"/>).</summary>
+    internal static TensorElementType OrtType(string type) => type switch
+    {
+        "float32" => TensorElementType.Float,
+        "float64" => TensorElementType.Double,
+        "float16" => TensorElementType.Float16,
+        "int64" => TensorElementType.Int64,
+        "int32" => TensorElementType.Int32,
+        "int16" => TensorElementType.Int16,
+        "int8" => TensorElementType.Int8,
+        "uint8" => TensorElementType.UInt8,
+        "bool" => TensorElementType.Bool,
+        _ => throw new ModelPackageException($"element type '{type}' is not supported ({string.Join(", ", ElementTypes.All)})"),
+    };
 
     private void DisposeNative()
     {

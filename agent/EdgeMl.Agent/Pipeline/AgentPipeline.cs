@@ -76,6 +76,23 @@ public sealed partial class AgentPipeline
                 return k >= 0 ? k : throw new ConfigurationException("Agent:Sensor",
                     $"model input '{input.Name}' needs channel '{ch}' but sensor {source.Name} has channels {string.Join(", ", source.Channels)}");
             }).ToArray();
+            if (source is IRecordedSource recording)
+            {
+                // A recording's rate and length are known now: refuse what would be silently wrong (another rate) or
+                // give nothing (shorter than a window) before starting.
+                if (Math.Abs(recording.RecordedRateHz - src.SampleRateHz) > 1e-6 * src.SampleRateHz)
+                {
+                    throw new ConfigurationException("Agent:Sensor",
+                        $"'{recording.Recording}' is recorded at {recording.RecordedRateHz} Hz but model input '{input.Name}' expects {src.SampleRateHz} Hz (resample it: sox IN.wav -r {src.SampleRateHz} OUT.wav)");
+                }
+
+                if (recording.Frames < src.Window)
+                {
+                    throw new ConfigurationException("Agent:Sensor",
+                        $"'{recording.Recording}' holds {recording.Frames} samples ({Sensors.Replay.WavReplaySensor.Seconds(recording.Frames, recording.RecordedRateHz)} s), fewer than one window of model input '{input.Name}' ({src.Window} samples)");
+                }
+            }
+
             var first = manifest.Inputs[0].Source!;
             if (src.Window != first.Window || src.Hop != first.Hop)
             {

@@ -12,7 +12,7 @@ namespace EdgeMl.Agent.Sensors;
 
 /// <summary>
 /// Builds a sensor source from its spec:
-/// <c>sim:vibration[,fault=…,fault-at=S,…]</c>, <c>sim:environment</c>, <c>replay:FILE.csv[,rate=HZ,loop=true]</c>,
+/// <c>sim:vibration[,fault=…,fault-at=S,…]</c>, <c>sim:environment</c>, <c>replay:FILE.csv[,rate=HZ,loop=true]</c>, <c>replay:FILE.wav[,channels=A+B,loop=true]</c> (16-bit PCM at the file's rate),
 /// <c>bme280[,bus=1,address=0x76,rate=HZ]</c>, <c>bmp280[,bus=1,address=0x76,rate=HZ]</c>, <c>mpu6050[,bus=1,address=0x68,rate=HZ]</c>, <c>gpio:17,27[,rate=HZ]</c>.
 /// </summary>
 public static class SensorFactory
@@ -32,6 +32,18 @@ public static class SensorFactory
                 return new EnvironmentSimulator((int)spec.GetDouble("seed", seed, where), spec.GetDouble("rate", 1, where), spec.GetDouble("drift", 0, where));
             case ("sim", var other):
                 throw new ConfigurationException(where, $"'sim:{other}' is not a simulated sensor (sim:vibration, sim:environment)");
+            case ("replay", var file) when !string.IsNullOrEmpty(file) && file.EndsWith(".wav", StringComparison.OrdinalIgnoreCase):
+            {
+                var wav = new WavReplaySensor(file, WavReplaySensor.ParseChannels(spec.GetString("channels"), $"{where}.channels"), spec.GetString("loop") is "true" or "1", where);
+                if (spec.GetString("rate") is not null && Math.Abs(spec.GetDouble("rate", 0, where) - wav.SampleRateHz) > 1e-6)
+                {
+                    wav.Dispose();
+                    throw new ConfigurationException($"{where}.rate", $"'{file}' is recorded at {wav.SampleRateHz} Hz; a WAV file is replayed at its own rate (drop rate=, or resample the file: sox IN.wav -r RATE OUT.wav)");
+                }
+
+                return wav;
+            }
+
             case ("replay", var file) when !string.IsNullOrEmpty(file):
                 return new CsvReplaySensor(file, spec.GetDouble("rate", 1000, where), spec.GetString("loop") is "true" or "1");
             case ("bme280", _):
@@ -59,7 +71,7 @@ public static class SensorFactory
             }
 
             default:
-                throw new ConfigurationException(where, $"'{text}' is not a known sensor (sim:vibration, sim:environment, replay:FILE.csv, bme280, bmp280, mpu6050, gpio:PIN+PIN)");
+                throw new ConfigurationException(where, $"'{text}' is not a known sensor (sim:vibration, sim:environment, replay:FILE.csv, replay:FILE.wav, bme280, bmp280, mpu6050, gpio:PIN+PIN)");
         }
     }
 

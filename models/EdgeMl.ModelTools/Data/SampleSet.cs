@@ -39,6 +39,49 @@ public sealed record SampleTensor(Array Data, long[] Shape)
         _ => throw new ModelToolException($"{what}: model input of type {type} cannot be fed from data here (float32/64, float16, int64, int32, int8, uint8, bool)"),
     }, shape);
 
+    /// <summary>
+    /// A manifest's constant or state value: element type as the manifest names it (<see cref="ElementTypes"/>), no
+    /// values (zeros), one (every element) or one per element.
+    /// </summary>
+    public static SampleTensor Of(string elementType, IReadOnlyList<double> values, long[] shape, string what)
+    {
+        var n = shape.Aggregate(1L, (a, b) => a * b);
+        var all = new double[n];
+        for (var i = 0; i < n; i++) all[i] = values.Count == 0 ? 0 : values.Count == 1 ? values[0] : values[i];
+        var type = elementType switch
+        {
+            "float32" => TensorElementType.Float,
+            "float64" => TensorElementType.Double,
+            "float16" => TensorElementType.Float16,
+            "int64" => TensorElementType.Int64,
+            "int32" => TensorElementType.Int32,
+            "int8" => TensorElementType.Int8,
+            "uint8" => TensorElementType.UInt8,
+            "bool" => TensorElementType.Bool,
+            _ => throw new ModelToolException($"{what}: element type '{elementType}' cannot be fed here (float32/64, float16, int64, int32, int8, uint8, bool)"),
+        };
+        return Of(all, shape, type, what);
+    }
+
+    /// <summary>A copy of an ONNX Runtime tensor's values and shape (a model's state output, fed back on the next call).</summary>
+    public static SampleTensor Copy(OrtValue value)
+    {
+        var info = value.GetTensorTypeAndShape();
+        var shape = info.Shape;
+        return info.ElementDataType switch
+        {
+            TensorElementType.Float => new(value.GetTensorDataAsSpan<float>().ToArray(), shape),
+            TensorElementType.Double => new(value.GetTensorDataAsSpan<double>().ToArray(), shape),
+            TensorElementType.Int64 => new(value.GetTensorDataAsSpan<long>().ToArray(), shape),
+            TensorElementType.Int32 => new(value.GetTensorDataAsSpan<int>().ToArray(), shape),
+            TensorElementType.Bool => new(value.GetTensorDataAsSpan<bool>().ToArray(), shape),
+            TensorElementType.Float16 => new(value.GetTensorDataAsSpan<Float16>().ToArray(), shape),
+            TensorElementType.UInt8 => new(value.GetTensorDataAsSpan<byte>().ToArray(), shape),
+            TensorElementType.Int8 => new(value.GetTensorDataAsSpan<sbyte>().ToArray(), shape),
+            var t => throw new ModelToolException($"a model output of type {t} cannot be carried as state here"),
+        };
+    }
+
     /// <summary>Zeros of <paramref name="type"/>.</summary>
     public static SampleTensor Zeros(long[] shape, TensorElementType type, string what) =>
         Of(new double[shape.Aggregate(1L, (a, b) => a * b)], shape, type, what);
@@ -249,7 +292,16 @@ public static class SampleSet
                 }
 
                 var model = inputs.FirstOrDefault(x => x.Name == spec.Name) ?? throw new ModelToolException($"manifest input '{spec.Name}' is not an input of the model");
-                s.Inputs[spec.Name] = (data, model.Shape.Select(d => d > 0 ? d : 1).ToArray());
+                // The manifest's shape is what the agent binds (a model may leave every dimension free, as silero does).
+                var shape = spec.Shape.Count == model.Shape.Length
+                    ? spec.Shape.Select((d, k) => d > 0 ? d : model.Shape[k] > 0 ? model.Shape[k] : 1).ToArray()
+                    : model.Shape.Select(d => d > 0 ? d : 1).ToArray();
+                if (shape.Aggregate(1L, (a, b) => a * b) != data.Length)
+                {
+                    throw new ModelToolException($"{file}: input '{spec.Name}' [{string.Join(", ", shape)}] does not hold one window of {c} channel(s) × {window} samples");
+                }
+
+                s.Inputs[spec.Name] = (data, shape);
             }
 
             yield return s;

@@ -37,13 +37,42 @@ public static class ManifestValidator
             if (string.IsNullOrWhiteSpace(s.Output)) errors.Add($"{at}.output: must name a model output");
             ValidateShape(s.Shape, $"{at}.shape", errors, allowDynamic: false);
             var n = Elements(s.Shape);
-            if (s.Initial.Count is not (0 or 1) && s.Initial.Count != n)
+            if (n > MaxStateElements)
+            {
+                errors.Add($"{at}.shape: {n} elements; a state tensor holds at most {MaxStateElements}");
+            }
+            else if (s.Initial.Count is not (0 or 1) && s.Initial.Count != n)
             {
                 errors.Add($"{at}.initial: has {s.Initial.Count} values; expected 0 (zeros), 1 (fill) or {n} (one per element)");
             }
+
+            ValidateValues(s.Type, s.Initial, $"{at}.initial", $"{at}.type", errors);
         }
 
-        var names = m.Inputs.Select(x => x.Name).Concat(m.State.Select(s => s.Input)).ToList();
+        for (var i = 0; i < m.Constants.Count; i++)
+        {
+            var c = m.Constants[i];
+            var at = $"constants[{i}]";
+            if (string.IsNullOrWhiteSpace(c.Name)) errors.Add($"{at}.name: must name a model input");
+            for (var d = 0; d < c.Shape.Count; d++)
+            {
+                if (c.Shape[d] <= 0) errors.Add($"{at}.shape[{d}]: {c.Shape[d]} is not a valid dimension (> 0; [] for a scalar)");
+            }
+
+            var n = c.Shape.All(d => d > 0) ? Elements(c.Shape) : 0;
+            if (n > MaxConstantElements)
+            {
+                errors.Add($"{at}.shape: {n} elements; a constant input holds at most {MaxConstantElements}");
+            }
+            else if (c.Values.Count != 1 && c.Values.Count != n)
+            {
+                errors.Add($"{at}.values: has {c.Values.Count} values; expected 1 (every element) or {n} (one per element)");
+            }
+
+            ValidateValues(c.Type, c.Values, $"{at}.values", $"{at}.type", errors);
+        }
+
+        var names = m.Inputs.Select(x => x.Name).Concat(m.State.Select(s => s.Input)).Concat(m.Constants.Select(c => c.Name)).ToList();
         foreach (var dup in names.GroupBy(x => x).Where(g => g.Count() > 1))
         {
             errors.Add($"inputs: '{dup.Key}' is declared more than once");
@@ -98,6 +127,30 @@ public static class ManifestValidator
         }
     }
 
+    /// <summary>Largest state tensor (elements): the agent holds two copies in memory (fed and produced).</summary>
+    public const long MaxStateElements = 1 << 26;
+
+    /// <summary>Largest constant input (elements): constants are small things such as a sample rate, not weights.</summary>
+    public const long MaxConstantElements = 1 << 20;
+
+    private static void ValidateValues(string type, List<double> values, string at, string typeAt, List<string> errors)
+    {
+        if (!ElementTypes.IsKnown(type))
+        {
+            errors.Add($"{typeAt}: '{type}' is not one of {string.Join(", ", ElementTypes.All)}");
+            return;
+        }
+
+        for (var k = 0; k < values.Count; k++)
+        {
+            if (ElementTypes.Check(type, values[k]) is { } why)
+            {
+                errors.Add($"{at}[{k}]: {why}");
+                return; // one bad value says enough; a long list would bury the other errors
+            }
+        }
+    }
+
     private static void ValidateOutput(OutputSpec output, string at, List<string> errors)
     {
         if (string.IsNullOrWhiteSpace(output.Name)) errors.Add($"{at}.name: must not be empty");
@@ -144,10 +197,17 @@ public static class ManifestValidator
         }
     }
 
+    /// <summary>Elements of a shape (free dimensions count as 1); saturates at <see cref="long.MaxValue"/> instead of overflowing.</summary>
     public static long Elements(IReadOnlyList<long> shape)
     {
         long n = 1;
-        foreach (var d in shape) n *= Math.Max(d, 1);
+        foreach (var d in shape)
+        {
+            var k = Math.Max(d, 1);
+            if (n > long.MaxValue / k) return long.MaxValue;
+            n *= k;
+        }
+
         return n;
     }
 

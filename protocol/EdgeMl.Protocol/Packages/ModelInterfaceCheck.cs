@@ -31,32 +31,39 @@ public static class ModelInterfaceCheck
         {
             var input = manifest.Inputs[i];
             fed.Add(input.Name);
-            CheckTensor($"inputs[{i}]", input.Name, input.Shape, modelInputs, "input", errors);
+            CheckTensor($"inputs[{i}]", input.Name, input.Shape, ElementTypes.Float32, modelInputs, "input", errors);
         }
 
         for (var i = 0; i < manifest.State.Count; i++)
         {
             var s = manifest.State[i];
             fed.Add(s.Input);
-            CheckTensor($"state[{i}].input", s.Input, s.Shape, modelInputs, "input", errors);
-            CheckTensor($"state[{i}].output", s.Output, s.Shape, modelOutputs, "output", errors);
+            CheckTensor($"state[{i}].input", s.Input, s.Shape, s.Type, modelInputs, "input", errors);
+            CheckTensor($"state[{i}].output", s.Output, s.Shape, s.Type, modelOutputs, "output", errors);
+        }
+
+        for (var i = 0; i < manifest.Constants.Count; i++)
+        {
+            var c = manifest.Constants[i];
+            fed.Add(c.Name);
+            CheckTensor($"constants[{i}]", c.Name, c.Shape, c.Type, modelInputs, "input", errors);
         }
 
         foreach (var name in modelInputs.Keys.Where(n => !fed.Contains(n)))
         {
-            errors.Add($"model input '{name}' {modelInputs[name].Describe()} is not declared in the manifest (neither in inputs nor in state)");
+            errors.Add($"model input '{name}' {modelInputs[name].Describe()} is not declared in the manifest (neither in inputs, state nor constants)");
         }
 
         for (var i = 0; i < manifest.Outputs.Count; i++)
         {
             var output = manifest.Outputs[i];
-            CheckTensor($"outputs[{i}]", output.Name, output.Shape, modelOutputs, "output", errors);
+            CheckTensor($"outputs[{i}]", output.Name, output.Shape, ElementTypes.Float32, modelOutputs, "output", errors);
         }
 
         return errors;
     }
 
-    private static void CheckTensor(string at, string name, List<long> declared, IReadOnlyDictionary<string, ModelTensor> actual, string what, List<string> errors)
+    private static void CheckTensor(string at, string name, List<long> declared, string type, IReadOnlyDictionary<string, ModelTensor> actual, string what, List<string> errors)
     {
         if (!actual.TryGetValue(name, out var meta))
         {
@@ -64,9 +71,9 @@ public static class ModelInterfaceCheck
             return;
         }
 
-        if (!meta.IsTensor || meta.ElementType != "float32")
+        if (!meta.IsTensor || meta.ElementType != type)
         {
-            errors.Add($"{at}: model {what} '{name}' is {meta.Describe()}, the manifest declares float32");
+            errors.Add($"{at}: model {what} '{name}' is {meta.Describe()}, the manifest declares {type}");
             return;
         }
 

@@ -18,6 +18,8 @@ public sealed class ModelManifest
     public List<InputSpec> Inputs { get; set; } = [];
     public List<OutputSpec> Outputs { get; set; } = [];
     public List<StateSpec> State { get; set; } = [];
+    /// <summary>Model inputs fed the same value on every call (a sample rate, a flag), of any element type.</summary>
+    public List<ConstantSpec> Constants { get; set; } = [];
     public ExecutionHints? Execution { get; set; }
     public QuantizationInfo? Quantization { get; set; }
     public DriftBaseline? Baseline { get; set; }
@@ -93,9 +95,26 @@ public sealed class StateSpec
 {
     public string Input { get; set; } = "";
     public string Output { get; set; } = "";
+    /// <summary>Element type of both tensors, one of <see cref="ElementTypes.All"/> (<c>float32</c> when absent).</summary>
+    public string Type { get; set; } = ElementTypes.Float32;
     public List<long> Shape { get; set; } = [];
     /// <summary>Initial value; empty means zeros, one value means that value everywhere.</summary>
-    public List<float> Initial { get; set; } = [];
+    public List<double> Initial { get; set; } = [];
+}
+
+/// <summary>
+/// A model input that is not fed from sensors but holds the same value on every call, e.g. silero VAD's sample rate
+/// <c>{"name": "sr", "type": "int64", "shape": [], "values": [16000]}</c>.
+/// </summary>
+public sealed class ConstantSpec
+{
+    public string Name { get; set; } = "";
+    /// <summary>Element type, one of <see cref="ElementTypes.All"/>.</summary>
+    public string Type { get; set; } = ElementTypes.Float32;
+    /// <summary>Fixed dimensions; empty for a scalar.</summary>
+    public List<long> Shape { get; set; } = [];
+    /// <summary>One value (every element) or one per element, in row-major order; integers and bools (0/1) as JSON numbers.</summary>
+    public List<double> Values { get; set; } = [];
 }
 
 public sealed class ExecutionHints

@@ -69,6 +69,6 @@ public class StatefulModelTests
             .Build();
         var path = TestPackages.Write(dir.Path, TestPackages.Manifest("x", [1, 2, 1], ["v"], 2, "y", [1, 1]), model);
         var e = Assert.Throws<ModelPackageException>(() => ModelRunner.Load(ModelPackage.Open(path), new InferenceSettings()));
-        Assert.Contains("model input 'h_in' float32[1, 1] is not declared in the manifest (neither in inputs nor in state)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("model input 'h_in' float32[1, 1] is not declared in the manifest (neither in inputs, state nor constants)", e.Message, StringComparison.Ordinal);
     }
 }
