@@ -75,12 +75,23 @@ public sealed class HubHarness : IDisposable
             if (line.Contains("Connected to external broker", StringComparison.Ordinal)) _subscribed.Set();
         });
         var tokenFile = Path.Combine(HubData, "operator.token");
+        // Replicas on one shared store take the same --OperatorToken (the first one's bootstrap file is in its own data directory).
+        var configuredAt = Array.IndexOf(extra, "--OperatorToken");
+        var configured = configuredAt >= 0 && configuredAt + 1 < extra.Length ? extra[configuredAt + 1] : null;
         Until(() =>
         {
-            // Read again on every try: the file may be seen before its contents are written.
-            if (!File.Exists(tokenFile)) return false;
-            OperatorToken = File.ReadAllText(tokenFile).Trim();
-            if (OperatorToken.Length < 10) return false;
+            if (configured is not null)
+            {
+                OperatorToken = configured;
+            }
+            else
+            {
+                // Read again on every try: the file may be seen before its contents are written.
+                if (!File.Exists(tokenFile)) return false;
+                OperatorToken = File.ReadAllText(tokenFile).Trim();
+                if (OperatorToken.Length < 10) return false;
+            }
+
             Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", OperatorToken);
             return Try(() => Api.GetAsync("/api/devices").Result.IsSuccessStatusCode);
         }, "the hub to answer");
