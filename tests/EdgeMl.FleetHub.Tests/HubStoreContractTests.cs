@@ -199,6 +199,13 @@ public abstract class HubStoreContractTests : IDisposable
     }
 
     [Fact]
+    public void A_store_on_its_own_leads_every_kind_of_work()
+    {
+        Assert.True(Store.Leads("rollouts"));
+        Assert.True(Store.Leads("retention"));
+    }
+
+    [Fact]
     public void Presence_keeps_the_last_boot_and_devices_are_listed()
     {
         Store.SetPresence("d2", "online", "b1", _now);
@@ -255,6 +262,20 @@ public sealed class PostgresHubStoreTests(PostgresFixture postgres) : HubStoreCo
             Assert.Equal(Enumerable.Range(1, 1000).Select(s => (long)s), a.Records($"dev-{d}", 5000).Select(r => r.Seq).Order());
             Assert.Equal(1000, b.FindDevice($"dev-{d}")!.Records);
         }
+    }
+
+    [Fact]
+    public void One_replica_at_a_time_leads_a_kind_of_work_and_another_takes_over_when_it_goes()
+    {
+        var a = PostgresHubStore.Open(_database);
+        using var b = PostgresHubStore.Open(_database);
+        Assert.True(a.Leads("rollouts"));
+        Assert.True(a.Leads("rollouts")); // and keeps it
+        Assert.False(b.Leads("rollouts"));
+        Assert.True(b.Leads("retention")); // another kind of work, another lock
+        a.Dispose(); // the leader goes: its database session ends, as when its process is killed
+        HubHarness.Until(() => b.Leads("rollouts"), "replica b to take over the rollouts", 10_000);
+        Assert.True(b.Leads("retention"));
     }
 
     [Fact]

@@ -6,7 +6,7 @@ namespace EdgeMl.FleetHub.Retention;
 /// Removes records older than <see cref="HubSettings.RetentionDays"/> (by the hub's receive time) at start and then
 /// every <see cref="HubSettings.RetentionIntervalMinutes"/>. A failed pass (database away, disk error) is logged and
 /// counted and the next pass tries again; it never stops the hub. With several replicas on one PostgreSQL store
-/// each replica runs it; the delete is idempotent, so that only costs a little work twice.
+/// only the one that leads <c>retention</c> (<see cref="IHubStore.Leads"/>) deletes.
 /// </summary>
 public sealed partial class RecordRetention(IHubStore store, HubSettings settings, TimeProvider time, ILogger<RecordRetention> logger) : BackgroundService
 {
@@ -24,7 +24,7 @@ public sealed partial class RecordRetention(IHubStore store, HubSettings setting
             try
             {
                 var cutoff = time.GetUtcNow().AddDays(-settings.RetentionDays);
-                var removed = await Task.Run(() => store.RemoveRecordsBefore(cutoff), stoppingToken).ConfigureAwait(false);
+                var removed = await Task.Run(() => store.Leads("retention") ? store.RemoveRecordsBefore(cutoff) : 0, stoppingToken).ConfigureAwait(false);
                 if (removed > 0) LogRemoved(logger, removed, cutoff);
             }
             catch (Exception e) when (e is not OperationCanceledException)

@@ -47,6 +47,13 @@ public interface IHubStore : IDisposable
     Stream? OpenPackage(string name, string version);
 
     /// <summary>
+    /// Whether this process runs <paramref name="work"/> (e.g. <c>rollouts</c>) now: one replica at a time on a shared
+    /// store, always true on the embedded one. Asked before each step; a replica that dies loses it with its database
+    /// session, and another replica gets it at its next ask. False (never an exception) when the store cannot tell.
+    /// </summary>
+    bool Leads(string work);
+
+    /// <summary>
     /// Retention: removes the records (all classes: telemetry, health, drift …) the hub received before
     /// <paramref name="cutoff"/>; returns how many. Exactly-once still holds for them (a re-sent old record is not
     /// stored again). Registry, audit and packages are kept.

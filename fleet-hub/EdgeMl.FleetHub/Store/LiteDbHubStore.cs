@@ -190,6 +190,9 @@ public sealed partial class LiteDbHubStore : IHubStore
         }
     }
 
+    /// <summary>One process owns a LiteDB store: it always leads.</summary>
+    public bool Leads(string work) => true;
+
     public long RemoveRecordsBefore(DateTimeOffset cutoff)
     {
         var before = cutoff.ToUnixTimeMilliseconds();

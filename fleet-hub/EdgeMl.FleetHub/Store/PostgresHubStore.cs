@@ -27,7 +27,17 @@ public sealed partial class PostgresHubStore : IHubStore
     /// <summary>Key of the advisory lock that serialises schema migrations between replicas.</summary>
     private const long MigrationLock = 0x45444745_4d4c0001; // "EDGEML" + 1
 
-    private PostgresHubStore(NpgsqlDataSource db) => _db = db;
+    /// <summary>A connection of its own (not pooled: closing it must end the session) holding this replica's leases.</summary>
+    private readonly string _leaseConnectionString;
+    private readonly Lock _leaseGate = new();
+    private readonly HashSet<string> _leading = new(StringComparer.Ordinal);
+    private NpgsqlConnection? _leaseConnection;
+
+    private PostgresHubStore(NpgsqlDataSource db, string connectionString)
+    {
+        _db = db;
+        _leaseConnectionString = new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString;
+    }
 
     /// <summary>
     /// Connects and brings the schema to the newest version. Throws <see cref="ArgumentException"/> for a connection
@@ -40,7 +50,7 @@ public sealed partial class PostgresHubStore : IHubStore
         try
         {
             Migrate(db);
-            return new PostgresHubStore(db);
+            return new PostgresHubStore(db, connectionString);
         }
         catch
         {
@@ -331,5 +341,62 @@ public sealed partial class PostgresHubStore : IHubStore
         }
     });
 
-    public void Dispose() => _db.Dispose();
+    /// <summary>
+    /// A session-level advisory lock per kind of work, taken with <c>pg_try_advisory_lock</c> on this replica's lease
+    /// connection and kept while that session lives; checked with a round trip on every ask, so a replica whose
+    /// connection broke stops leading at once. When the leader dies its session ends and the lock is free.
+    /// </summary>
+    public bool Leads(string work)
+    {
+        lock (_leaseGate)
+        {
+            try
+            {
+                if (_leaseConnection is null)
+                {
+                    _leading.Clear();
+                    _leaseConnection = new NpgsqlConnection(_leaseConnectionString);
+                    _leaseConnection.Open();
+                }
+
+                if (_leading.Contains(work))
+                {
+                    Exec(_leaseConnection, null, "SELECT 1");
+                    return true;
+                }
+
+                using var q = Command(_leaseConnection, null, "SELECT pg_try_advisory_lock($1)", LeaseKey(work));
+                if (q.ExecuteScalar() is not true) return false;
+                _leading.Add(work);
+                return true;
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException or TimeoutException)
+            {
+                // The session is gone, and with it every lease: start again at the next ask.
+                _leaseConnection?.Dispose();
+                _leaseConnection = null;
+                _leading.Clear();
+                return false;
+            }
+        }
+    }
+
+    /// <summary>A stable 64-bit key for a kind of work (FNV-1a of its name in the hub's own key range).</summary>
+    private static long LeaseKey(string work)
+    {
+        var h = 2166136261u;
+        foreach (var ch in work) h = (h ^ ch) * 16777619u;
+        return (0x45444745L << 32) | h;
+    }
+
+    public void Dispose()
+    {
+        lock (_leaseGate)
+        {
+            _leaseConnection?.Dispose();
+            _leaseConnection = null;
+        }
+
+        _db.Dispose();
+    }
 }
