@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
@@ -71,6 +72,7 @@ public sealed class HubHarness : IDisposable
         _subscribed.Reset();
         _hub = Start(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), args, line =>
         {
+            HubLog.Enqueue(line);
             // Logged after the hub subscribed at the external broker.
             if (line.Contains("Connected to external broker", StringComparison.Ordinal)) _subscribed.Set();
         });
@@ -98,6 +100,9 @@ public sealed class HubHarness : IDisposable
     }
 
     public bool WaitSubscribed(int timeoutMs) => _subscribed.Wait(timeoutMs);
+
+    /// <summary>What the hub process wrote (stdout and stderr), line by line, since it was first started.</summary>
+    public ConcurrentQueue<string> HubLog { get; } = new();
 
     public void KillHub()
     {
