@@ -264,15 +264,22 @@ public sealed partial class PostgresHubStore : IHubStore
             }
         }
 
+        // Devices in one order in every transaction, so two replicas lock their rows in the same order; their counters in one statement.
+        var ordered = fresh.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        if (ordered.Count > 0)
+        {
+            Exec(c, t, """
+                INSERT INTO devices (id, records, last_seen)
+                SELECT u.id, u.n, $3 FROM unnest($1, $2) WITH ORDINALITY AS u(id, n, o) ORDER BY u.o
+                ON CONFLICT (id) DO UPDATE SET records = devices.records + excluded.records, last_seen = excluded.last_seen
+                """, P(NpgsqlDbType.Array | NpgsqlDbType.Text, ordered.Select(kv => kv.Key).ToArray()),
+                P(NpgsqlDbType.Array | NpgsqlDbType.Bigint, ordered.Select(kv => kv.Value.Count).ToArray()), received);
+        }
+
         var total = 0L;
-        // Devices in one order in every transaction, so two replicas lock their rows in the same order.
-        foreach (var (device, (count, healthAt, health)) in fresh.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        foreach (var (device, (count, healthAt, health)) in ordered)
         {
             total += count;
-            Exec(c, t, """
-                INSERT INTO devices (id, records, last_seen) VALUES ($1, $2, $3)
-                ON CONFLICT (id) DO UPDATE SET records = devices.records + excluded.records, last_seen = excluded.last_seen
-                """, device, count, received);
             if (health is not null)
             {
                 var model = HealthModel(health);
