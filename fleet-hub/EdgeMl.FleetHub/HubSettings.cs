@@ -36,6 +36,15 @@ public sealed class HubSettings
     /// empty (default): plain subscriptions, which Mosquitto keeps across its own restart.
     /// </summary>
     public string SharedGroup { get; set; } = "";
+    /// <summary>
+    /// The store: empty (default) for the embedded LiteDB store in <see cref="Data"/>; a PostgreSQL connection string
+    /// (<c>Host=…;Database=…;Username=…;Password=…</c>, Npgsql's format) for the store several hub replicas share.
+    /// </summary>
+    public string Store { get; set; } = "";
+    /// <summary>Records (telemetry, health, drift …) are removed this many days after the hub received them; 0: kept for ever.</summary>
+    public double RetentionDays { get; set; } = 30;
+    /// <summary>How often retention runs (minutes, default 60).</summary>
+    public double RetentionIntervalMinutes { get; set; } = 60;
     /// <summary>This replica's client id at the external broker (persistent session).</summary>
     public string ClientId { get; set; } = "edgeml-hub-1";
     /// <summary>An operator API token to accept (besides the generated <c>operator.token</c>); empty: none.</summary>
@@ -66,6 +75,19 @@ public sealed class HubSettings
             return $"--Broker '{Broker}' is not mqtt://HOST:PORT or mqtts://HOST:PORT";
         }
 
+        if (Store.Length > 0)
+        {
+            try
+            {
+                if (new Npgsql.NpgsqlConnectionStringBuilder(Store).Host is not { Length: > 0 }) return "--Store names no Host (Host=…;Database=…)";
+            }
+            catch (Exception e) when (e is ArgumentException or FormatException or KeyNotFoundException)
+            {
+                return $"--Store is not a PostgreSQL connection string (Host=…;Database=…): {e.Message}";
+            }
+        }
+
+        if (RetentionDays < 0) return "--RetentionDays must be 0 (keep for ever) or more";
         if (!System.Net.IPAddress.TryParse(MqttAddress, out _)) return $"--MqttAddress '{MqttAddress}' is not an IP address";
         if (BrokerCa.Length > 0 && !File.Exists(BrokerCa)) return $"--BrokerCa '{BrokerCa}' does not exist";
         if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))

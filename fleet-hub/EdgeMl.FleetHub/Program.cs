@@ -21,7 +21,21 @@ if (settings.Problem(builder.Configuration) is { } problem)
 // One upload limit for Kestrel and the registry (a push over it: 413 with the limit named, from ApiErrors).
 builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (long)settings.MaxPackageMb << 20);
 builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddSingleton<IHubStore>(_ => new LiteDbHubStore(settings.Data));
+IHubStore store;
+try
+{
+    store = settings.Store.Length > 0 ? PostgresHubStore.Open(settings.Store) : new LiteDbHubStore(settings.Data);
+}
+catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or UnauthorizedAccessException or InvalidOperationException or LiteDB.LiteException
+                              or System.Net.Sockets.SocketException or TimeoutException)
+{
+    // A server that cannot be reached, a password it refuses, a data directory we cannot write: one line, exit 1.
+    Console.Error.WriteLine($"edgeml-hub: cannot open the store ({(settings.Store.Length > 0 ? "--Store" : $"--Data {settings.Data}")}): {e.Message}");
+    return 1;
+}
+
+builder.Services.AddSingleton(store);
+builder.Services.AddHostedService<EdgeMl.FleetHub.Retention.RecordRetention>();
 builder.Services.AddSingleton<TelemetryIngest>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.RegistryBaselines>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.DriftAlerts>();

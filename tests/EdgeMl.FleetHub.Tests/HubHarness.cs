@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
@@ -71,22 +72,37 @@ public sealed class HubHarness : IDisposable
         _subscribed.Reset();
         _hub = Start(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), args, line =>
         {
+            HubLog.Enqueue(line);
             // Logged after the hub subscribed at the external broker.
             if (line.Contains("Connected to external broker", StringComparison.Ordinal)) _subscribed.Set();
         });
         var tokenFile = Path.Combine(HubData, "operator.token");
+        // Replicas on one shared store take the same --OperatorToken (the first one's bootstrap file is in its own data directory).
+        var configuredAt = Array.IndexOf(extra, "--OperatorToken");
+        var configured = configuredAt >= 0 && configuredAt + 1 < extra.Length ? extra[configuredAt + 1] : null;
         Until(() =>
         {
-            // Read again on every try: the file may be seen before its contents are written.
-            if (!File.Exists(tokenFile)) return false;
-            OperatorToken = File.ReadAllText(tokenFile).Trim();
-            if (OperatorToken.Length < 10) return false;
+            if (configured is not null)
+            {
+                OperatorToken = configured;
+            }
+            else
+            {
+                // Read again on every try: the file may be seen before its contents are written.
+                if (!File.Exists(tokenFile)) return false;
+                OperatorToken = File.ReadAllText(tokenFile).Trim();
+                if (OperatorToken.Length < 10) return false;
+            }
+
             Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", OperatorToken);
             return Try(() => Api.GetAsync("/api/devices").Result.IsSuccessStatusCode);
         }, "the hub to answer");
     }
 
     public bool WaitSubscribed(int timeoutMs) => _subscribed.Wait(timeoutMs);
+
+    /// <summary>What the hub process wrote (stdout and stderr), line by line, since it was first started.</summary>
+    public ConcurrentQueue<string> HubLog { get; } = new();
 
     public void KillHub()
     {

@@ -1,11 +1,12 @@
 using EdgeMl.FleetHub.Store;
 using EdgeMl.TestUtilities;
+using EdgeMl.TestUtilities.Postgres;
 
 namespace EdgeMl.FleetHub.Tests;
 
 /// <summary>
-/// What every hub store must do (<see cref="IHubStore"/>); each store runs these through a subclass. Real files:
-/// LiteDB on disk here, PostgreSQL when it comes.
+/// What every hub store must do (<see cref="IHubStore"/>); each store runs these through a subclass. Real stores:
+/// LiteDB on disk, and PostgreSQL in a throwaway cluster (<see cref="PostgresCluster"/>) with a database per test.
 /// </summary>
 public abstract class HubStoreContractTests : IDisposable
 {
@@ -16,15 +17,15 @@ public abstract class HubStoreContractTests : IDisposable
 
     private IHubStore? _store;
 
-    private IHubStore Store => _store ??= Open(_dir.Path);
+    protected IHubStore Store => _store ??= Open(_dir.Path);
 
-    private void Reopen()
+    protected void Reopen()
     {
         _store?.Dispose();
         _store = Open(_dir.Path);
     }
 
-    private static List<IncomingRecord> Batch(string boot, string cls, params long[] seqs) =>
+    protected static List<IncomingRecord> Batch(string boot, string cls, params long[] seqs) =>
         seqs.Select(s => new IncomingRecord(boot, s, cls, 1000 + s, $$"""{"n":{{s}}}""")).ToList();
 
     private int Store1(string device, List<IncomingRecord> records) => Store.StoreBatches([(device, records)], _now);
@@ -94,16 +95,227 @@ public abstract class HubStoreContractTests : IDisposable
         Assert.Equal(("revoked", "line-a", "berlin"), (d.Enrollment, d.Group, d.Tags["site"]));
     }
 
+    [Fact]
+    public void Records_come_newest_first_limited_and_by_class_and_health_updates_the_registry()
+    {
+        Store.StoreBatches([("d1", Batch("b1", "telemetry", 1, 2, 3))], _now);
+        Store.StoreBatches([("d1", [new IncomingRecord("b1", 1, "health", 5000, """{"model":{"name":"vib","version":"1.2","latencyP99Ms":3.5}}""")])], _now);
+        Store.StoreBatches([("d1", Batch("b1", "telemetry", 4, 5))], _now);
+        Assert.Equal([5L, 4, 1], Store.Records("d1", 3).Select(r => r.Seq));
+        Assert.Equal(["telemetry", "telemetry", "health", "telemetry"], Store.Records("d1", 4).Select(r => r.Class));
+        Assert.Equal([5L, 4, 3, 2], Store.Records("d1", 4, "telemetry").Select(r => r.Seq));
+        Assert.Equal([1L], Store.Records("d1", 10, "health").Select(r => r.Seq));
+        Assert.Empty(Store.Records("d1", 0));
+        Assert.Empty(Store.Records("nobody", 10));
+        var d = Store.FindDevice("d1")!;
+        Assert.Equal(("vib", "1.2", 3.5), (d.Model, d.ModelVersion, d.LatencyP99Ms));
+        Assert.Equal(5000, d.HealthAt!.Value.ToUnixTimeMilliseconds());
+        Assert.Contains("latencyP99Ms", d.HealthJson, StringComparison.Ordinal);
+        Assert.Equal(6, d.Records);
+    }
+
+    [Fact]
+    public void Retention_removes_records_received_before_the_cutoff_and_they_are_not_stored_again()
+    {
+        Store.StoreBatches([("d1", Batch("b1", "telemetry", 1, 2)), ("d1", Batch("b1", "health", 1))], _now.AddDays(-40));
+        Store.StoreBatches([("d1", Batch("b1", "telemetry", 3))], _now);
+        Assert.Equal(3, Store.RemoveRecordsBefore(_now.AddDays(-30)));
+        Assert.Equal([3], Seqs("d1"));
+        Assert.Empty(Store.Records("d1", 10, "health"));
+        Assert.Equal(0, Store.RemoveRecordsBefore(_now.AddDays(-30)));
+        // Exactly once holds for what is kept. (A record re-sent after retention removed it may be stored again in
+        // PostgreSQL; devices drop unsent records after their outbox TTL, 7 days, long before a 30-day retention.)
+        Assert.Equal(0, Store1("d1", Batch("b1", "telemetry", 3)));
+    }
+
+    [Fact]
+    public void A_package_is_stored_whole_and_read_back_from_any_position()
+    {
+        var bytes = new byte[(5 << 19) + 123]; // 2.5 MiB and a bit: several chunks in the PostgreSQL store
+        new Random(7).NextBytes(bytes);
+        var entry = new ModelEntry("vib", "1.0", "sha", bytes.Length, "msha", "key1", "alice", _now, "models/vib/1.0-abc.edgepkg");
+        Assert.True(Store.AddModel(entry, bytes));
+        Assert.False(Store.AddModel(entry with { PackageSha256 = "other" }, new byte[10]));
+        Reopen();
+        Assert.Equal(("sha", bytes.Length, "alice"), (Store.FindModel("vib", "1.0")!.PackageSha256, Store.FindModel("vib", "1.0")!.SizeBytes, Store.FindModel("vib", "1.0")!.PushedBy));
+        Assert.Single(Store.Models());
+        Assert.Null(Store.OpenPackage("vib", "9.9"));
+        using (var whole = Store.OpenPackage("vib", "1.0")!)
+        {
+            var copy = new MemoryStream();
+            whole.CopyTo(copy);
+            Assert.Equal(bytes, copy.ToArray());
+        }
+
+        using var package = Store.OpenPackage("vib", "1.0")!;
+        Assert.True(package.CanSeek);
+        Assert.Equal(bytes.Length, package.Length);
+        var start = (1 << 20) - 10; // across a chunk boundary
+        package.Seek(start, SeekOrigin.Begin);
+        var range = new byte[100];
+        package.ReadExactly(range);
+        Assert.Equal(bytes.AsSpan(start, 100).ToArray(), range);
+    }
+
+    [Fact]
+    public void Tokens_audit_rollouts_desired_states_and_quarantine_are_kept()
+    {
+        Store.AddApiToken("h1", "operator", "alice", _now);
+        Store.AddApiToken("h2", "viewer", "bob", _now.AddSeconds(1), expires: _now.AddHours(1));
+        Assert.Equal("operator", Store.ApiTokenRole("h1", _now));
+        Assert.Null(Store.ApiTokenRole("h2", _now.AddHours(2))); // expired
+        Assert.True(Store.HasApiTokens("viewer", _now));
+        Assert.False(Store.HasApiTokens("viewer", _now.AddHours(2)));
+        Assert.Equal(["h1"], Store.RevokeApiTokens("alice", _now));
+        Assert.Null(Store.ApiTokenRole("h1", _now));
+        Assert.Equal("alice", Store.ApiTokenName("h1"));
+        Assert.Equal(["revoked", "expired"], Store.ApiTokens().Select(t => t.State)); // listed at the real now, past h2's expiry
+        Store.RemoveApiTokens("bob", except: null);
+        Assert.Single(Store.ApiTokens());
+
+        Store.AddAudit(new AuditEntry(_now, "alice", "rollout.start", "rollout r1 of vib@1.0", "waves 1", null));
+        Store.AddAudit(new AuditEntry(_now.AddSeconds(1), "d1", "device.model", "model vib@1.0", "→ vib@1.0", "d1"));
+        Store.AddAudit(new AuditEntry(_now.AddSeconds(2), "alice", "rollouts_x", "other", "", null));
+        Assert.Equal(["rollout.start"], Store.Audit(new AuditQuery(Action: "rollout")).Select(a => a.Action));
+        Assert.Equal(["device.model"], Store.Audit(new AuditQuery(Device: "d1")).Select(a => a.Action));
+        Assert.Equal(2, Store.Audit(new AuditQuery(Subject: "vib@1.0")).Count);
+        Assert.Equal(2, Store.Audit(new AuditQuery(Since: _now.AddSeconds(1))).Count);
+
+        Store.SaveRollout("r1", "running", """{"id":"r1"}""");
+        Store.SaveRollout("r1", "done", """{"id":"r1","done":true}""");
+        Store.SetDesired("d1", "vib@1.0", """{"model":"vib"}""");
+        Store.SetModelState("d1", null, """{"active":"vib@1.0"}""");
+        Store.SetDriftStatus("d1", "watch", _now);
+        Store.Quarantine(new QuarantinedBatch(0, "d1", _now, "bad", 2, "[]"));
+        Store.Quarantine(new QuarantinedBatch(0, "d2", _now, "worse", 1, "[]"));
+        Reopen();
+        Assert.Equal("""{"id":"r1","done":true}""", Store.FindRollout("r1"));
+        Assert.Single(Store.RolloutJsons());
+        Assert.Equal([("d1", """{"model":"vib"}""")], Store.DesiredStates());
+        var d = Store.FindDevice("d1")!;
+        Assert.Equal(("vib@1.0", """{"active":"vib@1.0"}""", "watch", "unregistered"), (d.Desired, d.ReportedJson, d.DriftStatus, d.Enrollment));
+        Assert.Equal(["d2", "d1"], Store.Quarantined(null, 10).Select(q => q.Device));
+        Assert.Equal("bad", Assert.Single(Store.Quarantined("d1", 10)).Reason);
+    }
+
+    [Fact]
+    public void A_store_on_its_own_leads_every_kind_of_work()
+    {
+        Assert.True(Store.Leads("rollouts"));
+        Assert.True(Store.Leads("retention"));
+    }
+
+    [Fact]
+    public void Presence_keeps_the_last_boot_and_devices_are_listed()
+    {
+        Store.SetPresence("d2", "online", "b1", _now);
+        Store.SetPresence("d2", "offline", null, _now.AddMinutes(1));
+        Store.SetPresence("d1", "online", "b7", _now);
+        var d2 = Store.FindDevice("d2")!;
+        Assert.Equal(("offline", "b1", _now.AddMinutes(1)), (d2.Presence, d2.Boot, d2.LastSeen));
+        Assert.Equal(["d1", "d2"], Store.Devices().Select(d => d.Id).Order(StringComparer.Ordinal));
+        Assert.Null(Store.FindDevice("D1"));
+    }
+
     public void Dispose()
     {
         _store?.Dispose();
         _dir.Dispose();
+        GC.SuppressFinalize(this);
     }
 }
 
 public sealed class LiteDbHubStoreTests : HubStoreContractTests
 {
     protected override IHubStore Open(string directory) => new LiteDbHubStore(directory);
+}
+
+/// <summary>The contract on PostgreSQL (a database per test in the assembly's throwaway cluster), and what only a shared store can do.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresHubStoreTests(PostgresFixture postgres) : HubStoreContractTests
+{
+    private readonly string _database = postgres.Cluster.CreateDatabase();
+
+    protected override IHubStore Open(string directory) => PostgresHubStore.Open(_database);
+
+    [Fact]
+    public void Two_replicas_receiving_the_same_records_at_once_store_each_once()
+    {
+        using var a = PostgresHubStore.Open(_database);
+        using var b = PostgresHubStore.Open(_database);
+        var now = DateTimeOffset.UtcNow;
+        var stored = 0;
+        // Both replicas get every batch (a device that re-sent after a lost PUBACK, or a broker that delivered twice), concurrently.
+        Parallel.For(0, 2, replica =>
+        {
+            var store = replica == 0 ? a : b;
+            for (var i = 0; i < 50; i++)
+            {
+                var batches = Enumerable.Range(1, 10).Select(d => ($"dev-{d}", (IReadOnlyList<IncomingRecord>)Batch("b1", "telemetry", Enumerable.Range(i * 20 + 1, 20).Select(s => (long)s).ToArray()))).ToList();
+                if (replica == 1) batches.Reverse(); // the other order: the two transactions meet on the same rows
+                Interlocked.Add(ref stored, store.StoreBatches(batches, now));
+            }
+        });
+        Assert.Equal(10 * 50 * 20, stored);
+        for (var d = 1; d <= 10; d++)
+        {
+            Assert.Equal(Enumerable.Range(1, 1000).Select(s => (long)s), a.Records($"dev-{d}", 5000).Select(r => r.Seq).Order());
+            Assert.Equal(1000, b.FindDevice($"dev-{d}")!.Records);
+        }
+    }
+
+    [Fact]
+    public void One_replica_at_a_time_leads_a_kind_of_work_and_another_takes_over_when_it_goes()
+    {
+        var a = PostgresHubStore.Open(_database);
+        using var b = PostgresHubStore.Open(_database);
+        Assert.True(a.Leads("rollouts"));
+        Assert.True(a.Leads("rollouts")); // and keeps it
+        Assert.False(b.Leads("rollouts"));
+        Assert.True(b.Leads("retention")); // another kind of work, another lock
+        a.Dispose(); // the leader goes: its database session ends, as when its process is killed
+        HubHarness.Until(() => b.Leads("rollouts"), "replica b to take over the rollouts", 10_000);
+        Assert.True(b.Leads("retention"));
+    }
+
+    [Fact]
+    public void Replicas_starting_together_on_an_empty_database_migrate_it_once()
+    {
+        var fresh = postgres.Cluster.CreateDatabase();
+        var stores = new PostgresHubStore[4];
+        Parallel.For(0, stores.Length, i => stores[i] = PostgresHubStore.Open(fresh));
+        try
+        {
+            Assert.All(stores, s => Assert.Equal(PostgresHubStore.LatestSchemaVersion, s.SchemaVersion()));
+            Assert.Equal(3, stores[0].StoreBatches([("d1", Batch("b1", "telemetry", 1, 2, 3))], DateTimeOffset.UtcNow));
+            Assert.Equal(0, stores[3].StoreBatches([("d1", Batch("b1", "telemetry", 1, 2, 3))], DateTimeOffset.UtcNow));
+        }
+        finally
+        {
+            foreach (var s in stores) s.Dispose();
+        }
+    }
+
+    [Fact]
+    public void A_database_that_cannot_be_reached_is_an_error_naming_it()
+    {
+        var e = Assert.ThrowsAny<Npgsql.NpgsqlException>(() => PostgresHubStore.Open(postgres.Cluster.ConnectionString("no_such_db")));
+        Assert.Contains("no_such_db", e.Message, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>One throwaway PostgreSQL cluster for every test class in <see cref="PostgresCollection"/>, stopped and deleted after them.</summary>
+public sealed class PostgresFixture : IDisposable
+{
+    public PostgresCluster Cluster { get; } = new();
+
+    public void Dispose() => Cluster.Dispose();
+}
+
+[CollectionDefinition(Name)]
+public sealed class PostgresCollection : ICollectionFixture<PostgresFixture>
+{
+    public const string Name = "PostgreSQL";
 }
 
 public sealed class SeqSetTests

@@ -19,10 +19,11 @@ public static class ModelsApi
         api.MapGet("/limits", (HubSettings settings) => TypedResults.Ok(new ModelLimits((long)settings.MaxPackageMb << 20))).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{name}/{version}", IResult (string name, string version, IHubStore store) =>
             store.FindModel(name, version) is { } m ? TypedResults.Ok(View(m)) : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{name}/{version}/package", IResult (string name, string version, IHubStore store, HubSettings settings) =>
-            store.FindModel(name, version) is { } m
-                // A full path: a relative one (--Data hub) would be taken as a path under the web root and not found.
-                ? Results.File(Path.GetFullPath(Path.Combine(settings.Data, m.File)), "application/zip", $"{name}-{version}.edgepkg", enableRangeProcessing: true)
+        // From the store (a file of the embedded store, or rows of the shared PostgreSQL store: any replica serves any package);
+        // the stream is seekable, so Range requests get 206 with just those bytes.
+        api.MapGet("/{name}/{version}/package", IResult (string name, string version, IHubStore store) =>
+            store.OpenPackage(name, version) is { } package
+                ? Results.Stream(package, "application/zip", $"{name}-{version}.edgepkg", enableRangeProcessing: true)
                 : TypedResults.NotFound(new ApiError($"no model {name}@{version}"))).RequireRole(ApiAuth.Device);
 
         api.MapPost("/", async Task<IResult> (HttpRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
@@ -69,14 +70,10 @@ public static class ModelsApi
             }
 
             var file = Path.Combine("models", Safe(m.Name), $"{Safe(m.Version)}-{sha[..12]}.edgepkg");
-            var full = Path.Combine(settings.Data, file);
-            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-            await File.WriteAllBytesAsync(full + ".tmp", bytes.ToArray()).ConfigureAwait(false);
-            File.Move(full + ".tmp", full, overwrite: true);
             var header = request.Headers.Authorization.ToString();
             var who = store.ApiTokenName(Secrets.Hash(header.Length > 7 ? header[7..].Trim() : "")) is { Length: > 0 } n ? n : "operator";
             var entry = new ModelEntry(m.Name, m.Version, sha, bytes.Length, m.Model.Sha256, check.KeyId ?? "", who, time.GetUtcNow(), file);
-            if (!store.AddModel(entry)) return TypedResults.Conflict(new ApiError($"{m.Name}@{m.Version} was pushed at the same moment by someone else"));
+            if (!store.AddModel(entry, bytes.GetBuffer().AsMemory(0, (int)bytes.Length))) return TypedResults.Conflict(new ApiError($"{m.Name}@{m.Version} was pushed at the same moment by someone else"));
             store.AddAudit(new AuditEntry(entry.PushedAt, who, "model.push", $"model {m.Name}@{m.Version}",
                 $"signed by key {check.KeyId}; package SHA-256 {sha}; {bytes.Length} bytes"));
             return TypedResults.Created($"/api/models/{m.Name}/{m.Version}", View(entry));

@@ -8,7 +8,7 @@ namespace EdgeMl.FleetHub.Drift;
 /// The drift baselines of the models in the hub's registry (each package manifest's <c>baseline</c>), by name and
 /// version: what the hub judges drift against. Versions are immutable, so a baseline read once is kept.
 /// </summary>
-public sealed partial class RegistryBaselines(IHubStore store, HubSettings settings, ILogger<RegistryBaselines> logger)
+public sealed partial class RegistryBaselines(IHubStore store, ILogger<RegistryBaselines> logger)
 {
     private readonly ConcurrentDictionary<string, DriftBaseline> _known = new(StringComparer.Ordinal);
 
@@ -20,7 +20,9 @@ public sealed partial class RegistryBaselines(IHubStore store, HubSettings setti
         if (store.FindModel(name, version) is not { } model) return null;
         try
         {
-            var baseline = ModelPackage.Open(Path.GetFullPath(Path.Combine(settings.Data, model.File))).Manifest.Baseline;
+            using var package = store.OpenPackage(name, version);
+            if (package is null) return null;
+            var baseline = ModelPackage.Read(package, $"the registry's package of {key}").Manifest.Baseline;
             return baseline is null ? null : _known.GetOrAdd(key, baseline);
         }
         catch (ModelPackageException e)

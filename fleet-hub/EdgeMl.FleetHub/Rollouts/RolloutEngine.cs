@@ -60,9 +60,10 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         }
     }
 
-    /// <summary>One step of every rollout that is not finished with its devices.</summary>
+    /// <summary>One step of every rollout that is not finished with its devices; only on the replica that leads <c>rollouts</c> (<see cref="IHubStore.Leads"/>).</summary>
     public async Task TickAsync()
     {
+        if (!store.Leads("rollouts")) return;
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {

@@ -2,8 +2,9 @@ namespace EdgeMl.FleetHub.Store;
 
 /// <summary>
 /// Everything the hub keeps: device batches (exactly once per (device, boot, class, seq)), presence, the
-/// registry with enrollment and health, and API tokens. LiteDB (<see cref="LiteDbHubStore"/>) is the embedded
-/// default; a shared store for several hub replicas implements the same contract.
+/// registry with enrollment and health, API tokens, rollouts, the audit trail and model packages. LiteDB
+/// (<see cref="LiteDbHubStore"/>) is the embedded default; PostgreSQL (<see cref="PostgresHubStore"/>) is the shared
+/// store several hub replicas use at once. Every method is safe to call from many threads.
 /// </summary>
 public interface IHubStore : IDisposable
 {
@@ -35,8 +36,29 @@ public interface IHubStore : IDisposable
     /// <summary>The device's drift status as last evaluated (ok, watch, moderate, major).</summary>
     void SetDriftStatus(string id, string status, DateTimeOffset at);
 
-    /// <summary>Registers a model version; false when that name and version exist already (versions are immutable).</summary>
-    bool AddModel(ModelEntry model);
+    /// <summary>
+    /// Registers a model version with its package (the whole .edgepkg, <see cref="ModelEntry.SizeBytes"/> bytes); false
+    /// when that name and version exist already (versions are immutable). The package is stored before the entry is
+    /// visible, so a listed model can always be downloaded.
+    /// </summary>
+    bool AddModel(ModelEntry model, ReadOnlyMemory<byte> package);
+
+    /// <summary>The stored package of a model version as a read-only, seekable stream (for HTTP range requests); null when unknown. The caller disposes it.</summary>
+    Stream? OpenPackage(string name, string version);
+
+    /// <summary>
+    /// Whether this process runs <paramref name="work"/> (e.g. <c>rollouts</c>) now: one replica at a time on a shared
+    /// store, always true on the embedded one. Asked before each step; a replica that dies loses it with its database
+    /// session, and another replica gets it at its next ask. False (never an exception) when the store cannot tell.
+    /// </summary>
+    bool Leads(string work);
+
+    /// <summary>
+    /// Retention: removes the records (all classes: telemetry, health, drift …) the hub received before
+    /// <paramref name="cutoff"/>; returns how many. Exactly-once still holds for them (a re-sent old record is not
+    /// stored again). Registry, audit and packages are kept.
+    /// </summary>
+    long RemoveRecordsBefore(DateTimeOffset cutoff);
 
     ModelEntry? FindModel(string name, string version);
 
@@ -98,7 +120,10 @@ public sealed record DeviceEntry(
     DateTimeOffset? HealthAt, string? HealthJson, string? DriftStatus = null, DateTimeOffset? DriftAt = null,
     string? Desired = null, string? ReportedJson = null);
 
-/// <summary>A model version in the registry: the package's SHA-256 and size, who signed it (key id), who pushed it, when.</summary>
+/// <summary>
+/// A model version in the registry: the package's SHA-256 and size, who signed it (key id), who pushed it, when.
+/// <see cref="File"/>: where the embedded store keeps the package (relative to its data directory); the PostgreSQL store keeps it in the database.
+/// </summary>
 public sealed record ModelEntry(string Name, string Version, string PackageSha256, long SizeBytes, string ModelSha256, string KeyId, string PushedBy, DateTimeOffset PushedAt, string File);
 
 /// <summary>

@@ -103,12 +103,21 @@ public sealed partial class LiteDbHubStore
         }
     }
 
-    public bool AddModel(ModelEntry m)
+    public bool AddModel(ModelEntry m, ReadOnlyMemory<byte> package)
     {
         lock (_gate)
         {
             var id = $"{m.Name}@{m.Version}";
             if (_models.FindById(id) is not null) return false;
+            var full = PackagePath(m);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            using (var f = new FileStream(full + ".tmp", FileMode.Create, FileAccess.Write))
+            {
+                f.Write(package.Span);
+                f.Flush(flushToDisk: true);
+            }
+
+            File.Move(full + ".tmp", full, overwrite: true);
             _models.Insert(new BsonDocument
             {
                 ["_id"] = id, ["name"] = m.Name, ["version"] = m.Version, ["sha256"] = m.PackageSha256, ["size"] = m.SizeBytes,
@@ -122,6 +131,16 @@ public sealed partial class LiteDbHubStore
     {
         lock (_gate) return _models.FindById($"{name}@{version}") is { } d ? Model(d) : null;
     }
+
+    public Stream? OpenPackage(string name, string version)
+    {
+        ModelEntry? m;
+        lock (_gate) m = _models.FindById($"{name}@{version}") is { } d ? Model(d) : null;
+        return m is null ? null : new FileStream(PackagePath(m), FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous);
+    }
+
+    /// <summary>A package's file: <see cref="ModelEntry.File"/> under the data directory, as a full path.</summary>
+    private string PackagePath(ModelEntry m) => Path.GetFullPath(Path.Combine(_directory, m.File));
 
     public List<ModelEntry> Models()
     {

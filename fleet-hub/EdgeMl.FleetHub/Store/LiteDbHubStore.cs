@@ -18,9 +18,16 @@ public sealed partial class LiteDbHubStore : IHubStore
     private readonly ILiteCollection<BsonDocument> _apiTokens;
     private readonly ILiteCollection<BsonDocument> _models;
     private readonly Lock _gate = new();
+    private readonly string _directory;
+    private long _lastBatchId;
 
+    /// <summary>Separates the device from the batch number in a batch's <c>key</c> (device ids never contain it).</summary>
+    private const char KeySeparator = '\u001f';
+
+    /// <summary>Opens (or creates) the store in <paramref name="directory"/>: <c>hub.db</c> and <c>models/</c> (the packages).</summary>
     public LiteDbHubStore(string directory)
     {
+        _directory = directory;
         Directory.CreateDirectory(directory);
         _db = new LiteDatabase(new ConnectionString { Filename = Path.Combine(directory, "hub.db"), Connection = ConnectionType.Direct });
         _batches = _db.GetCollection("batches", BsonAutoId.Int64);
@@ -29,8 +36,31 @@ public sealed partial class LiteDbHubStore : IHubStore
         _apiTokens = _db.GetCollection("apitokens");
         _models = _db.GetCollection("models");
         _batches.EnsureIndex("device", "$.device");
+        // key = device + separator + batch number: a device's newest batches are read from this index, newest first, without
+        // loading the device's history; received: retention deletes by it.
+        _batches.EnsureIndex("key", "$.key");
+        _batches.EnsureIndex("received", "$.received");
         _devices.EnsureIndex("tokenHash", "$.tokenHash");
+        _lastBatchId = _batches.Count() == 0 ? 0 : _batches.Max().AsInt64;
+        AddBatchKeys();
     }
+
+    /// <summary>Batches written before the <c>key</c> field existed get it (once; later opens find none without it).</summary>
+    private void AddBatchKeys()
+    {
+        var old = _batches.Find(Query.EQ("key", BsonValue.Null)).ToList();
+        if (old.Count == 0) return;
+        _db.BeginTrans();
+        foreach (var b in old)
+        {
+            b["key"] = BatchKey(b["device"].AsString, b["_id"].AsInt64);
+            _batches.Update(b);
+        }
+
+        _db.Commit();
+    }
+
+    private static string BatchKey(string device, long id) => $"{device}{KeySeparator}{id:D19}";
 
     /// <summary>Stores the records of a batch not stored before; returns how many were new.</summary>
     public int StoreBatch(string device, IReadOnlyList<IncomingRecord> records, DateTimeOffset receivedAt) =>
@@ -68,7 +98,11 @@ public sealed partial class LiteDbHubStore : IHubStore
                     }
 
                     if (fresh.Count == 0) continue;
-                    _batches.Insert(new BsonDocument { ["device"] = device, ["received"] = received, ["n"] = fresh.Count, ["records"] = fresh });
+                    var id = ++_lastBatchId;
+                    _batches.Insert(new BsonDocument
+                    {
+                        ["_id"] = id, ["device"] = device, ["key"] = BatchKey(device, id), ["received"] = received, ["n"] = fresh.Count, ["records"] = fresh,
+                    });
                     if (!devices.TryGetValue(device, out var d)) devices[device] = d = Device(device);
                     d["records"] = d["records"].AsInt64 + fresh.Count;
                     d["lastSeen"] = received;
@@ -98,6 +132,7 @@ public sealed partial class LiteDbHubStore : IHubStore
             catch
             {
                 _db.Rollback();
+                _lastBatchId = _batches.Count() == 0 ? 0 : _batches.Max().AsInt64;
                 throw;
             }
         }
@@ -126,7 +161,8 @@ public sealed partial class LiteDbHubStore : IHubStore
 
     public DeviceEntry? FindDevice(string id)
     {
-        lock (_gate) return _devices.FindById(id) is { } d ? Entry(d) : null;
+        // LiteDB compares ids ignoring case: a device is only ever its exact id.
+        lock (_gate) return _devices.FindById(id) is { } d && d["_id"].AsString == id ? Entry(d) : null;
     }
 
     /// <summary>The newest stored records of a device, newest first; only those of <paramref name="recordClass"/> when given.</summary>
@@ -135,7 +171,12 @@ public sealed partial class LiteDbHubStore : IHubStore
         lock (_gate)
         {
             var result = new List<HubRecord>();
-            foreach (var batch in _batches.Find(Query.EQ("device", device)).OrderByDescending(b => b["_id"].AsInt64))
+            if (limit <= 0) return result;
+            // The key index in descending order, read lazily: only the batches needed for `limit` records are loaded.
+            var newestFirst = _batches.Query()
+                .Where(Query.Between("$.key", BatchKey(device, 0), $"{device}{KeySeparator}\uffff"))
+                .OrderByDescending("$.key").ToEnumerable();
+            foreach (var batch in newestFirst)
             {
                 foreach (var r in batch["records"].AsArray.Reverse())
                 {
@@ -146,6 +187,29 @@ public sealed partial class LiteDbHubStore : IHubStore
             }
 
             return result;
+        }
+    }
+
+    /// <summary>One process owns a LiteDB store: it always leads.</summary>
+    public bool Leads(string work) => true;
+
+    public long RemoveRecordsBefore(DateTimeOffset cutoff)
+    {
+        var before = cutoff.ToUnixTimeMilliseconds();
+        long removed = 0;
+        while (true)
+        {
+            // In slices, so that ingest is not held up for long by a large first clean-up.
+            lock (_gate)
+            {
+                var old = _batches.Query().Where(Query.LT("$.received", before)).Limit(5000).ToEnumerable()
+                    .Select(b => (Id: b["_id"], N: b["n"].AsInt32)).ToList();
+                if (old.Count == 0) return removed;
+                _db.BeginTrans();
+                foreach (var (id, _) in old) _batches.Delete(id);
+                _db.Commit();
+                removed += old.Sum(b => b.N);
+            }
         }
     }
 

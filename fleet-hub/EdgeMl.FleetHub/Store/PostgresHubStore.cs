@@ -1,0 +1,409 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace EdgeMl.FleetHub.Store;
+
+/// <summary>
+/// The shared store for several hub replicas (<c>--Store "Host=…;Database=…"</c>): PostgreSQL through plain Npgsql
+/// commands. Records are one row each with a unique key on (device, boot, class, seq), so a record is stored once
+/// however often and by however many replicas it arrives (<c>INSERT … ON CONFLICT DO NOTHING</c>). Registry, tokens,
+/// enrollment, rollouts, desired states, audit, quarantine and model packages (in 1 MiB <c>bytea</c> chunks) are rows
+/// too, so any replica answers any API call. The schema is created and migrated at start (<see cref="Migrations"/>)
+/// under an advisory lock, so replicas starting together are safe.
+/// </summary>
+/// <remarks>
+/// Errors: a lost connection or a server that is going away surfaces as <see cref="IOException"/> (the ingest writer
+/// does not acknowledge the batch, and the device sends it again); an error in the data itself (SQLSTATE class 22/23/54)
+/// stays a <see cref="PostgresException"/> (the batch is quarantined).
+/// </remarks>
+public sealed partial class PostgresHubStore : IHubStore
+{
+    private readonly NpgsqlDataSource _db;
+
+    /// <summary>Package chunk size (bytes): a range request reads only the chunks it needs.</summary>
+    internal const int ChunkBytes = 1 << 20;
+
+    /// <summary>Key of the advisory lock that serialises schema migrations between replicas.</summary>
+    private const long MigrationLock = 0x45444745_4d4c0001; // "EDGEML" + 1
+
+    /// <summary>A connection of its own (not pooled: closing it must end the session) holding this replica's leases.</summary>
+    private readonly string _leaseConnectionString;
+    private readonly Lock _leaseGate = new();
+    private readonly HashSet<string> _leading = new(StringComparer.Ordinal);
+    private NpgsqlConnection? _leaseConnection;
+
+    private PostgresHubStore(NpgsqlDataSource db, string connectionString)
+    {
+        _db = db;
+        _leaseConnectionString = new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString;
+    }
+
+    /// <summary>
+    /// Connects and brings the schema to the newest version. Throws <see cref="ArgumentException"/> for a connection
+    /// string that is not one, <see cref="NpgsqlException"/> when the server cannot be reached or refuses us.
+    /// </summary>
+    public static PostgresHubStore Open(string connectionString)
+    {
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        var db = builder.Build();
+        try
+        {
+            Migrate(db);
+            return new PostgresHubStore(db, connectionString);
+        }
+        catch
+        {
+            db.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Schema versions, applied in order, each in its own transaction with its row in <c>schema_version</c>. Append only:
+    /// a released migration is never changed.
+    /// </summary>
+    internal static readonly string[] Migrations =
+    [
+        // 1: everything the hub keeps.
+        """
+        CREATE TABLE devices (
+            id text PRIMARY KEY,
+            grp text, tags text, created_at bigint,
+            presence text NOT NULL DEFAULT 'unknown', boot text, last_seen bigint NOT NULL DEFAULT 0, records bigint NOT NULL DEFAULT 0,
+            revoked boolean NOT NULL DEFAULT false, revoked_at bigint, enrolled_at bigint,
+            token_hash text UNIQUE, token_expires bigint, secret_hash text,
+            model text, model_version text, latency_p99_ms double precision, health_at bigint, health text,
+            drift_status text, drift_at bigint, desired text, desired_json text, reported text);
+        CREATE TABLE records (
+            id bigint GENERATED ALWAYS AS IDENTITY,
+            device text NOT NULL, boot text NOT NULL, class text NOT NULL, seq bigint NOT NULL,
+            at bigint NOT NULL, received bigint NOT NULL, data text NOT NULL,
+            PRIMARY KEY (device, boot, class, seq));
+        CREATE INDEX records_newest ON records (device, id);
+        CREATE INDEX records_newest_by_class ON records (device, class, id);
+        CREATE INDEX records_received ON records (received);
+        CREATE TABLE models (
+            name text NOT NULL, version text NOT NULL, sha256 text NOT NULL, size bigint NOT NULL, model_sha256 text NOT NULL,
+            key_id text NOT NULL, pushed_by text NOT NULL, pushed_at bigint NOT NULL, file text NOT NULL,
+            PRIMARY KEY (name, version));
+        CREATE TABLE package_chunks (
+            name text NOT NULL, version text NOT NULL, idx integer NOT NULL, data bytea NOT NULL,
+            PRIMARY KEY (name, version, idx),
+            FOREIGN KEY (name, version) REFERENCES models (name, version));
+        -- Packages are zip files: already compressed, so stored out of line without another try.
+        ALTER TABLE package_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+        CREATE TABLE rollouts (id text PRIMARY KEY, state text NOT NULL, json text NOT NULL);
+        CREATE TABLE audit (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at bigint NOT NULL, actor text NOT NULL, action text NOT NULL, subject text NOT NULL, details text NOT NULL, device text NOT NULL);
+        CREATE INDEX audit_at ON audit (at);
+        CREATE INDEX audit_device ON audit (device, at);
+        CREATE TABLE api_tokens (
+            hash text PRIMARY KEY, role text NOT NULL, name text NOT NULL, created bigint NOT NULL, expires bigint, revoked_at bigint);
+        CREATE INDEX api_tokens_name ON api_tokens (name);
+        CREATE TABLE quarantine (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            device text NOT NULL, at bigint NOT NULL, reason text NOT NULL, n integer NOT NULL, records text NOT NULL);
+        CREATE INDEX quarantine_device ON quarantine (device, id);
+        """,
+    ];
+
+    private static void Migrate(NpgsqlDataSource db)
+    {
+        using var c = db.OpenConnection();
+        Exec(c, null, "SELECT pg_advisory_lock($1)", MigrationLock);
+        try
+        {
+            Exec(c, null, "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+            using var q = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM schema_version", c);
+            var current = Convert.ToInt32(q.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+            if (current > Migrations.Length)
+            {
+                throw new InvalidOperationException($"the database's schema is version {current}, newer than this hub knows ({Migrations.Length}): run the newer hub");
+            }
+
+            for (var v = current + 1; v <= Migrations.Length; v++)
+            {
+                using var t = c.BeginTransaction();
+                Exec(c, t, Migrations[v - 1]);
+                Exec(c, t, "INSERT INTO schema_version (version) VALUES ($1)", v);
+                t.Commit();
+            }
+        }
+        finally
+        {
+            Exec(c, null, "SELECT pg_advisory_unlock($1)", MigrationLock);
+        }
+    }
+
+    /// <summary>The schema version this hub migrates a database to.</summary>
+    public static int LatestSchemaVersion => Migrations.Length;
+
+    /// <summary>The schema version the database is at (for tests and diagnostics).</summary>
+    public int SchemaVersion()
+    {
+        using var c = _db.OpenConnection();
+        using var q = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM schema_version", c);
+        return Convert.ToInt32(q.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static int Exec(NpgsqlConnection c, NpgsqlTransaction? t, string sql, params object?[] args)
+    {
+        using var cmd = Command(c, t, sql, args);
+        return cmd.ExecuteNonQuery();
+    }
+
+    private static NpgsqlCommand Command(NpgsqlConnection c, NpgsqlTransaction? t, string sql, params object?[] args)
+    {
+        var cmd = new NpgsqlCommand(sql, c, t);
+        foreach (var a in args) cmd.Parameters.Add(a is NpgsqlParameter p ? p : new NpgsqlParameter { Value = a ?? DBNull.Value });
+        return cmd;
+    }
+
+    /// <summary>A parameter with an explicit type, for NULLs and arrays.</summary>
+    private static NpgsqlParameter P(NpgsqlDbType type, object? value) => new() { NpgsqlDbType = type, Value = value ?? DBNull.Value };
+
+    /// <summary>Runs <paramref name="work"/> on a pooled connection; connection-level failures become <see cref="IOException"/>.</summary>
+    private T Run<T>(Func<NpgsqlConnection, T> work)
+    {
+        try
+        {
+            using var c = _db.OpenConnection();
+            return work(c);
+        }
+        catch (NpgsqlException e) when (Transient(e))
+        {
+            throw new IOException($"PostgreSQL: {e.Message}", e);
+        }
+    }
+
+    private void Run(Action<NpgsqlConnection> work) => Run(c =>
+    {
+        work(c);
+        return 0;
+    });
+
+    /// <summary>
+    /// True for failures of the connection or the server (worth a retry); false for errors in what was sent (data
+    /// exceptions, constraint violations, program limits), which would fail the same way again.
+    /// </summary>
+    private static bool Transient(NpgsqlException e) =>
+        e is not PostgresException pg || !(pg.SqlState.StartsWith("22", StringComparison.Ordinal) || pg.SqlState.StartsWith("23", StringComparison.Ordinal)
+                                           || pg.SqlState.StartsWith("54", StringComparison.Ordinal) || pg.SqlState.StartsWith("42", StringComparison.Ordinal));
+
+    /// <summary>
+    /// One transaction for the whole group: the records go in with one multi-row insert over arrays (unnest), new ones
+    /// only (<c>ON CONFLICT DO NOTHING</c> on the unique key), in the order given; then each device's counter, last-seen
+    /// and newest health. A deadlock with another replica writing the same devices is retried.
+    /// </summary>
+    public int StoreBatches(IReadOnlyList<(string Device, IReadOnlyList<IncomingRecord> Records)> batches, DateTimeOffset receivedAt)
+    {
+        var n = batches.Sum(b => b.Records.Count);
+        if (n == 0) return 0;
+        var devices = new string[n];
+        var boots = new string[n];
+        var classes = new string[n];
+        var seqs = new long[n];
+        var ats = new long[n];
+        var datas = new string[n];
+        var i = 0;
+        foreach (var (device, records) in batches)
+        {
+            foreach (var r in records)
+            {
+                (devices[i], boots[i], classes[i], seqs[i], ats[i], datas[i]) = (device, r.Boot, r.Class, r.Seq, r.At, r.Data);
+                i++;
+            }
+        }
+
+        var received = receivedAt.ToUnixTimeMilliseconds();
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return Run(c => Ingest(c, devices, boots, classes, seqs, ats, datas, received));
+            }
+            catch (IOException e) when (attempt < 5 && e.InnerException is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure })
+            {
+                // Another replica wrote the same rows in another order; ours was rolled back whole.
+            }
+        }
+    }
+
+    private static int Ingest(NpgsqlConnection c, string[] devices, string[] boots, string[] classes, long[] seqs, long[] ats, string[] datas, long received)
+    {
+        using var t = c.BeginTransaction();
+        var fresh = new Dictionary<string, (long Count, long HealthAt, string? Health)>(StringComparer.Ordinal);
+        using (var insert = Command(c, t, """
+            INSERT INTO records (device, boot, class, seq, at, received, data)
+            SELECT u.device, u.boot, u.class, u.seq, u.at, $7, u.data
+            FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(device, boot, class, seq, at, data, o)
+            ORDER BY u.o
+            ON CONFLICT DO NOTHING
+            RETURNING device, class, at, CASE WHEN class = 'health' THEN data END
+            """,
+            P(NpgsqlDbType.Array | NpgsqlDbType.Text, devices), P(NpgsqlDbType.Array | NpgsqlDbType.Text, boots), P(NpgsqlDbType.Array | NpgsqlDbType.Text, classes),
+            P(NpgsqlDbType.Array | NpgsqlDbType.Bigint, seqs), P(NpgsqlDbType.Array | NpgsqlDbType.Bigint, ats), P(NpgsqlDbType.Array | NpgsqlDbType.Text, datas),
+            P(NpgsqlDbType.Bigint, received)))
+        using (var r = insert.ExecuteReader())
+        {
+            while (r.Read())
+            {
+                var device = r.GetString(0);
+                var seen = fresh.TryGetValue(device, out var f) ? f : (0, long.MinValue, null);
+                seen.Count++;
+                if (r.GetString(1) == "health")
+                {
+                    // The device's clock orders its reports, but never past the hub's (as in the LiteDB store).
+                    var at = Math.Min(r.GetInt64(2), received);
+                    if (at >= seen.HealthAt) (seen.HealthAt, seen.Health) = (at, r.GetString(3));
+                }
+
+                fresh[device] = seen;
+            }
+        }
+
+        // Devices in one order in every transaction, so two replicas lock their rows in the same order; their counters in one statement.
+        var ordered = fresh.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        if (ordered.Count > 0)
+        {
+            Exec(c, t, """
+                INSERT INTO devices (id, records, last_seen)
+                SELECT u.id, u.n, $3 FROM unnest($1, $2) WITH ORDINALITY AS u(id, n, o) ORDER BY u.o
+                ON CONFLICT (id) DO UPDATE SET records = devices.records + excluded.records, last_seen = excluded.last_seen
+                """, P(NpgsqlDbType.Array | NpgsqlDbType.Text, ordered.Select(kv => kv.Key).ToArray()),
+                P(NpgsqlDbType.Array | NpgsqlDbType.Bigint, ordered.Select(kv => kv.Value.Count).ToArray()), received);
+        }
+
+        var total = 0L;
+        foreach (var (device, (count, healthAt, health)) in ordered)
+        {
+            total += count;
+            if (health is not null)
+            {
+                var model = HealthModel(health);
+                Exec(c, t, """
+                    UPDATE devices SET health_at = $2, health = $3,
+                        model = CASE WHEN $4 THEN $5 ELSE model END, model_version = CASE WHEN $4 THEN $6 ELSE model_version END,
+                        latency_p99_ms = CASE WHEN $4 THEN $7 ELSE latency_p99_ms END
+                    WHERE id = $1 AND (health_at IS NULL OR health_at <= $2)
+                    """, device, healthAt, health, model.Known, P(NpgsqlDbType.Text, model.Name), P(NpgsqlDbType.Text, model.Version), P(NpgsqlDbType.Double, model.P99));
+            }
+        }
+
+        t.Commit();
+        return (int)total;
+    }
+
+    /// <summary>The model a health report names (name, version, p99 latency); Known is false when it names none.</summary>
+    private static (bool Known, string? Name, string? Version, double? P99) HealthModel(string json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.Object)
+            {
+                return (true,
+                    m.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null,
+                    m.TryGetProperty("version", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null,
+                    m.TryGetProperty("latencyP99Ms", out var p99) && p99.TryGetDouble(out var ms) ? ms : null);
+            }
+        }
+        catch (JsonException)
+        {
+            // Stored as it came; the registry just has no model for it.
+        }
+
+        return (false, null, null, null);
+    }
+
+    public void SetPresence(string device, string state, string? boot, DateTimeOffset at) => Run(c => Exec(c, null, """
+        INSERT INTO devices (id, presence, boot, last_seen) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, boot = coalesce(excluded.boot, devices.boot), last_seen = excluded.last_seen
+        """, device, state, P(NpgsqlDbType.Text, boot), at.ToUnixTimeMilliseconds()));
+
+    /// <summary>The newest records of a device from the (device, id) or (device, class, id) index: the database reads <paramref name="limit"/> rows, no more.</summary>
+    public List<HubRecord> Records(string device, int limit, string? recordClass = null) => Run(c =>
+    {
+        var result = new List<HubRecord>();
+        if (limit <= 0) return result;
+        using var q = recordClass is null
+            ? Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 ORDER BY id DESC LIMIT $2", device, limit)
+            : Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $3 ORDER BY id DESC LIMIT $2", device, limit, recordClass);
+        using var r = q.ExecuteReader();
+        while (r.Read()) result.Add(new HubRecord(r.GetString(0), r.GetInt64(1), r.GetString(2), r.GetInt64(3), r.GetString(4)));
+        return result;
+    });
+
+    /// <summary>Deletes by the <c>received</c> index in slices of 50,000 rows (short transactions next to ingest).</summary>
+    public long RemoveRecordsBefore(DateTimeOffset cutoff) => Run(c =>
+    {
+        long removed = 0;
+        while (true)
+        {
+            var n = Exec(c, null, "DELETE FROM records WHERE ctid = ANY(ARRAY(SELECT ctid FROM records WHERE received < $1 LIMIT 50000))", cutoff.ToUnixTimeMilliseconds());
+            removed += n;
+            if (n == 0) return removed;
+        }
+    });
+
+    /// <summary>
+    /// A session-level advisory lock per kind of work, taken with <c>pg_try_advisory_lock</c> on this replica's lease
+    /// connection and kept while that session lives; checked with a round trip on every ask, so a replica whose
+    /// connection broke stops leading at once. When the leader dies its session ends and the lock is free.
+    /// </summary>
+    public bool Leads(string work)
+    {
+        lock (_leaseGate)
+        {
+            try
+            {
+                if (_leaseConnection is null)
+                {
+                    _leading.Clear();
+                    _leaseConnection = new NpgsqlConnection(_leaseConnectionString);
+                    _leaseConnection.Open();
+                }
+
+                if (_leading.Contains(work))
+                {
+                    Exec(_leaseConnection, null, "SELECT 1");
+                    return true;
+                }
+
+                using var q = Command(_leaseConnection, null, "SELECT pg_try_advisory_lock($1)", LeaseKey(work));
+                if (q.ExecuteScalar() is not true) return false;
+                _leading.Add(work);
+                return true;
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException or TimeoutException)
+            {
+                // The session is gone, and with it every lease: start again at the next ask.
+                _leaseConnection?.Dispose();
+                _leaseConnection = null;
+                _leading.Clear();
+                return false;
+            }
+        }
+    }
+
+    /// <summary>A stable 64-bit key for a kind of work (FNV-1a of its name in the hub's own key range).</summary>
+    private static long LeaseKey(string work)
+    {
+        var h = 2166136261u;
+        foreach (var ch in work) h = (h ^ ch) * 16777619u;
+        return (0x45444745L << 32) | h;
+    }
+
+    public void Dispose()
+    {
+        lock (_leaseGate)
+        {
+            _leaseConnection?.Dispose();
+            _leaseConnection = null;
+        }
+
+        _db.Dispose();
+    }
+}
