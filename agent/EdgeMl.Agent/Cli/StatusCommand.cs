@@ -103,6 +103,7 @@ public static class StatusCommand
         else
         {
             Console.WriteLine($"outbox     {outbox.Depth.Values.Sum()} records waiting, {Size(outbox.Bytes)} of {Size(outbox.MaxBytes)}{(outbox.Oldest is { } o ? $", oldest {Ago(now - o)} ago" : "")}");
+            if (outbox.FileBytes > 0) Console.WriteLine($"           file {Size(outbox.FileBytes)} on disk ({dbPath} and its log)");
             Console.WriteLine($"           {"class",-10} {"waiting",8} {"dropped",8} {"expired",8}");
             foreach (var (name, depth) in outbox.Depth)
             {
