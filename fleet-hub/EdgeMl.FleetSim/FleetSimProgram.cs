@@ -17,6 +17,10 @@ public static class FleetSimProgram
                  starts a hub and measures ingest, end-to-end latency, connected devices and a backlog drain
           edgeml-fleetsim bench-rollout --hub-dll PATH --model PKG [--devices 1000] [--size-mb 5] [--out bench-results/rollout.json]
                  starts a hub and rolls a signed package out to simulated devices: time to all active, bytes per device
+          edgeml-fleetsim bench-agent-field --hub-dll PATH --agent PATH --model PKG [--seconds 150] [--json bench-results/agent.json]
+                              [--agent-args "ARGS"] [--agent-env K=V,K=V]
+                 starts a hub, enrolls the native agent and runs it as in the field (real-time sensor, outbox, uplink,
+                 drift and health every 5 s); merges rss_field_mb and rss_field_slope_mb_per_min into the JSON file
           edgeml-fleetsim demo --hub-dll PATH --cli-dll PATH --agent PATH --model PKG
                  the fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost
         """;
@@ -43,6 +47,7 @@ public static class FleetSimProgram
                 "run" => await RunAsync(options, cts.Token).ConfigureAwait(false),
                 "bench" => await HubBench.RunAsync(options, cts.Token).ConfigureAwait(false),
                 "bench-rollout" => await RolloutBench.RunAsync(options, cts.Token).ConfigureAwait(false),
+                "bench-agent-field" => await AgentFieldBench.RunAsync(options, cts.Token).ConfigureAwait(false),
                 "demo" => await FleetDemo.RunAsync(options, cts.Token).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown command '{args[0]}'"),
             };
