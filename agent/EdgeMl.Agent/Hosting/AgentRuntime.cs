@@ -181,6 +181,14 @@ public sealed partial class AgentRuntime : IDisposable
         }
 
         var delivering = uplink is null ? Task.CompletedTask : Guard("uplink", () => uplink.RunAsync(uplinkStop.Token), uplinkStop.Token);
+        // Once settled (connected, first drift windows and health reports out), the one-time code paths of those go too.
+        var settling = _options.ReleaseStartupPages
+            ? Guard("memory", async () =>
+            {
+                await Task.Delay(SettledAfter, _time, stop.Token).ConfigureAwait(false);
+                Memory.StartupPages.Release();
+            }, stop.Token)
+            : Task.CompletedTask;
         try
         {
             await Pipeline.RunAsync(stop.Token).ConfigureAwait(false);
@@ -190,6 +198,7 @@ public sealed partial class AgentRuntime : IDisposable
             await stop.CancelAsync().ConfigureAwait(false);
             await health.ConfigureAwait(false);
             await watching.ConfigureAwait(false);
+            await settling.ConfigureAwait(false);
             try
             {
                 Drift?.Flush(); // the last, partial window goes out with the rest
@@ -220,6 +229,9 @@ public sealed partial class AgentRuntime : IDisposable
     }
 
     private AgentStoppedException? _failure;
+
+    /// <summary>When start-up pages are handed back a second time (see <see cref="Memory.StartupPages"/>).</summary>
+    private static readonly TimeSpan SettledAfter = TimeSpan.FromSeconds(45);
 
     /// <summary>
     /// A background stage failed beyond what it handles itself: the whole run stops and <see cref="RunAsync"/> throws
@@ -267,6 +279,7 @@ public sealed partial class AgentRuntime : IDisposable
                 if (Outbox is not null)
                 {
                     Outbox.Expire();
+                    Outbox.Shrink(); // at most every 10 minutes, and only when the file is mostly empty
                     h.Outbox = Outbox.Health();
                     var json = JsonSerializer.SerializeToUtf8Bytes(h, ProtocolJsonContext.Default.HealthReport);
                     SaveHealth(json);

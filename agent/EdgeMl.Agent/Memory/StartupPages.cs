@@ -4,16 +4,20 @@ using System.Runtime.InteropServices;
 namespace EdgeMl.Agent.Memory;
 
 /// <summary>
-/// After the model is loaded and warmed up, hands back to the kernel the read-only file pages that only
-/// start-up touched: ONNX Runtime's static initializers register thousands of kernels and walk most of
-/// its 29 MB library once, and the agent's own binary runs its start-up code once. The pages that
-/// inference needs fault back in on the next run (from the page cache, no disk read); the rest stop
-/// counting against a small device's memory. Linux only (madvise MADV_PAGEOUT, kernel 5.4+); elsewhere
-/// and on older kernels it does nothing. Disabled with <c>Agent:ReleaseStartupPages=false</c>.
+/// Hands back to the kernel the read-only file pages that only start-up touched: ONNX Runtime's static initializers
+/// register thousands of kernels and walk most of its 29 MB library once, the agent's own binary runs its start-up
+/// code once, and the shared libraries it loads (OpenSSL for the uplink and package hashes, the C++ runtime) are
+/// walked by their initializers. Called after the model is loaded and warmed up, and once more when the agent has
+/// settled (uplink connected, the first drift window and health reports out: one-time code paths that the first call
+/// could not see yet). The pages that the steady state needs fault back in on the next use (from the page cache); the
+/// rest stop counting against a small device's memory. Pages another process maps too (libc) are left as they are by
+/// the kernel. Linux only (madvise MADV_PAGEOUT, kernel 5.4+); elsewhere and on older kernels it does nothing.
+/// Disabled with <c>Agent:ReleaseStartupPages=false</c>.
 /// </summary>
 public static partial class StartupPages
 {
     private const int MadvPageout = 21;
+    private const int MadvRandom = 1;
 
     /// <summary>Returns the number of bytes advised, 0 when nothing could be done.</summary>
     public static long Release()
@@ -23,7 +27,6 @@ public static partial class StartupPages
             return 0;
         }
 
-        var self = Environment.ProcessPath;
         long advised = 0;
         string[] lines;
         try
@@ -44,8 +47,9 @@ public static partial class StartupPages
                 continue;
             }
 
+            // Files only: not [vdso], [heap] or anonymous memory (whose pages would go to swap, not back to a file).
             var path = parts[5].Trim();
-            if (!path.EndsWith("libonnxruntime.so", StringComparison.Ordinal) && !path.Contains("libonnxruntime.so.", StringComparison.Ordinal) && path != self)
+            if (!path.StartsWith('/') || path.EndsWith(" (deleted)", StringComparison.Ordinal))
             {
                 continue;
             }
@@ -56,6 +60,9 @@ public static partial class StartupPages
             if (Madvise((nint)start, (nuint)(end - start), MadvPageout) == 0)
             {
                 advised += (long)(end - start);
+                // No read-ahead from now on: a page faulted back in comes alone, not with the 64 kB around it that
+                // read-ahead would put in the page cache and fault-around would then map (most of it never used).
+                _ = Madvise((nint)start, (nuint)(end - start), MadvRandom);
             }
         }
 

@@ -118,7 +118,10 @@ public sealed partial class DeviceOutbox : IDisposable
                 // LiteDB keeps every page written since the last checkpoint in memory (its log); the default
                 // (1,000 pages of 8 kB) let a device's RSS creep up by ~25 MB. A short log keeps it flat.
                 db.Pragma("CHECKPOINT", CheckpointPages);
+                // What each operation finds through: the key (class, id) orders Peek and MakeRoom, the wall-clock time
+                // orders Expire and the oldest record of Stats. No operation scans the whole collection.
                 _records.EnsureIndex("k", "$.k");
+                _records.EnsureIndex("t", "$.t");
             }
 
             Array.Clear(_depth);
@@ -493,6 +496,7 @@ public sealed partial class DeviceOutbox : IDisposable
             health.DroppedTooLarge = Classes.Where(c => _tooLarge[(int)c] > 0).ToDictionary(Name, c => _tooLarge[(int)c]);
             health.DiskFull = _full;
             health.StoreError = StoreError;
+            health.FileBytes = DiskBytes();
         }
 
         return health;
@@ -505,7 +509,7 @@ public sealed partial class DeviceOutbox : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var oldest = _db is null ? null : _records.Query().OrderBy(BsonExpression.Create("$.t")).Limit(1).FirstOrDefault();
+            var oldest = _db is null ? null : _records.Find(Query.All("t", Query.Ascending), 0, 1).FirstOrDefault();
             return new OutboxStats(
                 Classes.ToDictionary(c => c, c => _depth[(int)c]),
                 _bytes,
@@ -553,6 +557,147 @@ public sealed partial class DeviceOutbox : IDisposable
 
         return true;
     }
+
+    /// <summary>Bytes the outbox's files take on disk now: the data file and LiteDB's log beside it.</summary>
+    public long FileBytes
+    {
+        get { lock (_gate) return DiskBytes(); }
+    }
+
+    private long DiskBytes() => Length(_path) + Length(LogFile(_path));
+
+    private static long Length(string path)
+    {
+        try
+        {
+            return new FileInfo(path).Exists ? new FileInfo(path).Length : 0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The file is rewritten only when it is at least this large (bytes)…</summary>
+    internal const long ShrinkMinFileBytes = 4L * 1024 * 1024;
+
+    /// <summary>…and what waits in it is at most this much (bytes of payload), so that a shrink is short…</summary>
+    internal const long ShrinkMaxLiveBytes = 8L * 1024 * 1024;
+
+    /// <summary>…and at most a quarter of the file.</summary>
+    private const int ShrinkRatio = 4;
+
+    /// <summary>At most one shrink per this period (monotonic), whatever the file does.</summary>
+    public TimeSpan ShrinkEvery { get; init; } = TimeSpan.FromMinutes(10);
+
+    private long _shrunkAt = long.MinValue;
+
+    /// <summary>
+    /// Gives disk space back when the outbox is mostly empty: LiteDB never shortens its file, so a backlog of 200 MB
+    /// that was delivered would otherwise keep 200 MB of a small card forever. When the file is at least
+    /// <see cref="ShrinkMinFileBytes"/>, what waits is at most a quarter of it (and at most <see cref="ShrinkMaxLiveBytes"/>),
+    /// and the last shrink was at least <see cref="ShrinkEvery"/> ago, the waiting records and the counters are copied
+    /// into a fresh file (<c>agent-shrink.db</c>) that then replaces <c>agent.db</c> by an atomic rename; a power loss at
+    /// any moment leaves either the old file or the new one, both complete. Called from the agent's health loop.
+    /// Returns the bytes given back (0 when nothing was done; a failure leaves the old file in use and is logged).
+    /// </summary>
+    public long Shrink()
+    {
+        lock (_gate)
+        {
+            if (_readOnly || _disposed || _db is null) return 0;
+            var now = _time.GetTimestamp();
+            if (_shrunkAt != long.MinValue && (now - _shrunkAt) < ShrinkEvery.TotalSeconds * _time.TimestampFrequency) return 0;
+            var before = DiskBytes();
+            if (before < ShrinkMinFileBytes || _bytes > ShrinkMaxLiveBytes || _bytes * ShrinkRatio > before) return 0;
+            _shrunkAt = now;
+
+            var fresh = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(_path))!, Path.GetFileNameWithoutExtension(_path) + "-shrink" + Path.GetExtension(_path));
+            try
+            {
+                var db = _db;
+                var content = db.GetCollectionNames().ToDictionary(name => name, name => db.GetCollection(name).FindAll().ToList());
+                Close(_db, _files?.Data, _files?.Log);
+                _db = null;
+                _files = null;
+                // The old store closed with a checkpoint: everything is in agent.db and its log is empty. A log that is
+                // not would be replayed onto the new file after the rename, so then the shrink is not done.
+                if (Length(LogFile(_path)) != 0) throw new IOException($"the log {LogFile(_path)} is not empty after closing");
+                DeleteFiles(fresh);
+                WriteCopy(fresh, content);
+                File.Delete(LogFile(_path));
+                File.Move(fresh, _path, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or LiteException or UnauthorizedAccessException)
+            {
+                LogShrinkFailed(_logger, _path, OneLine(e));
+                try
+                {
+                    DeleteFiles(fresh);
+                }
+                catch (IOException)
+                {
+                }
+            }
+
+            try
+            {
+                if (_db is null) Open();
+            }
+            catch (Exception e) when (e is IOException or LiteException or UnauthorizedAccessException)
+            {
+                Broke(e);
+                return 0;
+            }
+
+            var after = DiskBytes();
+            if (after < before) LogShrunk(_logger, _path, before, after);
+            return Math.Max(0, before - after);
+        }
+    }
+
+    /// <summary>Writes <paramref name="content"/> (collection → documents, ids kept) into a new LiteDB file and flushes it to disk.</summary>
+    private static void WriteCopy(string path, Dictionary<string, List<BsonDocument>> content)
+    {
+        using (var data = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 8192, FileOptions.RandomAccess))
+        using (var log = new FileStream(LogFile(path), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 8192, FileOptions.RandomAccess))
+        {
+            using (var db = new LiteDatabase(new LiteDB.Engine.LiteEngine(new LiteDB.Engine.EngineSettings { DataStream = data, LogStream = log })))
+            {
+                db.Pragma("CHECKPOINT", CheckpointPages);
+                foreach (var (name, docs) in content)
+                {
+                    var col = db.GetCollection(name, BsonAutoId.Int64);
+                    if (name == RecordsName)
+                    {
+                        col.EnsureIndex("k", "$.k");
+                        col.EnsureIndex("t", "$.t");
+                    }
+
+                    if (docs.Count > 0) col.InsertBulk(docs);
+                }
+
+                db.Checkpoint();
+            }
+
+            data.Flush(flushToDisk: true);
+            if (log.Length != 0) throw new IOException($"the log of {path} is not empty after closing");
+        }
+
+        File.Delete(LogFile(path));
+    }
+
+    private static void DeleteFiles(string path)
+    {
+        File.Delete(path);
+        File.Delete(LogFile(path));
+    }
+
+    [LoggerMessage(EventId = 1702, Level = LogLevel.Information, Message = "The outbox {Path} was mostly empty and shrank from {Before} to {After} bytes")]
+    private static partial void LogShrunk(ILogger logger, string path, long before, long after);
+
+    [LoggerMessage(EventId = 1703, Level = LogLevel.Warning, Message = "The outbox {Path} could not shrink (it stays as it was): {Error}")]
+    private static partial void LogShrinkFailed(ILogger logger, string path, string error);
 
     private long MonotonicMs() => (long)(_time.GetTimestamp() * 1000.0 / _time.TimestampFrequency);
 

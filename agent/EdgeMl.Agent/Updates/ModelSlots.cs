@@ -11,7 +11,8 @@ namespace EdgeMl.Agent.Updates;
 /// state file (<c>slots.json</c>) that says which one runs. Every change of the running model is one durable
 /// write of that file (write a temporary file, fsync it, rename it over the old one, fsync the directory): after
 /// a power loss at any instant the agent finds either the old state or the new one, and both name a complete,
-/// verified package (a new slot file is written and synced before the state that points at it).
+/// verified package (a new slot file is written and synced before the state that points at it, and a slot's old
+/// model is forgotten by the state before its file is overwritten).
 /// <para>
 /// Crash counting: every start counts a boot of the active model; reaching a healthy run resets the count. A model
 /// that did not reach a healthy run in two starts in a row crashed the agent twice: it is marked bad and the
@@ -130,6 +131,15 @@ public sealed partial class ModelSlots
     {
         var target = _state.Active == "a" ? "b" : "a";
         var path = PathOf(target);
+        if (_state.Slots.Remove(target) | _state.Previous == target)
+        {
+            // A third or later activation: the target slot holds the previous model, whose bytes are about to be
+            // replaced. The state stops naming them first (one durable write), so that a power loss during the copy
+            // leaves no state that claims the previous model is in a slot that holds part of the new one.
+            if (_state.Previous == target) _state.Previous = null;
+            Write("forget");
+        }
+
         CrashPoint?.Invoke("copy");
         var tmp = path + ".tmp";
         using (var src = File.OpenRead(stagedPackage))

@@ -45,6 +45,11 @@ public sealed class OutboxHealth
     public bool DiskFull { get; set; }
     /// <summary>Why the store cannot write now (one line), or null while it works.</summary>
     public string? StoreError { get; set; }
+    /// <summary>
+    /// Bytes the outbox takes on disk (its LiteDB file and that file's log): more than <see cref="Bytes"/> (pages, indexes),
+    /// and it shrinks back when the outbox is mostly empty. 0 when unknown (reports from older agents).
+    /// </summary>
+    public long FileBytes { get; set; }
 }
 
 public sealed class ModelHealth

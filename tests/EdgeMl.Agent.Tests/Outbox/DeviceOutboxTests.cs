@@ -173,10 +173,13 @@ public class OutboxCrashTests
         Assert.Matches(@"telemetry\s+12\s+0\s+0", stdout);
         Assert.Contains("model      vibration-fault@1.0.0 on cpu", stdout, StringComparison.Ordinal);
         Assert.Contains("sensor     sim:vibration: ok", stdout, StringComparison.Ordinal);
+        var fileBytes = new FileInfo(Path.Combine(dir.Path, "agent.db")).Length;
+        Assert.Matches(@"file \d+\.\d kB on disk \(.*agent\.db and its log\)", stdout); // a fresh outbox: tens of kB
 
         var (jc, json, _) = Cli.AgentProcess.Agent("status", "--data", dir.Path, "--json");
         Assert.Equal(0, jc);
         var root = System.Text.Json.JsonDocument.Parse(json).RootElement;
         Assert.Equal(12, root.GetProperty("outbox").GetProperty("depth").GetProperty("telemetry").GetInt64());
+        Assert.True(root.GetProperty("outbox").GetProperty("fileBytes").GetInt64() >= fileBytes);
     }
 }

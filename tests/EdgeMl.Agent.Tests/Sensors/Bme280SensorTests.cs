@@ -73,6 +73,68 @@ public class Bme280SensorTests
     }
 
     [Fact]
+    public void A_chip_that_a_brown_out_reset_into_sleep_mode_is_noticed_and_initialised_again()
+    {
+        var chip = new SimulatedBme280 { TemperatureC = 22 };
+        var opened = 0;
+        using var sensor = new Bme280Sensor(() => { opened++; return chip; }, "bme280@1:0x76", 1);
+        var values = new float[3];
+        Assert.True(sensor.Read(values));
+        Assert.Equal(22, values[0], 0.01);
+
+        // The supply dips: the chip answers as before, but sleeps and measures nothing (ctrl_meas reads 0x00).
+        chip.BrownOut();
+        chip.TemperatureC = 27;
+        var measured = chip.Measurements;
+        var e = Assert.Throws<IOException>(() => sensor.Read(values));
+        Assert.Equal("bme280@1:0x76: the BME280 is in sleep mode (ctrl_meas 0xF4 reads 0x00), as after a reset by a brown-out: its readings would stay frozen; initialising it again", e.Message);
+        Assert.Equal(measured, chip.Measurements);
+
+        // The next read initialises it again (id, calibration, normal mode) and follows the temperature.
+        Assert.True(sensor.Read(values));
+        Assert.Equal(27, values[0], 0.01);
+        Assert.Equal(40, values[1], 0.05);
+        Assert.Equal(2, opened);
+    }
+
+    [Fact]
+    public void Readings_that_stay_identical_while_the_chip_claims_normal_mode_are_noticed_as_frozen()
+    {
+        var chip = new SimulatedBme280 { TemperatureC = 22 };
+        var opened = 0;
+        using var sensor = new Bme280Sensor(() => { opened++; return chip; }, "bme280@1:0x76", 1);
+        var values = new float[3];
+        for (var i = 0; i < 3 * sensor.FrozenReads; i++) Assert.True(sensor.Read(values)); // a working chip's noise: never frozen
+        Assert.Equal(1, opened);
+
+        chip.Frozen = true;
+        var reads = 0;
+        IOException? e = null;
+        while (e is null && reads < 2 * sensor.FrozenReads)
+        {
+            reads++;
+            try
+            {
+                sensor.Read(values);
+            }
+            catch (IOException x)
+            {
+                e = x;
+            }
+        }
+
+        Assert.NotNull(e);
+        Assert.Contains("readings are frozen (raw registers 0xF7-0xFC identical 20 reads in a row)", e.Message, StringComparison.Ordinal);
+        Assert.InRange(reads, sensor.FrozenReads - 1, sensor.FrozenReads);
+
+        chip.Frozen = false;
+        chip.TemperatureC = 24;
+        Assert.True(sensor.Read(values));
+        Assert.Equal(24, values[0], 0.01);
+        Assert.Equal(2, opened);
+    }
+
+    [Fact]
     public void A_chip_with_the_wrong_id_is_refused()
     {
         var chip = new SimulatedMpu6050(0x76); // answers 0x00 at 0xD0, not 0x60

@@ -16,11 +16,15 @@ public sealed class ModelSlotsTests : IDisposable
     private readonly string _v10 = TestPackages.VibrationInt8;
     private readonly string _v11;
     private readonly string _v12;
+    private readonly string _v13;
+    private readonly string _v14;
 
     public ModelSlotsTests()
     {
         _v11 = TestPackages.Variant(Path.Combine(_dir.Path, "pkgs"), "1.1.0");
         _v12 = TestPackages.Variant(Path.Combine(_dir.Path, "pkgs"), "1.2.0");
+        _v13 = TestPackages.Variant(Path.Combine(_dir.Path, "pkgs"), "1.3.0");
+        _v14 = TestPackages.Variant(Path.Combine(_dir.Path, "pkgs"), "1.4.0");
     }
 
     private sealed class PowerLoss(string step) : Exception($"power lost at {step}");
@@ -33,39 +37,65 @@ public sealed class ModelSlotsTests : IDisposable
 
     private static string Sha(string path) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
 
-    /// <summary>Every step a switch writes, in order, collected by a store that does not crash.</summary>
-    private List<string> StepsOfActivation()
+    /// <summary>The packages of the activations in order: 1.1.0 goes to slot a, 1.2.0 to b, 1.3.0 to a again (the previous model's slot), 1.4.0 to b.</summary>
+    private string[] Updates => [_v11, _v12, _v13, _v14];
+
+    /// <summary>A store at <paramref name="data"/> that has been through the first <paramref name="done"/> activations, each confirmed.</summary>
+    private ModelSlots Through(string data, int done)
+    {
+        var slots = new ModelSlots(data, _v10);
+        slots.Resolve(DateTimeOffset.UtcNow);
+        foreach (var pkg in Updates.Take(done))
+        {
+            slots.Activate(pkg, Model(pkg), new WatchTerms(), 1.0);
+            slots.Confirm();
+        }
+
+        return slots;
+    }
+
+    /// <summary>Every step the activation number <paramref name="n"/> (0-based) writes, in order, collected by a store that does not crash.</summary>
+    private List<string> StepsOfActivation(int n)
     {
         var steps = new List<string>();
-        var data = Path.Combine(_dir.Path, "probe");
-        var slots = new ModelSlots(data, _v10) { CrashPoint = steps.Add };
-        slots.Resolve(DateTimeOffset.UtcNow);
-        steps.Clear();
-        slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
+        var slots = Through(Path.Combine(_dir.Path, $"probe{n}"), n);
+        slots.CrashPoint = steps.Add;
+        slots.Activate(Updates[n], Model(Updates[n]), new WatchTerms(), 1.0);
         return steps;
     }
 
-    [Fact]
-    public void Power_loss_at_any_step_of_an_activation_leaves_the_old_or_the_new_model_complete_and_named_truthfully()
+    /// <summary>Every slot the state names a model for holds exactly that model's bytes, and the previous slot is one of them (or none).</summary>
+    private static void AssertSlotsTrueToTheirBytes(ModelSlots slots, string when)
     {
-        var steps = StepsOfActivation();
-        Assert.True(steps.Count >= 6, string.Join(", ", steps)); // copy, copy-written, slot-synced, switch:written/synced/renamed
-        var outcomes = new HashSet<string>();
-        for (var run = 0; run < steps.Count * 2; run++)
+        foreach (var (slot, model) in slots.State.Slots)
         {
-            var step = steps[run % steps.Count];
-            var second = run >= steps.Count; // the second round crashes an activation from slot a to slot b
-            var data = Path.Combine(_dir.Path, $"run{run}");
-            var slots = new ModelSlots(data, _v10);
-            slots.Resolve(DateTimeOffset.UtcNow);
-            if (second)
-            {
-                slots.Activate(_v11, Model(_v11), new WatchTerms(), 1.0);
-                slots.Confirm();
-            }
+            var path = slots.PathOf(slot);
+            Assert.True(File.Exists(path), $"{when}: slot {slot} names {model.Version} but has no file");
+            Assert.True(model.Sha256 == Sha(path), $"{when}: slot {slot} names {model.Version} but holds {ModelPackage.Open(path).Manifest.Version}");
+        }
 
+        if (slots.PreviousSlot is { } previous && previous != ModelSlots.Configured)
+        {
+            Assert.True(slots.State.Slots.ContainsKey(previous), $"{when}: previous slot {previous} names no model");
+        }
+    }
+
+    [Theory]
+    [InlineData(0)] // from the configured package to slot a
+    [InlineData(1)] // from slot a to slot b
+    [InlineData(2)] // third: from b to a, the slot that holds the previous model
+    [InlineData(3)] // fourth: from a to b, again the previous model's slot
+    public void Power_loss_at_any_step_of_an_activation_leaves_the_old_or_the_new_model_complete_and_every_slot_named_truthfully(int n)
+    {
+        var steps = StepsOfActivation(n);
+        Assert.True(steps.Count >= 6, string.Join(", ", steps)); // copy, copy-written, slot-synced, switch:written/synced/renamed
+        var next = Updates[n];
+        var outcomes = new HashSet<string>();
+        foreach (var step in steps)
+        {
+            var data = Path.Combine(_dir.Path, $"run{n}-{step.Replace(':', '-')}");
+            var slots = Through(data, n);
             var before = slots.ModelOf(slots.ActiveSlot)!;
-            var next = second ? _v12 : _v11;
             slots.CrashPoint = s => { if (s == step) throw new PowerLoss(s); };
             Assert.Throws<PowerLoss>(() => slots.Activate(next, Model(next), new WatchTerms(), 1.0));
 
@@ -77,6 +107,15 @@ public sealed class ModelSlotsTests : IDisposable
             Assert.Equal(running.Sha256, Sha(path)); // the file it loads is complete and is the model the state names
             Assert.Equal(running.Version, ModelPackage.Open(path).Manifest.Version);
             Assert.Equal(running.Sha256 != before.Sha256, restarted.InTrial); // a new model is on trial, an old one is not
+            AssertSlotsTrueToTheirBytes(restarted, $"crash at {step}");
+
+            // A rollback from here (the watch fails, the hub asks) runs what the state says it runs.
+            if (restarted.RollBack("test", bad: false, DateTimeOffset.UtcNow))
+            {
+                var back = restarted.ModelOf(restarted.ActiveSlot)!;
+                Assert.Equal(back.Sha256, Sha(restarted.PathOf(restarted.ActiveSlot)));
+            }
+
             outcomes.Add(running.Sha256 == before.Sha256 ? "old" : "new");
         }
 

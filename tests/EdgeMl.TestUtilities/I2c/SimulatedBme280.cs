@@ -8,7 +8,10 @@ namespace EdgeMl.TestUtilities.I2c;
 /// 20-bit pressure/temperature and 16-bit humidity ADC values at 0xF7–0xFE. Physical values set by a test
 /// are turned into ADC values by inverting the datasheet's compensation formulas (section 4.2.3, double
 /// precision) for this chip's calibration; a measurement latches them — in normal mode at each read, in
-/// forced mode once, after which the chip is back in sleep mode.
+/// forced mode once, after which the chip is back in sleep mode. As on a real chip, the least significant bit of the
+/// pressure reading moves from one measurement to the next (noise). <see cref="BrownOut"/> resets it as a supply dip
+/// does (sleep mode, reset values in the data registers); <see cref="Frozen"/> stops it measuring while its registers
+/// still read normal mode.
 /// </summary>
 public sealed class SimulatedBme280 : SimulatedI2cDevice
 {
@@ -36,6 +39,12 @@ public sealed class SimulatedBme280 : SimulatedI2cDevice
     /// <summary>Number of measurements latched into the data registers.</summary>
     public int Measurements { get; private set; }
 
+    /// <summary>While true the chip latches no new measurement, whatever its mode register says.</summary>
+    public bool Frozen { get; set; }
+
+    /// <summary>A supply dip: power-on reset (ctrl_meas 0x00, sleep mode; data registers at their reset values).</summary>
+    public void BrownOut() => PowerOnReset();
+
     /// <summary>Sets the ADC registers directly (for datasheet examples), bypassing the physical values.</summary>
     public void SetRaw(int adcT, int adcP, int adcH)
     {
@@ -48,7 +57,7 @@ public sealed class SimulatedBme280 : SimulatedI2cDevice
         if (register is >= 0xF7 and <= 0xFE)
         {
             var mode = Registers[0xF4] & 0b11;
-            if (mode == 0b11 || _forcedPending)
+            if (!Frozen && (mode == 0b11 || _forcedPending))
             {
                 Measure();
                 _forcedPending = false;
@@ -117,7 +126,7 @@ public sealed class SimulatedBme280 : SimulatedI2cDevice
         var tFine = Temperature(adcT).TFine;
         var adcP = Invert(0, (1 << 20) - 1, adc => Pressure(adc, tFine), PressurePa, increasing: false);
         var adcH = Invert(0, 0xFFFF, adc => Humidity(adc, tFine), HumidityPercent, increasing: true);
-        WriteAdc(adcT, adcP, adcH);
+        WriteAdc(adcT, adcP ^ (int)((uint)Measurements * 2654435761u >> 30), adcH); // noise: the last two bits (under 0.5 Pa) move
         Measurements++;
     }
 
