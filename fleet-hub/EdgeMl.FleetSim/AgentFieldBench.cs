@@ -25,7 +25,7 @@ public static class AgentFieldBench
         var model = FleetSimProgram.Need(o, "model");
         var jsonPath = o.GetValueOrDefault("json", "bench-results/agent.json");
         var seconds = FleetSimProgram.Int(o, "seconds", 150);
-        if (seconds < 120) throw new ArgumentException("--seconds must be at least 120 (the figures are over the last minute, after the plateau)");
+        if (seconds < 120) throw new EdgeMl.CommandLine.UsageException("--seconds must be at least 120 (the figures are over the last minute, after the plateau)");
         // Variants for measuring what a setting costs: --agent-args "--threads 2", --agent-env "DOTNET_GCgen0size=400000".
         var extraArgs = o.TryGetValue("agent-args", out var ea) ? ea.Split(' ', StringSplitOptions.RemoveEmptyEntries) : [];
         var extraEnv = o.TryGetValue("agent-env", out var ee) ? ee.Split(',', StringSplitOptions.RemoveEmptyEntries) : [];

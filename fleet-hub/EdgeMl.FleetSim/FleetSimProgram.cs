@@ -50,7 +50,7 @@ public static class FleetSimProgram
                 CliOptions.Size("--size", "Package size (default 5MiB)"), CliOptions.Text("--out", "The figures (default bench-results/rollout.json)", "FILE")),
             Leaf("bench-agent-field", "Start a hub, enroll the native agent and run it as in the field (real-time sensor, outbox, uplink, drift and health every 5 s); merge rss_field_mb and rss_field_slope_mb_per_min into the JSON file", AgentFieldBench.RunAsync,
                 File("--hub-dll", "edgeml-hub.dll"), File("--agent", "The native edgeml-agent"), File("--model", "A model package"),
-                Count("--seconds", "How long the agent runs (default 150)"), CliOptions.Text("--json", "The figures file to merge into (default bench-results/agent.json)", "FILE"),
+                Count("--seconds", "How long the agent runs, at least 120 (default 150)", 120), CliOptions.Text("--json", "The figures file to merge into (default bench-results/agent.json)", "FILE"),
                 CliOptions.Text("--agent-args", "More arguments for the agent, space-separated (write --agent-args=\"--Agent:Key=value …\")", "ARGS"),
                 CliOptions.Text("--agent-env", "Environment for the agent", "K=V,K=V")),
             Leaf("demo", "The fleet part of ./build.sh demo: four agent processes, a network cut, nothing lost", FleetDemo.RunAsync,
