@@ -20,7 +20,8 @@ public static class EdgeMlCli
 
     /// <summary>What the user or the environment caused (printed as is, exit 1).</summary>
     public static bool IsUserError(Exception e) =>
-        e is HubException or IOException or UnauthorizedAccessException or InvalidDataException or ModelToolException or ModelPackageException or System.Text.Json.JsonException or FormatException;
+        e is HubException or IOException or UnauthorizedAccessException or InvalidDataException or ModelToolException or ModelPackageException or System.Text.Json.JsonException
+            or FormatException or System.Security.Cryptography.CryptographicException;
 
     /// <summary>The whole command tree (also what docs/cli.md is generated from).</summary>
     public static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr)
@@ -50,7 +51,16 @@ public static class EdgeMlCli
             c.SetAction(async (parse, _) =>
             {
                 var args = new ParsedArgs(parse);
-                await run(args, new Output(stdout, args.Has("json"))).ConfigureAwait(false);
+                try
+                {
+                    await run(args, new Output(stdout, args.Has("json"))).ConfigureAwait(false);
+                }
+                catch (InvalidOperationException e) when (e.Source == "System.Text.Json")
+                {
+                    // A JSON answer of another shape (JsonNode casts): a server that is not this hub, or another version.
+                    throw new HubException($"the hub's answer is not what this edgeml expects (is --hub an EdgeMl hub of the same version?): {e.Message}");
+                }
+
                 return CliApp.Ok;
             });
             return c;
@@ -161,7 +171,11 @@ public static class EdgeMlCli
         var token = args.Get("token") ?? throw new UsageException("login needs --token TOKEN (an operator's first token is in the hub's DATA/operator.token)");
         using (var client = new HubClient(hub, token))
         {
-            await client.GetAsync("/api/devices").ConfigureAwait(false); // proves the token before it is saved
+            // Proves the token, and that this is an EdgeMl hub, before anything is saved.
+            if (await client.GetAsync("/api/devices").ConfigureAwait(false) is not JsonArray)
+            {
+                throw new HubException($"{hub} did not answer like an EdgeMl hub (GET /api/devices is not a list of devices); nothing saved");
+            }
         }
 
         LoginFile.Write(new LoginFile.Login(hub.ToString(), token));

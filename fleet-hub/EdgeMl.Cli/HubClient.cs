@@ -51,7 +51,14 @@ public sealed class HubClient : IDisposable
     private async Task<JsonNode> SendAsync(HttpMethod method, string path, JsonNode? body, HttpContent? content = null)
     {
         var text = await SendTextAsync(method, path, body, content).ConfigureAwait(false);
-        return (text.Length > 0 ? JsonNode.Parse(text) : null) ?? new JsonObject();
+        try
+        {
+            return (text.Length > 0 ? JsonNode.Parse(text) : null) ?? new JsonObject();
+        }
+        catch (JsonException)
+        {
+            throw new HubException($"{Hub} did not answer like an EdgeMl hub (its answer to {path} is not JSON: '{Excerpt(text)}'); check --hub");
+        }
     }
 
     /// <summary>Sends; the answer's text, or a <see cref="HubException"/> that says why the hub refused or could not be reached.</summary>
@@ -67,7 +74,13 @@ public sealed class HubClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new HubException($"cannot reach the hub at {Hub}: {e.Message}");
+            // The inner exception says why (refused, TLS handshake, a server that is not HTTP).
+            var why = e.InnerException is { } inner && !e.Message.Contains(inner.Message, StringComparison.Ordinal) ? $"{e.Message} ({inner.Message})" : e.Message;
+            throw new HubException($"cannot reach the hub at {Hub}: {why}");
+        }
+        catch (TaskCanceledException)
+        {
+            throw new HubException($"the hub at {Hub} did not answer within {_http.Timeout.TotalSeconds:0} s");
         }
 
         using (response)
@@ -75,7 +88,7 @@ public sealed class HubClient : IDisposable
             var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
-                var why = TryError(text) ?? (text.Length > 0 ? text : response.ReasonPhrase);
+                var why = TryError(text) ?? (text.Length > 0 ? Excerpt(text) : response.ReasonPhrase);
                 throw new HubException(response.StatusCode switch
                 {
                     HttpStatusCode.Unauthorized => why ?? "an API token is needed",
@@ -86,6 +99,13 @@ public sealed class HubClient : IDisposable
 
             return text;
         }
+    }
+
+    /// <summary>The start of an answer that is not what was expected, on one line.</summary>
+    private static string Excerpt(string text)
+    {
+        var line = string.Join(' ', text.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return line.Length <= 120 ? line : line[..120] + "…";
     }
 
     private static string? TryError(string text)

@@ -171,7 +171,7 @@ public static class ToolchainCommands
     {
         if (path.EndsWith(".edgepkg", StringComparison.OrdinalIgnoreCase)) return ModelPackage.Open(path).Manifest;
         if (!File.Exists(path)) throw new UsageException($"--manifest {path}: no such file");
-        return ModelPackage.ParseManifest(File.ReadAllBytes(path), path);
+        return ModelPackage.ParseManifest(InputFiles.ReadAll(path, "manifest"), path);
     }
 
     /// <summary>A progress line on stderr for long runs (a terminal sees it redrawn; a log gets a line every 10 %).</summary>

@@ -24,13 +24,14 @@ builder.Services.AddSingleton(TimeProvider.System);
 IHubStore store;
 try
 {
+    Directory.CreateDirectory(settings.Data); // the operator token and local files live there with either store
     store = settings.Store.Length > 0 ? PostgresHubStore.Open(settings.Store) : new LiteDbHubStore(settings.Data);
 }
 catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or UnauthorizedAccessException or InvalidOperationException or LiteDB.LiteException
                               or System.Net.Sockets.SocketException or TimeoutException)
 {
     // A server that cannot be reached, a password it refuses, a data directory we cannot write: one line, exit 1.
-    Console.Error.WriteLine($"edgeml-hub: cannot open the store ({(settings.Store.Length > 0 ? "--Store" : $"--Data {settings.Data}")}): {e.Message}");
+    Console.Error.WriteLine($"edgeml-hub: cannot open the store ({(settings.Store.Length > 0 && e is not (IOException or UnauthorizedAccessException) ? "--Store" : $"--Data {settings.Data}")}): {e.Message}");
     return 1;
 }
 

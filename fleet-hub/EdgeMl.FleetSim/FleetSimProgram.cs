@@ -16,7 +16,7 @@ public static class FleetSimProgram
             e.Cancel = true;
             cts.Cancel();
         };
-        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, e => e is IOException or InvalidDataException or HttpRequestException, cts.Token).ConfigureAwait(false);
+        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, e => e is IOException or InvalidDataException or HttpRequestException or EdgeMl.Protocol.Packages.ModelPackageException or MQTTnet.Exceptions.MqttCommunicationException, cts.Token).ConfigureAwait(false);
     }
 
     /// <summary>The whole command tree (also what docs/cli.md is generated from).</summary>

@@ -41,6 +41,7 @@ public sealed class OnnxGraph
     /// <exception cref="ModelToolException">Not a model, or a tensor whose data cannot be read (names the tensor and the file).</exception>
     public static OnnxGraph Load(string path)
     {
+        if (Directory.Exists(path)) throw new ModelToolException($"'{path}' is a directory, not a model file");
         if (!File.Exists(path)) throw new ModelToolException($"'{path}' does not exist");
         if (path.EndsWith(".edgepkg", StringComparison.OrdinalIgnoreCase))
         {
@@ -48,7 +49,7 @@ public sealed class OnnxGraph
             return Parse(package.ModelBytes, $"{path} (model.onnx)");
         }
 
-        return Parse(File.ReadAllBytes(path), path, path);
+        return Parse(InputFiles.ReadAll(path, "model"), path, path);
     }
 
     /// <param name="path">The file the bytes came from: external data locations are relative to its folder; null: none allowed.</param>

@@ -33,7 +33,7 @@ public static class Packager
         var graph = OnnxGraph.Load(model);
         var manifest = manifestPath.EndsWith(".edgepkg", StringComparison.OrdinalIgnoreCase)
             ? ModelPackage.Open(manifestPath).Manifest
-            : File.Exists(manifestPath) ? ModelPackage.ParseManifest(File.ReadAllBytes(manifestPath), manifestPath) : throw new ModelToolException($"manifest '{manifestPath}' does not exist");
+            : ModelPackage.ParseManifest(InputFiles.ReadAll(manifestPath, "manifest"), manifestPath);
         var errors = ManifestValidator.Validate(manifest);
         errors.AddRange(Compare(manifest, graph));
         if (errors.Count > 0)

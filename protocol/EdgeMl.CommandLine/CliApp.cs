@@ -40,7 +40,18 @@ public static class CliApp
             return Usage;
         }
 
-        var result = root.Parse(args);
+        // Response files (@FILE) are off: an argument such as a device id or a path may start with '@'.
+        ParseResult result;
+        try
+        {
+            result = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            await stderr.WriteLineAsync($"error: the command line cannot be read: {OneLine(e.Message)} (see '{root.HelpName ?? root.Name} --help')").ConfigureAwait(false);
+            return Usage;
+        }
+
         if (result.Action is ParseErrorAction || (result.Errors.Count > 0 && result.Action is not HelpAction))
         {
             await stderr.WriteLineAsync(UsageLine(FirstError(result), result.CommandResult.Command, root)).ConfigureAwait(false);

@@ -15,6 +15,45 @@ namespace EdgeMl.Agent.Cli;
 /// </summary>
 public static class EnrollCommand
 {
+    /// <summary>
+    /// Everything that could still fail after the one-time token is spent is checked before it is: the data directory
+    /// can be written, <c>--broker</c> is an MQTT URL, <c>--ca</c> holds a PEM certificate.
+    /// </summary>
+    private static void CheckBeforeClaiming(string dir, string? broker, string? ca)
+    {
+        try
+        {
+            Directory.CreateDirectory(dir);
+            var probe = Path.Combine(dir, $".enroll-probe-{Environment.ProcessId}");
+            File.WriteAllBytes(probe, [1]);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ConfigurationException("--data", $"'{dir}' is not a directory this agent can write ({e.GetType().Name})");
+        }
+
+        if (broker is not null && (!Uri.TryCreate(broker, UriKind.Absolute, out var b) || b.Scheme is not ("mqtt" or "mqtts") || b.Host.Length == 0))
+        {
+            throw new ConfigurationException("--broker", $"'{broker}' is not mqtt://HOST:PORT or mqtts://HOST:PORT");
+        }
+
+        if (ca is not null)
+        {
+            var anchors = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            try
+            {
+                anchors.ImportFromPemFile(ca);
+            }
+            catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+            {
+                anchors.Clear();
+            }
+
+            if (anchors.Count == 0) throw new ConfigurationException("--ca", $"'{ca}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+        }
+    }
+
     public static async Task<int> RunAsync(ParsedArgs args, CancellationToken ct)
     {
         var hubArg = args.Get("hub") ?? throw new UsageException("enroll needs --hub HOST[:PORT] (the hub's HTTP address)");
@@ -23,6 +62,7 @@ public static class EnrollCommand
         var brokerOverride = args.Get("broker");
         var ca = args.Get("ca");
         if (ca is not null && !File.Exists(ca)) throw new ConfigurationException("--ca", $"'{ca}' does not exist");
+        CheckBeforeClaiming(dir, brokerOverride, ca);
 
         var hub = HubUri(hubArg);
         if (hub.Scheme == "http")

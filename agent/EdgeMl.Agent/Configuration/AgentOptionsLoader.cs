@@ -19,6 +19,16 @@ public static class AgentOptionsLoader
         }
         catch (InvalidOperationException e)
         {
+            // The binder's own text names its option, not the user's key: say which keys are not settings, and where.
+            var unknown = System.Text.RegularExpressions.Regex.Match(e.Message, @"instance of (?:[\w]+\.)*(?<type>\w+): (?<keys>.+)$");
+            if (unknown.Success)
+            {
+                var type = unknown.Groups["type"].Value;
+                var where = type is "AgentOptions" ? AgentOptions.Section
+                    : $"{AgentOptions.Section}:{type.Replace("Options", "", StringComparison.Ordinal).Replace("Settings", "", StringComparison.Ordinal)}";
+                throw new ConfigurationException(where, $"{unknown.Groups["keys"].Value.Trim().TrimEnd('.')} is not a setting here (README: configuration lists them)");
+            }
+
             throw new ConfigurationException(KeyFrom(e.Message), e.Message);
         }
 

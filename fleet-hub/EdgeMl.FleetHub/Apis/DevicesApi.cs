@@ -39,6 +39,7 @@ public static partial class DevicesApi
         api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
             if (EdgeMl.Protocol.Wire.DeviceIds.Problem(request.Id) is { } problem) return TypedResults.BadRequest(new ApiError(problem));
+            if (LabelProblem(request.Group, request.Tags) is { } labels) return TypedResults.BadRequest(new ApiError(labels));
 
             if (request.ExpiresHours is { } h && (!double.IsFinite(h) || h <= 0 || h > 24 * 365))
             {
@@ -122,6 +123,28 @@ public static partial class DevicesApi
         d.Id, d.Group, d.Tags, d.Enrollment, d.EnrolledAt, d.RevokedAt, d.Presence, d.Boot, d.LastSeen, d.Records,
         d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null, d.DriftStatus, d.DriftAt,
         d.Desired, d.ReportedJson is { } rep ? JsonNode.Parse(rep) : null);
+
+    /// <summary>
+    /// A group is 1–64 of A-Z a-z 0-9 . _ - (it ends up in rollout targets, filters and the dashboard); at most 32 tags,
+    /// keys like a group, values at most 256 characters without control characters. Null when they are fine.
+    /// </summary>
+    internal static string? LabelProblem(string? group, IReadOnlyDictionary<string, string>? tags)
+    {
+        if (group is not null && !IsLabel(group, 64)) return $"group '{Printable(group)}' must be 1-64 of A-Z a-z 0-9 . _ -";
+        if (tags is null) return null;
+        if (tags.Count > 32) return $"at most 32 tags ({tags.Count} given)";
+        foreach (var (key, value) in tags)
+        {
+            if (!IsLabel(key, 64)) return $"tag key '{Printable(key)}' must be 1-64 of A-Z a-z 0-9 . _ -";
+            if (value is null || value.Length > 256 || value.Any(char.IsControl)) return $"tag '{key}': the value must be at most 256 characters without control characters";
+        }
+
+        return null;
+    }
+
+    private static bool IsLabel(string s, int max) => s.Length is > 0 && s.Length <= max && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
+
+    private static string Printable(string s) => new string(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (s.Length > 40 ? "…" : "");
 }
 
 /// <summary>Points one device at a model directly (no rollout): activate at once, optionally after a shadow run, with the device-side watch bounds.</summary>

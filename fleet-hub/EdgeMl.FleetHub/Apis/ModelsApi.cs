@@ -40,20 +40,23 @@ public static class ModelsApi
             await request.Body.CopyToAsync(bytes).ConfigureAwait(false);
             if (bytes.Length > max) return tooLarge;
             bytes.Position = 0;
+            // The signature is checked over the manifest's raw bytes before anything parses them.
             ModelPackage package;
+            SignatureCheck check;
+            var keys = PackageSignature.LoadTrusted(settings.TrustedKeys);
             try
             {
-                package = ModelPackage.Read(bytes, "the uploaded package");
+                package = ModelPackage.ReadSigned(bytes, "the uploaded package", keys);
+                check = PackageSignature.Verify(package, keys); // which key signed it, for the registry and the audit trail
             }
             catch (ModelPackageException e)
             {
                 return TypedResults.BadRequest(new ApiError(e.Message));
             }
-
-            var keys = PackageSignature.LoadTrusted(settings.TrustedKeys);
-            var check = PackageSignature.Verify(package, keys);
-            foreach (var k in keys) k.Dispose();
-            if (!check.Valid) return TypedResults.BadRequest(new ApiError(check.Message));
+            finally
+            {
+                foreach (var k in keys) k.Dispose();
+            }
 
             var m = package.Manifest;
             if (!Protocol.Wire.DeviceMessageParser.IsName(m.Name, 128) || !Protocol.Wire.DeviceMessageParser.IsName(m.Version, 128))

@@ -81,6 +81,8 @@ public static class RolloutsApi
     private static Rollout Build(RolloutRequest q, IHubStore store, RolloutEngine engine, TimeProvider time)
     {
         var (name, version) = ModelRefs.Parse(q.Model);
+        if (q.Gates?.Any(g => g is null) == true) throw new FormatException("gates: a gate is null");
+        if (q.Devices?.Any(d => string.IsNullOrWhiteSpace(d)) == true) throw new FormatException("devices: a device id is null or empty");
         var m = store.FindModel(name, version) ?? throw new KeyNotFoundException($"no model {name}@{version} in the registry (edgeml model push)");
         var all = store.Devices().Where(d => d.Enrollment is "enrolled" or "unregistered").ToDictionary(d => d.Id);
         List<DeviceEntry> targets;

@@ -69,7 +69,7 @@ public sealed class Rollout
         var waves = new List<double>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (!double.TryParse(part.TrimEnd('%'), NumberStyles.Float, CultureInfo.InvariantCulture, out var pct) || pct <= 0 || pct > 100)
+            if (!double.TryParse(part.TrimEnd('%'), NumberStyles.Float, CultureInfo.InvariantCulture, out var pct) || !double.IsFinite(pct) || pct <= 0 || pct > 100)
             {
                 throw new FormatException($"wave '{part}' is not a percentage in (0, 100]");
             }

@@ -61,7 +61,7 @@ public static partial class NumPy
             return result;
         }
 
-        return new Dictionary<string, NdArray> { [Path.GetFileNameWithoutExtension(path)] = Read(File.ReadAllBytes(path), path) };
+        return new Dictionary<string, NdArray> { [Path.GetFileNameWithoutExtension(path)] = Read(InputFiles.ReadAll(path, "data"), path) };
     }
 
     [GeneratedRegex(@"'descr'\s*:\s*'(?<d>[^']+)'")]

@@ -33,13 +33,17 @@ namespace EdgeMl.Protocol.Json;
 [JsonSerializable(typeof(EdgeMl.Protocol.Drift.DriftReport))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext;
 
-/// <summary>The manifest, read strictly: an unknown key is refused (a misspelt <c>normalisation</c> must not be ignored silently).</summary>
+/// <summary>
+/// The manifest, read strictly: an unknown key is refused (a misspelt <c>normalisation</c> must not be ignored silently),
+/// and so is a JSON null where the type says a value must be (null list elements: <see cref="Packages.ModelPackage.ParseManifest"/>).
+/// </summary>
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     ReadCommentHandling = System.Text.Json.JsonCommentHandling.Skip,
     AllowTrailingCommas = true,
-    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow)]
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    RespectNullableAnnotations = true)]
 [JsonSerializable(typeof(ModelManifest))]
 public sealed partial class ManifestJsonContext : JsonSerializerContext;

@@ -64,6 +64,13 @@ public sealed class ModelPackage
     public static ModelPackage Read(Stream stream, string source) => Read(stream, source, trusted: null);
 
     /// <summary>
+    /// Reads a package that must be signed by one of <paramref name="trusted"/>: the signature is checked over the
+    /// manifest's raw bytes before the manifest is parsed (see <see cref="OpenSigned"/>).
+    /// </summary>
+    /// <exception cref="ModelPackageException">Not a package, not signed by a trusted key, or invalid; the message says which.</exception>
+    public static ModelPackage ReadSigned(Stream stream, string source, IReadOnlyCollection<System.Security.Cryptography.ECDsa> trusted) => Read(stream, source, trusted);
+
+    /// <summary>
     /// Opens a package that must be signed by one of <paramref name="trusted"/>, in the order that keeps an attacker's
     /// bytes away from every parser: entry sizes capped while inflating (a zip bomb is refused, not expanded), the
     /// signature checked over the manifest's raw bytes, and only then the manifest parsed and the model inflated (capped
@@ -147,6 +154,13 @@ public sealed class ModelPackage
             throw new ModelPackageException($"{source}: manifest is empty (null)");
         }
 
+        // RespectNullableAnnotations covers properties, not list elements: "inputs": [null] is caught here.
+        var nulls = NullElements(manifest);
+        if (nulls.Count > 0)
+        {
+            throw new ModelPackageException($"{source}: invalid manifest: {string.Join("; ", nulls.Select(n => $"{n} is null"))}");
+        }
+
         var errors = ManifestValidator.Validate(manifest);
         if (errors.Count > 0)
         {
@@ -154,6 +168,43 @@ public sealed class ModelPackage
         }
 
         return manifest;
+    }
+
+    private static List<string> NullElements(ModelManifest m)
+    {
+        var found = new List<string>();
+        void Check<T>(IEnumerable<T?> items, string path)
+            where T : class
+        {
+            var i = 0;
+            foreach (var item in items)
+            {
+                if (item is null) found.Add($"{path}[{i}]");
+                i++;
+            }
+        }
+
+        Check(m.Inputs, "inputs");
+        Check(m.Outputs, "outputs");
+        Check(m.State, "state");
+        Check(m.Constants, "constants");
+        for (var i = 0; i < m.Inputs.Count; i++)
+        {
+            if (m.Inputs[i]?.Source is { } src) Check(src.Channels, $"inputs[{i}].source.channels");
+        }
+
+        for (var i = 0; i < m.Outputs.Count; i++)
+        {
+            if (m.Outputs[i]?.Labels is { } labels) Check(labels, $"outputs[{i}].labels");
+        }
+
+        if (m.Baseline is { } b)
+        {
+            Check(b.Features, "baseline.features");
+            Check(b.Outputs, "baseline.outputs");
+        }
+
+        return found;
     }
 
     /// <summary>Writes a package, filling in the model's SHA-256 and size in the manifest.</summary>
