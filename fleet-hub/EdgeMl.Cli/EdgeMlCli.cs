@@ -172,7 +172,7 @@ public static class EdgeMlCli
         using (var client = new HubClient(hub, token))
         {
             // Proves the token, and that this is an EdgeMl hub, before anything is saved.
-            if (await client.GetAsync("/api/devices").ConfigureAwait(false) is not JsonArray)
+            if (await client.GetAsync("/api/devices").ConfigureAwait(false) is not JsonArray devices || devices.Any(d => d is not JsonObject))
             {
                 throw new HubException($"{hub} did not answer like an EdgeMl hub (GET /api/devices is not a list of devices); nothing saved");
             }

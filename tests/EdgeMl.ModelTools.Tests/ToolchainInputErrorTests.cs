@@ -26,7 +26,7 @@ public sealed class ToolchainInputErrorTests : IDisposable
         { "huge-shape.npy", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }"), "more values" },
         { "short-data.npy", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 96), }"), "bytes of data" },
         { "text.npy", "hello"u8.ToArray(), "not a .npy file" },
-        { "empty.npy", [], "not a .npy file" },
+        { "empty.npy", [], "is empty" },
         { "corrupt.npz", [.. "PK\u0003\u0004junk"u8], "not a readable .npz" },
     };
 
@@ -58,6 +58,8 @@ public sealed class ToolchainInputErrorTests : IDisposable
     [InlineData("{bad", "manifest")]
     [InlineData("[]", "manifest")]
     [InlineData("", "manifest")]
+    [InlineData("{\"constants\": null}", "constants")]
+    [InlineData("{\"inputs\": [null]}", "inputs[0] is null")]
     public async Task A_damaged_manifest_is_one_line_naming_the_file(string text, string expected)
     {
         var manifest = Path.Combine(_dir, "manifest.json");
