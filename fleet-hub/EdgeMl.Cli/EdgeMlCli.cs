@@ -73,7 +73,7 @@ public static class EdgeMlCli
         }
 
         static Argument<string> Arg(string name, string description) => new(name) { Description = description };
-        var expires = CliOptions.Duration("--expires", "How long it stays valid (90s, 10m, 24h, 7d)");
+        var expires = CliOptions.Duration("--expires", "How long the enrollment token stays valid, 1m to 365d (default: the hub's --EnrollTokenHours)", min: TimeSpan.FromMinutes(1), max: TimeSpan.FromDays(365));
 
         root.Subcommands.Add(Leaf("login", "Remember the hub and API token (~/.config/edgeml/login.json); checked against the hub first", LoginAsync));
         root.Subcommands.Add(new Command("devices", "Register, list, show and revoke devices")
@@ -92,7 +92,7 @@ public static class EdgeMlCli
         {
             Leaf("create", "An API token (shown once; the hub keeps only its hash)", CreateTokenAsync,
                 CliOptions.Choice("--role", "What it may do (default viewer)", "viewer", "operator"), CliOptions.Text("--name", "Its name (in the audit trail)", "NAME"),
-                CliOptions.Duration("--expires", "How long it stays valid (default: until revoked)")),
+                CliOptions.Duration("--expires", "How long it stays valid, 1m to 3650d (default: until revoked)", min: TimeSpan.FromMinutes(1), max: TimeSpan.FromDays(3650))),
             Leaf("list", "Name, role, created, expiry, state (active, expired, revoked)", ListTokensAsync),
             Leaf("revoke", "The tokens called NAME stop working at once", RevokeTokenAsync, Arg("NAME", "The tokens' name")),
         });
@@ -152,7 +152,7 @@ public static class EdgeMlCli
         root.Subcommands.Add(Leaf("rollback", "Every device of the group back to its previous model", RolloutCommands.RollbackAsync, Arg("GROUP", "The group")));
         var since = CliOptions.Parsed<string>("--since", "From this long ago (24h, 7d) or this time (ISO 8601)", "DURATION|TIME", false,
             t => DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _) || EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out _)
-                ? (true, t, "") : (false, "", $"'{t}' is not a duration like 24h or 7d, or a time"));
+                ? (true, t, "") : (false, "", EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out var why) ? "" : $"{why}, or a time (ISO 8601)"));
         root.Subcommands.Add(Leaf("audit", "Who pushed, signed, started, paused, aborted, rolled back what; which device ran what", (a, o) => RolloutCommands.AuditAsync(a, o, stdout),
             since, CliOptions.Text("--action", "Only this action (model.push, rollout.start …)", "ACTION"), CliOptions.Text("--device", "Only this device", "ID"),
             CliOptions.Text("--rollout", "Only this rollout", "ID"), CliOptions.Flag("--csv", "CSV instead of a table"), CliOptions.Text("--out", "Write to a file", "FILE")));

@@ -28,9 +28,15 @@ public sealed class HubClient : IDisposable
     public static HubClient From(ParsedArgs args)
     {
         var saved = LoginFile.Read();
-        var hub = args.Get("hub") ?? Environment.GetEnvironmentVariable("EDGEML_HUB") ?? saved?.Hub ?? "http://127.0.0.1:8080";
+        var (hub, from) = args.Get("hub") is { } h ? (h, "--hub")
+            : Environment.GetEnvironmentVariable("EDGEML_HUB") is { } env ? (env, "EDGEML_HUB")
+            : saved?.Hub is { } savedHub ? (savedHub, $"the hub saved in {LoginFile.PathName}")
+            : ("http://127.0.0.1:8080", "the default hub");
         var token = args.Get("token") ?? Environment.GetEnvironmentVariable("EDGEML_TOKEN") ?? saved?.Token;
-        return new HubClient(ParseHub(hub), token);
+        if (from == "--hub") return new HubClient(ParseHub(hub), token); // checked while parsing already
+        return EdgeMl.Protocol.Text.HubUrls.TryParse(hub, out var uri, out var error)
+            ? new HubClient(uri, token)
+            : throw new HubException($"{from}: {error} (run `edgeml login --hub URL --token TOKEN` again, or pass --hub)");
     }
 
     /// <summary><c>--hub</c> as every EdgeMl program reads it (<see cref="EdgeMl.Protocol.Text.HubUrls"/>: a bare host means port 8080).</summary>

@@ -37,8 +37,20 @@ public static class CliOptions
     }
 
     /// <summary>A duration (<see cref="Durations"/>: <c>90s</c>, <c>10m</c>, <c>24h</c>, <c>7d</c>; a bare number is seconds).</summary>
-    public static Option<TimeSpan> Duration(string name, string description, bool required = false, bool allowZero = false) =>
-        Parsed<TimeSpan>(name, description, "DURATION", required, t => (Durations.TryParse(t, out var v, out var e, allowZero), v, e));
+    /// <param name="min">Shortest accepted (default: any positive, or zero with <paramref name="allowZero"/>).</param>
+    /// <param name="max">Longest accepted (default <see cref="Durations.Max"/>).</param>
+    public static Option<TimeSpan> Duration(string name, string description, bool required = false, bool allowZero = false, TimeSpan? min = null, TimeSpan? max = null) =>
+        Parsed<TimeSpan>(name, description, "DURATION", required, t =>
+        {
+            if (!Durations.TryParse(t, out var v, out var e, allowZero)) return (false, v, e);
+            if (min is { } lo && v < lo) return (false, v, $"'{t}' is shorter than {Show(lo)}");
+            if (max is { } hi && v > hi) return (false, v, $"'{t}' is longer than {Show(hi)}");
+            return (true, v, "");
+        });
+
+    private static string Show(TimeSpan span) =>
+        span.TotalDays >= 1 && span.TotalDays % 1 == 0 ? $"{span.TotalDays:0}d" : span.TotalHours >= 1 && span.TotalHours % 1 == 0 ? $"{span.TotalHours:0}h"
+        : span.TotalMinutes >= 1 && span.TotalMinutes % 1 == 0 ? $"{span.TotalMinutes:0}m" : $"{span.TotalSeconds:0.###}s";
 
     /// <summary>A size in bytes (<see cref="Sizes"/>: <c>64KiB</c>, <c>512MB</c>; a bare number is bytes).</summary>
     public static Option<long> Size(string name, string description, bool required = false) =>
