@@ -19,10 +19,18 @@ public sealed class HubDynsecTests : IDisposable
     {
         Assert.True(Mosquitto.Available && File.Exists(Mosquitto.DynsecPlugin), "mosquitto with its dynamic-security plugin is needed (./build.sh test installs it)");
         var broker = new Mosquitto(dynsecAdminPassword: Admin).Start();
-        _h.StartHub(broker.Url, "--BrokerUser", "admin", "--BrokerPassword", Admin, "--BrokerDynsec", "true");
-        Assert.True(_h.WaitSubscribed(30_000), "the hub did not subscribe at the external broker");
-        Assert.True(_h.HubLog.Any(l => l.Contains("follow the hub", StringComparison.Ordinal)), string.Join('\n', _h.HubLog));
-        return broker;
+        try
+        {
+            _h.StartHub(broker.Url, "--BrokerUser", "admin", "--BrokerPassword", Admin, "--BrokerDynsec", "true");
+            Assert.True(_h.WaitSubscribed(30_000), "the hub did not subscribe at the external broker");
+            Assert.True(_h.HubLog.Any(l => l.Contains("follow the hub", StringComparison.Ordinal)), string.Join('\n', _h.HubLog));
+            return broker;
+        }
+        catch
+        {
+            broker.Dispose(); // no mosquitto left behind when the start fails
+            throw;
+        }
     }
 
     [Fact]
