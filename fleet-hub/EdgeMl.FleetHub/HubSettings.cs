@@ -22,6 +22,11 @@ public sealed class HubSettings
     public string BrokerUser { get; set; } = "";
     /// <summary>With an external broker: its password.</summary>
     public string BrokerPassword { get; set; } = "";
+    /// <summary>
+    /// With an external Mosquitto: devices' identities follow the hub through its dynamic-security plugin (enrollment
+    /// creates the device's login and role, revocation deletes them); <see cref="BrokerUser"/> must be the plugin's admin.
+    /// </summary>
+    public bool BrokerDynsec { get; set; }
     /// <summary>With <c>mqtts://</c>: PEM file of the CA(s) the external broker's certificate must chain to (empty: the system's trust store).</summary>
     public string BrokerCa { get; set; } = "";
     /// <summary>
@@ -73,6 +78,11 @@ public sealed class HubSettings
         if (Broker.Length > 0 && (!Uri.TryCreate(Broker, UriKind.Absolute, out var b) || b.Scheme is not ("mqtt" or "mqtts") || b.Host.Length == 0))
         {
             return $"--Broker '{Broker}' is not mqtt://HOST:PORT or mqtts://HOST:PORT";
+        }
+
+        if (BrokerDynsec && (Broker.Length == 0 || BrokerUser.Length == 0))
+        {
+            return "--BrokerDynsec needs --Broker mqtt://… and --BrokerUser/--BrokerPassword of the dynamic-security plugin's admin";
         }
 
         if (Store.Length > 0)

@@ -45,7 +45,7 @@ if (settings.Broker.Length > 0)
     builder.Services.AddSingleton<ExternalBrokerClient>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerClient>());
     builder.Services.AddSingleton<IHubPublisher>(sp => sp.GetRequiredService<ExternalBrokerClient>());
-    builder.Services.AddSingleton<IDeviceConnections, NoDeviceConnections>();
+    builder.Services.AddSingleton<IDeviceConnections>(sp => sp.GetRequiredService<ExternalBrokerClient>()); // --BrokerDynsec: logins follow the hub
 }
 else
 {

@@ -81,12 +81,22 @@ public static partial class DevicesApi
         api.MapPost("/{id}/revoke", async Task<IResult> (string id, IHubStore store, IDeviceConnections connections, TimeProvider time) =>
         {
             if (!store.Revoke(id, time.GetUtcNow())) return NoDevice(id);
-            await connections.DisconnectAsync(id).ConfigureAwait(false);
+            try
+            {
+                await connections.DisconnectAsync(id).ConfigureAwait(false);
+            }
+            catch (BrokerIdentityException e)
+            {
+                // The registry has it revoked (the hub drops its messages), but the broker still lets it in: say so, so it is retried.
+                return Results.Json(new ApiError($"'{id}' is revoked in the registry, but the broker still accepts its login: {e.Message}; run the revoke again"),
+                    statusCode: StatusCodes.Status502BadGateway);
+            }
+
             return TypedResults.Ok(Summary(store.FindDevice(id)!, withHealth: false));
         }).RequireRole(ApiAuth.Operator);
 
         // The device's side of enrollment: the one-time token is the credential, so no API token here.
-        app.MapPost("/api/enroll", IResult (EnrollmentClaim request, IHubStore store, HubSettings settings, TimeProvider time) =>
+        app.MapPost("/api/enroll", async Task<IResult> (EnrollmentClaim request, IHubStore store, HubSettings settings, IDeviceConnections connections, TimeProvider time) =>
         {
             var signingKeys = settings.SigningKeyPems(); // read before the one-time token is used up
             var password = Secrets.New("dev_");
@@ -95,6 +105,17 @@ public static partial class DevicesApi
             {
                 return Results.Json(new ApiError("enrollment token unknown, already used or expired: ask the operator for a new one (`edgeml devices enroll ID`)"),
                     statusCode: StatusCodes.Status403Forbidden);
+            }
+
+            try
+            {
+                await connections.GrantAsync(id, password).ConfigureAwait(false);
+            }
+            catch (BrokerIdentityException e)
+            {
+                // The token is used up; the operator issues a new one once the broker is fixed.
+                return Results.Json(new ApiError($"the broker did not take this device's login ({e.Message}): ask the operator for a new token (`edgeml devices enroll {id}`)"),
+                    statusCode: StatusCodes.Status502BadGateway);
             }
 
             return TypedResults.Ok(new DeviceCredentials

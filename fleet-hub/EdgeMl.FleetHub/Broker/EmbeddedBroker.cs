@@ -260,6 +260,15 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
 /// <summary>Live device connections the hub can end (revocation).</summary>
 public interface IDeviceConnections
 {
+    /// <summary>
+    /// A device claimed its enrollment with this password: let it in at the broker. The embedded broker checks the
+    /// registry itself; an external one with <c>--BrokerDynsec</c> gets the device's client and role.
+    /// </summary>
+    /// <exception cref="BrokerIdentityException">The broker did not take it (one line: what and why).</exception>
+    Task GrantAsync(string deviceId, string password) => Task.CompletedTask;
+
+    /// <summary>Revocation: ends the device's connection (and, at an external broker with <c>--BrokerDynsec</c>, its login).</summary>
+    /// <exception cref="BrokerIdentityException">The broker did not take it.</exception>
     Task DisconnectAsync(string deviceId);
 
     /// <summary>Ends alert consumers' sessions opened with these API tokens (SHA-256 hashes).</summary>
@@ -270,12 +279,4 @@ public interface IDeviceConnections
 public interface IHubPublisher
 {
     Task PublishAsync(string topic, byte[] payload, bool retain = false);
-}
-
-/// <summary>With an external broker the hub holds no device connections; the broker's own ACLs decide.</summary>
-public sealed class NoDeviceConnections : IDeviceConnections
-{
-    public Task DisconnectAsync(string deviceId) => Task.CompletedTask;
-
-    public Task DisconnectConsumersAsync(IReadOnlyCollection<string> tokenHashes) => Task.CompletedTask;
 }

@@ -17,7 +17,8 @@ namespace EdgeMl.FleetHub.Broker;
 /// subscriptions only on brokers that persist them. After every (re)connect the hub subscribes again and publishes every
 /// device's desired state again (retained), so a broker that lost its retained messages, or was away when an operator
 /// set one, still delivers it. With <c>mqtts://</c> the broker is checked against <c>--BrokerCa</c>; <c>--BrokerUser</c>
-/// and <c>--BrokerPassword</c> log the hub in.
+/// and <c>--BrokerPassword</c> log the hub in. With <c>--BrokerDynsec true</c> devices' identities at Mosquitto follow the
+/// hub (ExternalBrokerClient.Dynsec.cs).
 /// </summary>
 public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, Store.IHubStore store, ILogger<ExternalBrokerClient> logger)
     : BackgroundService, IHubPublisher
@@ -48,6 +49,13 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         {
             e.AutoAcknowledge = false;
             var message = e.ApplicationMessage;
+            if (message.Topic == ResponseTopic)
+            {
+                OnControlResponse(System.Buffers.BuffersExtensions.ToArray(message.Payload));
+                await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+                return;
+            }
+
             // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
             var handled = !Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _)
                 ? Refuse(device, message.Topic, "unknown-topic")
@@ -93,6 +101,18 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                         .WithTopicFilter("edgeml/+/state/reported", MqttQualityOfServiceLevel.AtLeastOnce)
                         .Build();
                     await client.SubscribeAsync(subscribe, stoppingToken).ConfigureAwait(false);
+                    if (settings.BrokerDynsec)
+                    {
+                        await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(ResponseTopic, MqttQualityOfServiceLevel.AtLeastOnce).Build(), stoppingToken).ConfigureAwait(false);
+                        // Before desired states: it gives the hub the right to publish them. When it just did, Mosquitto ends
+                        // the hub's connection so that the new rights apply: connect again at once.
+                        if (!await SetUpDynsecAsync().ConfigureAwait(false))
+                        {
+                            if (client.IsConnected) await client.DisconnectAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
+                            continue;
+                        }
+                    }
+
                     // The broker may have lost retained messages (a restart without persistence), and desired states set
                     // while it was away were not delivered: every device's desired state is published again.
                     foreach (var (device, json) in store.DesiredStates())

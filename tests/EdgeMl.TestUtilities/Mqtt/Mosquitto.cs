@@ -14,7 +14,12 @@ public sealed class Mosquitto : IDisposable
     /// <param name="persistDirectory">Keep sessions and queued messages on disk there (as a production broker does), so they survive a restart.</param>
     /// <param name="listenerOptions">Lines for the listener, e.g. TLS: <c>cafile …</c>, <c>certfile …</c>, <c>require_certificate true</c>.</param>
     /// <param name="passwords">Users and passwords (a mosquitto_passwd file is written); given, anonymous clients are refused.</param>
-    public Mosquitto(int? port = null, string? persistDirectory = null, string? listenerOptions = null, IReadOnlyDictionary<string, string>? passwords = null)
+    /// <param name="dynsecAdminPassword">
+    /// Load Mosquitto's dynamic-security plugin with a fresh config (<c>mosquitto_ctrl dynsec init</c>) whose admin is
+    /// <c>admin</c> with this password; anonymous clients are refused.
+    /// </param>
+    public Mosquitto(int? port = null, string? persistDirectory = null, string? listenerOptions = null, IReadOnlyDictionary<string, string>? passwords = null,
+        string? dynsecAdminPassword = null)
     {
         Port = port ?? FreePort();
         _config = Path.Combine(Path.GetTempPath(), $"edgeml-mosquitto-{Port}.conf");
@@ -43,8 +48,30 @@ public sealed class Mosquitto : IDisposable
             access = $"allow_anonymous false\npassword_file {file}\n";
         }
 
+        if (dynsecAdminPassword is not null)
+        {
+            // mosquitto drops to its own user and rewrites the file on every change: a directory it may write in.
+            _dynsecDirectory = Directory.CreateTempSubdirectory("edgeml-dynsec-").FullName;
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(_dynsecDirectory, (UnixFileMode)0x1FF);
+            var file = Path.Combine(_dynsecDirectory, "dynamic-security.json");
+            using (var p = Process.Start(new ProcessStartInfo("/usr/bin/mosquitto_ctrl", ["dynsec", "init", file, "admin", dynsecAdminPassword]) { RedirectStandardOutput = true })!)
+            {
+                p.StandardOutput.ReadToEnd();
+                p.WaitForExit();
+                if (p.ExitCode != 0) throw new InvalidOperationException($"mosquitto_ctrl dynsec init exited with {p.ExitCode}");
+            }
+
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(file, (UnixFileMode)0x1B6);
+            access = $"allow_anonymous false\nplugin {DynsecPlugin}\nplugin_opt_config_file {file}\n";
+        }
+
         File.WriteAllText(_config, $"listener {Port} 127.0.0.1\n{listenerOptions}\n{access}{persistence}");
     }
+
+    private readonly string? _dynsecDirectory;
+
+    /// <summary>Where Debian's mosquitto keeps its dynamic-security plugin.</summary>
+    public const string DynsecPlugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
 
     public int Port { get; }
     public string Url => $"{(_tls ? "mqtts" : "mqtt")}://127.0.0.1:{Port}";
@@ -110,6 +137,7 @@ public sealed class Mosquitto : IDisposable
     {
         Stop();
         File.Delete(_config);
+        if (_dynsecDirectory is not null) Directory.Delete(_dynsecDirectory, recursive: true);
     }
 }
 

@@ -1,0 +1,196 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using EdgeMl.Protocol.Wire;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace EdgeMl.FleetHub.Broker;
+
+/// <summary>
+/// <c>--BrokerDynsec true</c>: devices' identities at an external Mosquitto follow the hub, through Mosquitto's
+/// dynamic-security plugin (commands on <c>$CONTROL/dynamic-security/v1</c>, answers on <c>…/v1/response</c>, with
+/// the hub's <c>--BrokerUser</c> as the plugin's admin). A device that claims its enrollment gets a client (user
+/// name and MQTT client id = device id, the password it was given) with its own role <c>edgeml-device-{id}</c>:
+/// publish only on the topics a device publishes under <c>edgeml/{id}/</c> (status, tele, health, drift,
+/// state/reported, cmd/+/res), subscribe only under <c>edgeml/{id}/#</c>. Revocation deletes the client and its role,
+/// which makes Mosquitto end its open connection (its Last Will is not delivered then: the hub marks it offline) and
+/// refuse its password from then on. On every connect the hub
+/// gives itself a role <c>edgeml-hub</c> (publish on <c>edgeml/#</c>: desired states, commands), which doubles as the
+/// check that the plugin is there and accepts the hub: when it is not, the hub says so in one error line.
+/// </summary>
+public sealed partial class ExternalBrokerClient : IDeviceConnections
+{
+    private const string ControlTopic = "$CONTROL/dynamic-security/v1";
+    private const string ResponseTopic = ControlTopic + "/response";
+    private static readonly TimeSpan ControlTimeout = TimeSpan.FromSeconds(10);
+    private const string HubRole = "edgeml-hub";
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<JsonArray>> _pending = new();
+    private bool _hubRoleGiven;
+
+    /// <summary>Role name of one device at the broker.</summary>
+    public static string DeviceRole(string deviceId) => $"edgeml-device-{deviceId}";
+
+    /// <inheritdoc/>
+    public async Task GrantAsync(string deviceId, string password)
+    {
+        if (!settings.BrokerDynsec) return;
+        var role = DeviceRole(deviceId);
+        var acls = new JsonArray(
+            Acl("subscribePattern", $"{Topics.Root}/{deviceId}/#"),
+            Acl("unsubscribePattern", $"{Topics.Root}/{deviceId}/#"),
+            Acl("publishClientSend", Topics.Status(deviceId)),
+            Acl("publishClientSend", Topics.Telemetry(deviceId)),
+            Acl("publishClientSend", Topics.Health(deviceId)),
+            Acl("publishClientSend", Topics.Drift(deviceId)),
+            Acl("publishClientSend", Topics.StateReported(deviceId)),
+            Acl("publishClientSend", $"{Topics.Root}/{deviceId}/cmd/+/res"));
+        // Again after a revocation or a lost answer: whatever is there is replaced. "not found" / "already exists" on the
+        // first two are expected; the role is written fresh so that its ACLs are this version's.
+        var answers = await ControlAsync(
+        [
+            new JsonObject { ["command"] = "deleteClient", ["username"] = deviceId },
+            new JsonObject { ["command"] = "deleteRole", ["rolename"] = role },
+            new JsonObject { ["command"] = "createRole", ["rolename"] = role, ["acls"] = acls },
+            new JsonObject
+            {
+                ["command"] = "createClient", ["username"] = deviceId, ["clientid"] = deviceId, ["password"] = password,
+                ["roles"] = new JsonArray(new JsonObject { ["rolename"] = role }),
+            },
+        ]).ConfigureAwait(false);
+        Check(answers, 2, $"creating role {role}");
+        Check(answers, 3, $"creating client {deviceId}");
+    }
+
+    /// <summary>Revocation: deletes the device's client and role at the broker (Mosquitto ends its connection).</summary>
+    /// <exception cref="BrokerIdentityException">The plugin did not answer or refused.</exception>
+    public async Task DisconnectAsync(string deviceId)
+    {
+        if (!settings.BrokerDynsec) return;
+        var answers = await ControlAsync(
+        [
+            new JsonObject { ["command"] = "deleteClient", ["username"] = deviceId },
+            new JsonObject { ["command"] = "deleteRole", ["rolename"] = DeviceRole(deviceId) },
+        ]).ConfigureAwait(false);
+        Check(answers, 0, $"deleting client {deviceId}", notFoundIsFine: true);
+        // Mosquitto ended its connection, but its Last Will is not delivered (the will's publish is checked against the
+        // ACLs of a client that no longer exists): the registry marks it offline itself.
+        store.SetPresence(deviceId, "offline", null, DateTimeOffset.UtcNow);
+    }
+
+    /// <summary>Alert consumers log in at the external broker with its own accounts: nothing to end here.</summary>
+    public Task DisconnectConsumersAsync(IReadOnlyCollection<string> tokenHashes) => Task.CompletedTask;
+
+    /// <summary>
+    /// After connecting: checks that the plugin answers and that the hub's client has the role <c>edgeml-hub</c>
+    /// (publish on edgeml/#); gives it that role when not (Mosquitto then ends the hub's connection once, so that the
+    /// new rights apply, and the hub reconnects). Logs one error line when the plugin is missing or refuses.
+    /// </summary>
+    /// <returns>False when the hub's rights were just changed: the caller connects again before it goes on.</returns>
+    private async Task<bool> SetUpDynsecAsync()
+    {
+        var hub = settings.BrokerUser;
+        try
+        {
+            var answers = await ControlAsync([new JsonObject { ["command"] = "getClient", ["username"] = hub }]).ConfigureAwait(false);
+            Check(answers, 0, $"reading client '{hub}'");
+            var roles = answers[0]?["data"]?["client"]?["roles"] as JsonArray ?? [];
+            if (roles.Any(r => r?["rolename"]?.GetValue<string>() == HubRole))
+            {
+                LogDynsecReady(logger, settings.Broker);
+                return true;
+            }
+
+            if (_hubRoleGiven) throw new BrokerIdentityException($"client '{hub}' still lacks the role {HubRole} after it was given");
+            _hubRoleGiven = true;
+            answers = await ControlAsync(
+            [
+                new JsonObject
+                {
+                    ["command"] = "createRole", ["rolename"] = HubRole,
+                    ["acls"] = new JsonArray(Acl("publishClientSend", $"{Topics.Root}/#"), Acl("subscribePattern", $"{Topics.Root}/#"), Acl("publishClientReceive", $"{Topics.Root}/#")),
+                },
+                new JsonObject { ["command"] = "addClientRole", ["username"] = hub, ["rolename"] = HubRole },
+            ]).ConfigureAwait(false);
+            Check(answers, 0, $"creating role {HubRole}", alreadyIsFine: true);
+            Check(answers, 1, $"giving client '{hub}' the role {HubRole}", alreadyIsFine: true);
+            return false;
+        }
+        catch (BrokerIdentityException e) when (!_hubRoleGiven || _client is { IsConnected: true })
+        {
+            LogDynsecProblem(logger, settings.Broker, e.Message);
+            return true; // the hub goes on without: enrollment and revocation say why they fail
+        }
+        catch (BrokerIdentityException)
+        {
+            // Mosquitto ended the connection as the hub's rights changed: the next connect checks them again.
+            return false;
+        }
+    }
+
+    private static JsonObject Acl(string type, string topic) => new() { ["acltype"] = type, ["topic"] = topic, ["allow"] = true };
+
+    private static void Check(JsonArray answers, int index, string what, bool notFoundIsFine = false, bool alreadyIsFine = false)
+    {
+        if (answers.Count <= index || answers[index] is not JsonObject a) throw new BrokerIdentityException($"{what}: the dynamic-security plugin gave no answer to that command");
+        if (a["error"]?.GetValue<string>() is not { Length: > 0 } error) return;
+        if (notFoundIsFine && error.Contains("not found", StringComparison.OrdinalIgnoreCase)) return;
+        if (alreadyIsFine && error.Contains("already", StringComparison.OrdinalIgnoreCase)) return;
+        throw new BrokerIdentityException($"{what}: the dynamic-security plugin said '{error}'");
+    }
+
+    /// <summary>Sends commands in one message and waits for their answers (in order; one per command).</summary>
+    private async Task<JsonArray> ControlAsync(JsonObject[] commands)
+    {
+        if (_client is not { IsConnected: true } client) throw new BrokerIdentityException($"not connected to {settings.Broker}");
+        var correlation = Guid.NewGuid().ToString("N");
+        foreach (var c in commands) c["correlationData"] = correlation;
+        var waiter = new TaskCompletionSource<JsonArray>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[correlation] = waiter;
+        try
+        {
+            var payload = System.Text.Encoding.UTF8.GetBytes(new JsonObject { ["commands"] = new JsonArray([.. commands]) }.ToJsonString());
+            var result = await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(ControlTopic).WithPayload(payload)
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build()).ConfigureAwait(false);
+            if (!result.IsSuccess) throw new BrokerIdentityException($"{settings.Broker} refused the publish on {ControlTopic} ({result.ReasonCode}): is --BrokerUser the plugin's admin?");
+            return await waiter.Task.WaitAsync(ControlTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new BrokerIdentityException($"no answer on {ResponseTopic} within {ControlTimeout.TotalSeconds:0} s: is Mosquitto's dynamic-security plugin loaded, and --BrokerUser its admin?");
+        }
+        catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException)
+        {
+            throw new BrokerIdentityException($"sending to {ControlTopic}: {e.Message}");
+        }
+        finally
+        {
+            _pending.TryRemove(correlation, out _);
+        }
+    }
+
+    /// <summary>An answer on the response topic: hands the commands' answers to the waiting call (unknown or unreadable ones are dropped).</summary>
+    private void OnControlResponse(ReadOnlySpan<byte> payload)
+    {
+        try
+        {
+            if (JsonNode.Parse(payload) is not JsonObject o || o["responses"] is not JsonArray responses || responses.Count == 0) return;
+            if (responses[0]?["correlationData"]?.GetValue<string>() is { } c && _pending.TryRemove(c, out var waiter))
+            {
+                waiter.TrySetResult(responses);
+            }
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            LogDynsecProblem(logger, settings.Broker, $"unreadable answer on {ResponseTopic}: {e.Message}");
+        }
+    }
+
+    [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Devices' identities at {Broker} follow the hub (Mosquitto dynamic-security plugin)")]
+    private static partial void LogDynsecReady(ILogger logger, string broker);
+
+    [LoggerMessage(EventId = 2204, Level = LogLevel.Error, Message = "--BrokerDynsec: devices cannot be enrolled or revoked at {Broker}: {Problem}")]
+    private static partial void LogDynsecProblem(ILogger logger, string broker, string problem);
+}
+
+/// <summary>The external broker's dynamic-security plugin did not take a device's identity (message: what and why, one line).</summary>
+public sealed class BrokerIdentityException(string message) : Exception(message);
