@@ -27,14 +27,32 @@ public sealed class Fleet : IAsyncDisposable
         {
             var id = $"{prefix}{i:D5}";
             using var reg = await _http.PostAsJsonAsync("/api/devices", new { id, group = prefix.TrimEnd('-') }, token).ConfigureAwait(false);
-            reg.EnsureSuccessStatusCode();
+            await EnsureAsync(reg, $"registering {id}", token).ConfigureAwait(false);
             var ticket = await reg.Content.ReadFromJsonAsync<JsonElement>(token).ConfigureAwait(false);
             using var claim = await _http.PostAsJsonAsync("/api/enroll", new { token = ticket.GetProperty("token").GetString() }, token).ConfigureAwait(false);
-            claim.EnsureSuccessStatusCode();
+            await EnsureAsync(claim, $"enrolling {id}", token).ConfigureAwait(false);
             var creds = await claim.Content.ReadFromJsonAsync<JsonElement>(token).ConfigureAwait(false);
             result[i] = new SimDevice(id, creds.GetProperty("password").GetString()!);
         }).ConfigureAwait(false);
         Devices.AddRange(result);
+    }
+
+    /// <summary>A refused call, with the hub's own error text (its JSON <c>error</c>) in the message.</summary>
+    /// <exception cref="HttpRequestException">The hub answered with a status other than 2xx.</exception>
+    public static async Task EnsureAsync(HttpResponseMessage response, string what, CancellationToken ct)
+    {
+        if (response.IsSuccessStatusCode) return;
+        var body = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+        string? error = null;
+        try
+        {
+            error = JsonDocument.Parse(body).RootElement.TryGetProperty("error", out var e) ? e.GetString() : null;
+        }
+        catch (JsonException)
+        {
+        }
+
+        throw new HttpRequestException($"{what}: the hub answered {(int)response.StatusCode} {response.ReasonPhrase}{(error is null ? "" : $": {error}")}");
     }
 
     public Task ConnectAsync(int parallel, CancellationToken ct) =>

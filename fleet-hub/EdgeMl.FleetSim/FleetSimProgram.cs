@@ -36,7 +36,8 @@ public static class FleetSimProgram
         {
             Leaf("run", "Enroll N devices (sim-00000 …) through the hub's API, connect them, and keep them reporting", RunAsync,
                 CliOptions.HubUrl("--hub", "The hub's API", required: true), CliOptions.Text("--token", "An operator token", "TOKEN", required: true),
-                CliOptions.Text("--broker", "The hub's MQTT broker", "mqtt://HOST:PORT", required: true), Count("--devices", "How many devices (default 10)"),
+                CliOptions.Parsed<string>("--broker", "The hub's MQTT broker", "mqtt://HOST:PORT", true,
+                    t => Uri.TryCreate(t, UriKind.Absolute, out var b) && b.Scheme == "mqtt" && b.Host.Length > 0 ? (true, t, "") : (false, t, $"'{t}' is not mqtt://HOST:PORT")), Count("--devices", "How many devices (default 10)"),
                 CliOptions.Text("--prefix", "Device id prefix (default sim-)", "PREFIX"), CliOptions.Duration("--health-every", "Health report interval (default 10s)"),
                 CliOptions.Duration("--telemetry-every", "Telemetry interval (default: none)"), Count("--batch", "Records per telemetry batch (default 10)"),
                 CliOptions.Duration("--duration", "Stop after this long (default: Ctrl-C)")),

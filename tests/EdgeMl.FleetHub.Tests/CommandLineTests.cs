@@ -299,7 +299,8 @@ public sealed class CommandLineTests
         foreach (var o in command.Options.Where(o => o.Required && o != except))
         {
             yield return o.Name;
-            yield return o.ValueType == typeof(long) ? "1" : o.ValueType == typeof(TimeSpan) ? "1m" : o.ValueType == typeof(Uri) ? "127.0.0.1" : Choices(o).FirstOrDefault() ?? "x";
+            yield return o.ValueType == typeof(long) ? "1" : o.ValueType == typeof(TimeSpan) ? "1m" : o.ValueType == typeof(Uri) ? "127.0.0.1"
+                : o.Name == "--broker" ? "mqtt://127.0.0.1:1883" : Choices(o).FirstOrDefault() ?? "x";
         }
     }
 
