@@ -126,10 +126,15 @@ public static partial class DevicesApi
         });
     }
 
+    /// <summary>
+    /// The device's newest stored records (as stored: a batch resent after a reconnect may arrive after a newer one),
+    /// shown newest first by the device's own time <c>at</c>.
+    /// </summary>
     private static IResult History(IHubStore store, string id, int? limit, string? recordClass) =>
         store.FindDevice(id) is null
             ? NoDevice(id)
             : TypedResults.Ok(store.Records(id, Math.Clamp(limit ?? 100, 1, 10_000), recordClass)
+                .OrderByDescending(r => r.At)
                 .Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
 
     private static IResult NoDevice(string id) => TypedResults.NotFound(new ApiError($"no device '{id}'"));
