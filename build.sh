@@ -96,6 +96,12 @@ run_tests() {
   passed=$(grep -cE '^\s*Passed [A-Z]' artifacts/test.log || true)
   failed=$(grep -cE '^\s*Failed [A-Z]' artifacts/test.log || true)
   skipped=$(grep -cE '^\s*Skipped [A-Z]' artifacts/test.log || true)
+  # The failures again, just above the closing line, with their messages: CI shows only the end of its output.
+  if [[ "$failed" != 0 ]]; then
+    echo "--- failed tests ---"
+    awk '/^[[:space:]]*Failed [A-Z]/ {n=14} n>0 {print; n--}' artifacts/test.log | cut -c1-300
+    echo "--- end of failed tests ---"
+  fi
   echo "$passed passed, $failed failed, $skipped skipped"
   leftover_processes || rc=1
   [[ $rc -eq 0 && "$failed" == 0 && "$passed" -gt 0 ]]
