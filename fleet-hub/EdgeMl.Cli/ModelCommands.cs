@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.RegularExpressions;
 using EdgeMl.Protocol.Packages;
 
 using EdgeMl.CommandLine;
@@ -6,12 +7,21 @@ using EdgeMl.CommandLine;
 namespace EdgeMl.Cli;
 
 /// <summary>Offline commands: signing keys, and signing and verifying model packages.</summary>
-public static class ModelCommands
+public static partial class ModelCommands
 {
+    [GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex KeyName();
+
     /// <summary><c>keys create NAME [--dir DIR]</c>: an ECDSA P-256 key pair, NAME.key (private, mode 600) and NAME.pub.</summary>
     public static void CreateKey(ParsedArgs args, Output output)
     {
         var name = args.Positional.Count >= 1 ? args.Positional[0] : throw new UsageException("keys create NAME: which name?");
+        // NAME becomes two file names (NAME.key, NAME.pub) in --dir: a plain name, never a path or a hidden file.
+        if (!KeyName().IsMatch(name))
+        {
+            throw new UsageException($"keys create: the key name '{name}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'");
+        }
+
         var dir = args.Get("dir") ?? ".";
         Directory.CreateDirectory(dir);
         var privatePath = Path.Combine(dir, name + ".key");

@@ -6,6 +6,7 @@ using EdgeMl.Agent.Cli;
 using EdgeMl.Cli;
 using EdgeMl.CommandLine;
 using EdgeMl.FleetSim;
+using EdgeMl.TestUtilities;
 
 namespace EdgeMl.FleetHub.Tests;
 
@@ -102,6 +103,22 @@ public sealed class CommandLineTests
             var line = Assert.Single(Lines(stderr));
             Assert.Matches("(?i)unrecognized command or argument '", line);
         }
+    }
+
+    [Fact]
+    public async Task A_key_name_that_is_empty_or_a_path_is_refused_before_any_file_is_written()
+    {
+        using var dir = new TempDirectory();
+        foreach (var name in new[] { "", "../escape", "a/b", ".hidden", "-x", new string('k', 65), "tab\tname" })
+        {
+            var (code, stdout, stderr) = await RunAsync("edgeml", ["keys", "create", name, "--dir", dir.Path]);
+            Assert.True(code == 2, $"keys create '{name}' → {code}: {stderr}");
+            Assert.Equal("", stdout);
+            Assert.Contains("key name", Assert.Single(Lines(stderr)), StringComparison.Ordinal);
+        }
+
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Path));
+        Assert.Empty(Directory.EnumerateFiles(Path.GetDirectoryName(dir.Path)!, "escape.*"));
     }
 
     [Fact]

@@ -54,6 +54,7 @@ public class WavReplayTests
         { "text", "not a RIFF/WAVE file (16-bit PCM .wav expected)" },
         { "names", "has 2 channel(s) but 3 name(s) are given (a+b+c)" },
         { "rate", "is recorded at 8000 Hz; a WAV file is replayed at its own rate" },
+        { "block-align", "the header's frame size (block align) is 0 bytes, not 2 channel(s) × 2 bytes" },
     };
 
     [Theory]
@@ -75,6 +76,7 @@ public class WavReplayTests
             case "text": File.WriteAllText(path, "time,audio\n0,1\n"); break;
             case "names": WavFile.Write(path, four, 8000, 2); options = ",channels=a+b+c"; break;
             case "rate": WavFile.Write(path, four, 8000, 2); options = ",rate=16000"; break;
+            case "block-align": WavFile.Write(path, four, 8000, 2, blockAlign: 0); break;
         }
 
         var e = Assert.Throws<ConfigurationException>(() => SensorFactory.Create($"replay:{path}{options}", 0, "Agent:Sensor").Dispose());

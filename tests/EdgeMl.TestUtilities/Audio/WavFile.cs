@@ -8,10 +8,11 @@ public static class WavFile
 {
     /// <summary>
     /// Interleaved samples in int16 scale (clipped to ±32767) as 16-bit PCM. <paramref name="formatCode"/>,
-    /// <paramref name="bits"/> and <paramref name="declaredDataBytes"/> let a test write what a bad file says about itself.
+    /// <paramref name="bits"/>, <paramref name="declaredDataBytes"/> and <paramref name="blockAlign"/> let a test write what a bad
+    /// file says about itself.
     /// </summary>
     public static void Write(string path, ReadOnlySpan<float> interleaved, int rate, int channels = 1,
-        ushort formatCode = 1, ushort bits = 16, uint? declaredDataBytes = null, bool withListChunk = false)
+        ushort formatCode = 1, ushort bits = 16, uint? declaredDataBytes = null, bool withListChunk = false, ushort? blockAlign = null)
     {
         var data = new byte[interleaved.Length * 2];
         for (var i = 0; i < interleaved.Length; i++)
@@ -31,7 +32,7 @@ public static class WavFile
         w.Write((ushort)channels);
         w.Write(rate);
         w.Write(rate * channels * bits / 8);
-        w.Write((ushort)(channels * bits / 8));
+        w.Write(blockAlign ?? (ushort)(channels * bits / 8));
         w.Write(bits);
         if (list.Length > 0)
         {

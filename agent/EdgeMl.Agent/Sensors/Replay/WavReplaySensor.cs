@@ -137,12 +137,15 @@ public sealed class WavReplaySensor : ISensorSource, IRecordedSource
                 var format = BinaryPrimitives.ReadUInt16LittleEndian(fmt);
                 channels = BinaryPrimitives.ReadUInt16LittleEndian(fmt.AsSpan(2));
                 rate = BinaryPrimitives.ReadInt32LittleEndian(fmt.AsSpan(4));
+                var blockAlign = BinaryPrimitives.ReadUInt16LittleEndian(fmt.AsSpan(12));
                 var bits = BinaryPrimitives.ReadUInt16LittleEndian(fmt.AsSpan(14));
                 if (format == FormatExtensible && fmt.Length >= 26) format = BinaryPrimitives.ReadUInt16LittleEndian(fmt.AsSpan(24)); // the sub-format GUID starts with the format code
                 if (format != FormatPcm) throw Bad($"format code {format}{FormatName(format)} is not PCM; 16-bit PCM expected (convert: sox IN -b 16 -e signed-integer OUT.wav)");
                 if (bits != 16) throw Bad($"{bits}-bit PCM; 16-bit expected (convert: sox IN -b 16 OUT.wav)");
                 if (channels == 0) throw Bad("0 channels");
                 if (rate <= 0) throw Bad($"sample rate {rate} Hz");
+                // A header whose frame size disagrees with its channels × 16 bit is damaged: which of the two is right cannot be told.
+                if (blockAlign != channels * 2) throw Bad($"the header's frame size (block align) is {blockAlign} bytes, not {channels} channel(s) × 2 bytes");
             }
             else if (id == "data")
             {
