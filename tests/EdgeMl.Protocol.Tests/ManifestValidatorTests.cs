@@ -48,9 +48,9 @@ public class ManifestValidatorTests
 
         var errors = ManifestValidator.Validate(m);
 
-        Assert.Contains("constants[1].values[0]: 2.5 is not an integer (int64 (as a JSON number: ±2^53) expected)", errors);
+        Assert.Contains("constants[1].values[0]: 2.5 is not an integer (int64 (as a JSON number: ±(2^53 − 1)) expected)", errors);
         Assert.Contains("constants[2].values[1]: 2 is not a bool (0 or 1)", errors);
-        Assert.Contains("constants[3].values[0]: 1E+17 is outside the range of int64 (as a JSON number: ±2^53)", errors);
+        Assert.Contains("constants[3].values[0]: 1E+17 is outside the range of int64 (as a JSON number: ±(2^53 − 1))", errors);
         Assert.Contains("constants[4].values: has 2 values; expected 1 (every element) or 3 (one per element)", errors);
         Assert.Contains("constants[4].type: 'complex64' is not one of float32, float64, float16, int64, int32, int16, int8, uint8, bool", errors);
         Assert.Contains("constants[5].shape[0]: 0 is not a valid dimension (> 0; [] for a scalar)", errors);
@@ -69,6 +69,27 @@ public class ManifestValidatorTests
         var c = Assert.Single(back.Constants);
         Assert.Equal(("sr", "int64", 0, 16000.0), (c.Name, c.Type, c.Shape.Count, c.Values[0]));
         Assert.Equal(("float16", 0.5), (back.State[0].Type, back.State[0].Initial[0]));
+    }
+
+    [Theory]
+    [InlineData("9007199254740993")] // 2^53 + 1: reads back as 2^53
+    [InlineData("9007199254740992")]
+    [InlineData("-9007199254740993")]
+    [InlineData("9223372036854775807")]
+    public void An_int64_constant_a_json_number_cannot_carry_exactly_is_refused_not_rounded(string literal)
+    {
+        var m = Valid();
+        m.Constants.Add(new ConstantSpec { Name = "sr", Type = "int64", Shape = [], Values = [271828] });
+        var json = System.Text.Encoding.UTF8.GetString(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(m, EdgeMl.Protocol.Json.ProtocolJsonContext.Default.ModelManifest));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(json, "271828"));
+        json = json.Replace("271828", literal, StringComparison.Ordinal);
+
+        var e = Assert.ThrowsAny<Exception>(() => ModelPackage.ParseManifest(System.Text.Encoding.UTF8.GetBytes(json), "m.json"));
+        Assert.Contains("constants[0].values[0]", e.Message, StringComparison.Ordinal);
+        Assert.Contains("outside the range of int64", e.Message, StringComparison.Ordinal);
+
+        json = json.Replace(literal, "9007199254740991", StringComparison.Ordinal);
+        Assert.Equal(9007199254740991d, Assert.Single(ModelPackage.ParseManifest(System.Text.Encoding.UTF8.GetBytes(json), "m.json").Constants).Values[0]);
     }
 
     [Fact]

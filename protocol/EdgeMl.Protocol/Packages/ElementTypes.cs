@@ -14,8 +14,12 @@ public static class ElementTypes
     /// <summary>Every type a constant or state tensor may have.</summary>
     public static IReadOnlyList<string> All { get; } = ["float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"];
 
-    /// <summary>Largest integer a JSON number (an IEEE double) carries exactly: int64 values beyond it are refused.</summary>
-    public const double MaxExactInteger = 9007199254740992d; // 2^53
+    /// <summary>
+    /// Largest integer a JSON number (an IEEE double) carries exactly and unambiguously, 2^53 − 1 (JavaScript's
+    /// <c>Number.MAX_SAFE_INTEGER</c>): int64 values beyond it are refused. 2^53 itself is refused too, because
+    /// 2^53 + 1 written in a manifest reads back as 2^53 and would be used silently rounded.
+    /// </summary>
+    public const double MaxExactInteger = 9007199254740991d; // 2^53 - 1
 
     public static bool IsKnown(string type) => All.Contains(type);
 
@@ -40,7 +44,7 @@ public static class ElementTypes
             "float16" => Math.Abs(value) > 65504 ? $"{value} is outside float16's range (±65504)" : null,
             "float64" => null,
             "bool" => value is 0 or 1 ? null : $"{value} is not a bool (0 or 1)",
-            "int64" => Integer(value, -MaxExactInteger, MaxExactInteger, "int64 (as a JSON number: ±2^53)"),
+            "int64" => Integer(value, -MaxExactInteger, MaxExactInteger, "int64 (as a JSON number: ±(2^53 − 1))"),
             "int32" => Integer(value, int.MinValue, int.MaxValue, "int32"),
             "int16" => Integer(value, short.MinValue, short.MaxValue, "int16"),
             "int8" => Integer(value, sbyte.MinValue, sbyte.MaxValue, "int8"),
