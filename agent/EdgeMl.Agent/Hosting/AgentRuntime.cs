@@ -156,6 +156,7 @@ public sealed partial class AgentRuntime : IDisposable
         if (updater is not null)
         {
             uplink!.DesiredReceived += updater.OnDesired;
+            uplink.DesiredRefused += updater.OnDesiredRefused;
             await updater.ReportStartAsync().ConfigureAwait(false);
         }
 

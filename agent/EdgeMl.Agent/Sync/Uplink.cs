@@ -366,9 +366,35 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
         catch (WireFormatException ex)
         {
             LogBadDesired(logger, ex.Message);
+            var (name, version) = NamesOf(e.ApplicationMessage.Payload);
+            DesiredRefused?.Invoke(ex.Message, name, version);
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Raised with a desired state that failed validation: the reason, and the model's name and version when the
+    /// payload holds them as plain strings (so that a rollout of that model sees the device fail rather than time out).
+    /// </summary>
+    public event Action<string, string?, string?>? DesiredRefused;
+
+    /// <summary>The <c>name</c> and <c>version</c> of a refused desired state, read leniently; null where absent or not a valid name.</summary>
+    private static (string? Name, string? Version) NamesOf(ReadOnlySequence<byte> payload)
+    {
+        if (payload.Length > 64 * 1024) return (null, null);
+        try
+        {
+            using var doc = JsonDocument.Parse(payload);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return (null, null);
+            string? Str(string key) => doc.RootElement.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String
+                                       && v.GetString() is { } text && DeviceMessageParser.IsName(text, WireLimits.Default.MaxNameLength) ? text : null;
+            return (Str("name"), Str("version"));
+        }
+        catch (JsonException)
+        {
+            return (null, null);
+        }
     }
 
     [LoggerMessage(EventId = 1412, Level = LogLevel.Error, Message = "Dropped {Class} record {Seq}: {Bytes} bytes do not fit in the broker's maximum packet size of {MaxPacket} bytes")]

@@ -76,6 +76,13 @@ public sealed partial class ModelUpdater(
         return Report("active", Running.Name, Running.Version, confirmed: !state.Trial, rollout: state.Trial ? state.Terms?.Rollout : null);
     }
 
+    /// <summary>
+    /// A desired state from the hub failed validation (a hub newer than this agent, or a hostile writer on the broker):
+    /// reported as <c>failed</c> with the reason, so the operator sees why the device does not follow, and ignored.
+    /// </summary>
+    public void OnDesiredRefused(string reason, string? name, string? version) =>
+        _ = Report("failed", name ?? "", version ?? "", $"desired state refused: {reason}");
+
     /// <summary>The watch period passed: the model is confirmed.</summary>
     public Task ReportConfirmedAsync(string? rollout) => Report("active", Running.Name, Running.Version, confirmed: true, rollout: rollout);
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using EdgeMl.Protocol.Packages;
+using EdgeMl.Protocol.Wire;
 using EdgeMl.TestUtilities;
 using EdgeMl.TestUtilities.Mqtt;
 
@@ -89,6 +90,54 @@ public sealed class PublishedAgentTrustTests : IDisposable
             reported.WaitUntil(m => m.Any(x => x.Payload.Contains("\"failed\"", StringComparison.Ordinal)), "the agent's failed report", 30_000);
             var failed = reported.Messages.Last(x => x.Payload.Contains("\"failed\"", StringComparison.Ordinal)).Payload;
             Assert.True(failed.Contains(reason, StringComparison.Ordinal), failed);
+            Assert.Equal(0, Volatile.Read(ref _requests));
+            Assert.False(agent.HasExited); // it keeps running its model
+        }
+        finally
+        {
+            if (!agent.HasExited) agent.Kill(entireProcessTree: true);
+            agent.WaitForExit();
+        }
+    }
+
+    /// <summary>
+    /// A desired state the agent cannot accept (a hub newer than the agent, or a hostile writer on the broker) is not
+    /// only logged: it is reported as failed with the reason — naming the model where the payload does — so a rollout
+    /// of that model halts on it instead of waiting out its timeout. The agent keeps running its model.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("{\"name\":\"vibration-fault\",\"version\":\"1.1.0\",\"sha256\":\"xyz\",\"sizeBytes\":1000,\"url\":\"/p\"}", "vibration-fault", "desired sha256 is not 64 hexadecimal digits")]
+    [InlineData("{\"name\":\"vibration-fault\",\"version\":\"1.1.0\",\"sha256\":\"\",\"sizeBytes\":1,\"url\":\"/p\",\"shadowSeconds\":-5}", "vibration-fault", "shadowSeconds -5 is outside 0..604800")]
+    [InlineData("[1,2,3]", "", "desired state")]
+    public void A_desired_state_the_agent_cannot_accept_is_reported_as_failed_with_the_reason(string payload, string name, string reason)
+    {
+        var required = Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1";
+        if (required) Assert.True(File.Exists(X64), $"{X64} is missing: ./build.sh publish did not run");
+        Skip.IfNot(File.Exists(X64), $"{X64} not published (run ./build.sh test)");
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new Mosquitto().Start();
+        using var reported = new MosquittoSub(broker.Port, "edgeml/dev-8/state/reported", "watcher");
+        using (var pub = Process.Start("/usr/bin/mosquitto_pub", ["-p", broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-t", "edgeml/dev-8/state/desired", "-r", "-q", "1", "-m", payload])!)
+        {
+            Assert.True(pub.WaitForExit(10_000));
+        }
+
+        var psi = new ProcessStartInfo(X64, ["run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--quiet", "--data", Path.Combine(_dir.Path, "data"),
+            "--hub", broker.Url, "--device", "dev-8", $"--Agent:Hub:HubUrl=http://127.0.0.1:{_port}"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var agent = Process.Start(psi)!;
+        agent.OutputDataReceived += (_, _) => { };
+        agent.ErrorDataReceived += (_, _) => { };
+        agent.BeginOutputReadLine();
+        agent.BeginErrorReadLine();
+        try
+        {
+            reported.WaitUntil(m => m.Any(x => x.Payload.Contains("\"failed\"", StringComparison.Ordinal)), "the agent's failed report", 30_000);
+            var failed = DeviceMessageParser.ParseReported(new System.Buffers.ReadOnlySequence<byte>(System.Text.Encoding.UTF8.GetBytes(
+                reported.Messages.Last(x => x.Payload.Contains("\"failed\"", StringComparison.Ordinal)).Payload)));
+            Assert.Equal(("failed", name), (failed.Phase, failed.Name));
+            Assert.StartsWith("desired state refused: ", failed.Reason, StringComparison.Ordinal);
+            Assert.Contains(reason, failed.Reason, StringComparison.Ordinal);
+            Assert.Equal("vibration-fault@1.0.0", failed.Active);
             Assert.Equal(0, Volatile.Read(ref _requests));
             Assert.False(agent.HasExited); // it keeps running its model
         }
