@@ -71,7 +71,8 @@ public static class AgentProgram
             CliOptions.Choice("--format", "Prediction lines (default json)", "json", "text"),
             CliOptions.Duration("--health-every", "Health report interval (0: off)", allowZero: true), CliOptions.Text("--data", "The data directory (outbox, identity, model slots)", "DIR"),
             CliOptions.Text("--hub", "The broker to sync with", "mqtt://HOST:PORT"), CliOptions.Text("--device", "This device's id on the hub", "ID"),
-            CliOptions.Flag("--quiet", "Only warnings and errors on stderr"));
+            CliOptions.Flag("--quiet", "Only warnings and errors on stderr"),
+            CliOptions.Choice("--log-format", "Log lines on stderr: text, or json (one JSON object a line, for journald and log shippers; default text)", AgentLogging.Formats));
         run.TreatUnmatchedTokensAsErrors = false; // --Agent:Key=value overrides; ParsedArgs.ConfigOverrides refuses anything else
 
         var root = new RootCommand("edgeml-agent — runs quantized ONNX models on sensor data at the edge")
