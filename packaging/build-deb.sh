@@ -104,7 +104,12 @@ hub() { # RID
       install -m 0644 "$f" "$lib/"
     fi
   done
-  if [[ -d "$pub/hub/wwwroot" ]]; then cp -r "$pub/hub/wwwroot" "$lib/" && find "$lib/wwwroot" -type d -exec chmod 0755 {} + && find "$lib/wwwroot" -type f -exec chmod 0644 {} +; fi
+  # Folders beside the hub (the dashboard's DashboardFiles/, found through AppContext.BaseDirectory; wwwroot/).
+  for f in "$pub"/hub/*/; do
+    [[ -d "$f" ]] || continue
+    cp -r "$f" "$lib/"
+    find "$lib/$(basename "$f")" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
+  done
   ln -s ../lib/edgeml-hub/edgeml-hub "$dir/usr/bin/edgeml-hub"
   ln -s ../lib/edgeml-hub/edgeml "$dir/usr/bin/edgeml"
   install -m 0644 packaging/hub/edgeml-hub.service "$dir/lib/systemd/system/edgeml-hub.service"
