@@ -8,6 +8,8 @@
 #   ./build.sh docs                     docs/cli.md from the programs' own --help
 #   ./build.sh publish linux-x64|linux-arm64
 #                                       native AOT edgeml-agent + libonnxruntime.so + models in artifacts/publish/RID
+#   ./build.sh package                  Debian packages edgeml-agent and edgeml-hub (amd64, arm64) in artifacts/packages,
+#                                       checked with lintian (docs/packaging.md)
 #   ./build.sh bench agent              agent figures (size, idle RSS, cold start, overhead, and RSS on the field path:
 #                                       outbox, uplink to a hub, drift, health; 150 s), written to bench-results/agent.json
 #   ./build.sh bench hub [--devices N --connected N …]
@@ -66,6 +68,35 @@ publish() {
   log "$out: edgeml-agent $(du -h "$out/edgeml-agent" | cut -f1), libonnxruntime.so $(du -h "$out/libonnxruntime.so" | cut -f1)"
 }
 
+# The hub and the operator's CLI, self-contained single files (no .NET runtime on the machine): not native AOT — the
+# hub's minimal APIs and the CLI serialize with reflection-based System.Text.Json and use LiteDB, Npgsql and the model
+# toolchain, which are not trim-safe (docs/packaging.md). Compressed: about half the size, decompressed in memory at start.
+publish_hub() {
+  local rid=${1:?}
+  local out="$ROOT/artifacts/publish-hub/$rid"
+  log "publish edgeml-hub and edgeml for $rid (self-contained single file)"
+  rm -rf "$out"
+  local common=(-c Release -r "$rid" --self-contained -nologo -v q -clp:ErrorsOnly -p:PublishSingleFile=true
+    -p:EnableCompressionInSingleFile=true -p:DebugType=none -p:GenerateDocumentationFile=false)
+  dotnet publish fleet-hub/EdgeMl.FleetHub/EdgeMl.FleetHub.csproj "${common[@]}" -o "$out/hub"
+  dotnet publish fleet-hub/EdgeMl.Cli/EdgeMl.Cli.csproj "${common[@]}" -o "$out/cli"
+}
+
+# VERSION of the packages: Directory.Build.props, the same one --version prints.
+version() { sed -n 's:.*<VersionPrefix>\(.*\)</VersionPrefix>.*:\1:p' Directory.Build.props; }
+
+# Debian packages from the published programs (docs/packaging.md). --reuse: take the agent already in
+# artifacts/publish/RID (./build.sh test has just published it) instead of publishing it again.
+package() {
+  need_apt dpkg-dev lintian binutils-aarch64-linux-gnu
+  for rid in linux-x64 linux-arm64; do
+    [[ "${1:-}" == "--reuse" && -x "artifacts/publish/$rid/edgeml-agent" ]] || publish "$rid"
+    publish_hub "$rid"
+  done
+  log "Debian packages $(version) → artifacts/packages"
+  packaging/build-deb.sh "$(version)"
+}
+
 # Runs the arm64 agent under qemu-user. ONNX Runtime's CPU probe reads /proc/cpuinfo and crashes on the
 # x86 host's; a Raspberry Pi 4's cpuinfo is bind-mounted over it in a private mount namespace.
 run_arm64() {
@@ -84,6 +115,7 @@ run_tests() {
   publish linux-arm64
   log "arm64 smoke run under qemu"
   run_arm64 check-model "$ROOT/models/vibration/vibration-fault-int8.edgepkg"
+  package --reuse
   log "dotnet test"
   local rc=0
   # One test assembly at a time (-m:1): the hub tests run real-time agents and the model suite measures latency,
@@ -243,7 +275,8 @@ case "${1:-build}" in
   test) run_tests ;;
   demo) demo "${2:-}" ;;
   publish) publish "${2:-}" ;;
+  package) package "${2:-}" ;;
   bench) bench "${@:2}" ;;
   docs) docs ;;
-  *) echo "usage: ./build.sh [build|test|demo|docs|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|docs|package|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
 esac

@@ -5,7 +5,20 @@ using EdgeMl.FleetHub.Ingest;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 
+if (args is ["--version"])
+{
+    Console.WriteLine(EdgeMl.FleetHub.Hosting.HubHosting.Version);
+    return 0;
+}
+
 var builder = WebApplication.CreateSlimBuilder(args);
+// --config FILE (the package's /etc/edgeml/hub.json), --log-format text|json, systemd (Type=notify, watchdog).
+if (EdgeMl.FleetHub.Hosting.HubHosting.UseHubHosting(builder, args) is { } hostingProblem)
+{
+    Console.Error.WriteLine($"edgeml-hub: {hostingProblem}");
+    return 1;
+}
+
 // HTTPS for the API from configuration (--Kestrel:Certificates:Default:Path/KeyPath with an https:// --urls): docs/security.md.
 builder.WebHost.UseKestrelHttpsConfiguration();
 var settings = new HubSettings();

@@ -71,7 +71,8 @@ public static class AgentProgram
             CliOptions.Choice("--format", "Prediction lines (default json)", "json", "text"),
             CliOptions.Duration("--health-every", "Health report interval (0: off)", allowZero: true), CliOptions.Text("--data", "The data directory (outbox, identity, model slots)", "DIR"),
             CliOptions.Text("--hub", "The broker to sync with", "mqtt://HOST:PORT"), CliOptions.Text("--device", "This device's id on the hub", "ID"),
-            CliOptions.Flag("--quiet", "Only warnings and errors on stderr"));
+            CliOptions.Flag("--quiet", "Only warnings and errors on stderr"),
+            CliOptions.Choice("--log-format", "Log lines on stderr: text, or json (one JSON object a line, for journald and log shippers; default text)", AgentLogging.Formats));
         run.TreatUnmatchedTokensAsErrors = false; // --Agent:Key=value overrides; ParsedArgs.ConfigOverrides refuses anything else
 
         var root = new RootCommand("edgeml-agent — runs quantized ONNX models on sensor data at the edge")
@@ -93,6 +94,11 @@ public static class AgentProgram
             Leaf("record", "Record a sensor to CSV (the replay format)", (a, _) => Task.FromResult(RecordCommand.Run(a)),
                 CliOptions.Text("--sensor", "The sensor. " + Sensors, "SPEC", required: true), CliOptions.Integer("--samples", "How many samples", 1, required: true),
                 CliOptions.Text("--out", "The CSV file to write", "FILE.csv", required: true), CliOptions.Integer("--seed", "Seed of simulated sensors", 0, int.MaxValue)),
+            Leaf("install", "Run the agent as a systemd service without the .deb: the package's unit (ExecStart= this binary) and /etc/edgeml/agent.json, the user edgeml; idempotent",
+                (a, _) => Task.FromResult(InstallCommand.Run(a, Console.Out)),
+                CliOptions.Flag("--uninstall", "Stop and remove the service (the configuration only if unchanged; /var/lib/edgeml is kept)"),
+                CliOptions.Flag("--no-start", "Enable the service but do not start it now"),
+                CliOptions.Text("--root", "Write under this directory and run nothing (tests, image builders)", "DIR")),
             CliApp.CompletionCommand("edgeml-agent"),
         };
         root.HelpName = "edgeml-agent";

@@ -10,7 +10,8 @@ using EdgeMl.CommandLine;
 namespace EdgeMl.Agent.Cli;
 
 /// <summary>
-/// <c>run --config FILE</c>: the service, hosted (systemd-aware), logging to the console.
+/// <c>run --config FILE</c>: the service, hosted (systemd-aware: <see cref="SystemdWatchdog"/>), logging to stderr
+/// (<c>--log-format text|json</c>, <see cref="AgentLogging"/>).
 /// <c>run --model PKG --sensor SPEC</c>: the same pipeline without a config file, predictions as JSON lines on stdout.
 /// </summary>
 public static class RunCommand
@@ -35,6 +36,7 @@ public static class RunCommand
         if (args.Has("fast")) settings["Agent:Pipeline:Realtime"] = "false";
         foreach (var kv in args.ConfigOverrides()) settings[kv.Key] = kv.Value;
         var quiet = args.Has("quiet");
+        var logFormat = args.Get("log-format") ?? "text";
 
         if (configFile is null && !settings.ContainsKey("Agent:Model"))
         {
@@ -52,11 +54,7 @@ public static class RunCommand
             settings.TryAdd("Agent:HealthIntervalSeconds", "0");
             var config = new ConfigurationBuilder().AddEnvironmentVariables("EDGEML_").AddInMemoryCollection(settings).Build();
             var options = AgentOptionsLoader.Load(config);
-            using var loggers = LoggerFactory.Create(b => b
-                .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
-                .SetMinimumLevel(quiet ? LogLevel.Warning : LogLevel.Information)
-                .AddFilter((_, _, level) => level >= (quiet ? LogLevel.Warning : LogLevel.Information))
-                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+            using var loggers = LoggerFactory.Create(b => b.AddAgentConsole(logFormat, quiet));
             await AgentHost.RunAsync(options, loggers, ct).ConfigureAwait(false);
             return 0;
         }
@@ -75,10 +73,11 @@ public static class RunCommand
         agentOptions.Model = Path.GetFullPath(agentOptions.Model, configDir);
         if (agentOptions.ResultLog != "-") agentOptions.ResultLog = Path.GetFullPath(agentOptions.ResultLog, configDir);
         if (agentOptions.DataDirectory.Length > 0) agentOptions.DataDirectory = Path.GetFullPath(agentOptions.DataDirectory, configDir);
-        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
-        builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        builder.Logging.SetMinimumLevel(LogLevel.Information);
-        builder.Services.AddSystemd();
+        builder.Logging.AddAgentConsole(logFormat, quiet);
+        // systemd (Type=notify): READY=1 once the pipeline runs, WATCHDOG=1 only while it makes progress. Not AddSystemd():
+        // its lifetime says READY as soon as the host starts, before the model is loaded or the sensor has answered.
+        builder.Services.AddSingleton<Pipeline.PipelineProgress>();
+        builder.Services.AddHostedService<SystemdWatchdog>();
         var outcome = new ServiceOutcome();
         builder.Services.AddSingleton(agentOptions);
         builder.Services.AddSingleton(outcome);

@@ -10,7 +10,8 @@ namespace EdgeMl.Agent.Hosting;
 /// </summary>
 public static partial class AgentHost
 {
-    public static async Task RunAsync(AgentOptions options, ILoggerFactory loggers, CancellationToken ct)
+    /// <summary>Runs until stopped or the pipeline ends; each pipeline started is shown to <paramref name="progress"/> (the watchdog's view).</summary>
+    public static async Task RunAsync(AgentOptions options, ILoggerFactory loggers, CancellationToken ct, Pipeline.PipelineProgress? progress = null)
     {
         var logger = loggers.CreateLogger("EdgeMl.Agent");
         Updates.ModelSlots? slots = null;
@@ -42,6 +43,7 @@ public static partial class AgentHost
                 continue;
             }
 
+            progress?.Watch(runtime.Health);
             using (runtime)
             {
                 if (!await runtime.RunAsync(ct).ConfigureAwait(false)) return;

@@ -5,13 +5,13 @@ using Microsoft.Extensions.Logging;
 namespace EdgeMl.Agent.Hosting;
 
 /// <summary>The agent as a hosted service (systemd on a device): runs the pipeline until the host stops.</summary>
-public sealed class AgentService(AgentOptions options, ILoggerFactory loggers, IHostApplicationLifetime lifetime, ServiceOutcome outcome) : BackgroundService
+public sealed class AgentService(AgentOptions options, ILoggerFactory loggers, IHostApplicationLifetime lifetime, ServiceOutcome outcome, Pipeline.PipelineProgress progress) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            await AgentHost.RunAsync(options, loggers, stoppingToken).ConfigureAwait(false);
+            await AgentHost.RunAsync(options, loggers, stoppingToken, progress).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

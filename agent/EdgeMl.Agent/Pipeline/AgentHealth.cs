@@ -134,6 +134,24 @@ public sealed class AgentHealth(TimeProvider time)
 
     public void WindowDropped() => Interlocked.Increment(ref _dropped);
 
+    private long _windowsDue;
+
+    /// <summary>A window was complete and handed to inference (or dropped, <see cref="WindowDropped"/>).</summary>
+    public void WindowDue() => Interlocked.Increment(ref _windowsDue);
+
+    /// <summary>
+    /// The counters that show the pipeline moving (<see cref="PipelineProgress"/>): sensor reads that ended (a sample or a
+    /// handled error), windows that became due, and inferences that ended (a prediction or a handled error). Read without
+    /// allocating.
+    /// </summary>
+    public ProgressCounters Progress()
+    {
+        lock (_gate)
+        {
+            return new ProgressCounters(_sensor.Samples + _sensor.Errors, Interlocked.Read(ref _windowsDue), _predictions + _inferenceErrors);
+        }
+    }
+
     public void Predicted(double latencyMs)
     {
         lock (_gate)
@@ -197,3 +215,6 @@ public sealed class AgentHealth(TimeProvider time)
     private static double Percentile(double[] sorted, double p) =>
         sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
 }
+
+/// <summary>A moment's pipeline counters (<see cref="AgentHealth.Progress"/>): each only ever grows.</summary>
+public readonly record struct ProgressCounters(long SensorReads, long WindowsDue, long Inferences);

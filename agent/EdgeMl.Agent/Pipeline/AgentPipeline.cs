@@ -219,6 +219,7 @@ public sealed partial class AgentPipeline
 
                 if (due)
                 {
+                    _health.WindowDue();
                     if (pace)
                     {
                         Dispatch(n / _source.SampleRateHz);
