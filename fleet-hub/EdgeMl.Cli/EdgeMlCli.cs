@@ -16,7 +16,7 @@ public static class EdgeMlCli
 {
     /// <summary>Runs <c>edgeml ARGS</c>; returns the exit code (<see cref="CliApp"/>).</summary>
     public static Task<int> MainAsync(string[] argv, TextWriter stdout, TextWriter stderr, CancellationToken ct = default) =>
-        CliApp.RunAsync(BuildRoot(stdout, stderr), argv, stdout, stderr, IsUserError, ct);
+        CliApp.RunAsync(BuildRoot(stdout, stderr), argv, stdout, stderr, IsUserError, ct: ct);
 
     /// <summary>What the user or the environment caused (printed as is, exit 1).</summary>
     public static bool IsUserError(Exception e) =>

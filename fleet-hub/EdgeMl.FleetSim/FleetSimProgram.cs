@@ -10,13 +10,14 @@ public static class FleetSimProgram
     /// <summary>Runs <c>edgeml-fleetsim ARGS</c>; returns the exit code (<see cref="CliApp"/>).</summary>
     public static async Task<int> MainAsync(string[] args)
     {
-        using var cts = new CancellationTokenSource();
+        // Not disposed and cancelled asynchronously, for the reason AgentProgram.MainAsync gives.
+        var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;
-            cts.Cancel();
+            _ = cts.CancelAsync();
         };
-        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, e => e is IOException or InvalidDataException or HttpRequestException or EdgeMl.Protocol.Packages.ModelPackageException or MQTTnet.Exceptions.MqttCommunicationException, cts.Token).ConfigureAwait(false);
+        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, e => e is IOException or InvalidDataException or HttpRequestException or EdgeMl.Protocol.Packages.ModelPackageException or MQTTnet.Exceptions.MqttCommunicationException, ct: cts.Token).ConfigureAwait(false);
     }
 
     /// <summary>The whole command tree (also what docs/cli.md is generated from).</summary>

@@ -30,9 +30,14 @@ public static class CliApp
     /// said no): their message is printed as is with exit 1. Anything else is still one line ("unexpected …"), exit 1.
     /// </summary>
     public static async Task<int> RunAsync(
-        RootCommand root, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, Func<Exception, bool> userError, CancellationToken ct = default)
+        RootCommand root, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, Func<Exception, bool> userError,
+        bool handlesSignals = false, CancellationToken ct = default)
     {
+        // A program that handles Ctrl-C and SIGTERM itself (handlesSignals: it cancels ct and bounds its own stop) turns off
+        // System.CommandLine's handling, which would end the process 2 s after the signal with exit 130/143 — cutting
+        // short a stop that delivers its last records, and making systemd count a clean stop as a failure.
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        if (handlesSignals) config.ProcessTerminationTimeout = null;
         if (args.Count == 0)
         {
             // No command at all: the overview, as a usage error.

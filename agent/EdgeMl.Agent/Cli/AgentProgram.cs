@@ -13,11 +13,15 @@ public static class AgentProgram
     /// <summary>Runs <c>edgeml-agent ARGS</c>; Ctrl-C and SIGTERM stop it cleanly. Returns the exit code (<see cref="CliApp"/>).</summary>
     public static async Task<int> MainAsync(string[] args)
     {
-        using var cts = new CancellationTokenSource();
+        // Not disposed: a signal can arrive while the program is already ending. And cancelled asynchronously: Cancel()
+        // would run the whole shutdown on the signal's thread, inside the handler, and the program could end — and
+        // dispose what the handler still uses — before Cancel() returned (an unhandled ObjectDisposedException, exit 134,
+        // seen on SIGTERM with a sensor read blocked).
+        var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;
-            cts.Cancel();
+            Stop(cts, "Ctrl-C");
         };
 
         // SIGTERM (systemd, kill, a supervisor) stops as cleanly as Ctrl-C: the pipeline ends, the last records are
@@ -25,10 +29,29 @@ public static class AgentProgram
         using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
         {
             context.Cancel = true;
-            cts.Cancel();
+            Stop(cts, "SIGTERM");
         });
 
-        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, IsUserError, cts.Token).ConfigureAwait(false);
+        return await CliApp.RunAsync(BuildRoot(), args, Console.Out, Console.Error, IsUserError, handlesSignals: true, cts.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>How long a stop may take (pipeline, last deliveries, offline status) before the agent exits anyway.</summary>
+    public static readonly TimeSpan StopDeadline = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Starts the stop, and bounds it: an agent that has not ended <see cref="StopDeadline"/> after the signal exits with
+    /// code 1 and a line saying so (never hangs on a stop; the supervisor sees a failed stop).
+    /// </summary>
+    private static void Stop(CancellationTokenSource cts, string signal)
+    {
+        if (cts.IsCancellationRequested) return;
+        _ = cts.CancelAsync();
+        _ = Task.Run(async () =>
+        {
+            await Task.Delay(StopDeadline).ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"error: the agent did not stop within {StopDeadline.TotalSeconds:0} s of {signal}; exiting").ConfigureAwait(false);
+            Environment.Exit(CliApp.Failed);
+        });
     }
 
     /// <summary>The sensor specs <c>--sensor</c> takes (README: sensors).</summary>

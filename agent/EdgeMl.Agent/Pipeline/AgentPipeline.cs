@@ -142,12 +142,26 @@ public sealed partial class AgentPipeline
             }
         }, CancellationToken.None);
 
+        var stages = new (string Name, Task Task)[]
+        {
+            ("sensor", Stage("sensor", () => SampleAsync(stop.Token))),
+            ("inference", Stage("inference", () => InferAsync(stop.Token))),
+            ("sinks", Stage("sinks", () => EmitAsync(stop))),
+        };
+        var all = Task.WhenAll(stages.Select(s => s.Task));
         try
         {
-            await Task.WhenAll(
-                Stage("sensor", () => SampleAsync(stop.Token)),
-                Stage("inference", () => InferAsync(stop.Token)),
-                Stage("sinks", () => EmitAsync(stop))).ConfigureAwait(false);
+            await all.WaitAsync(stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Stopping. A stage that does not end within StopTimeout — a sensor read blocked in a driver or on an idle
+            // FIFO cannot be cancelled — is left behind, so that the agent still stops (delivers, says offline, exits 0)
+            // instead of hanging until a supervisor kills it.
+            if (await Task.WhenAny(all, Task.Delay(StopTimeout, _time, CancellationToken.None)).ConfigureAwait(false) != all)
+            {
+                LogStageLeftBehind(_logger, string.Join(", ", stages.Where(s => !s.Task.IsCompleted).Select(s => s.Name)), StopTimeout.TotalSeconds);
+            }
         }
         finally
         {
@@ -404,6 +418,12 @@ public sealed partial class AgentPipeline
 
     [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "The {Sink} sink failed ({Failures} in a row), prediction skipped there: {Error}")]
     private static partial void LogSinkFailed(ILogger logger, string sink, int failures, string error);
+
+    [LoggerMessage(EventId = 1204, Level = LogLevel.Warning, Message = "Stopping without the {Stages} stage: it did not end within {Seconds} s of the stop (a sensor read that does not return)")]
+    private static partial void LogStageLeftBehind(ILogger logger, string stages, double seconds);
+
+    /// <summary>How long a stop waits for a stage to end before leaving it behind (a blocked sensor read cannot be cancelled).</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(3);
 
     [LoggerMessage(EventId = 1201, Level = LogLevel.Information, Message = "Sensor {Sensor} answers again after {Failures} failed reads")]
     private static partial void LogSensorRecovered(ILogger logger, string sensor, int failures);

@@ -67,10 +67,24 @@ public sealed class SystemdWatchdogTests : IDisposable
             await ReceiveNext(notify, m => m.StartsWith("WATCHDOG=1", StringComparison.Ordinal), TimeSpan.FromSeconds(15), stderr);
             Assert.Contains("\"EventId\":1801", Stderr(stderr), StringComparison.Ordinal); // the stall, logged as JSON with its event id
             Assert.Contains("\"EventId\":1802", Stderr(stderr), StringComparison.Ordinal);
+
+            // Wedged again, then stopped as systemd stops it (SIGTERM): the blocked sensor read is left behind and the
+            // agent ends cleanly, exit 0 — not a crash, not System.CommandLine's exit 143 two seconds after the signal.
+            feeding.Reset();
+            await ReceiveNext(notify, m => m.StartsWith("STATUS=pipeline stalled", StringComparison.Ordinal), TimeSpan.FromSeconds(30), stderr);
+            Assert.Equal(0, AgentProcessRun("kill", "-TERM", agent.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            using (var exited = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
+            {
+                await agent.WaitForExitAsync(exited.Token);
+            }
+
+            Assert.True(agent.ExitCode == 0, $"exit {agent.ExitCode}: {Stderr(stderr)}");
+            Assert.Contains("\"EventId\":1204", Stderr(stderr), StringComparison.Ordinal); // stopping without the sensor stage
+            Assert.DoesNotContain("Unhandled", Stderr(stderr), StringComparison.Ordinal);
         }
         finally
         {
-            agent.Kill(entireProcessTree: true);
+            if (!agent.HasExited) agent.Kill(entireProcessTree: true);
             await agent.WaitForExitAsync();
             await stop.CancelAsync();
             feeding.Set();
