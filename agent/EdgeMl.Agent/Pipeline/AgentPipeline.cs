@@ -253,6 +253,7 @@ public sealed partial class AgentPipeline
 
     private void Dispatch(double endSeconds)
     {
+        _health.WindowCut();
         if (!_freeFrames.Reader.TryRead(out var frame))
         {
             _health.WindowDropped();

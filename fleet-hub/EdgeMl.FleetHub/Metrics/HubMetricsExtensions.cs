@@ -21,7 +21,13 @@ public static class HubMetricsExtensions
             .ConfigureResource(r => r.AddService("edgeml-hub", serviceVersion: typeof(HubMetrics).Assembly.GetName().Version?.ToString(3)))
             .WithMetrics(m => m
                 .AddMeter(HubMetrics.MeterName, "Microsoft.AspNetCore.Hosting")
-                .AddPrometheusExporter(o => o.ScopeInfoEnabled = false));
+                .AddPrometheusExporter(o =>
+                {
+                    o.ScopeInfoEnabled = false;
+                    // No response cache (the exporter's default is 300 ms): a scrape shows what ingest has counted
+                    // until now. What is costly to read (the fleet from the store) is sampled by HubMetrics instead.
+                    o.ScrapeResponseCacheDurationMilliseconds = 0;
+                }));
         if (settings.MetricsPort > 0)
         {
             // --urls (or its default) stays as it was; the metrics listener is one more address on the same server.
