@@ -124,6 +124,27 @@ public sealed class HubMetricsTests : IDisposable
             Assert.DoesNotContain(s.Labels.Values, v => v.Contains("meter-", StringComparison.Ordinal));
         }
 
+        // The dashboard and the series table of docs/metrics.md name only series this hub exposes.
+        var root = EdgeMl.TestUtilities.TestPackages.RepositoryRoot;
+        using (var dashboard = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "docs", "grafana-hub.json"))))
+        {
+            // Grafana 10's model: the Prometheus data source is a variable every panel uses.
+            Assert.Contains(dashboard.RootElement.GetProperty("templating").GetProperty("list").EnumerateArray(),
+                v => v.GetProperty("type").GetString() == "datasource" && v.GetProperty("query").GetString() == "prometheus");
+            Assert.All(dashboard.RootElement.GetProperty("panels").EnumerateArray().Where(p => p.GetProperty("type").GetString() != "row"),
+                p => Assert.Equal("${datasource}", p.GetProperty("datasource").GetProperty("uid").GetString()));
+        }
+
+        foreach (var (file, text) in new[] { "grafana-hub.json", "metrics.md" }.Select(f => (f, File.ReadAllText(Path.Combine(root, "docs", f)))))
+        {
+            var names = System.Text.RegularExpressions.Regex.Matches(text, @"\b(edgeml_(?!agent_)[a-z_]+|http_server_[a-z_]+)").Select(m => m.Value).Distinct().ToList();
+            Assert.NotEmpty(names);
+            foreach (var name in names)
+            {
+                Assert.True(after.Samples.Any(s => s.Name == name || s.Name == name + "_bucket"), $"docs/{file} names {name}, which /metrics does not have");
+            }
+        }
+
         if (Promtool.Path is not null)
         {
             var (code, output) = Promtool.CheckMetrics(ScrapeText());

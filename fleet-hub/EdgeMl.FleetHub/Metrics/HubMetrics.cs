@@ -55,7 +55,7 @@ public sealed partial class HubMetrics : IDisposable
             "Records the store already had (a device re-sent them after a lost acknowledgement): acknowledged, not stored again");
         _meter.CreateObservableCounter("edgeml.ingest.records.malformed", () => ByReason(ingest.MalformedByReason), "{record}",
             "Records (or whole payloads) refused as malformed, by reason");
-        _meter.CreateObservableCounter("edgeml.ingest.publishes.refused", () => ByReason(ingest.RefusedByReason), "{publish}",
+        _meter.CreateObservableCounter("edgeml.ingest.publishes.refused", () => ByReason(WithZeros(ingest.RefusedByReason, RefusedReasons)), "{publish}",
             "Publishes the embedded broker refused (ACL, retained, unknown topic, too large), by reason");
         _meter.CreateObservableCounter("edgeml.ingest.records.implausible_time", () => ingest.ImplausibleTime, "{record}",
             "Records stored but flagged: produced before 2020 or more than a day ahead of the hub's clock");
@@ -77,6 +77,16 @@ public sealed partial class HubMetrics : IDisposable
         _meter.CreateObservableGauge("edgeml.rollouts", () => Labelled(Sample().RolloutsByState, "state"), "{rollout}", "Rollouts by state");
         _meter.CreateObservableGauge("edgeml.store.size", () => Sample().StoreBytes is { } b ? [new Measurement<long>(b)] : Array.Empty<Measurement<long>>(), "By",
             "Bytes the store takes (LiteDB: its files and packages; PostgreSQL: pg_database_size)");
+    }
+
+    /// <summary>The broker's refusal reasons (<see cref="TelemetryIngest.CountRefused"/>): a fixed list, reported from 0.</summary>
+    private static readonly string[] RefusedReasons = ["acl", "retained", "unknown-topic", "too-large"];
+
+    private static Dictionary<string, long> WithZeros(IReadOnlyDictionary<string, long> counts, string[] keys)
+    {
+        var all = Zeros(keys);
+        foreach (var (k, v) in counts) all[k] = v;
+        return all;
     }
 
     private static IEnumerable<Measurement<long>> ByReason(IReadOnlyDictionary<string, long> counts) =>
