@@ -97,6 +97,20 @@ package() {
   packaging/build-deb.sh "$(version)"
 }
 
+# promtool, Prometheus's own linter of the text exposition format: the metrics tests check /metrics with it. Taken out
+# of Debian's prometheus package with dpkg -x into artifacts/tools/ (installing the package would start a Prometheus server).
+promtool_tool() {
+  local tool="$ROOT/artifacts/tools/promtool"
+  [[ -x "$tool" ]] && return 0
+  log "fetching promtool (Debian's prometheus package, unpacked into artifacts/tools)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; })
+  dpkg -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$ROOT/artifacts/tools"
+  cp "$tmp/x/usr/bin/promtool" "$tool"
+  rm -rf "$tmp"
+}
+
 # Runs the arm64 agent under qemu-user. ONNX Runtime's CPU probe reads /proc/cpuinfo and crashes on the
 # x86 host's; a Raspberry Pi 4's cpuinfo is bind-mounted over it in a private mount namespace.
 run_arm64() {
@@ -110,6 +124,7 @@ run_tests() {
   # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used);
   # faketime: libfaketime, the wall-clock jump under the native agent (FaketimeTests).
   need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime
+  promtool_tool
   build
   publish linux-x64
   publish linux-arm64

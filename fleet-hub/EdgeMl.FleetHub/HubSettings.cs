@@ -105,6 +105,9 @@ public sealed class HubSettings
             return $"--MqttTlsPort needs --MqttTlsCertificate and --MqttTlsKey files that exist ('{MqttTlsCertificate}', '{MqttTlsKey}')";
         }
 
+        if (MetricsPort is < 0 or > 65535) return $"--MetricsPort {MetricsPort} is not a port (1-65535, or 0 for none)";
+        if (!System.Net.IPAddress.TryParse(MetricsAddress, out _)) return $"--MetricsAddress '{MetricsAddress}' is not an IP address";
+        if (!double.IsFinite(MetricsSampleSeconds) || MetricsSampleSeconds < 0) return "--MetricsSampleSeconds must be 0 (every scrape) or more";
         return MaxPackageMb <= 0 || MaxPacketBytes <= 0 ? "--MaxPackageMb and --MaxPacketBytes must be positive" : null;
     }
 
@@ -116,6 +119,19 @@ public sealed class HubSettings
     /// setting for Kestrel's request body limit and the registry's own check; a bigger push gets a 413 naming it.
     /// </summary>
     public int MaxPackageMb { get; set; } = 1024;
+
+    /// <summary>
+    /// Port of a second HTTP listener that serves only <c>GET /metrics</c>, without a token (for a Prometheus that is
+    /// not given one); 0 (default): none. <c>/metrics</c> on the API's own address always needs a viewer token.
+    /// </summary>
+    public int MetricsPort { get; set; }
+    /// <summary>Address the <see cref="MetricsPort"/> listener binds (default 127.0.0.1: this machine only).</summary>
+    public string MetricsAddress { get; set; } = "127.0.0.1";
+    /// <summary>
+    /// Fleet gauges of <c>/metrics</c> (devices by presence and drift status, rollouts, store size) read the store at most
+    /// this often (seconds, default 15), however often Prometheus scrapes; 0: on every scrape.
+    /// </summary>
+    public double MetricsSampleSeconds { get; set; } = 15;
 
     /// <summary>How long an enrollment token stays valid.</summary>
     public double EnrollTokenHours { get; set; } = 24;

@@ -2,6 +2,7 @@ using EdgeMl.FleetHub;
 using EdgeMl.FleetHub.Apis;
 using EdgeMl.FleetHub.Broker;
 using EdgeMl.FleetHub.Ingest;
+using EdgeMl.FleetHub.Metrics;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 
@@ -70,9 +71,11 @@ else
 
 builder.Services.AddSingleton<EdgeMl.FleetHub.Rollouts.RolloutEngine>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Rollouts.RolloutEngine>());
+builder.AddHubMetrics(settings); // GET /metrics (Prometheus), docs/metrics.md
 
 var app = builder.Build();
 app.UseApiErrors();
+app.MapHubMetrics(settings);
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
 app.Services.GetRequiredService<TelemetryIngest>().DriftStored = driftAlerts.Check;
 ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimeProvider.System, app.Logger);

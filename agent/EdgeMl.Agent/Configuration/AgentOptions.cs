@@ -39,6 +39,8 @@ public sealed class AgentOptions
     public GpioSettings Gpio { get; set; } = new();
     public List<ActionRule> Actions { get; set; } = [];
     public Drift.DriftSettings Drift { get; set; } = new();
+    /// <summary>A Prometheus endpoint on the device (off by default; docs/metrics.md).</summary>
+    public Metrics.MetricsSettings Metrics { get; set; } = new();
     /// <summary>Public keys (PEM files or directories of *.pub) a package must be signed with; empty: unsigned packages run, with a warning.</summary>
     public List<string> TrustedKeys { get; set; } = [];
 }

@@ -76,6 +76,10 @@ public static class AgentOptionsLoader
         if (o.Drift.WindowSeconds is < 1 or > 86_400) throw new ConfigurationException($"{p}:Drift:WindowSeconds", $"{o.Drift.WindowSeconds} is not between 1 and 86400");
         if (o.Drift.K is < 8 or > 4096) throw new ConfigurationException($"{p}:Drift:K", $"{o.Drift.K} is not between 8 and 4096");
 
+        if (o.Metrics.Port is < 0 or > 65535) throw new ConfigurationException($"{p}:Metrics:Port", $"{o.Metrics.Port} is not a port (1..65535; 0: no metrics endpoint)");
+        if (o.Metrics.Address != "*" && !System.Net.IPAddress.TryParse(o.Metrics.Address, out _))
+            throw new ConfigurationException($"{p}:Metrics:Address", $"'{o.Metrics.Address}' is not an IP address (or * for every interface)");
+
         var inf = o.Inference;
         if (inf.Provider.ToLowerInvariant() is not ("cpu" or "cuda" or "tensorrt"))
             throw new ConfigurationException($"{p}:Inference:Provider", $"'{inf.Provider}' is not one of cpu, cuda, tensorrt");

@@ -83,6 +83,12 @@ public sealed class DriftMonitor : ISampleSink, IPredictionSink, IDisposable
 
     public long Reports { get; private set; }
 
+    private long _alarmsUp;
+    private long _alarmsDown;
+
+    /// <summary>Drift alarms of the on-device change detector (Page-Hinkley on the model's output) so far: the score went up, or down.</summary>
+    public (long Up, long Down) Alarms => (Interlocked.Read(ref _alarmsUp), Interlocked.Read(ref _alarmsDown));
+
     public void OnSample(ReadOnlySpan<float> sample)
     {
         lock (_gate)
@@ -102,6 +108,7 @@ public sealed class DriftMonitor : ISampleSink, IPredictionSink, IDisposable
             alarm = _detector?.Add(probs[_detectorClass]) ?? 0;
         }
 
+        if (alarm != 0) Interlocked.Increment(ref alarm > 0 ? ref _alarmsUp : ref _alarmsDown);
         if (alarm != 0) _alerts?.Drift("page_hinkley", _detectorOutput, alarm > 0 ? "up" : "down", p.Sequence, _time.GetUtcNow());
     }
 

@@ -14,6 +14,7 @@ public static partial class AgentHost
     public static async Task RunAsync(AgentOptions options, ILoggerFactory loggers, CancellationToken ct, Pipeline.PipelineProgress? progress = null)
     {
         var logger = loggers.CreateLogger("EdgeMl.Agent");
+        using var metrics = StartMetrics(options.Metrics, logger);
         Updates.ModelSlots? slots = null;
         if (options.DataDirectory.Length > 0)
         {
@@ -46,10 +47,38 @@ public static partial class AgentHost
             progress?.Watch(runtime.Health);
             using (runtime)
             {
-                if (!await runtime.RunAsync(ct).ConfigureAwait(false)) return;
+                metrics?.Attach(runtime);
+                try
+                {
+                    if (!await runtime.RunAsync(ct).ConfigureAwait(false)) return;
+                }
+                finally
+                {
+                    metrics?.Detach(runtime);
+                }
             }
         }
     }
+
+    /// <summary>The metrics endpoint when <c>Agent:Metrics:Port</c> is set (else null: nothing is built).</summary>
+    /// <exception cref="ConfigurationException">The port cannot be listened on.</exception>
+    private static Metrics.AgentMetrics? StartMetrics(Metrics.MetricsSettings settings, ILogger logger)
+    {
+        if (settings.Port == 0) return null;
+        try
+        {
+            var metrics = new Metrics.AgentMetrics(settings);
+            LogMetrics(logger, settings.Address, settings.Port);
+            return metrics;
+        }
+        catch (Exception e) when (e is System.Net.HttpListenerException or System.Net.Sockets.SocketException or InvalidOperationException)
+        {
+            throw new ConfigurationException($"{AgentOptions.Section}:Metrics:Port", $"cannot serve metrics on {settings.Address}:{settings.Port}: {e.Message}");
+        }
+    }
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Information, Message = "Metrics: http://{Address}:{Port}/metrics (Prometheus text format)")]
+    private static partial void LogMetrics(ILogger logger, string address, int port);
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "Model slot {Slot}: {Model}{Trial}")]
     private static partial void LogSlotCore(ILogger logger, string slot, string model, string trial);

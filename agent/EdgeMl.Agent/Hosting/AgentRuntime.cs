@@ -125,6 +125,15 @@ public sealed partial class AgentRuntime : IDisposable
     public AgentPipeline Pipeline { get; } = null!;
     public DeviceOutbox? Outbox { get; }
 
+    /// <summary>The running model's name and version (from its manifest).</summary>
+    public string ModelName => _manifest.Name;
+
+    /// <inheritdoc cref="ModelName"/>
+    public string ModelVersion => _manifest.Version;
+
+    /// <summary>The uplink to the hub while <see cref="RunAsync"/> runs with one (null before, after, and without a hub).</summary>
+    public Sync.Uplink? Uplink { get; private set; }
+
     public static string DeviceOutboxPath(string dataDirectory) => Path.Combine(dataDirectory, "agent.db");
 
     /// <summary>Why the runtime asked to be restarted (a model was activated or rolled back), or null.</summary>
@@ -147,6 +156,7 @@ public sealed partial class AgentRuntime : IDisposable
         using var uplink = Outbox is not null && _options.Hub.Broker.Length > 0
             ? new Sync.Uplink(Outbox, _options.Hub, _time, _logger)
             : null;
+        Uplink = uplink;
         var context = new Updates.UpdateContext(_manifest, _options.Inference, Pipeline, Health, Restart);
         using var updater = uplink is null || _slots is null ? null
             : new Updates.ModelUpdater(_options.DataDirectory, _options.Hub, _options.TrustedKeys, _slots, context, uplink.ReportAsync, _time, _logger)

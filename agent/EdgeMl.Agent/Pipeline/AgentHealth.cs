@@ -134,23 +134,41 @@ public sealed class AgentHealth(TimeProvider time)
 
     public void WindowDropped() => Interlocked.Increment(ref _dropped);
 
-    private long _windowsDue;
-
-    /// <summary>A window was complete and handed to inference (or dropped, <see cref="WindowDropped"/>).</summary>
-    public void WindowDue() => Interlocked.Increment(ref _windowsDue);
-
     /// <summary>
     /// The counters that show the pipeline moving (<see cref="PipelineProgress"/>): sensor reads that ended (a sample or a
-    /// handled error), windows that became due, and inferences that ended (a prediction or a handled error). Read without
+    /// handled error), windows cut (<see cref="WindowCut"/>), and inferences that ended (a prediction or a handled error). Read without
     /// allocating.
     /// </summary>
     public ProgressCounters Progress()
     {
         lock (_gate)
         {
-            return new ProgressCounters(_sensor.Samples + _sensor.Errors, Interlocked.Read(ref _windowsDue), _predictions + _inferenceErrors);
+            return new ProgressCounters(_sensor.Samples + _sensor.Errors, Interlocked.Read(ref _windows), _predictions + _inferenceErrors);
         }
     }
+
+    /// <summary>A full window was cut from the sensor stream (it goes to inference, or is dropped when inference lags).</summary>
+    public void WindowCut() => Interlocked.Increment(ref _windows);
+
+    private long _windows;
+
+    /// <summary>Windows cut so far (<see cref="WindowCut"/>).</summary>
+    public long Windows => Interlocked.Read(ref _windows);
+
+    /// <summary>Windows dropped so far because inference was behind.</summary>
+    public long WindowsDropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>Sensor samples read so far, and read errors.</summary>
+    public (long Samples, long Errors) SensorCounts()
+    {
+        lock (_gate) return (_sensor.Samples, _sensor.Errors);
+    }
+
+    /// <summary>
+    /// Where each inference's latency also goes (seconds), when the agent serves metrics (<c>Agent:Metrics:Port</c>);
+    /// null (the default): nowhere, and nothing is spent on it.
+    /// </summary>
+    public System.Diagnostics.Metrics.Histogram<double>? LatencyHistogram { get; set; }
 
     public void Predicted(double latencyMs)
     {
@@ -159,6 +177,8 @@ public sealed class AgentHealth(TimeProvider time)
             _predictions++;
             _latencies[_latencyCount++ % _latencies.Length] = latencyMs;
         }
+
+        LatencyHistogram?.Record(latencyMs / 1000);
     }
 
     public long Predictions => Interlocked.Read(ref _predictions);

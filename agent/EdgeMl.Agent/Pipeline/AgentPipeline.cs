@@ -233,7 +233,6 @@ public sealed partial class AgentPipeline
 
                 if (due)
                 {
-                    _health.WindowDue();
                     if (pace)
                     {
                         Dispatch(n / _source.SampleRateHz);
@@ -241,6 +240,7 @@ public sealed partial class AgentPipeline
                     else
                     {
                         // An unpaced virtual source can wait for inference instead of dropping windows.
+                        _health.WindowCut();
                         var frame = await _freeFrames.Reader.ReadAsync(ct).ConfigureAwait(false);
                         Fill(frame, n / _source.SampleRateHz);
                         await _ready.Writer.WriteAsync(frame, ct).ConfigureAwait(false);
@@ -268,6 +268,7 @@ public sealed partial class AgentPipeline
 
     private void Dispatch(double endSeconds)
     {
+        _health.WindowCut();
         if (!_freeFrames.Reader.TryRead(out var frame))
         {
             _health.WindowDropped();

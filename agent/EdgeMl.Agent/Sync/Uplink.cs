@@ -30,7 +30,14 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
     private double _tokens;
     private long _refilled;
 
+    /// <summary>Records acknowledged by the broker (PUBACK: stored at the hub) since this uplink started.</summary>
     public long Delivered { get; private set; }
+
+    /// <summary>Records published (acknowledged or not) since this uplink started; a batch sent again after a lost connection counts again.</summary>
+    public long Sent { get; private set; }
+
+    /// <summary>Whether the MQTT connection to the hub is up now.</summary>
+    public bool Connected => _client.IsConnected;
 
     private bool _listening;
 
@@ -114,6 +121,7 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
                         }
 
                         var part = records.GetRange(start, count);
+                        Sent += count;
                         var result = await _client.PublishAsync(Message(group.Key, part), ct).ConfigureAwait(false);
                         if (!result.IsSuccess)
                         {

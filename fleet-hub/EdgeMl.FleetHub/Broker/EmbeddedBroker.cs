@@ -25,6 +25,12 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
     // connection for an id waits (briefly) until the previous one is gone.
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _closing = new(StringComparer.Ordinal);
 
+    // Devices with an open connection now (client id; a takeover keeps the id in).
+    private readonly ConcurrentDictionary<string, byte> _connectedDevices = new(StringComparer.Ordinal);
+
+    /// <inheritdoc />
+    public int? ConnectedDevices => _connectedDevices.Count;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var builder = new MqttServerOptionsBuilder().WithPersistentSessions();
@@ -47,12 +53,14 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
         {
             // A resumed persistent session keeps the items of its first connection: the role decided for this one wins.
             if (_roles.TryRemove(e.ClientId, out var role)) e.SessionItems[RoleKey] = role;
+            if (RoleOf(e.SessionItems) == ConnectionRole.Device) _connectedDevices[e.ClientId] = 0;
             _closing[e.ClientId] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             return Task.CompletedTask;
         };
         _server.ClientDisconnectedAsync += e =>
         {
             if (e.DisconnectType != MqttClientDisconnectType.Takeover && _closing.TryRemove(e.ClientId, out var gone)) gone.TrySetResult();
+            if (e.DisconnectType != MqttClientDisconnectType.Takeover) _connectedDevices.TryRemove(e.ClientId, out _);
             return Task.CompletedTask;
         };
         _server.InterceptingSubscriptionAsync += e =>
@@ -273,6 +281,12 @@ public interface IDeviceConnections
 
     /// <summary>Ends alert consumers' sessions opened with these API tokens (SHA-256 hashes).</summary>
     Task DisconnectConsumersAsync(IReadOnlyCollection<string> tokenHashes);
+
+    /// <summary>
+    /// Devices with an open MQTT connection to this broker now; null where the hub cannot see connections (an external
+    /// broker: presence from the devices' status messages stands in for it).
+    /// </summary>
+    int? ConnectedDevices => null;
 }
 
 /// <summary>The hub's own messages to MQTT (alerts, desired state).</summary>

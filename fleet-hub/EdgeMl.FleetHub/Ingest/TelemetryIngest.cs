@@ -38,6 +38,8 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     private readonly LatencyWindow _e2e = new(1 << 17);
     private readonly ConcurrentDictionary<string, DeviceCounters> _perDevice = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _byReason = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _refusedByReason = new(StringComparer.Ordinal);
+    private long _received;
     private long _malformed;
     private long _refused;
     private long _stored;
@@ -68,8 +70,42 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     public void CountRefused(string device, string reason)
     {
         Interlocked.Increment(ref _refused);
+        _refusedByReason.AddOrUpdate(reason, 1, (_, n) => n + 1);
         Counters(device).Add("refused:" + reason);
     }
+
+    /// <summary>Well-formed telemetry, health and drift records handed to the store so far (new ones and duplicates).</summary>
+    public long Received => Interlocked.Read(ref _received);
+
+    /// <summary>New records stored so far.</summary>
+    public long Stored => Interlocked.Read(ref _stored);
+
+    /// <summary>Records the store already had (re-sent after a lost acknowledgement) so far.</summary>
+    public long Duplicates => Interlocked.Read(ref _duplicates);
+
+    /// <summary>Group commits so far.</summary>
+    public long Commits => Interlocked.Read(ref _commits);
+
+    /// <summary>Batches quarantined so far.</summary>
+    public long Quarantined => Interlocked.Read(ref _quarantined);
+
+    /// <summary>Store failures on well-formed messages so far (not acknowledged).</summary>
+    public long StoreErrors => Interlocked.Read(ref _storeErrors);
+
+    /// <summary>Records stored with an implausible production time so far.</summary>
+    public long ImplausibleTime => Interlocked.Read(ref _implausibleTime);
+
+    /// <summary>Malformed records (or payloads) so far, by reason (<c>json</c>, <c>data</c>, <c>seq</c> …), all devices.</summary>
+    public IReadOnlyDictionary<string, long> MalformedByReason => new SortedDictionary<string, long>(_byReason, StringComparer.Ordinal);
+
+    /// <summary>Publishes the broker refused so far, by reason (<c>acl</c>, <c>retained</c>, <c>unknown-topic</c>, <c>too-large</c>), all devices.</summary>
+    public IReadOnlyDictionary<string, long> RefusedByReason => new SortedDictionary<string, long>(_refusedByReason, StringComparer.Ordinal);
+
+    /// <summary>
+    /// Called on the writer after each group commit with the seconds the store took for it (for the commit-latency
+    /// histogram of <c>/metrics</c>); must be quick and must not throw.
+    /// </summary>
+    public Action<double>? CommitTimed { get; set; }
 
     /// <summary>What ingest refused from one device, by reason (<c>refused:…</c> for the broker's refusals); empty when nothing.</summary>
     public IReadOnlyDictionary<string, long> DeviceRejections(string device) =>
@@ -135,6 +171,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                     }
 
                     var pending = new Pending(device, records, payload.Length);
+                    Interlocked.Add(ref _received, records.Count);
                     await _queue.Writer.WriteAsync(pending).ConfigureAwait(false);
                     return await pending.Done.Task.ConfigureAwait(false) ? IngestOutcome.Stored : IngestOutcome.Retry;
                 case "state/reported":
@@ -216,7 +253,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     {
         var now = _time.GetUtcNow();
         var records = group.Sum(p => p.Records.Count);
+        var started = _time.GetTimestamp();
         var fresh = _store.StoreBatches(group.Select(p => (p.Device, (IReadOnlyList<IncomingRecord>)p.Records)).ToList(), now);
+        CommitTimed?.Invoke(_time.GetElapsedTime(started).TotalSeconds);
         Interlocked.Add(ref _stored, fresh);
         Interlocked.Add(ref _duplicates, records - fresh);
         Interlocked.Increment(ref _commits);

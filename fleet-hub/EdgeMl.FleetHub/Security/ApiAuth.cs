@@ -46,27 +46,31 @@ public static partial class ApiAuth
     /// <summary>An endpoint filter: 401 without a known token, 403 when the token's role is below <paramref name="role"/>.</summary>
     public static TBuilder RequireRole<TBuilder>(this TBuilder builder, string role) where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter(async (context, next) =>
+            Refusal(context.HttpContext, role) ?? await next(context).ConfigureAwait(false));
+
+    /// <summary>
+    /// The answer for a caller without <paramref name="role"/> (401 without a known token, 403 below the role), or null
+    /// when the caller has it. For middleware (endpoint filters do not run on plain request-delegate endpoints).
+    /// </summary>
+    public static IResult? Refusal(HttpContext http, string role)
+    {
+        var header = http.Request.Headers.Authorization.ToString();
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
+        var store = http.RequestServices.GetRequiredService<IHubStore>();
+        var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token), now) : role == Device ? DeviceRole(store, header) : null;
+        if (has is null)
         {
-            var header = context.HttpContext.Request.Headers.Authorization.ToString();
-            var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
-            var store = context.HttpContext.RequestServices.GetRequiredService<IHubStore>();
-            var now = context.HttpContext.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token), now) : role == Device ? DeviceRole(store, header) : null;
-            if (has is null)
-            {
-                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
-                return Results.Json(new ApiError(token.Length > 0
-                    ? "this API token is not known, revoked or expired (see `edgeml tokens list`)"
-                    : "an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`)"), statusCode: StatusCodes.Status401Unauthorized);
-            }
+            http.Response.Headers.WWWAuthenticate = "Bearer";
+            return Results.Json(new ApiError(token.Length > 0
+                ? "this API token is not known, revoked or expired (see `edgeml tokens list`)"
+                : "an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`)"), statusCode: StatusCodes.Status401Unauthorized);
+        }
 
-            if (Rank(has) < Rank(role))
-            {
-                return Results.Json(new ApiError($"this needs the '{role}' role; the token has '{has}'"), statusCode: StatusCodes.Status403Forbidden);
-            }
-
-            return await next(context).ConfigureAwait(false);
-        });
+        return Rank(has) < Rank(role)
+            ? Results.Json(new ApiError($"this needs the '{role}' role; the token has '{has}'"), statusCode: StatusCodes.Status403Forbidden)
+            : null;
+    }
 
     /// <summary>Who is calling, for the audit trail: the name of the caller's API token.</summary>
     public static string Actor(HttpContext http, IHubStore store)

@@ -105,6 +105,13 @@ public interface IHubStore : IDisposable
 
     /// <summary>Quarantined batches, newest first; only <paramref name="device"/>'s when given.</summary>
     List<QuarantinedBatch> Quarantined(string? device, int limit);
+
+    /// <summary>
+    /// Bytes the store takes now: the embedded store's files (<c>hub.db</c>, its log, the model packages); PostgreSQL's
+    /// <c>pg_database_size</c> of the database. Costs a directory walk or a query: sampled, not called per record.
+    /// </summary>
+    /// <exception cref="IOException">The store cannot be reached (PostgreSQL).</exception>
+    long SizeBytes();
 }
 
 /// <summary>One record as it came from a device.</summary>

@@ -24,6 +24,24 @@ public sealed partial class LiteDbHubStore : IHubStore
     /// <summary>Separates the device from the batch number in a batch's <c>key</c> (device ids never contain it).</summary>
     private const char KeySeparator = '\u001f';
 
+    /// <summary>Bytes of <c>hub.db</c>, LiteDB's log beside it and the model packages under <c>models/</c>.</summary>
+    public long SizeBytes()
+    {
+        long total = 0;
+        foreach (var f in new DirectoryInfo(_directory).EnumerateFiles("hub*.db"))
+        {
+            total += f.Length;
+        }
+
+        var models = new DirectoryInfo(Path.Combine(_directory, "models"));
+        if (models.Exists)
+        {
+            foreach (var f in models.EnumerateFiles("*", SearchOption.AllDirectories)) total += f.Length;
+        }
+
+        return total;
+    }
+
     /// <summary>Opens (or creates) the store in <paramref name="directory"/>: <c>hub.db</c> and <c>models/</c> (the packages).</summary>
     public LiteDbHubStore(string directory)
     {

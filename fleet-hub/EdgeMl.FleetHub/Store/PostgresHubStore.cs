@@ -396,6 +396,13 @@ public sealed partial class PostgresHubStore : IHubStore
         return (0x45444745L << 32) | h;
     }
 
+    /// <summary><c>pg_database_size</c> of the database the hub uses (tables, indexes, packages; what the server holds on disk for it).</summary>
+    public long SizeBytes() => Run(c =>
+    {
+        using var q = new NpgsqlCommand("SELECT pg_database_size(current_database())", c);
+        return Convert.ToInt64(q.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+    });
+
     public void Dispose()
     {
         lock (_leaseGate)
