@@ -388,8 +388,11 @@ public sealed partial class PostgresHubStore : IHubStore
         }
     }
 
-    /// <summary>A stable 64-bit key for a kind of work (FNV-1a of its name in the hub's own key range).</summary>
-    private static long LeaseKey(string work)
+    /// <summary>
+    /// The advisory-lock key of a kind of work (FNV-1a of its name in the hub's own key range): who leads it is the
+    /// session holding it in <c>pg_locks</c> (<c>classid</c> = the high 32 bits, <c>objid</c> = the low 32 bits).
+    /// </summary>
+    public static long LeaseKey(string work)
     {
         var h = 2166136261u;
         foreach (var ch in work) h = (h ^ ch) * 16777619u;
