@@ -46,6 +46,15 @@ public abstract class HubStoreContractTests : IDisposable
     }
 
     [Fact]
+    public void A_batch_twice_in_one_group_commit_is_stored_once()
+    {
+        // A broker re-delivery that reaches the writer while the first copy still waits for its commit.
+        Assert.Equal(3, Store.StoreBatches([("d1", Batch("b1", "telemetry", 1, 2)), ("d2", Batch("b1", "telemetry", 1)), ("d1", Batch("b1", "telemetry", 1, 2))], _now));
+        Assert.Equal([1, 2], Seqs("d1"));
+        Assert.Equal(2, Store.FindDevice("d1")!.Records);
+    }
+
+    [Fact]
     public void Live_records_before_the_backlog_of_the_same_boot_lose_nothing()
     {
         // After an outage the device sends what it measures now (101-110) before its backlog (1-100).
