@@ -417,6 +417,51 @@ public sealed partial class PostgresHubStore : IHubStore
         return (0x45444745L << 32) | h;
     }
 
+    /// <summary>
+    /// A session-level advisory lock (<c>pg_advisory_lock</c>, key of <c>{work}:exclusive</c>) on a pooled connection held
+    /// until disposed; unlocked before the connection goes back to the pool. A replica that dies mid-way loses it with its session.
+    /// </summary>
+    public IDisposable Exclusive(string work)
+    {
+        var key = LeaseKey(work + ":exclusive");
+        NpgsqlConnection? c = null;
+        try
+        {
+            c = _db.OpenConnection();
+            Exec(c, null, "SELECT pg_advisory_lock($1)", key);
+            return new AdvisoryLock(c, key);
+        }
+        catch (NpgsqlException e) when (Transient(e))
+        {
+            c?.Dispose();
+            throw new IOException($"PostgreSQL: {e.Message}", e);
+        }
+        catch
+        {
+            c?.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class AdvisoryLock(NpgsqlConnection connection, long key) : IDisposable
+    {
+        public void Dispose()
+        {
+            try
+            {
+                Exec(connection, null, "SELECT pg_advisory_unlock($1)", key);
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                // The session is gone, and the lock with it.
+            }
+            finally
+            {
+                connection.Dispose();
+            }
+        }
+    }
+
     public void Dispose()
     {
         lock (_leaseGate)
