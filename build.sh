@@ -16,6 +16,9 @@
 #                                       hub figures (ingest, latency, connections, backlog) → bench-results/hub.json
 #   ./build.sh bench rollout            rollout figures (1,000 simulated devices, bytes per device) → bench-results/rollout.json
 #   ./build.sh bench models             quantizer figures (size, agreement, accuracy drop, ResNet-18 latency) → bench-results/models.json
+#   ./build.sh bench scale [--load N …] hub replicas on PostgreSQL behind Mosquitto: ingest with one and two replicas, a replica
+#                                       killed mid-stream (lost, twice, leader fail-over), a store of 10 million records vs an
+#                                       empty one, a device's newest records → bench-results/scale.json
 #   ./build.sh bench drift              drift sketch figures (KS error, merge, update cost, detection) → bench-results/drift.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
@@ -267,6 +270,16 @@ bench() {
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll drift --out bench-results/drift.json
       ;;
+    scale)
+      # Hub replicas (Release) on a throwaway PostgreSQL cluster behind a real Mosquitto, a simulated fleet, 10 million
+      # records loaded in bulk for the full-store figures; ~5-8 minutes on two cores.
+      need_apt postgresql mosquitto mosquitto-clients
+      log "build the scale benchmark and the hub (Release)"
+      dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+      dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll scale --out bench-results/scale.json "${@:2}"
+      ;;
     models)
       need_apt espeak-ng
       log "build the model benchmark (Release)"
@@ -274,7 +287,7 @@ bench() {
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll models --out bench-results/models.json
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models)" >&2; exit 2 ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models, scale)" >&2; exit 2 ;;
   esac
 }
 
@@ -293,5 +306,5 @@ case "${1:-build}" in
   package) package "${2:-}" ;;
   bench) bench "${@:2}" ;;
   docs) docs ;;
-  *) echo "usage: ./build.sh [build|test|demo|docs|package|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|docs|package|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models|scale|dashboard]" >&2; exit 2 ;;
 esac

@@ -79,7 +79,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         var waves = audit.Where(e => e.GetProperty("action").GetString() == "rollout.wave").Select(e => e.GetProperty("details").GetString()).ToList();
         var why = string.Join("\n", audit);
         // Wave 2 was started once (one leader at a time). Wave 1 once, or twice when the leader died between starting it and
-        // saving the rollout (a step is at least once: the new leader starts that wave again; docs/scale-out.md).
+        // saving the rollout (a step is at least once: the new leader starts that wave again; docs/scale.md).
         Assert.True(waves.Count(w => w!.StartsWith("wave 2 of 2", StringComparison.Ordinal)) == 1, why);
         Assert.InRange(waves.Count(w => w!.StartsWith("wave 1 of 2", StringComparison.Ordinal)), 1, 2);
 

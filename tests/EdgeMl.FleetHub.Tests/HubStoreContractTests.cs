@@ -1,3 +1,4 @@
+using Npgsql;
 using EdgeMl.FleetHub.Store;
 using EdgeMl.TestUtilities;
 using EdgeMl.TestUtilities.Postgres;
@@ -43,6 +44,15 @@ public abstract class HubStoreContractTests : IDisposable
         Assert.Equal(0, Store1("d1", Batch("b1", "telemetry", 1, 4)));
         Assert.Equal([1, 2, 3, 4], Seqs("d1"));
         Assert.Equal(4, Store.FindDevice("d1")!.Records);
+    }
+
+    [Fact]
+    public void A_batch_twice_in_one_group_commit_is_stored_once()
+    {
+        // A broker re-delivery that reaches the writer while the first copy still waits for its commit.
+        Assert.Equal(3, Store.StoreBatches([("d1", Batch("b1", "telemetry", 1, 2)), ("d2", Batch("b1", "telemetry", 1)), ("d1", Batch("b1", "telemetry", 1, 2))], _now));
+        Assert.Equal([1, 2], Seqs("d1"));
+        Assert.Equal(2, Store.FindDevice("d1")!.Records);
     }
 
     [Fact]
@@ -199,6 +209,22 @@ public abstract class HubStoreContractTests : IDisposable
     }
 
     [Fact]
+    public async Task Exclusive_work_is_one_holder_at_a_time_and_free_again_once_released()
+    {
+        var held = Store.Exclusive("rollouts");
+        var entered = new ManualResetEventSlim();
+        var waiter = Task.Run(() =>
+        {
+            using (Store.Exclusive("rollouts")) entered.Set();
+        });
+        Assert.False(entered.Wait(300), "a second holder entered");
+        held.Dispose();
+        held.Dispose(); // twice is harmless
+        Assert.True(entered.Wait(10_000), "the lock was not free after its release");
+        await waiter.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public void A_store_on_its_own_leads_every_kind_of_work()
     {
         Assert.True(Store.Leads("rollouts"));
@@ -262,6 +288,47 @@ public sealed class PostgresHubStoreTests(PostgresFixture postgres) : HubStoreCo
             Assert.Equal(Enumerable.Range(1, 1000).Select(s => (long)s), a.Records($"dev-{d}", 5000).Select(r => r.Seq).Order());
             Assert.Equal(1000, b.FindDevice($"dev-{d}")!.Records);
         }
+    }
+
+    [Fact]
+    public async Task Exclusive_work_on_one_replica_waits_for_another_replica_that_holds_it_and_a_dead_holder_frees_it()
+    {
+        var a = PostgresHubStore.Open(_database);
+        using var b = PostgresHubStore.Open(_database);
+        var held = a.Exclusive("rollouts");
+        using (b.Exclusive("retention")) { } // another kind of work is free
+        var entered = new ManualResetEventSlim();
+        var waiter = Task.Run(() =>
+        {
+            using (b.Exclusive("rollouts")) entered.Set();
+        });
+        Assert.False(entered.Wait(500), "replica b entered while replica a held the lock");
+        held.Dispose();
+        Assert.True(entered.Wait(10_000), "replica b did not enter after replica a let go");
+        await waiter.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // A holder whose process dies: its session ends (here: ended by the server, as when its connection breaks) and the lock with it.
+        var dying = a.Exclusive("rollouts");
+        var key = PostgresHubStore.LeaseKey("rollouts:exclusive");
+        using (var admin = new NpgsqlConnection(_database))
+        {
+            admin.Open();
+            using var kill = new NpgsqlCommand("""
+                SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+                WHERE locktype = 'advisory' AND granted AND classid::bigint = $1 AND objid::bigint = $2
+                """, admin);
+            kill.Parameters.Add(new NpgsqlParameter { Value = (long)((ulong)key >> 32) });
+            kill.Parameters.Add(new NpgsqlParameter { Value = key & 0xFFFF_FFFFL });
+            Assert.Equal(1L, kill.ExecuteScalar());
+        }
+
+        var again = Task.Run(() =>
+        {
+            using (b.Exclusive("rollouts")) { }
+        });
+        await again.WaitAsync(TimeSpan.FromSeconds(10)); // times out when the lock of a holder whose session ended is not free
+        dying.Dispose(); // its unlock finds the session gone: no error
+        a.Dispose();
     }
 
     [Fact]

@@ -5,7 +5,8 @@ namespace EdgeMl.FleetHub.Apis;
 /// <summary>
 /// Every answer of the API that is not a success has a JSON body <c>{"error": "…"}</c> (<see cref="Security.ApiError"/>):
 /// a client's mistake that ASP.NET Core itself catches (malformed JSON body, a body over the limit, a wrong route or
-/// method) is a 4xx saying what was wrong; an exception no endpoint handled is a 500 with no internals in it (logged).
+/// method) is a 4xx saying what was wrong; a store that cannot be reached (PostgreSQL away, a disk error) is a 503 with
+/// <c>Retry-After: 5</c> and its reason; any other exception no endpoint handled is a 500 with no internals in it (logged).
 /// </summary>
 public static partial class ApiErrors
 {
@@ -19,10 +20,14 @@ public static partial class ApiErrors
                 BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                     (StatusCodes.Status413PayloadTooLarge, $"the request body is larger than this hub accepts ({context.RequestServices.GetRequiredService<HubSettings>().MaxPackageMb} MB, --MaxPackageMb)"),
                 BadHttpRequestException bad => (bad.StatusCode, $"bad request: {bad.Message}"),
+                // The store cannot be reached (PostgreSQL away or restarting, a disk error): the client may try again.
+                IOException or TimeoutException or Npgsql.NpgsqlException =>
+                    (StatusCodes.Status503ServiceUnavailable, $"the hub's store is unavailable, try again: {StoreReason(e)}"),
                 _ => (StatusCodes.Status500InternalServerError, "internal error (logged on the hub)"),
             };
-            if (status >= 500) LogUnhandled(app.Logger, context.Request.Method, context.Request.Path, e?.ToString() ?? "?");
+            if (status >= 500) LogUnhandled(app.Logger, context.Request.Method, context.Request.Path, status == StatusCodes.Status503ServiceUnavailable ? message : e?.ToString() ?? "?");
             context.Response.StatusCode = status;
+            if (status == StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = "5";
             await context.Response.WriteAsJsonAsync(new Security.ApiError(message)).ConfigureAwait(false);
         }));
         app.UseStatusCodePages(async status =>
@@ -42,6 +47,9 @@ public static partial class ApiErrors
         });
         return app;
     }
+
+    /// <summary>The store's own one-line reason (Npgsql's message without its SQLSTATE prefix noise); never a stack trace.</summary>
+    private static string StoreReason(Exception e) => e.Message.ReplaceLineEndings(" ");
 
     [LoggerMessage(EventId = 2600, Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}: {Error}")]
     private static partial void LogUnhandled(ILogger logger, string method, string path, string error);

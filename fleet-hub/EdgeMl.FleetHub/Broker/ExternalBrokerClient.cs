@@ -40,6 +40,25 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         }
     }
 
+    /// <summary>Acknowledges a device's batch once ingest stored it (never when it must be sent again: <see cref="IngestOutcome.Retry"/>).</summary>
+    private static async Task AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
+    {
+        // HandleAsync never throws (its outcome says what became of the batch).
+        if (await outcome.ConfigureAwait(false) != IngestOutcome.Retry) await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+    }
+
+    private static async Task AcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
+    {
+        try
+        {
+            await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
+        {
+            // The connection went away after the store: the broker re-delivers, the store drops the duplicate.
+        }
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var uri = new Uri(settings.Broker);
@@ -57,22 +76,31 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             }
 
             // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
-            var handled = !Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _)
-                ? Refuse(device, message.Topic, "unknown-topic")
-                : store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device
-                    ? Refuse(device, message.Topic, "revoked") // the broker still lets it in: its own ACLs do not know the registry
-                    : await ingest.HandleAsync(device, subtopic, message.Payload).ConfigureAwait(false) != IngestOutcome.Retry;
-            if (handled)
+            bool handled;
+            if (!Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _))
             {
-                try
-                {
-                    await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
-                {
-                    // The connection went away after the store: the broker re-delivers, the store drops the duplicate.
-                }
+                handled = Refuse(device, message.Topic, "unknown-topic");
             }
+            else if (store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device)
+            {
+                handled = Refuse(device, message.Topic, "revoked"); // the broker still lets it in: its own ACLs do not know the registry
+            }
+            else
+            {
+                // A batch is parsed and queued for the group commit before HandleAsync first waits. MQTTnet hands this
+                // connection's messages over one at a time, so waiting here for the commit would make every commit one
+                // batch: the acknowledgement follows the commit instead, and the next message comes at once.
+                var outcome = ingest.HandleAsync(device, subtopic, message.Payload);
+                if (!outcome.IsCompleted)
+                {
+                    _ = AcknowledgeWhenStoredAsync(outcome, e, stoppingToken);
+                    return;
+                }
+
+                handled = await outcome.ConfigureAwait(false) != IngestOutcome.Retry;
+            }
+
+            if (handled) await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
         };
         var tls = uri.Scheme == "mqtts";
         var builder = new MqttClientOptionsBuilder()

@@ -26,6 +26,37 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
 
     public List<Rollout> All() => store.RolloutJsons().Select(j => Parse(j)!).OrderBy(r => r.CreatedAt).ToList();
 
+    /// <summary>
+    /// One change of rollouts at a time: in this process (the gate) and across replicas on a shared store
+    /// (<see cref="IHubStore.Exclusive"/>), so an operator's pause or abort on one replica is never overwritten by the
+    /// leader's step that read the rollout before it. Disposing releases both.
+    /// </summary>
+    private async Task<IDisposable> EnterAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            return new Entered(_gate, await Task.Run(() => store.Exclusive("rollouts")).ConfigureAwait(false));
+        }
+        catch
+        {
+            _gate.Release();
+            throw;
+        }
+    }
+
+    private sealed class Entered(SemaphoreSlim gate, IDisposable shared) : IDisposable
+    {
+        private int _done;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _done, 1) != 0) return;
+            shared.Dispose();
+            gate.Release();
+        }
+    }
+
     private void Save(Rollout r) => store.SaveRollout(r.Id, r.State, JsonSerializer.Serialize(r, Json));
 
     private void Audit(string actor, string action, Rollout r, string details, string? device = null) =>
@@ -64,7 +95,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
     public async Task TickAsync()
     {
         if (!store.Leads("rollouts")) return;
-        await _gate.WaitAsync().ConfigureAwait(false);
+        var exclusive = await EnterAsync().ConfigureAwait(false);
         try
         {
             var devices = store.Devices().ToDictionary(d => d.Id);
@@ -77,7 +108,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         }
         finally
         {
-            _gate.Release();
+            exclusive.Dispose();
         }
     }
 
@@ -310,7 +341,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
     /// <summary>Starts a rollout (already validated by the API).</summary>
     public async Task<Rollout> StartAsync(Rollout r, string actor)
     {
-        await _gate.WaitAsync().ConfigureAwait(false);
+        var exclusive = await EnterAsync().ConfigureAwait(false);
         try
         {
             Save(r);
@@ -319,14 +350,14 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         }
         finally
         {
-            _gate.Release();
+            exclusive.Dispose();
         }
     }
 
     /// <summary>pause, resume or abort; returns the rollout, or an error message.</summary>
     public async Task<(Rollout? Rollout, string? Error)> ControlAsync(string id, string action, string actor)
     {
-        await _gate.WaitAsync().ConfigureAwait(false);
+        var exclusive = await EnterAsync().ConfigureAwait(false);
         try
         {
             if (Find(id) is not { } r) return (null, $"no rollout {id}");
@@ -355,7 +386,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         }
         finally
         {
-            _gate.Release();
+            exclusive.Dispose();
         }
     }
 

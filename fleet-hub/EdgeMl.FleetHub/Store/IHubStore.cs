@@ -54,6 +54,15 @@ public interface IHubStore : IDisposable
     bool Leads(string work);
 
     /// <summary>
+    /// Holds a store-wide lock on <paramref name="work"/> (e.g. <c>rollouts</c>) until the result is disposed: a
+    /// read-modify-write under it is not interleaved with another replica's (the rollout engine's step and an operator's
+    /// pause or abort on another replica). Waits while another holder has it. PostgreSQL: a session-level advisory lock
+    /// on a pooled connection (released with the session if the replica dies); the embedded store: a lock in this process.
+    /// Throws <see cref="IOException"/> when the store cannot be reached.
+    /// </summary>
+    IDisposable Exclusive(string work);
+
+    /// <summary>
     /// Retention: removes the records (all classes: telemetry, health, drift …) the hub received before
     /// <paramref name="cutoff"/>; returns how many. Exactly-once still holds for them (a re-sent old record is not
     /// stored again). Registry, audit and packages are kept.

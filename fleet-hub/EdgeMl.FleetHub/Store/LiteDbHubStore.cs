@@ -211,6 +211,26 @@ public sealed partial class LiteDbHubStore : IHubStore
     /// <summary>One process owns a LiteDB store: it always leads.</summary>
     public bool Leads(string work) => true;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _exclusive = new(StringComparer.Ordinal);
+
+    /// <summary>One process uses this store: a lock per kind of work in this process.</summary>
+    public IDisposable Exclusive(string work)
+    {
+        var gate = _exclusive.GetOrAdd(work, static _ => new SemaphoreSlim(1, 1));
+        gate.Wait();
+        return new Releaser(gate);
+    }
+
+    private sealed class Releaser(SemaphoreSlim gate) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0) gate.Release();
+        }
+    }
+
     public long RemoveRecordsBefore(DateTimeOffset cutoff)
     {
         var before = cutoff.ToUnixTimeMilliseconds();

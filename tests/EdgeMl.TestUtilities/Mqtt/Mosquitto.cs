@@ -74,6 +74,10 @@ public sealed class Mosquitto : IDisposable
     public const string DynsecPlugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
 
     public int Port { get; }
+
+    /// <summary>The broker's process id while it runs, else 0.</summary>
+    public int Pid => _process is { HasExited: false } p ? p.Id : 0;
+
     public string Url => $"{(_tls ? "mqtts" : "mqtt")}://127.0.0.1:{Port}";
 
     public static bool Available => File.Exists("/usr/sbin/mosquitto") && File.Exists("/usr/bin/mosquitto_sub");
@@ -81,6 +85,11 @@ public sealed class Mosquitto : IDisposable
     public Mosquitto Start()
     {
         _process = Process.Start(new ProcessStartInfo("/usr/sbin/mosquitto", ["-c", _config]) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false })!;
+        // Its log (a line per connection) is read and dropped: a full pipe would stop the broker (seen with 500 clients).
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
         var deadline = Environment.TickCount64 + 10_000;
         while (!Listening())
         {

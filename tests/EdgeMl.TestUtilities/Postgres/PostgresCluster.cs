@@ -28,10 +28,25 @@ public sealed class PostgresCluster : IDisposable
 
     private string Data => Path.Combine(_root, "data");
 
+    /// <summary>The server's main process (its first line of <c>postmaster.pid</c>); 0 when not running.</summary>
+    public int PostmasterPid
+    {
+        get
+        {
+            var pidFile = Path.Combine(Data, "postmaster.pid");
+            return File.Exists(pidFile) && int.TryParse(File.ReadLines(pidFile).FirstOrDefault(), out var id) ? id : 0;
+        }
+    }
+
     /// <summary>The port: with a unix socket it only names the socket file (<c>.s.PGSQL.PORT</c>).</summary>
     public int Port { get; } = EdgeMl.FleetSim.Loopback.FreePort();
 
-    public PostgresCluster()
+    /// <param name="durable">
+    /// Keep fsync on (as production does): for benchmarks. Tests run with <c>fsync=off</c>, which loses nothing while
+    /// the machine stays up and keeps a test's many commits cheap.
+    /// </param>
+    /// <param name="settings">More server settings, <c>-c name=value</c> each (e.g. <c>-c shared_buffers=1GB</c>).</param>
+    public PostgresCluster(bool durable = false, string settings = "")
     {
         if (BinDirectory is null) throw new InvalidOperationException("PostgreSQL is not installed (apt-get install postgresql)");
         Directory.CreateDirectory(_root);
@@ -42,7 +57,7 @@ public sealed class PostgresCluster : IDisposable
         {
             Run(asPostgres, Path.Combine(BinDirectory, "initdb"), "-D", Data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync");
             Run(asPostgres, Path.Combine(BinDirectory, "pg_ctl"), "-D", Data, "-l", Path.Combine(_root, "log"), "-w", "-t", "60", "start",
-                "-o", $"-k {_root} -p {Port.ToString(CultureInfo.InvariantCulture)} -c listen_addresses='' -c fsync=off -c max_connections=200");
+                "-o", $"-k {_root} -p {Port.ToString(CultureInfo.InvariantCulture)} -c listen_addresses='' {(durable ? "" : "-c fsync=off ")}-c max_connections=200 {settings}");
         }
         catch
         {
