@@ -1,6 +1,7 @@
 using EdgeMl.FleetHub;
 using EdgeMl.FleetHub.Apis;
 using EdgeMl.FleetHub.Broker;
+using EdgeMl.FleetHub.Dashboard;
 using EdgeMl.FleetHub.Ingest;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
@@ -60,6 +61,7 @@ builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Ro
 
 var app = builder.Build();
 app.UseApiErrors();
+app.UseDashboard();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
 app.Services.GetRequiredService<TelemetryIngest>().DriftStored = driftAlerts.Check;
 ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimeProvider.System, app.Logger);
@@ -68,6 +70,7 @@ app.MapTokensApi();
 app.MapDriftApi();
 app.MapModelsApi();
 app.MapRolloutsApi();
+app.MapSessionApi();
 try
 {
     app.Run();

@@ -34,6 +34,21 @@ public abstract class HubStoreContractTests : IDisposable
         Store.Records(device, 100_000, cls).Select(r => r.Seq).Order().ToList();
 
     [Fact]
+    public void A_dashboard_session_is_found_until_it_expires_or_is_removed_and_survives_a_reopen()
+    {
+        var session = new DashboardSession("id-hash-1", "token-hash-1", "csrf-1", _now, _now.AddHours(12));
+        Store.AddSession(session, _now);
+        Store.AddSession(session with { IdHash = "id-hash-2", Expires = _now.AddMinutes(1) }, _now);
+        Reopen();
+        Assert.Equal(session, Store.FindSession("id-hash-1", _now.AddHours(1)));
+        Assert.Null(Store.FindSession("id-hash-1", _now.AddHours(12)));
+        Assert.Null(Store.FindSession("id-hash-2", _now.AddMinutes(2)));
+        Assert.Null(Store.FindSession("no-such", _now));
+        Store.RemoveSession("id-hash-1");
+        Assert.Null(Store.FindSession("id-hash-1", _now));
+    }
+
+    [Fact]
     public void Each_record_is_stored_once_however_often_it_comes_and_survives_a_reopen()
     {
         Assert.Equal(3, Store1("d1", Batch("b1", "telemetry", 1, 2, 3)));

@@ -105,7 +105,27 @@ public interface IHubStore : IDisposable
 
     /// <summary>Quarantined batches, newest first; only <paramref name="device"/>'s when given.</summary>
     List<QuarantinedBatch> Quarantined(string? device, int limit);
+
+    /// <summary>
+    /// Keeps a dashboard session (<see cref="DashboardSession"/>): the hash of its cookie value, the API token (hash) it
+    /// was signed in with, its CSRF token. Sessions that have expired are removed on the way. Shared by all replicas of a
+    /// shared store, so a session signed in on one replica works on the others.
+    /// </summary>
+    void AddSession(DashboardSession session, DateTimeOffset now);
+
+    /// <summary>The session whose cookie hashes to <paramref name="idHash"/>, when it exists and has not expired at <paramref name="now"/>; else null.</summary>
+    DashboardSession? FindSession(string idHash, DateTimeOffset now);
+
+    /// <summary>Ends a session (sign-out); nothing when it does not exist.</summary>
+    void RemoveSession(string idHash);
 }
+
+/// <summary>
+/// A dashboard session: <see cref="IdHash"/> is the SHA-256 of the cookie's value (the value itself is never stored),
+/// <see cref="TokenHash"/> the API token it was signed in with (its role and its revocation apply), <see cref="Csrf"/>
+/// the token a mutating request must carry in <c>X-CSRF-Token</c>.
+/// </summary>
+public sealed record DashboardSession(string IdHash, string TokenHash, string Csrf, DateTimeOffset Created, DateTimeOffset Expires);
 
 /// <summary>One record as it came from a device.</summary>
 public sealed record IncomingRecord(string Boot, long Seq, string Class, long At, string Data);

@@ -107,6 +107,12 @@ public sealed partial class PostgresHubStore : IHubStore
             device text NOT NULL, at bigint NOT NULL, reason text NOT NULL, n integer NOT NULL, records text NOT NULL);
         CREATE INDEX quarantine_device ON quarantine (device, id);
         """,
+        // 2: dashboard sessions (cookie hash → the API token it stands for).
+        """
+        CREATE TABLE sessions (
+            id_hash text PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL, created bigint NOT NULL, expires bigint NOT NULL);
+        CREATE INDEX sessions_expires ON sessions (expires);
+        """,
     ];
 
     private static void Migrate(NpgsqlDataSource db)
