@@ -15,6 +15,8 @@
 #   ./build.sh bench rollout            rollout figures (1,000 simulated devices, bytes per device) → bench-results/rollout.json
 #   ./build.sh bench models             quantizer figures (size, agreement, accuracy drop, ResNet-18 latency) → bench-results/models.json
 #   ./build.sh bench drift              drift sketch figures (KS error, merge, update cost, detection) → bench-results/drift.json
+#   ./build.sh bench dashboard          dashboard figures in headless Chromium (fleet page with 10,000 devices, a device page
+#                                       with a day of health at 5 s) → bench-results/dashboard.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -213,6 +215,15 @@ bench() {
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll drift --out bench-results/drift.json
       ;;
+    dashboard)
+      # Debian's headless Chromium against a real hub: 10,000 registered devices, a device with a day of health at 5 s.
+      need_apt chromium
+      dashboard
+      log "build the dashboard benchmark (Release)"
+      dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll dashboard --out bench-results/dashboard.json
+      ;;
     models)
       need_apt espeak-ng
       log "build the model benchmark (Release)"
@@ -220,7 +231,7 @@ bench() {
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll models --out bench-results/models.json
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models)" >&2; exit 2 ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models, dashboard)" >&2; exit 2 ;;
   esac
 }
 
@@ -238,5 +249,5 @@ case "${1:-build}" in
   publish) publish "${2:-}" ;;
   bench) bench "${@:2}" ;;
   docs) docs ;;
-  *) echo "usage: ./build.sh [build|test|demo|docs|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|docs|publish linux-x64|linux-arm64|bench agent|hub|drift|rollout|models|dashboard]" >&2; exit 2 ;;
 esac

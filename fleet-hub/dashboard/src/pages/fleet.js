@@ -26,10 +26,14 @@ function setHash(state) {
 }
 
 // --- fallback for hubs without the paged endpoints -------------------------------------------------------------
-let legacy = null; // { at, devices }
+let legacy = null; // { at, devices: Promise } — one request serves the counts and the table
 
-async function legacyDevices(fresh) {
-  if (!legacy || fresh || Date.now() - legacy.at > 2000) legacy = { at: Date.now(), devices: await api('/api/devices') };
+function legacyDevices(fresh) {
+  if (!legacy || (fresh && Date.now() - legacy.at > 500) || Date.now() - legacy.at > 2000) {
+    const devices = api('/api/devices');
+    legacy = { at: Date.now(), devices };
+    devices.catch(() => { legacy = null; });
+  }
   return legacy.devices;
 }
 
