@@ -152,6 +152,20 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
     [Fact]
     public async Task Every_page_is_screenshotted_at_desktop_and_phone_width_and_fits_a_phone()
     {
+        // A rollout for the detail page, started from the page's form by the operator, to a device of its own.
+        f.StartAgent("cell-3", "line-3");
+        HubHarness.Until(() => f.Hub.Device("cell-3").GetProperty("presence").GetString() == "online", "cell-3 online");
+        var start = await SignedIn(f.OperatorToken, "operator");
+        await start.GotoAsync("/#/rollouts");
+        await start.GetByTestId("start-model").SelectOptionAsync("vibration-fault@1.1.0");
+        await start.GetByTestId("start-group").FillAsync("line-3");
+        await start.GetByTestId("start-waves").FillAsync("100%");
+        await start.GetByTestId("start-rollout").ClickAsync();
+        await Expect(start.GetByTestId("rollout-state")).ToBeVisibleAsync();
+        await Expect(start.Locator("[data-testid='rollout-devices'] tr[data-device='cell-3']")).ToHaveCountAsync(1);
+        var rollout = start.Url[(start.Url.IndexOf("#/rollouts/", StringComparison.Ordinal) + "#/rollouts/".Length)..];
+        await start.Context.CloseAsync();
+
         foreach (var (size, width, height) in new[] { ("desktop", 1280, 860), ("phone", 390, 844) })
         {
             var page = await f.Browser.NewPageAsync(f.Hub.HubUrl, width, height);
@@ -163,7 +177,7 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
             foreach (var (name, hash, rendered) in new[]
                      {
                          ("fleet", "#/fleet", "fleet"), ("device", "#/device/cell-1", "device"), ("rollouts", "#/rollouts", "rollouts"),
-                         ("models", "#/models", "models"), ("alerts", "#/alerts", "alerts"),
+                         ("rollout", $"#/rollouts/{rollout}", "rollout"), ("models", "#/models", "models"), ("alerts", "#/alerts", "alerts"),
                      })
             {
                 await page.GotoAsync($"/{hash}");
