@@ -146,6 +146,7 @@ public static class DashboardBench
         // The device page opens on the 24 h range (the page keeps the choice per tab).
         await context.AddInitScriptAsync("sessionStorage.setItem('edgeml.range', '24h')");
 
+        var slowestApi = new Dictionary<string, (string Path, double Ms)>();
         async Task<double> Load(string hash, string ready)
         {
             var page = await context.NewPageAsync();
@@ -153,6 +154,10 @@ public static class DashboardBench
             await page.GotoAsync($"/{hash}");
             await page.WaitForSelectorAsync(ready, new PageWaitForSelectorOptions { State = WaitForSelectorState.Attached });
             var ms = clock.Elapsed.TotalMilliseconds;
+            // Where the time went: the slowest API request of the load (the hub's answer and its transfer).
+            var slowest = await page.EvaluateAsync<JsonElement>(
+                "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/')).map(e => [new URL(e.name).pathname, e.duration]).sort((a, b) => b[1] - a[1])[0] ?? ['', 0]");
+            slowestApi[hash] = (slowest[0].GetString() ?? "", slowest[1].GetDouble());
             await page.CloseAsync();
             return ms;
         }
@@ -170,6 +175,7 @@ public static class DashboardBench
         await probe.GotoAsync("/#/device/bench-0");
         await probe.WaitForSelectorAsync(deviceReady, new PageWaitForSelectorOptions { State = WaitForSelectorState.Attached });
         var points = int.Parse(await probe.GetByTestId("chart-cpu").GetAttributeAsync("data-points") ?? "0", CultureInfo.InvariantCulture);
+        foreach (var (hash, (path, ms)) in slowestApi) Console.WriteLine($"{hash}: slowest API request of the last load {path} {ms:0} ms");
         return (Median(fleet), fleetFirst, Median(device), deviceFirst, points);
     }
 

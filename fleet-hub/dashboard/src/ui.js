@@ -92,3 +92,18 @@ export function facts(pairs) {
 export function confirmAction(text) {
   return window.confirm(text);
 }
+
+/**
+ * Runs fn at most once per `ms` after calls to the returned function (the last call wins; never starved by a steady
+ * stream of calls, unlike a debounce): live events from a large fleet arrive many times a second.
+ */
+export function throttle(fn, ms) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
+  };
+}

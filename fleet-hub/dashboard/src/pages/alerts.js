@@ -2,7 +2,7 @@
 // that endpoint shows the drift statuses it has (GET /api/devices).
 import { ApiError, api, query } from '../api.js';
 import { onLive } from '../live.js';
-import { badge, h, mount, problem, table, when } from '../ui.js';
+import { badge, h, mount, problem, table, throttle, when } from '../ui.js';
 
 export async function render(main) {
   const kind = h('select', { 'data-testid': 'alert-kind', onchange: () => load() },
@@ -33,11 +33,8 @@ export async function render(main) {
   }
 
   await load();
-  let t = null;
+  const later = throttle(load, 1000);
   return onLive((k) => {
-    if (k === 'alert' || k === 'poll') {
-      clearTimeout(t);
-      t = setTimeout(load, 400);
-    }
+    if (k === 'alert' || k === 'poll') later();
   });
 }

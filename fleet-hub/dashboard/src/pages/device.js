@@ -3,7 +3,7 @@
 import { ApiError, api, isOperator, post, query } from '../api.js';
 import { chart } from '../charts.js';
 import { onLive } from '../live.js';
-import { ago, badge, confirmAction, facts, h, mount, num, problem, table, when } from '../ui.js';
+import { ago, badge, confirmAction, facts, h, mount, num, problem, table, throttle, when } from '../ui.js';
 
 const ranges = [['15m', 15 * 60], ['1h', 3600], ['6h', 6 * 3600], ['24h', 86400]];
 
@@ -58,7 +58,11 @@ function presenceTimeline(points, since, until) {
   return h('div', bar, h('div.axis', h('span', when(since)), h('span', 'now')));
 }
 
-function operatorActions(d, models, reload) {
+/**
+ * The operator's actions, built once per page (a live refresh must not reset the model being chosen or the last
+ * result shown); `update(d)` follows the device's state.
+ */
+function operatorActions(id, models, reload) {
   const message = h('div');
   const choice = h('select', { 'data-testid': 'desired-model' },
     models.map((m) => h('option', { value: `${m.name}@${m.version}` }, `${m.name}@${m.version}`)));
@@ -67,7 +71,7 @@ function operatorActions(d, models, reload) {
     onclick: async () => {
       mount(message);
       try {
-        await post(`/api/devices/${encodeURIComponent(d.id)}/desired`, { model: choice.value });
+        await post(`/api/devices/${encodeURIComponent(id)}/desired`, { model: choice.value });
         mount(message, h('p.ok', { 'data-testid': 'action-result' }, `desired model set to ${choice.value}`));
         reload();
       } catch (e) {
@@ -76,20 +80,22 @@ function operatorActions(d, models, reload) {
     },
   }, 'Set desired model');
   const revoke = h('button.danger', {
-    type: 'button', 'data-testid': 'revoke', disabled: d.enrollment === 'revoked',
+    type: 'button', 'data-testid': 'revoke',
     onclick: async () => {
-      if (!confirmAction(`Revoke ${d.id}? It is disconnected at once and must be enrolled again to come back.`)) return;
+      if (!confirmAction(`Revoke ${id}? It is disconnected at once and must be enrolled again to come back.`)) return;
       mount(message);
       try {
-        await post(`/api/devices/${encodeURIComponent(d.id)}/revoke`);
-        mount(message, h('p.ok', { 'data-testid': 'action-result' }, `${d.id} revoked`));
+        await post(`/api/devices/${encodeURIComponent(id)}/revoke`);
+        mount(message, h('p.ok', { 'data-testid': 'action-result' }, `${id} revoked`));
         reload();
       } catch (e) {
         mount(message, problem(e));
       }
     },
   }, 'Revoke…');
-  return h('section.card.actions', { 'data-testid': 'operator-actions' }, h('h2', 'Actions'), h('div.row', choice, set, revoke), message);
+  const box = h('section.card.actions', { 'data-testid': 'operator-actions' }, h('h2', 'Actions'), h('div.row', choice, set, revoke), message);
+  box.update = (d) => { revoke.disabled = d.enrollment === 'revoked'; };
+  return box;
 }
 
 function driftTable(view) {
@@ -116,7 +122,9 @@ export async function render(main, [id]) {
     },
   }, label)));
   const rest = h('div');
-  mount(main, h('p', h('a', { href: '#/fleet' }, '‹ Fleet')), head, h('h2', 'Health'), rangeBar, charts, rest);
+  const actions = h('div');
+  let actionsBox = null;
+  mount(main, h('p', h('a', { href: '#/fleet' }, '‹ Fleet')), head, actions, h('h2', 'Health'), rangeBar, charts, rest);
 
   let chartSeq = 0;
   async function loadCharts() {
@@ -159,7 +167,7 @@ export async function render(main, [id]) {
       optional(`/api/alerts${query({ device: id, limit: 50 })}`),
       optional(`/api/devices/${encodeURIComponent(id)}/alerts?limit=20`),
       optional(`/api/audit${query({ device: id })}`),
-      isOperator() ? optional('/api/models') : Promise.resolve({ data: [] }),
+      isOperator() && !actionsBox ? optional('/api/models') : Promise.resolve({ data: [] }),
     ]);
     const health = d.health ?? {};
     const reported = d.reported ?? {};
@@ -176,8 +184,11 @@ export async function render(main, [id]) {
           ['Desired', d.desired], ['Update phase', h('span', { 'data-testid': 'update-phase' }, reported.phase ?? '—')],
           ['Phase of', reported.name ? `${reported.name}@${reported.version}` : null, 'phase-model'], ['Reason', reported.reason], ['Confirmed', reported.confirmed === undefined ? null : String(reported.confirmed)],
           ['p99 latency', d.latencyP99Ms === null || d.latencyP99Ms === undefined ? null : `${num(d.latencyP99Ms, 2)} ms`], ['Drift', d.drift ? badge(d.drift) : null],
-        ]))),
-      isOperator() ? operatorActions(d, models.data ?? [], () => { loadRest(); }) : null);
+        ]))));
+    if (isOperator()) {
+      if (!actionsBox) mount(actions, actionsBox = operatorActions(id, models.data ?? [], () => { loadRest(); }));
+      actionsBox.update(d);
+    }
     mount(rest,
       h('h2', 'Presence, last 24 h'),
       presence.data ? presenceTimeline(presence.data, day, Date.now()) : h('p.muted', `presence history: ${presence.error}`),
@@ -204,21 +215,23 @@ export async function render(main, [id]) {
   }
 
   await Promise.all([loadCharts(), loadRest()]);
-  const later = debounce(() => { loadCharts(); loadRest(); }, 500);
+  // The facts follow every event of this device; the charts (a day of history can be 17,280 reports) at most every 5 s,
+  // and every 15 s when the hub is polled.
+  const facts_ = throttle(loadRest, 1000);
+  const chartsOnEvent = throttle(loadCharts, 5000);
+  const chartsOnPoll = throttle(loadCharts, 15000);
   return onLive((kind, data) => {
-    if (kind === 'poll' || (data && data.device === id)) later();
+    if (kind === 'poll') {
+      facts_();
+      chartsOnPoll();
+    } else if (data && data.device === id) {
+      facts_();
+      if (kind === 'health') chartsOnEvent();
+    }
   });
 }
 
 function summary(data) {
   const s = JSON.stringify(data ?? null);
   return s.length > 160 ? `${s.slice(0, 157)}…` : s;
-}
-
-function debounce(fn, ms) {
-  let t = null;
-  return () => {
-    clearTimeout(t);
-    t = setTimeout(fn, ms);
-  };
 }

@@ -3,7 +3,7 @@
 // (filtered, sorted and paged here).
 import { ApiError, api, query } from '../api.js';
 import { onLive } from '../live.js';
-import { ago, badge, h, mount, num, problem, table } from '../ui.js';
+import { ago, badge, h, mount, num, problem, table, throttle } from '../ui.js';
 
 const PAGE_SIZE = 50;
 const columns = [
@@ -206,8 +206,8 @@ export async function render(main) {
   }
 
   await refresh(true);
-  // Live: presence and health change the counts and the rows; a short debounce folds bursts into one refresh.
-  const later = debounce(() => refresh(true), 400);
+  // Live: presence and health change the counts and the rows; at most one refresh a second however many events come.
+  const later = throttle(() => refresh(true), 1000);
   return onLive((kind) => {
     if (kind === 'presence' || kind === 'health' || kind === 'desired' || kind === 'alert' || kind === 'poll') later();
   });

@@ -2,7 +2,7 @@
 // it runs. Operator: start (the options of `edgeml rollout start`), pause/resume, halt (abort), roll a group back.
 import { api, isOperator, post } from '../api.js';
 import { onLive } from '../live.js';
-import { badge, confirmAction, facts, h, mount, num, problem, table, when } from '../ui.js';
+import { badge, confirmAction, facts, h, mount, num, problem, table, throttle, when } from '../ui.js';
 
 function startForm(models, done) {
   const field = (name, label, placeholder, hint) => h('label', label, h('input', { name, placeholder, 'data-testid': `start-${name}` }), hint ? h('small.muted', hint) : null);
@@ -38,16 +38,22 @@ function startForm(models, done) {
   return form;
 }
 
-async function list(main) {
+/** The list; the operator's forms are built once (a live refresh redraws only the table, never what is being typed). */
+async function list(main, view) {
   const rollouts = await api('/api/rollouts');
+  const table_ = rollouts.length ? table(['Rollout', 'Model', 'Target', 'State', 'Wave', 'Started', 'By'], [...rollouts].reverse().map((r) => h('tr',
+    h('td', h('a', { href: `#/rollouts/${encodeURIComponent(r.id)}` }, r.id)), h('td', `${r.model}@${r.version}`), h('td', r.target), h('td', badge(r.state)),
+    h('td.n', `${r.wave + 1}/${r.waves.length}`), h('td', when(r.createdAt)), h('td', r.createdBy))), { 'data-testid': 'rollouts' })
+    : h('p.muted', 'No rollout yet.');
+  if (view.table) {
+    mount(view.table, table_);
+    return;
+  }
+  view.table = h('div', table_);
   const models = isOperator() ? await api('/api/models') : [];
   const rollbackMsg = h('div');
   const group = h('input', { placeholder: 'group', 'data-testid': 'rollback-group' });
-  mount(main, h('h1', 'Rollouts'),
-    rollouts.length ? table(['Rollout', 'Model', 'Target', 'State', 'Wave', 'Started', 'By'], [...rollouts].reverse().map((r) => h('tr',
-      h('td', h('a', { href: `#/rollouts/${encodeURIComponent(r.id)}` }, r.id)), h('td', `${r.model}@${r.version}`), h('td', r.target), h('td', badge(r.state)),
-      h('td.n', `${r.wave + 1}/${r.waves.length}`), h('td', when(r.createdAt)), h('td', r.createdBy))), { 'data-testid': 'rollouts' })
-      : h('p.muted', 'No rollout yet.'),
+  mount(main, h('h1', 'Rollouts'), view.table,
     isOperator() ? h('div.two', startForm(models, (id) => { location.hash = `#/rollouts/${encodeURIComponent(id)}`; }),
       h('section.card', h('h2', 'Roll a group back'), h('p.muted', 'Every device of the group returns to the model in its other slot.'), h('div.row', group,
         h('button.danger', {
@@ -106,13 +112,11 @@ async function detail(main, id) {
 }
 
 export async function render(main, [id]) {
-  const load = () => (id ? detail(main, id) : list(main)).catch((e) => mount(main, problem(e)));
+  const view = {};
+  const load = () => (id ? detail(main, id) : list(main, view)).catch((e) => mount(main, problem(e)));
   await load();
-  let t = null;
+  const later = throttle(load, 1000);
   return onLive((kind) => {
-    if (kind === 'rollout' || kind === 'desired' || kind === 'poll') {
-      clearTimeout(t);
-      t = setTimeout(load, 400);
-    }
+    if (kind === 'rollout' || kind === 'desired' || kind === 'poll') later();
   });
 }
