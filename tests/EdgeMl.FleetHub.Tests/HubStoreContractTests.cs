@@ -8,7 +8,7 @@ namespace EdgeMl.FleetHub.Tests;
 /// What every hub store must do (<see cref="IHubStore"/>); each store runs these through a subclass. Real stores:
 /// LiteDB on disk, and PostgreSQL in a throwaway cluster (<see cref="PostgresCluster"/>) with a database per test.
 /// </summary>
-public abstract class HubStoreContractTests : IDisposable
+public abstract partial class HubStoreContractTests : IDisposable
 {
     private readonly TempDirectory _dir = new();
     private readonly DateTimeOffset _now = new(2026, 11, 27, 8, 0, 0, TimeSpan.Zero);
