@@ -6,7 +6,8 @@ let source = null;
 let timer = null;
 let mode = 'off';
 const POLL_MS = 3000;
-const kinds = ['presence', 'health', 'alert', 'rollout', 'desired'];
+// dropped: the hub let this page fall behind; it reconnects by itself, and the pages reload what they show.
+const kinds = ['presence', 'health', 'alert', 'rollout', 'desired', 'dropped'];
 
 /** fn(kind, data) for every event; kind 'poll' when polling. Returns the unsubscribe function. */
 export function onLive(fn) {
@@ -65,7 +66,7 @@ export function startLive() {
       } catch {
         return;
       }
-      emit(kind, data);
+      emit(kind === 'dropped' ? 'poll' : kind, data);
     });
   }
   source.onerror = () => {

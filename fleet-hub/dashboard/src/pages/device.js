@@ -132,9 +132,17 @@ export async function render(main, [id]) {
     const seconds_ = ranges.find(([l]) => l === range)[1];
     const until = new Date();
     const since = new Date(until.getTime() - seconds_ * 1000);
-    let records;
+    let records = [];
     try {
-      records = await api(`/api/devices/${encodeURIComponent(id)}/health${query({ since: since.toISOString(), until: until.toISOString(), limit: 20000 })}`);
+      // Newest first, at most 10,000 a request: a day at 5 s (17,280) comes in two, each ending where the last one began.
+      let end = until;
+      for (let i = 0; i < 4; i++) {
+        const part = await api(`/api/devices/${encodeURIComponent(id)}/health${query({ since: since.toISOString(), until: end.toISOString(), limit: 10000 })}`);
+        records = records.concat(part);
+        if (part.length < 10000) break;
+        const oldest = Math.min(...part.map((r) => r.at));
+        end = new Date(oldest > 1e12 ? oldest : oldest * 1000);
+      }
     } catch (e) {
       if (mine === chartSeq) mount(charts, problem(e));
       return;
@@ -172,7 +180,7 @@ export async function render(main, [id]) {
     const health = d.health ?? {};
     const reported = d.reported ?? {};
     mount(head,
-      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen ? d.presence : 'never-seen', 'device-presence')),
+      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen ? d.presence : 'never seen', 'device-presence')),
       h('div.two',
         h('section.card', h('h2', 'Identity'), facts([
           ['Group', d.group], ['Tags', Object.entries(d.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—'],

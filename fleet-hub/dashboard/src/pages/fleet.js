@@ -41,7 +41,7 @@ const drifting = (s) => s === 'moderate' || s === 'major';
 
 function legacyRow(d) {
   return {
-    id: d.id, group: d.group, tags: d.tags, presence: d.lastSeen ? d.presence : 'never-seen', lastSeen: d.lastSeen, model: d.model, version: d.modelVersion,
+    id: d.id, group: d.group, tags: d.tags, presence: d.lastSeen ? d.presence : 'neverSeen', lastSeen: d.lastSeen, model: d.model, version: d.modelVersion,
     p99Ms: d.latencyP99Ms, cpuPercent: null, memoryPercent: null, temperatureC: null, outboxDepth: null, outboxDropped: null, driftStatus: d.drift, healthy: null,
   };
 }
@@ -83,7 +83,7 @@ async function legacyPage(s, fresh) {
     && (!s.group || r.group === s.group)
     && (!s.status || r.presence === s.status)
     && (!s.model || r.model === s.model || `${r.model}@${r.version}` === s.model)
-    && (!s.drift || (r.driftStatus ?? 'none') === s.drift)
+    && (!s.drift || (s.drift === 'drifting' ? drifting(r.driftStatus) : (r.driftStatus ?? 'none') === s.drift))
     && (!s.tag || (s.tag.includes('=') ? r.tags?.[s.tag.split('=')[0]] === s.tag.slice(s.tag.indexOf('=') + 1) : s.tag in (r.tags ?? {}))));
   const desc = s.sort.startsWith('-');
   const key = s.sort.replace(/^-/, '');
@@ -136,7 +136,7 @@ function deviceRow(d) {
   return h('tr', { 'data-device': d.id, 'data-presence': presence },
     h('td', h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)),
     h('td', d.group ?? '—'),
-    h('td', badge(presence, 'presence')),
+    h('td', badge(presence === 'neverSeen' ? 'never seen' : presence, 'presence')),
     h('td', { title: d.lastSeen ?? '' }, ago(d.lastSeen)),
     h('td', d.model ? `${d.model}@${d.version ?? '?'}` : '—'),
     h('td.n', num(d.p99Ms, 2)),
@@ -163,9 +163,9 @@ export async function render(main) {
   const groupSelect = h('span');
   const filters = h('div.filters',
     input('q', 'search id or group'), groupSelect,
-    select('status', [['', 'any presence'], ['online', 'online'], ['offline', 'offline'], ['never-seen', 'never seen']]),
+    select('status', [['', 'any presence'], ['online', 'online'], ['offline', 'offline'], ['neverSeen', 'never seen'], ['unhealthy', 'unhealthy']]),
     input('model', 'model[@version]', 'text'), input('tag', 'tag or key=value', 'text'),
-    select('drift', [['', 'any drift'], ['ok', 'ok'], ['watch', 'watch'], ['moderate', 'moderate'], ['major', 'major']]));
+    select('drift', [['', 'any drift'], ['drifting', 'drifting'], ['ok', 'ok'], ['watch', 'watch'], ['moderate', 'moderate'], ['major', 'major'], ['none', 'no report']]));
   mount(main, h('h1', 'Fleet'), countsBox, h('h2', 'Devices'), filters, tableBox, pager, h('div.two', groupsBox, modelsBox));
 
   let seq = 0;
