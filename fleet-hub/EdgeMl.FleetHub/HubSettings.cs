@@ -98,6 +98,7 @@ public sealed class HubSettings
         }
 
         if (RetentionDays < 0) return "--RetentionDays must be 0 (keep for ever) or more";
+        if (!Protocol.Text.Durations.TryParse(OfflineAfter, out _, out var offlineError)) return $"--OfflineAfter: {offlineError}";
         if (!System.Net.IPAddress.TryParse(MqttAddress, out _)) return $"--MqttAddress '{MqttAddress}' is not an IP address";
         if (BrokerCa.Length > 0 && !File.Exists(BrokerCa)) return $"--BrokerCa '{BrokerCa}' does not exist";
         if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))
@@ -135,6 +136,15 @@ public sealed class HubSettings
 
     /// <summary>How long an enrollment token stays valid.</summary>
     public double EnrollTokenHours { get; set; } = 24;
+    /// <summary>
+    /// A device not seen for this long (a duration: <c>90s</c>, <c>5m</c>, <c>1h</c>; default 5 minutes) raises an offline alert
+    /// (<see cref="Alerts.OfflineAlerts"/>); it is cleared when the device comes back.
+    /// </summary>
+    public string OfflineAfter { get; set; } = "5m";
+
+    /// <summary><see cref="OfflineAfter"/> as a time span (checked by <see cref="Problem"/> before the hub starts).</summary>
+    public TimeSpan OfflineAfterSpan() => Protocol.Text.Durations.TryParse(OfflineAfter, out var span, out _) ? span : TimeSpan.FromMinutes(5);
+
     /// <summary>How often the rollout engine takes a step (ms).</summary>
     public int RolloutTickMs { get; set; } = 1000;
 }

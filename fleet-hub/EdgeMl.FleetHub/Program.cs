@@ -1,6 +1,7 @@
 using EdgeMl.FleetHub;
 using EdgeMl.FleetHub.Apis;
 using EdgeMl.FleetHub.Broker;
+using EdgeMl.FleetHub.Dashboard;
 using EdgeMl.FleetHub.Ingest;
 using EdgeMl.FleetHub.Metrics;
 using EdgeMl.FleetHub.Security;
@@ -54,6 +55,9 @@ builder.Services.AddHostedService<EdgeMl.FleetHub.Retention.RecordRetention>();
 builder.Services.AddSingleton<TelemetryIngest>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.RegistryBaselines>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.DriftAlerts>();
+builder.Services.AddSingleton<EdgeMl.FleetHub.Events.HubEvents>();
+builder.Services.AddSingleton<EdgeMl.FleetHub.Alerts.FleetAlerts>();
+builder.Services.AddHostedService<EdgeMl.FleetHub.Alerts.OfflineAlerts>();
 if (settings.Broker.Length > 0)
 {
     builder.Services.AddSingleton<ExternalBrokerClient>();
@@ -76,14 +80,26 @@ builder.AddHubMetrics(settings); // GET /metrics (Prometheus), docs/metrics.md
 var app = builder.Build();
 app.UseApiErrors();
 app.MapHubMetrics(settings);
+app.UseDashboard();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
-app.Services.GetRequiredService<TelemetryIngest>().DriftStored = driftAlerts.Check;
+var ingest = app.Services.GetRequiredService<TelemetryIngest>();
+ingest.DriftStored = driftAlerts.Check;
+var hubEvents = app.Services.GetRequiredService<EdgeMl.FleetHub.Events.HubEvents>();
+var fleetAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Alerts.FleetAlerts>();
+ingest.PresenceStored = hubEvents.Presence;
+ingest.RecordsStored = (device, records) =>
+{
+    fleetAlerts.FromDeviceRecords(device, records);
+    foreach (var h in records.Where(r => r.Class == "health")) hubEvents.Health(device, DateTimeOffset.FromUnixTimeMilliseconds(h.At));
+};
 ApiAuth.Bootstrap(app.Services.GetRequiredService<IHubStore>(), settings, TimeProvider.System, app.Logger);
 app.MapDevicesApi();
 app.MapTokensApi();
 app.MapDriftApi();
 app.MapModelsApi();
 app.MapRolloutsApi();
+app.MapFleetApi();
+app.MapSessionApi();
 try
 {
     app.Run();

@@ -55,6 +55,14 @@ public static class FleetDemo
             Environment.SetEnvironmentVariable("EDGEML_HUB", hubUrl);
             Environment.SetEnvironmentVariable("EDGEML_TOKEN", token);
             Say($"hub up: HTTP {hubUrl}, MQTT 127.0.0.1:{mqtt}; operator token in hub/operator.token\n");
+            // The dashboard: open it now to watch the demo live (sign in with the viewer token; the operator token shows the actions too).
+            var viewer = JsonDocument.Parse(await Cli(cliDll, ["tokens", "create", "--role", "viewer", "--name", "demo-viewer", "--json"], echo: true, ct).ConfigureAwait(false))
+                .RootElement.GetProperty("token").GetString()!;
+            Say($"""
+                dashboard: {hubUrl}/
+                viewer token (paste it on the sign-in page): {viewer}
+
+                """);
 
             // The model the machines run goes into the registry first: the hub judges drift against its baseline there.
             var signed = Path.Combine(work.FullName, Path.GetFileName(model));
@@ -128,6 +136,17 @@ public static class FleetDemo
                 {cutAt} were stored before the cut, the rest crossed the outage in its outbox.
                 presence now: {telemetry.RootElement.GetProperty("presence").GetString()} (the agents stopped cleanly)
                 """);
+            if (!Console.IsInputRedirected)
+            {
+                // In a terminal: the hub stays up for a look at the dashboard (the agents have stopped; their history stays).
+                Say($"""
+
+                    The dashboard stays up at {hubUrl}/ (viewer token {viewer}, operator token {token}).
+                    Press Enter to stop the hub.
+                    """);
+                await Task.Run(Console.ReadLine, ct).ConfigureAwait(false);
+            }
+
             return complete ? 0 : 1;
         }
         finally

@@ -7,12 +7,13 @@ return args.Length >= 1 ? args[0] switch
     "drift" => DriftBench.Run(Out("bench-results/drift.json")),
     "models" => ModelsBench.Run(Out("bench-results/models.json")),
     "scale" => await ScaleBench.RunAsync(Options(args[1..])),
+    "dashboard" => DashboardBench.Run(Out("bench-results/dashboard.json")),
     _ => Usage(),
 } : Usage();
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: edgeml-bench drift|models|scale [--out bench-results/NAME.json]");
+    Console.Error.WriteLine("usage: edgeml-bench drift|models|scale|dashboard [--out bench-results/NAME.json]");
     Console.Error.WriteLine("       edgeml-bench scale [--devices 500] [--batches 5] [--batch 200] [--load 10000000] [--hub-dll edgeml-hub.dll]");
     return 2;
 }

@@ -18,7 +18,7 @@ public sealed class HubApiPropertyTests : IDisposable
         "GET /api/models/{id}/{id}", "GET /api/models/{id}/{id}/package", "GET /api/rollouts", "GET /api/rollouts/{id}", "GET /api/audit", "GET /api/tokens",
         "POST /api/devices", "POST /api/devices/{id}/desired", "POST /api/devices/{id}/revoke", "POST /api/enroll", "POST /api/rollouts",
         "POST /api/rollouts/{id}/pause", "POST /api/rollouts/{id}/resume", "POST /api/rollouts/{id}/abort", "POST /api/rollback", "POST /api/tokens",
-        "POST /api/tokens/{id}/revoke", "POST /api/models",
+        "POST /api/tokens/{id}/revoke", "POST /api/models", "GET /api/session", "POST /api/session", "DELETE /api/session",
     ];
 
     private static readonly string[] QueryKeys = ["since", "limit", "device", "group", "class", "status", "model", "tag", "format", "action", "subject", "x"];

@@ -17,7 +17,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     private readonly HubHarness _b = new();
 
     [Fact]
-    public async Task Two_replicas_on_one_postgres_store_store_each_record_once_answer_any_api_call_and_take_over_a_rollout()
+    public async Task Two_replicas_on_one_postgres_store_store_each_record_once_answer_any_api_call_share_dashboard_sessions_and_take_over_a_rollout()
     {
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
         using var broker = new Mosquitto().Start();
@@ -30,6 +30,23 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
             h.StartHub(broker.Url, "--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token,
                 "--TrustedKeys:0", Path.Combine(keys, "ops.pub"));
             Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
+        }
+
+        // A dashboard session signed in on replica a works on replica b (sessions live in the shared store), and signing out on b ends it on a.
+        using (var browserA = new HttpClient { BaseAddress = new Uri(_a.HubUrl) })
+        using (var browserB = new HttpClient { BaseAddress = new Uri(_b.HubUrl) })
+        {
+            var signIn = await browserA.PostAsync("/api/session", new StringContent($$"""{"token":"{{token}}"}""", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, signIn.StatusCode);
+            var cookie = signIn.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+            var csrf = HubHarness.Json(signIn).GetProperty("csrf").GetString()!;
+            browserA.DefaultRequestHeaders.Add("Cookie", cookie);
+            browserB.DefaultRequestHeaders.Add("Cookie", cookie);
+            Assert.Equal(HttpStatusCode.OK, (await browserB.GetAsync("/api/devices")).StatusCode);
+            using var signOut = new HttpRequestMessage(HttpMethod.Delete, "/api/session");
+            signOut.Headers.Add("X-CSRF-Token", csrf);
+            Assert.Equal(HttpStatusCode.NoContent, (await browserB.SendAsync(signOut)).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await browserA.GetAsync("/api/devices")).StatusCode);
         }
 
         // Devices send through the broker; the shared subscription hands each batch to one replica or the other.

@@ -9,7 +9,7 @@ namespace EdgeMl.FleetHub.Tests;
 /// What every hub store must do (<see cref="IHubStore"/>); each store runs these through a subclass. Real stores:
 /// LiteDB on disk, and PostgreSQL in a throwaway cluster (<see cref="PostgresCluster"/>) with a database per test.
 /// </summary>
-public abstract class HubStoreContractTests : IDisposable
+public abstract partial class HubStoreContractTests : IDisposable
 {
     private readonly TempDirectory _dir = new();
     private readonly DateTimeOffset _now = new(2026, 11, 27, 8, 0, 0, TimeSpan.Zero);
@@ -33,6 +33,21 @@ public abstract class HubStoreContractTests : IDisposable
 
     private List<long> Seqs(string device, string cls = "telemetry") =>
         Store.Records(device, 100_000, cls).Select(r => r.Seq).Order().ToList();
+
+    [Fact]
+    public void A_dashboard_session_is_found_until_it_expires_or_is_removed_and_survives_a_reopen()
+    {
+        var session = new DashboardSession("id-hash-1", "token-hash-1", "csrf-1", _now, _now.AddHours(12));
+        Store.AddSession(session, _now);
+        Store.AddSession(session with { IdHash = "id-hash-2", Expires = _now.AddMinutes(1) }, _now);
+        Reopen();
+        Assert.Equal(session, Store.FindSession("id-hash-1", _now.AddHours(1)));
+        Assert.Null(Store.FindSession("id-hash-1", _now.AddHours(12)));
+        Assert.Null(Store.FindSession("id-hash-2", _now.AddMinutes(2)));
+        Assert.Null(Store.FindSession("no-such", _now));
+        Store.RemoveSession("id-hash-1");
+        Assert.Null(Store.FindSession("id-hash-1", _now));
+    }
 
     [Fact]
     public void Each_record_is_stored_once_however_often_it_comes_and_survives_a_reopen()

@@ -10,7 +10,8 @@ namespace EdgeMl.FleetHub.Drift;
 /// alert on <c>edgeml/alerts/drift</c> for alert consumers and logged. Its group and the fleet are tested the
 /// same way (merged windows; at most every 10 s each).
 /// </summary>
-public sealed partial class DriftAlerts(IHubStore store, RegistryBaselines baselines, IHubPublisher publisher, TimeProvider time, ILogger<DriftAlerts> logger)
+public sealed partial class DriftAlerts(
+    IHubStore store, RegistryBaselines baselines, IHubPublisher publisher, TimeProvider time, ILogger<DriftAlerts> logger, Alerts.FleetAlerts alerts)
 {
     public const string Topic = "edgeml/alerts/drift";
     private static readonly string[] Order = ["no data", "ok", "watch", "moderate", "major"];
@@ -86,6 +87,15 @@ public sealed partial class DriftAlerts(IHubStore store, RegistryBaselines basel
             var previous = store.FindDevice(device)?.DriftStatus ?? "no data";
             if (view.Status == previous) continue;
             store.SetDriftStatus(device, view.Status, now);
+            // The alert list (GET /api/alerts): one active drift alert per device while it is moderate or major, at its severity.
+            if (Store.FleetPresence.Drifting(previous)) alerts.Clear("drift", device, "", now);
+            if (Store.FleetPresence.Drifting(view.Status))
+            {
+                var features = view.Features.Where(f => f.Status is "moderate" or "major").Select(f => f.Feature);
+                alerts.Raise("drift", device, "", now, view.Status == "major" ? "critical" : "warning",
+                    $"drift {view.Status} (was {previous}): {string.Join(", ", features)}");
+            }
+
             if (view.Status is not ("moderate" or "major") || Array.IndexOf(Order, view.Status) <= Array.IndexOf(Order, previous)) continue;
             var drifting = view.Features.Where(f => f.Status is "moderate" or "major").Select(f => f.Feature).ToList();
             LogAlert(logger, device, previous, view.Status, string.Join(", ", drifting));

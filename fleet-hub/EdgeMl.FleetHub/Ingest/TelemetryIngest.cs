@@ -29,6 +29,15 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
     private readonly IHubStore _store;
 
+    /// <summary>
+    /// Called on the writer, after the commit, with each batch that holds health or alert records (the device and the batch's
+    /// records; a re-sent batch too: the callee is idempotent). Its failures are logged, never the writer's.
+    /// </summary>
+    public Action<string, IReadOnlyList<IncomingRecord>>? RecordsStored { get; set; }
+
+    /// <summary>Called after a device's presence was stored (device, <c>online</c>/<c>offline</c>, the hub's time). Its failures are logged.</summary>
+    public Action<string, string, DateTimeOffset>? PresenceStored { get; set; }
+
     /// <summary>Called (on the writer) with the devices whose drift windows were just stored.</summary>
     public Action<IReadOnlyList<string>>? DriftStored { get; set; }
     private readonly TimeProvider _time;
@@ -181,7 +190,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                     return IngestOutcome.Stored;
                 case "status":
                     var status = DeviceMessageParser.ParseStatus(payload, Limits);
-                    _store.SetPresence(device, status.State, status.Boot, _time.GetUtcNow());
+                    var seen = _time.GetUtcNow();
+                    _store.SetPresence(device, status.State, status.Boot, seen);
+                    After(() => PresenceStored?.Invoke(device, status.State, seen));
                     return IngestOutcome.Stored;
                 default:
                     return IngestOutcome.Stored; // command replies: passed on to whoever asked
@@ -266,6 +277,14 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
             p.Done.TrySetResult(true);
         }
 
+        if (RecordsStored is { } onStored)
+        {
+            foreach (var p in group)
+            {
+                if (p.Records.Any(r => r.Class is "health" or "alert")) After(() => onStored(p.Device, p.Records));
+            }
+        }
+
         var drifted = group.Where(p => p.Records.Any(r => r.Class == "drift")).Select(p => p.Device).Distinct().ToList();
         if (drifted.Count > 0 && DriftStored is { } onDrift)
         {
@@ -281,6 +300,19 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
                     LogDriftCheckFailed(_logger, e.Message);
                 }
             });
+        }
+    }
+
+    /// <summary>Runs what follows a store (alerts, live events): its failure is logged and never undoes or retries the store.</summary>
+    private void After(Action what)
+    {
+        try
+        {
+            what();
+        }
+        catch (Exception e)
+        {
+            LogAfterStoreFailed(_logger, e.Message);
         }
     }
 
@@ -359,6 +391,9 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
 
     [LoggerMessage(EventId = 2104, Level = LogLevel.Error, Message = "Could not keep the quarantined batch of device {Device}: {Error}")]
     private static partial void LogQuarantineFailed(ILogger logger, string device, string error);
+
+    [LoggerMessage(EventId = 2106, Level = LogLevel.Error, Message = "Alerts or live events after a store failed (the data is stored): {Error}")]
+    private static partial void LogAfterStoreFailed(ILogger logger, string error);
 
     [LoggerMessage(EventId = 2105, Level = LogLevel.Error, Message = "Drift check after ingest failed: {Error}")]
     private static partial void LogDriftCheckFailed(ILogger logger, string error);

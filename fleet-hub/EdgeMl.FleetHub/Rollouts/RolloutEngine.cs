@@ -14,7 +14,7 @@ namespace EdgeMl.FleetHub.Rollouts;
 /// tick, so a restarted hub carries on. On start it re-publishes every device's desired state (an embedded broker's
 /// retained messages do not survive a restart).
 /// </summary>
-public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publisher, HubSettings settings, TimeProvider time, ILogger<RolloutEngine> logger)
+public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publisher, HubSettings settings, TimeProvider time, ILogger<RolloutEngine> logger, Events.HubEvents events)
     : BackgroundService
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = false };
@@ -57,7 +57,11 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         }
     }
 
-    private void Save(Rollout r) => store.SaveRollout(r.Id, r.State, JsonSerializer.Serialize(r, Json));
+    private void Save(Rollout r)
+    {
+        store.SaveRollout(r.Id, r.State, JsonSerializer.Serialize(r, Json));
+        events.Rollout(r.Id, r.State);
+    }
 
     private void Audit(string actor, string action, Rollout r, string details, string? device = null) =>
         store.AddAudit(new AuditEntry(time.GetUtcNow(), actor, action, $"rollout {r.Id} {r.Label}", details, device));
@@ -303,6 +307,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         var bytes = JsonSerializer.SerializeToUtf8Bytes(desired, CompactJsonContext.Default.DesiredModel);
         store.SetDesired(device, $"{desired.Name}@{desired.Version}", System.Text.Encoding.UTF8.GetString(bytes));
         await publisher.PublishAsync(Topics.StateDesired(device), bytes, retain: true).ConfigureAwait(false);
+        events.Desired(device);
     }
 
     /// <summary>The desired state that sends a device back to <paramref name="label"/> (name@version); from the registry when it is there, else by name and version (the device finds it in its other slot).</summary>

@@ -3,7 +3,7 @@ using EdgeMl.FleetHub.Store;
 namespace EdgeMl.FleetHub.Security;
 
 /// <summary>
-/// HTTP API access: <c>Authorization: Bearer TOKEN</c>. Two roles: <c>viewer</c> (field engineers: read only)
+/// HTTP API access: <c>Authorization: Bearer TOKEN</c>, or the dashboard's session cookie (<see cref="DashboardSessions"/>). Two roles: <c>viewer</c> (field engineers: read only)
 /// and <c>operator</c> (also enrolls and revokes devices, creates tokens). The first start writes an operator
 /// token to <c>{data}/operator.token</c> (mode 600); more tokens come from <c>edgeml tokens create</c>.
 /// </summary>
@@ -43,7 +43,11 @@ public static partial class ApiAuth
         LogBootstrap(logger, path);
     }
 
-    /// <summary>An endpoint filter: 401 without a known token, 403 when the token's role is below <paramref name="role"/>.</summary>
+    /// <summary>
+    /// An endpoint filter: 401 without a known token (Bearer header, or the dashboard's session cookie), 403 when the
+    /// token's role is below <paramref name="role"/>, and 403 for a changing request signed in by cookie without the
+    /// session's CSRF token (<see cref="DashboardSessions"/>).
+    /// </summary>
     public static TBuilder RequireRole<TBuilder>(this TBuilder builder, string role) where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter(async (context, next) =>
             Refusal(context.HttpContext, role) ?? await next(context).ConfigureAwait(false));
@@ -55,16 +59,35 @@ public static partial class ApiAuth
     public static IResult? Refusal(HttpContext http, string role)
     {
         var header = http.Request.Headers.Authorization.ToString();
-        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
+        var token = BearerToken(http);
         var store = http.RequestServices.GetRequiredService<IHubStore>();
         var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-        var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token), now) : role == Device ? DeviceRole(store, header) : null;
+        string? has;
+        if (token.Length > 0)
+        {
+            has = store.ApiTokenRole(Secrets.Hash(token), now);
+        }
+        else if (header.Length == 0 && DashboardSessions.Find(http, store, now) is { } signedIn)
+        {
+            if (!DashboardSessions.CsrfHolds(http.Request, signedIn.Session))
+            {
+                return Results.Json(new ApiError($"this request changes something and is signed in by the dashboard's cookie: it needs the session's {DashboardSessions.CsrfHeader} header"),
+                    statusCode: StatusCodes.Status403Forbidden);
+            }
+
+            has = signedIn.Role;
+        }
+        else
+        {
+            has = role == Device ? DeviceRole(store, header) : null;
+        }
+
         if (has is null)
         {
             http.Response.Headers.WWWAuthenticate = "Bearer";
             return Results.Json(new ApiError(token.Length > 0
                 ? "this API token is not known, revoked or expired (see `edgeml tokens list`)"
-                : "an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`)"), statusCode: StatusCodes.Status401Unauthorized);
+                : "an API token is needed: Authorization: Bearer TOKEN (see `edgeml login`), or sign in on the dashboard"), statusCode: StatusCodes.Status401Unauthorized);
         }
 
         return Rank(has) < Rank(role)
@@ -72,12 +95,19 @@ public static partial class ApiAuth
             : null;
     }
 
-    /// <summary>Who is calling, for the audit trail: the name of the caller's API token.</summary>
+    /// <summary>Who is calling, for the audit trail: the name of the caller's API token (Bearer, or the one behind the dashboard session).</summary>
     public static string Actor(HttpContext http, IHubStore store)
     {
+        var token = BearerToken(http);
+        var hash = token.Length > 0 ? Secrets.Hash(token)
+            : DashboardSessions.Find(http, store, http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow()) is { } s ? s.Session.TokenHash : null;
+        return hash is not null && store.ApiTokenName(hash) is { Length: > 0 } name ? name : "unknown";
+    }
+
+    private static string BearerToken(HttpContext http)
+    {
         var header = http.Request.Headers.Authorization.ToString();
-        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
-        return token.Length > 0 && store.ApiTokenName(Secrets.Hash(token)) is { Length: > 0 } name ? name : "unknown";
+        return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : "";
     }
 
     private static int Rank(string role) => role == Operator ? 2 : role == Viewer ? 1 : role == Device ? 0 : -1;

@@ -11,6 +11,7 @@ public interface IHubStore : IDisposable
     /// <summary>Stores several devices' batches in one transaction, in order; returns how many records were new.</summary>
     int StoreBatches(IReadOnlyList<(string Device, IReadOnlyList<IncomingRecord> Records)> batches, DateTimeOffset receivedAt);
 
+    /// <summary>The device's presence (<c>online</c>, <c>offline</c>) as its status topic says; a change is kept in its presence history.</summary>
     void SetPresence(string device, string state, string? boot, DateTimeOffset at);
 
     List<DeviceEntry> Devices();
@@ -64,7 +65,7 @@ public interface IHubStore : IDisposable
 
     /// <summary>
     /// Retention: removes the records (all classes: telemetry, health, drift …) the hub received before
-    /// <paramref name="cutoff"/>; returns how many. Exactly-once still holds for them (a re-sent old record is not
+    /// <paramref name="cutoff"/>; returns how many. Presence changes before it and alerts cleared before it go too. Exactly-once still holds for them (a re-sent old record is not
     /// stored again). Registry, audit and packages are kept.
     /// </summary>
     long RemoveRecordsBefore(DateTimeOffset cutoff);
@@ -109,6 +110,38 @@ public interface IHubStore : IDisposable
     /// <summary>Deletes the tokens called <paramref name="name"/> but the one whose hash is <paramref name="except"/>.</summary>
     void RemoveApiTokens(string name, string? except);
 
+    /// <summary>Counts of the whole fleet, per group, and the model versions devices run (<see cref="FleetRows.Summarize"/> says how each is counted).</summary>
+    FleetSummary Summary();
+
+    /// <summary>Every device's compact row (no health JSON, no history).</summary>
+    List<DeviceRow> DeviceRows();
+
+    /// <summary>One page of the fleet table: filtered, sorted and paged by the store (<see cref="DeviceQuery"/>).</summary>
+    DevicePage QueryDevices(DeviceQuery query);
+
+    /// <summary>
+    /// The records of <paramref name="recordClass"/> the device produced (its own time <c>at</c>) from <paramref name="since"/>
+    /// (inclusive) to <paramref name="until"/> (exclusive; null: open), newest first, at most <paramref name="limit"/>.
+    /// </summary>
+    List<HubRecord> RecordsBetween(string device, string recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit);
+
+    /// <summary>
+    /// The device's presence changes (kept when <see cref="SetPresence"/> changes it), oldest first: the one in effect at
+    /// <paramref name="since"/> (when there is one), then every one after it; at most <paramref name="limit"/>.
+    /// </summary>
+    List<PresenceChange> PresenceHistory(string device, DateTimeOffset since, int limit);
+
+    /// <summary>
+    /// Raises an alert; null (nothing stored) when one of that (kind, device, subject) is active already, or when the same one
+    /// (same key and time) was raised before. Safe when several replicas raise the same alert at once: one of them stores it.
+    /// </summary>
+    AlertEntry? RaiseAlert(string kind, string device, string subject, DateTimeOffset at, string severity, string message);
+
+    /// <summary>Clears the active alert of that (kind, device, subject); returns it cleared, or null when none was active.</summary>
+    AlertEntry? ClearAlert(string kind, string device, string subject, DateTimeOffset at);
+
+    List<AlertEntry> Alerts(AlertQuery query);
+
     /// <summary>Keeps a batch that could not be stored, with the reason, for an operator to look at (never re-queued).</summary>
     void Quarantine(QuarantinedBatch batch);
 
@@ -121,7 +154,27 @@ public interface IHubStore : IDisposable
     /// </summary>
     /// <exception cref="IOException">The store cannot be reached (PostgreSQL).</exception>
     long SizeBytes();
+
+    /// <summary>
+    /// Keeps a dashboard session (<see cref="DashboardSession"/>): the hash of its cookie value, the API token (hash) it
+    /// was signed in with, its CSRF token. Sessions that have expired are removed on the way. Shared by all replicas of a
+    /// shared store, so a session signed in on one replica works on the others.
+    /// </summary>
+    void AddSession(DashboardSession session, DateTimeOffset now);
+
+    /// <summary>The session whose cookie hashes to <paramref name="idHash"/>, when it exists and has not expired at <paramref name="now"/>; else null.</summary>
+    DashboardSession? FindSession(string idHash, DateTimeOffset now);
+
+    /// <summary>Ends a session (sign-out); nothing when it does not exist.</summary>
+    void RemoveSession(string idHash);
 }
+
+/// <summary>
+/// A dashboard session: <see cref="IdHash"/> is the SHA-256 of the cookie's value (the value itself is never stored),
+/// <see cref="TokenHash"/> the API token it was signed in with (its role and its revocation apply), <see cref="Csrf"/>
+/// the token a mutating request must carry in <c>X-CSRF-Token</c>.
+/// </summary>
+public sealed record DashboardSession(string IdHash, string TokenHash, string Csrf, DateTimeOffset Created, DateTimeOffset Expires);
 
 /// <summary>One record as it came from a device.</summary>
 public sealed record IncomingRecord(string Boot, long Seq, string Class, long At, string Data);

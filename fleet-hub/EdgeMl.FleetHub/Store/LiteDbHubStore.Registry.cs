@@ -33,7 +33,7 @@ public sealed partial class LiteDbHubStore
             d["createdAt"] = now.ToUnixTimeMilliseconds();
             d["tokenHash"] = tokenHash;
             d["tokenExpires"] = expires.ToUnixTimeMilliseconds();
-            _devices.Upsert(d);
+            SaveDevice(d);
         }
     }
 
@@ -48,7 +48,7 @@ public sealed partial class LiteDbHubStore
             d.Remove("tokenExpires");
             d["secretHash"] = secretHash;
             d["enrolledAt"] = now.ToUnixTimeMilliseconds();
-            _devices.Upsert(d);
+            SaveDevice(d);
             return d["_id"].AsString;
         }
     }
@@ -76,7 +76,7 @@ public sealed partial class LiteDbHubStore
             d["revokedAt"] = now.ToUnixTimeMilliseconds();
             d.Remove("tokenHash");
             d.Remove("tokenExpires");
-            _devices.Upsert(d);
+            SaveDevice(d);
             return true;
         }
     }
@@ -88,7 +88,7 @@ public sealed partial class LiteDbHubStore
             var d = Device(id);
             if (desired is not null) d["desired"] = desired;
             if (reportedJson is not null) d["reported"] = reportedJson;
-            _devices.Upsert(d);
+            SaveDevice(d);
         }
     }
 
@@ -99,7 +99,7 @@ public sealed partial class LiteDbHubStore
             var d = Device(id);
             d["driftStatus"] = status;
             d["driftAt"] = at.ToUnixTimeMilliseconds();
-            _devices.Upsert(d);
+            SaveDevice(d);
         }
     }
 
@@ -265,12 +265,24 @@ public sealed partial class LiteDbHubStore
 
     private static string? Text(BsonDocument d, string key) => d.TryGetValue(key, out var v) && v.IsString ? v.AsString : null;
 
-    /// <summary>Keeps the newest health report on the device document, with the model it names, for the registry.</summary>
+    /// <summary>Keeps the newest health report on the device document, with the model it names and its digest (<see cref="HealthDigest"/>), for the registry.</summary>
     private static void NoteHealth(BsonDocument d, long at, string json)
     {
         if (d.TryGetValue("healthAt", out var prev) && prev.AsInt64 > at) return;
         d["healthAt"] = at;
         d["health"] = json;
+        if (HealthDigest.Of(json, Long(d, "outboxDropped"), Long(d, "inferenceErrors")) is { } digest)
+        {
+            d["cpuPercent"] = digest.CpuPercent is { } cpu ? cpu : BsonValue.Null;
+            d["memoryPercent"] = digest.MemoryPercent is { } mem ? mem : BsonValue.Null;
+            d["temperatureC"] = digest.TemperatureC is { } temp ? temp : BsonValue.Null;
+            d["outboxDepth"] = digest.OutboxDepth is { } depth ? depth : BsonValue.Null;
+            d["outboxDropped"] = digest.OutboxDropped is { } dropped ? dropped : BsonValue.Null;
+            d["inferenceErrors"] = digest.InferenceErrors is { } ie ? ie : BsonValue.Null;
+            d["healthy"] = digest.Healthy;
+            d["problems"] = digest.Problems;
+        }
+
         try
         {
             using var doc = JsonDocument.Parse(json);
@@ -286,4 +298,6 @@ public sealed partial class LiteDbHubStore
             // Stored as it came; the registry just has no model for it.
         }
     }
+
+    private static long? Long(BsonDocument d, string key) => d.TryGetValue(key, out var v) && v.IsNumber ? v.AsInt64 : null;
 }

@@ -29,7 +29,7 @@ public sealed partial class LiteDbHubStore
             var d = Device(id);
             d["desired"] = label;
             d["desiredJson"] = json;
-            _devices.Upsert(d);
+            SaveDevice(d);
         }
     }
 

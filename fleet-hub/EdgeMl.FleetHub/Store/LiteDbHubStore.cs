@@ -17,6 +17,9 @@ public sealed partial class LiteDbHubStore : IHubStore
     private readonly ILiteCollection<BsonDocument> _devices;
     private readonly ILiteCollection<BsonDocument> _apiTokens;
     private readonly ILiteCollection<BsonDocument> _models;
+    private readonly ILiteCollection<BsonDocument> _summaries;
+    private readonly ILiteCollection<BsonDocument> _presence;
+    private readonly ILiteCollection<BsonDocument> _alerts;
     private readonly Lock _gate = new();
     private readonly string _directory;
     private long _lastBatchId;
@@ -61,6 +64,15 @@ public sealed partial class LiteDbHubStore : IHubStore
         _devices.EnsureIndex("tokenHash", "$.tokenHash");
         _lastBatchId = _batches.Count() == 0 ? 0 : _batches.Max().AsInt64;
         AddBatchKeys();
+        _summaries = _db.GetCollection("devicesummaries");
+        _presence = _db.GetCollection("presence", BsonAutoId.Int64);
+        _alerts = _db.GetCollection("alerts", BsonAutoId.Int64);
+        _presence.EnsureIndex("key", "$.key");
+        _presence.EnsureIndex("at", "$.at");
+        _alerts.EnsureIndex("active", "$.active");
+        _alerts.EnsureIndex("raisedAt", "$.raisedAt");
+        _alerts.EnsureIndex("clearedAt", "$.clearedAt");
+        AddSummaries();
     }
 
     /// <summary>Batches written before the <c>key</c> field existed get it (once; later opens find none without it).</summary>
@@ -143,7 +155,7 @@ public sealed partial class LiteDbHubStore : IHubStore
                     _marks.Upsert(doc);
                 }
 
-                foreach (var d in devices.Values) _devices.Upsert(d);
+                foreach (var d in devices.Values) SaveDevice(d);
                 _db.Commit();
                 return total;
             }
@@ -165,10 +177,14 @@ public sealed partial class LiteDbHubStore : IHubStore
         lock (_gate)
         {
             var d = Device(device);
+            var changed = d["presence"].AsString != state;
             d["presence"] = state;
             if (boot is not null) d["boot"] = boot;
             d["lastSeen"] = at.ToUnixTimeMilliseconds();
-            _devices.Upsert(d);
+            _db.BeginTrans();
+            SaveDevice(d);
+            if (changed) NotePresence(device, state, at);
+            _db.Commit();
         }
     }
 
@@ -234,6 +250,7 @@ public sealed partial class LiteDbHubStore : IHubStore
     public long RemoveRecordsBefore(DateTimeOffset cutoff)
     {
         var before = cutoff.ToUnixTimeMilliseconds();
+        RemoveFleetHistoryBefore(before);
         long removed = 0;
         while (true)
         {

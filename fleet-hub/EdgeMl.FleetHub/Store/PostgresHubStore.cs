@@ -112,6 +112,34 @@ public sealed partial class PostgresHubStore : IHubStore
         """
         DROP INDEX records_newest;
         """,
+        // 3: the dashboard: the fleet table's columns from the newest health report (HealthDigest), presence changes, alerts.
+        """
+        ALTER TABLE devices ADD COLUMN cpu_percent double precision, ADD COLUMN memory_percent double precision, ADD COLUMN temperature_c double precision,
+            ADD COLUMN outbox_depth bigint, ADD COLUMN outbox_dropped bigint, ADD COLUMN inference_errors bigint, ADD COLUMN healthy boolean, ADD COLUMN problems text;
+        CREATE INDEX devices_grp ON devices (grp);
+        CREATE INDEX devices_last_seen ON devices (last_seen);
+        CREATE INDEX devices_model ON devices (model, model_version);
+        CREATE INDEX devices_drift ON devices (drift_status);
+        CREATE INDEX devices_unhealthy ON devices (id) WHERE healthy = false;
+        CREATE INDEX records_by_time ON records (device, class, at);
+        CREATE TABLE presence_log (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, device text NOT NULL, at bigint NOT NULL, presence text NOT NULL);
+        CREATE INDEX presence_log_device ON presence_log (device, at);
+        CREATE INDEX presence_log_at ON presence_log (at);
+        CREATE TABLE alerts (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text NOT NULL, device text NOT NULL, subject text NOT NULL,
+            raised_at bigint NOT NULL, cleared_at bigint, severity text NOT NULL, message text NOT NULL);
+        CREATE UNIQUE INDEX alerts_one_active ON alerts (kind, device, subject) WHERE cleared_at IS NULL;
+        CREATE UNIQUE INDEX alerts_once ON alerts (kind, device, subject, raised_at);
+        CREATE INDEX alerts_raised ON alerts (raised_at);
+        CREATE INDEX alerts_cleared ON alerts (cleared_at);
+        """,
+        // 4: dashboard sessions (cookie hash → the API token it stands for).
+        """
+        CREATE TABLE sessions (
+            id_hash text PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL, created bigint NOT NULL, expires bigint NOT NULL);
+        CREATE INDEX sessions_expires ON sessions (expires);
+        """,
     ];
 
     private static void Migrate(NpgsqlDataSource db)
@@ -285,18 +313,37 @@ public sealed partial class PostgresHubStore : IHubStore
         }
 
         var total = 0L;
+        var counters = new Dictionary<string, (long? Dropped, long? InferenceErrors)>(StringComparer.Ordinal);
+        var withHealth = ordered.Where(kv => kv.Value.Health is not null).Select(kv => kv.Key).ToArray();
+        if (withHealth.Length > 0)
+        {
+            // The counters of each device's previous report: HealthDigest tells new drops and inference errors from old ones.
+            using var q = Command(c, t, "SELECT id, outbox_dropped, inference_errors FROM devices WHERE id = ANY($1)", P(NpgsqlDbType.Array | NpgsqlDbType.Text, withHealth));
+            using var r = q.ExecuteReader();
+            while (r.Read()) counters[r.GetString(0)] = (r.IsDBNull(1) ? null : r.GetInt64(1), r.IsDBNull(2) ? null : r.GetInt64(2));
+        }
+
         foreach (var (device, (count, healthAt, health)) in ordered)
         {
             total += count;
             if (health is not null)
             {
                 var model = HealthModel(health);
+                var previous = counters.GetValueOrDefault(device);
+                var digest = HealthDigest.Of(health, previous.Dropped, previous.InferenceErrors);
                 Exec(c, t, """
                     UPDATE devices SET health_at = $2, health = $3,
                         model = CASE WHEN $4 THEN $5 ELSE model END, model_version = CASE WHEN $4 THEN $6 ELSE model_version END,
-                        latency_p99_ms = CASE WHEN $4 THEN $7 ELSE latency_p99_ms END
+                        latency_p99_ms = CASE WHEN $4 THEN $7 ELSE latency_p99_ms END,
+                        cpu_percent = CASE WHEN $8 THEN $9 ELSE cpu_percent END, memory_percent = CASE WHEN $8 THEN $10 ELSE memory_percent END,
+                        temperature_c = CASE WHEN $8 THEN $11 ELSE temperature_c END, outbox_depth = CASE WHEN $8 THEN $12 ELSE outbox_depth END,
+                        outbox_dropped = CASE WHEN $8 THEN $13 ELSE outbox_dropped END, inference_errors = CASE WHEN $8 THEN $14 ELSE inference_errors END,
+                        healthy = CASE WHEN $8 THEN $15 ELSE healthy END, problems = CASE WHEN $8 THEN $16 ELSE problems END
                     WHERE id = $1 AND (health_at IS NULL OR health_at <= $2)
-                    """, device, healthAt, health, model.Known, P(NpgsqlDbType.Text, model.Name), P(NpgsqlDbType.Text, model.Version), P(NpgsqlDbType.Double, model.P99));
+                    """, device, healthAt, health, model.Known, P(NpgsqlDbType.Text, model.Name), P(NpgsqlDbType.Text, model.Version), P(NpgsqlDbType.Double, model.P99),
+                    digest is not null, P(NpgsqlDbType.Double, digest?.CpuPercent), P(NpgsqlDbType.Double, digest?.MemoryPercent), P(NpgsqlDbType.Double, digest?.TemperatureC),
+                    P(NpgsqlDbType.Bigint, digest?.OutboxDepth), P(NpgsqlDbType.Bigint, digest?.OutboxDropped), P(NpgsqlDbType.Bigint, digest?.InferenceErrors),
+                    P(NpgsqlDbType.Boolean, digest?.Healthy), P(NpgsqlDbType.Text, digest?.Problems));
             }
         }
 
@@ -326,10 +373,27 @@ public sealed partial class PostgresHubStore : IHubStore
         return (false, null, null, null);
     }
 
-    public void SetPresence(string device, string state, string? boot, DateTimeOffset at) => Run(c => Exec(c, null, """
-        INSERT INTO devices (id, presence, boot, last_seen) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, boot = coalesce(excluded.boot, devices.boot), last_seen = excluded.last_seen
-        """, device, state, P(NpgsqlDbType.Text, boot), at.ToUnixTimeMilliseconds()));
+    /// <summary>Sets presence and, in the same statement, appends to the presence history when it changed.</summary>
+    public void SetPresence(string device, string state, string? boot, DateTimeOffset at) => Run(c =>
+    {
+        using var t = c.BeginTransaction();
+        var changed = Exec(c, t, """
+            WITH prev AS (SELECT presence FROM devices WHERE id = $1 FOR UPDATE),
+            up AS (
+                INSERT INTO devices (id, presence, boot, last_seen) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, boot = coalesce(excluded.boot, devices.boot), last_seen = excluded.last_seen
+                RETURNING 1)
+            INSERT INTO presence_log (device, at, presence)
+            SELECT $1, $4, $2 FROM (SELECT count(*) FROM up) AS done WHERE coalesce((SELECT presence FROM prev), 'unknown') <> $2
+            """, device, state, P(NpgsqlDbType.Text, boot), at.ToUnixTimeMilliseconds());
+        if (changed > 0)
+        {
+            Exec(c, t, "DELETE FROM presence_log WHERE id IN (SELECT id FROM presence_log WHERE device = $1 ORDER BY at DESC, id DESC OFFSET $2)",
+                device, (long)LiteDbHubStore.PresencePerDevice);
+        }
+
+        t.Commit();
+    });
 
     /// <summary>The newest records of a device from the (device, class, id) index: the database reads <paramref name="limit"/> rows per class, no more.</summary>
     public List<HubRecord> Records(string device, int limit, string? recordClass = null) => Run(c =>
@@ -362,7 +426,10 @@ public sealed partial class PostgresHubStore : IHubStore
         {
             var n = Exec(c, null, "DELETE FROM records WHERE ctid = ANY(ARRAY(SELECT ctid FROM records WHERE received < $1 LIMIT 50000))", cutoff.ToUnixTimeMilliseconds());
             removed += n;
-            if (n == 0) return removed;
+            if (n > 0) continue;
+            Exec(c, null, "DELETE FROM presence_log WHERE at < $1", cutoff.ToUnixTimeMilliseconds());
+            Exec(c, null, "DELETE FROM alerts WHERE cleared_at < $1", cutoff.ToUnixTimeMilliseconds());
+            return removed;
         }
     });
 

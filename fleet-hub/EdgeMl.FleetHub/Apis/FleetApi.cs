@@ -1,0 +1,294 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using EdgeMl.FleetHub.Alerts;
+using EdgeMl.FleetHub.Events;
+using EdgeMl.FleetHub.Security;
+using EdgeMl.FleetHub.Store;
+
+namespace EdgeMl.FleetHub.Apis;
+
+/// <summary>
+/// REST (viewer) for the dashboard: fleet counts, the fleet table paged by the store, a device's presence timeline and
+/// health over a time range, the alert list, and the live event stream (Server-Sent Events). Every query value is
+/// checked here: a bad one is a 400 whose error names the parameter (docs/fleet.md).
+/// </summary>
+public static class FleetApi
+{
+    /// <summary>Largest page of the fleet table.</summary>
+    public const int MaxPageSize = 500;
+
+    /// <summary>How often an idle event stream gets a comment line (keeps proxies and the browser's connection alive).</summary>
+    public static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(15);
+
+    public static void MapFleetApi(this WebApplication app)
+    {
+        app.MapGet("/api/fleet/summary", (IHubStore store) =>
+        {
+            var s = store.Summary();
+            var f = s.Fleet;
+            return TypedResults.Ok(new FleetSummaryView(f.Total, f.Online, f.Offline, f.NeverSeen, f.Unhealthy, f.Drifting, s.Groups, s.Models));
+        }).RequireRole(ApiAuth.Viewer);
+
+        app.MapGet("/api/devices/page", IResult (HttpContext http, IHubStore store) =>
+        {
+            if (PageQuery(http.Request.Query) is not { } parsed) return TypedResults.BadRequest(new ApiError("bad request"));
+            if (parsed.Error is not null) return TypedResults.BadRequest(new ApiError(parsed.Error));
+            var page = store.QueryDevices(parsed.Query!);
+            return TypedResults.Ok(new DevicePageView(page.Total, page.Page, page.PageSize, page.Items.Select(DeviceRowView.Of).ToList()));
+        }).RequireRole(ApiAuth.Viewer);
+
+        app.MapGet("/api/devices/{id}/presence", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) =>
+        {
+            var query = http.Request.Query;
+            var now = time.GetUtcNow();
+            if (!TryTime(query, "since", now, out var since, out var error) || !TryInt(query, "limit", 1, 10_000, 1000, out var limit, out error))
+            {
+                return TypedResults.BadRequest(new ApiError(error!));
+            }
+
+            if (store.FindDevice(id) is null) return TypedResults.NotFound(new ApiError($"no device '{id}'"));
+            return TypedResults.Ok(store.PresenceHistory(id, since ?? now.AddDays(-1), limit));
+        }).RequireRole(ApiAuth.Viewer);
+
+        app.MapGet("/api/alerts", IResult (HttpContext http, IHubStore store) =>
+        {
+            var query = http.Request.Query;
+            bool? active = null;
+            var (activeText, e1) = Single(query, "active");
+            if (e1 is not null) return TypedResults.BadRequest(new ApiError(e1));
+            if (activeText is not null)
+            {
+                if (activeText is not ("true" or "false")) return TypedResults.BadRequest(new ApiError($"active '{Printable(activeText)}' must be true or false"));
+                active = activeText == "true";
+            }
+
+            var (kind, e2) = Single(query, "kind");
+            if (e2 is not null) return TypedResults.BadRequest(new ApiError(e2));
+            if (kind is not null && !FleetAlerts.Kinds.Contains(kind))
+            {
+                return TypedResults.BadRequest(new ApiError($"kind '{Printable(kind)}' is not one of {string.Join(", ", FleetAlerts.Kinds)}"));
+            }
+
+            var (device, e3) = Single(query, "device");
+            if (e3 is not null) return TypedResults.BadRequest(new ApiError(e3));
+            if (device is not null && EdgeMl.Protocol.Wire.DeviceIds.Problem(device) is { } bad) return TypedResults.BadRequest(new ApiError($"device: {bad}"));
+            if (!TryInt(query, "limit", 1, 1000, 100, out var limit, out var error)) return TypedResults.BadRequest(new ApiError(error!));
+            return TypedResults.Ok(store.Alerts(new AlertQuery(active, kind, device, limit)).Select(AlertView.Of).ToList());
+        }).RequireRole(ApiAuth.Viewer);
+
+        app.MapGet("/api/events", (HttpContext http, HubEvents events, IHostApplicationLifetime life) => StreamAsync(http, events, life)).RequireRole(ApiAuth.Viewer);
+    }
+
+    /// <summary>
+    /// <c>GET /api/devices/{id}/health?since=&amp;until=&amp;limit=</c>: with since or until, the reports the device produced in
+    /// [since, until) (its own clock), filtered by the store; newest first; at most limit (default 100, at most 10,000).
+    /// </summary>
+    internal static IResult HealthRange(string id, HttpContext http, IHubStore store, TimeProvider time)
+    {
+        var query = http.Request.Query;
+        var now = time.GetUtcNow();
+        if (!TryTime(query, "since", now, out var since, out var error) || !TryTime(query, "until", now, out var until, out error)
+                                                                       || !TryInt(query, "limit", 1, 10_000, 100, out var limit, out error))
+        {
+            return TypedResults.BadRequest(new ApiError(error!));
+        }
+
+        if (since is { } s && until is { } u && s >= u) return TypedResults.BadRequest(new ApiError($"since ({s:O}) must be before until ({u:O})"));
+        if (store.FindDevice(id) is null) return TypedResults.NotFound(new ApiError($"no device '{id}'"));
+        var records = since is null && until is null
+            ? store.Records(id, limit, "health").OrderByDescending(r => r.At).ToList()
+            : store.RecordsBetween(id, "health", since, until, limit);
+        return TypedResults.Ok(records.Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
+    }
+
+    private static async Task StreamAsync(HttpContext http, HubEvents events, IHostApplicationLifetime life)
+    {
+        http.Response.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        http.Response.Headers["X-Accel-Buffering"] = "no"; // a reverse proxy passes events on at once
+        var reader = events.Subscribe();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, life.ApplicationStopping);
+        try
+        {
+            await http.Response.WriteAsync("retry: 2000\n: connected\n\n", stop.Token).ConfigureAwait(false);
+            await http.Response.Body.FlushAsync(stop.Token).ConfigureAwait(false);
+            while (true)
+            {
+                using var beat = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
+                beat.CancelAfter(Heartbeat);
+                bool more;
+                try
+                {
+                    more = await reader.WaitToReadAsync(beat.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+                {
+                    await http.Response.WriteAsync(": heartbeat\n\n", stop.Token).ConfigureAwait(false);
+                    await http.Response.Body.FlushAsync(stop.Token).ConfigureAwait(false);
+                    continue;
+                }
+
+                if (!more) break;
+                while (reader.TryRead(out var e))
+                {
+                    await http.Response.WriteAsync($"event: {e.Name}\ndata: {e.Json}\n\n", stop.Token).ConfigureAwait(false);
+                }
+
+                await http.Response.Body.FlushAsync(stop.Token).ConfigureAwait(false);
+            }
+        }
+        catch (SlowClientException e)
+        {
+            // Dropped for falling behind: say so (the page reconnects and reloads what it shows).
+            await http.Response.WriteAsync($"event: dropped\ndata: {System.Text.Json.JsonSerializer.Serialize(new ApiError(e.Message))}\n\n", CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The client went away, or the hub is shutting down: the stream ends cleanly.
+        }
+        catch (IOException)
+        {
+            // The connection broke while writing.
+        }
+        finally
+        {
+            events.Unsubscribe(reader);
+        }
+    }
+
+    private sealed record Parsed(DeviceQuery? Query, string? Error);
+
+    /// <summary>The fleet table's query string (<see cref="DeviceQuery"/>), or the first problem in it, naming the parameter.</summary>
+    private static Parsed? PageQuery(IQueryCollection query)
+    {
+        var values = new Dictionary<string, string?>();
+        foreach (var key in (string[])["q", "group", "status", "model", "tag", "drift", "sort"])
+        {
+            var (value, repeated) = Single(query, key);
+            if (repeated is not null) return new Parsed(null, repeated);
+            if (value is not null && (value.Length > 256 || value.Any(char.IsControl)))
+            {
+                return new Parsed(null, $"{key} must be at most 256 characters without control characters");
+            }
+
+            values[key] = value is { Length: > 0 } ? value : null;
+        }
+
+        if (values["group"] is { } group && DevicesApi.LabelProblem(group, null) is { } groupProblem) return new Parsed(null, groupProblem);
+        if (values["status"] is { } status && !DeviceQuery.Statuses.Contains(status))
+        {
+            return new Parsed(null, $"status '{Printable(status)}' is not one of {string.Join(", ", DeviceQuery.Statuses)}");
+        }
+
+        string? model = null, version = null;
+        if (values["model"] is { } m)
+        {
+            if (!Protocol.Text.ModelRefs.TryParse(m, out var parsed, out _, versionOptional: true)) return new Parsed(null, $"model '{Printable(m)}' is not NAME or NAME@VERSION");
+            (model, version) = (parsed.Name, parsed.Version.Length > 0 ? parsed.Version : null);
+        }
+
+        string? tagKey = null, tagValue = null;
+        if (values["tag"] is { } tag)
+        {
+            var eq = tag.IndexOf('=', StringComparison.Ordinal);
+            (tagKey, tagValue) = eq < 0 ? (tag, null) : (tag[..eq], tag[(eq + 1)..]);
+            if (DevicesApi.LabelProblem(null, new Dictionary<string, string> { [tagKey] = tagValue ?? "" }) is not null)
+            {
+                return new Parsed(null, $"tag '{Printable(tag)}' is not KEY or KEY=VALUE (a key is 1-64 of A-Z a-z 0-9 . _ -)");
+            }
+        }
+
+        if (values["drift"] is { } drift && !DeviceQuery.DriftFilters.Contains(drift))
+        {
+            return new Parsed(null, $"drift '{Printable(drift)}' is not one of {string.Join(", ", DeviceQuery.DriftFilters)}");
+        }
+
+        var sort = values["sort"] ?? "id";
+        var descending = sort.StartsWith('-');
+        var field = descending ? sort[1..] : sort;
+        if (!DeviceQuery.SortFields.Contains(field))
+        {
+            return new Parsed(null, $"sort '{Printable(sort)}' is not FIELD or -FIELD with FIELD one of {string.Join(", ", DeviceQuery.SortFields)}");
+        }
+
+        if (!TryInt(query, "page", 1, 1_000_000, 1, out var page, out var error) || !TryInt(query, "pageSize", 1, MaxPageSize, 50, out var pageSize, out error))
+        {
+            return new Parsed(null, error);
+        }
+
+        return new Parsed(new DeviceQuery(values["q"], values["group"], values["status"], model, version, tagKey, tagValue, values["drift"], field, descending, page, pageSize), null);
+    }
+
+    /// <summary>A query parameter given at most once: (its value or null, null) or (null, the error).</summary>
+    private static (string? Value, string? Error) Single(IQueryCollection query, string name)
+    {
+        var values = query[name];
+        return values.Count switch
+        {
+            0 => (null, null),
+            1 => (values[0], null),
+            _ => (null, $"{name} is given {values.Count} times; give it once"),
+        };
+    }
+
+    /// <summary>An integer parameter in [min, max]; <paramref name="fallback"/> when absent.</summary>
+    private static bool TryInt(IQueryCollection query, string name, int min, int max, int fallback, out int value, out string? error)
+    {
+        value = fallback;
+        var (text, e) = Single(query, name);
+        error = e;
+        if (e is not null) return false;
+        if (text is null) return true;
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value >= min && value <= max) return true;
+        error = $"{name} '{Printable(text)}' is not a whole number from {min} to {max}";
+        return false;
+    }
+
+    /// <summary>
+    /// A time parameter: ISO 8601 (<c>2026-11-30T06:00:00Z</c>; without an offset it is UTC) or a duration back from now
+    /// (<c>24h</c>, <see cref="Protocol.Text.Durations"/>); null when absent.
+    /// </summary>
+    private static bool TryTime(IQueryCollection query, string name, DateTimeOffset now, out DateTimeOffset? value, out string? error)
+    {
+        value = null;
+        var (text, e) = Single(query, name);
+        error = e;
+        if (e is not null) return false;
+        if (text is null) return true;
+        if (text.Length <= 64 && text.Contains('-', StringComparison.Ordinal) && text.Contains('T', StringComparison.Ordinal)
+            && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t))
+        {
+            value = t;
+            return true;
+        }
+
+        if (text.Length <= 32 && Protocol.Text.Durations.TryParse(text, out var ago, out _) && now - DateTimeOffset.MinValue > ago)
+        {
+            value = now - ago;
+            return true;
+        }
+
+        error = $"{name} '{Printable(text)}' is not a time like 2026-11-30T06:00:00Z or a duration back from now like 24h";
+        return false;
+    }
+
+    private static string Printable(string s) => new string(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (s.Length > 40 ? "…" : "");
+}
+
+/// <summary><c>GET /api/fleet/summary</c>: the whole fleet's counts, then per group (devices with a group), then model versions.</summary>
+public sealed record FleetSummaryView(
+    long Total, long Online, long Offline, long NeverSeen, long Unhealthy, long Drifting, List<FleetCounts> Groups, List<ModelCount> Models);
+
+/// <summary><c>GET /api/devices/page</c>: how many devices match, and this page of them.</summary>
+public sealed record DevicePageView(long Total, int Page, int PageSize, List<DeviceRowView> Items);
+
+/// <summary>One row of the fleet table (<see cref="DeviceRow"/>).</summary>
+public sealed record DeviceRowView(
+    string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Presence, DateTimeOffset? LastSeen, string? Model, string? Version, double? P99Ms,
+    double? CpuPercent, double? MemoryPercent, double? TemperatureC, long? OutboxDepth, long? OutboxDropped, string? DriftStatus, bool? Healthy, string? Problems,
+    string Enrollment)
+{
+    public static DeviceRowView Of(DeviceRow r) => new(
+        r.Id, r.Group, r.Tags, r.Presence, r.LastSeen, r.Model, r.Version, r.P99Ms, r.CpuPercent, r.MemoryPercent, r.TemperatureC, r.OutboxDepth, r.OutboxDropped,
+        r.DriftStatus, r.Healthy, r.Problems, r.Enrollment);
+}

@@ -1,0 +1,39 @@
+// Time-series charts with uPlot (small, fast, canvas): one chart per measure, drawn from the device's health history.
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import { h } from './ui.js';
+
+const palette = ['#2563eb', '#dc2626', '#059669', '#d97706'];
+
+/**
+ * A chart: `times` in seconds since the epoch, `series` [{label, values}] of the same length (null: no value).
+ * The element keeps the values it was drawn from in data-* attributes (count, last value) for people and tests.
+ */
+export function chart(title, unit, times, series, testid) {
+  const box = h('figure.chart', { 'data-testid': testid, 'data-points': times.length });
+  const last = series[0]?.values.findLast((v) => v !== null && v !== undefined);
+  box.dataset.last = last === undefined ? '' : String(last);
+  const names = series.length > 1 ? series.map((s, i) => h('span', { style: `color:${palette[i % palette.length]}` }, ` ${s.label}`)) : null;
+  box.append(h('figcaption', `${title}${unit ? ` (${unit})` : ''}`, names));
+  if (times.length === 0) {
+    box.append(h('p.muted', 'no health reports in this range'));
+    return box;
+  }
+  const opts = {
+    width: 300,
+    height: 160,
+    legend: { show: false },
+    scales: { x: { time: true } },
+    axes: [{}, { size: 48 }],
+    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 1.5, spanGaps: false }))],
+  };
+  // uPlot draws into the element; it must be in the document to measure, so it is created on the next frame.
+  requestAnimationFrame(() => {
+    if (!box.isConnected) return;
+    opts.width = Math.max(200, box.clientWidth - 16); // the card's width: charts follow the grid, down to a phone's
+    const plot = new uPlot(opts, [times, ...series.map((s) => s.values)], box);
+    box.dataset.drawn = 'true';
+    box.plot = plot;
+  });
+  return box;
+}

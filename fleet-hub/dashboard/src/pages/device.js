@@ -1,0 +1,245 @@
+// Device: identity and enrollment, presence over the last day, health charts over a chosen range, sensors, model and
+// update phase, drift per feature, recent predictions, alerts, audit; operator actions (desired model, revoke).
+import { ApiError, api, isOperator, post, query } from '../api.js';
+import { chart } from '../charts.js';
+import { onLive } from '../live.js';
+import { ago, badge, confirmAction, facts, h, mount, num, problem, table, throttle, when } from '../ui.js';
+
+const ranges = [['15m', 15 * 60], ['1h', 3600], ['6h', 6 * 3600], ['24h', 86400]];
+
+/** Optional data: an endpoint this hub may not have (404) or that fails shows a note instead of breaking the page. */
+async function optional(path) {
+  try {
+    return { data: await api(path) };
+  } catch (e) {
+    return { error: e instanceof ApiError && e.status === 404 && /^no such API/.test(e.message) ? 'this hub does not offer it yet' : e.message };
+  }
+}
+
+/** Seconds since the epoch of a record's device time (ms on the wire). */
+const seconds = (at) => (at > 1e12 ? at / 1000 : at);
+
+const sum = (o) => (o ? Object.values(o).reduce((a, b) => a + Number(b || 0), 0) : null);
+
+/** The health measures charted, read from a health report (HealthReport, camelCase). */
+export const measures = [
+  { key: 'cpu', title: 'CPU', unit: '%', series: [['cpu', (r) => r.system?.cpuPercent]] },
+  { key: 'memory', title: 'Memory used', unit: '%', series: [['memory', (r) => r.system?.memoryUsedPercent]] },
+  { key: 'rss', title: 'Agent RSS', unit: 'MB', series: [['rss', (r) => r.system?.processRssMb]] },
+  { key: 'temperature', title: 'Temperature', unit: '°C', series: [['temperature', (r) => r.system?.temperatureC]] },
+  { key: 'disk', title: 'Disk free', unit: 'MB', series: [['disk free', (r) => r.system?.diskFreeMb]] },
+  { key: 'rate', title: 'Predictions', unit: '/s', series: [['predictions/s', (r) => r.model?.inferencesPerSecond]] },
+  { key: 'latency', title: 'Latency', unit: 'ms', series: [['p50', (r) => r.model?.latencyP50Ms], ['p99', (r) => r.model?.latencyP99Ms]] },
+  { key: 'dropped', title: 'Windows dropped', unit: 'total', series: [['dropped', (r) => r.model?.windowsDropped]] },
+  { key: 'outbox', title: 'Outbox depth', unit: 'records', series: [['depth', (r) => sum(r.outbox?.depth)]] },
+];
+
+function presenceTimeline(points, since, until) {
+  const bar = h('div.timeline', { 'data-testid': 'presence-timeline' });
+  const span = until - since;
+  let state = null;
+  let from = since;
+  const segments = [];
+  for (const p of [...points].sort((a, b) => new Date(a.at) - new Date(b.at))) {
+    const t = new Date(p.at).getTime();
+    if (t <= since) {
+      state = p.presence;
+      continue;
+    }
+    segments.push([from, t, state]);
+    from = t;
+    state = p.presence;
+  }
+  segments.push([from, until, state]);
+  for (const [a, b, st] of segments) {
+    if (b <= a) continue;
+    bar.append(h(`span.seg.s-${st ?? 'unknown'}`, { style: `width:${((b - a) / span) * 100}%`, title: `${st ?? 'unknown'} ${when(a)}–${when(b)}` }));
+  }
+  return h('div', bar, h('div.axis', h('span', when(since)), h('span', 'now')));
+}
+
+/**
+ * The operator's actions, built once per page (a live refresh must not reset the model being chosen or the last
+ * result shown); `update(d)` follows the device's state.
+ */
+function operatorActions(id, models, reload) {
+  const message = h('div');
+  const choice = h('select', { 'data-testid': 'desired-model' },
+    models.map((m) => h('option', { value: `${m.name}@${m.version}` }, `${m.name}@${m.version}`)));
+  const set = h('button', {
+    type: 'button', 'data-testid': 'set-desired', disabled: models.length === 0,
+    onclick: async () => {
+      mount(message);
+      try {
+        await post(`/api/devices/${encodeURIComponent(id)}/desired`, { model: choice.value });
+        mount(message, h('p.ok', { 'data-testid': 'action-result' }, `desired model set to ${choice.value}`));
+        reload();
+      } catch (e) {
+        mount(message, problem(e));
+      }
+    },
+  }, 'Set desired model');
+  const revoke = h('button.danger', {
+    type: 'button', 'data-testid': 'revoke',
+    onclick: async () => {
+      if (!confirmAction(`Revoke ${id}? It is disconnected at once and must be enrolled again to come back.`)) return;
+      mount(message);
+      try {
+        await post(`/api/devices/${encodeURIComponent(id)}/revoke`);
+        mount(message, h('p.ok', { 'data-testid': 'action-result' }, `${id} revoked`));
+        reload();
+      } catch (e) {
+        mount(message, problem(e));
+      }
+    },
+  }, 'Revoke…');
+  const box = h('section.card.actions', { 'data-testid': 'operator-actions' }, h('h2', 'Actions'), h('div.row', choice, set, revoke), message);
+  box.update = (d) => { revoke.disabled = d.enrollment === 'revoked'; };
+  return box;
+}
+
+function driftTable(view) {
+  if (!view || !view.features?.length) return h('p.muted', 'no drift reports in this range');
+  const stat = (f, name) => f.tests?.find((t) => t.test.toLowerCase().startsWith(name));
+  const cell = (t) => (t ? h(`td.n${t.over ? '.over' : ''}`, num(t.statistic, 3)) : h('td.n', '—'));
+  return h('div', h('p', 'Status ', badge(view.status, 'drift-status'), ` over ${view.windows} windows`),
+    table(['Feature', 'Status', 'Trend', 'PSI', 'KS', 'Wasserstein', 'Mean (baseline)'], view.features.map((f) => h('tr',
+      h('td', f.feature), h('td', badge(f.status)), h('td', f.trend), cell(stat(f, 'psi')), cell(stat(f, 'ks')), cell(stat(f, 'wasserstein')),
+      h('td.n', `${num(f.mean, 3)} (${num(f.baselineMean, 3)})`))), { 'data-testid': 'drift' }));
+}
+
+export async function render(main, [id]) {
+  let range = sessionStorage.getItem('edgeml.range') ?? '1h';
+  const head = h('div');
+  const charts = h('div.charts', { 'data-testid': 'charts' });
+  const rangeBar = h('div.ranges', ranges.map(([label]) => h('button', {
+    type: 'button', 'data-range': label, class: label === range ? 'on' : '',
+    onclick: (e) => {
+      range = label;
+      sessionStorage.setItem('edgeml.range', label);
+      for (const b of rangeBar.children) b.classList.toggle('on', b === e.target);
+      loadCharts();
+    },
+  }, label)));
+  const rest = h('div');
+  const actions = h('div');
+  let actionsBox = null;
+  mount(main, h('p', h('a', { href: '#/fleet' }, '‹ Fleet')), head, actions, h('h2', 'Health'), rangeBar, charts, rest);
+
+  let chartSeq = 0;
+  async function loadCharts() {
+    const mine = ++chartSeq;
+    const seconds_ = ranges.find(([l]) => l === range)[1];
+    const until = new Date();
+    const since = new Date(until.getTime() - seconds_ * 1000);
+    let records = [];
+    try {
+      // Newest first, at most 10,000 a request: a day at 5 s (17,280) comes in two, each ending where the last one began.
+      let end = until;
+      for (let i = 0; i < 4; i++) {
+        const part = await api(`/api/devices/${encodeURIComponent(id)}/health${query({ since: since.toISOString(), until: end.toISOString(), limit: 10000 })}`);
+        records = records.concat(part);
+        if (part.length < 10000) break;
+        const oldest = Math.min(...part.map((r) => r.at));
+        end = new Date(oldest > 1e12 ? oldest : oldest * 1000);
+      }
+    } catch (e) {
+      if (mine === chartSeq) mount(charts, problem(e));
+      return;
+    }
+    if (mine !== chartSeq) return;
+    // Oldest first, only the range (a hub without since/until answers its newest records).
+    const rows = records.filter((r) => seconds(r.at) >= since.getTime() / 1000 && seconds(r.at) <= until.getTime() / 1000 + 60)
+      .sort((a, b) => a.at - b.at);
+    const times = rows.map((r) => seconds(r.at));
+    charts.dataset.reports = String(rows.length);
+    mount(charts, measures.map((m) => chart(m.title, m.unit, times,
+      m.series.map(([label, pick]) => ({ label, values: rows.map((r) => { const v = pick(r.data ?? {}); return typeof v === 'number' ? v : null; }) })),
+      `chart-${m.key}`)));
+  }
+
+  async function loadRest() {
+    let d;
+    try {
+      d = await api(`/api/devices/${encodeURIComponent(id)}`);
+    } catch (e) {
+      mount(head, problem(e));
+      mount(rest);
+      return;
+    }
+    const day = Date.now() - 86400_000;
+    const [presence, drift, predictions, alerts, deviceAlerts, audit, models] = await Promise.all([
+      optional(`/api/devices/${encodeURIComponent(id)}/presence${query({ since: new Date(day).toISOString() })}`),
+      optional(`/api/drift${query({ device: id, since: '24h' })}`),
+      optional(`/api/devices/${encodeURIComponent(id)}/telemetry?limit=20`),
+      optional(`/api/alerts${query({ device: id, limit: 50 })}`),
+      optional(`/api/devices/${encodeURIComponent(id)}/alerts?limit=20`),
+      optional(`/api/audit${query({ device: id })}`),
+      isOperator() && !actionsBox ? optional('/api/models') : Promise.resolve({ data: [] }),
+    ]);
+    const health = d.health ?? {};
+    const reported = d.reported ?? {};
+    mount(head,
+      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen ? d.presence : 'never seen', 'device-presence')),
+      h('div.two',
+        h('section.card', h('h2', 'Identity'), facts([
+          ['Group', d.group], ['Tags', Object.entries(d.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—'],
+          ['Enrollment', badge(d.enrollment, 'enrollment')], ['Enrolled', when(d.enrolledAt)], ['Revoked', d.revokedAt ? when(d.revokedAt) : null],
+          ['Last seen', d.lastSeen ? `${when(d.lastSeen)} (${ago(d.lastSeen)})` : 'never'], ['Boot', d.boot], ['Records', d.records],
+        ])),
+        h('section.card', h('h2', 'Model'), facts([
+          ['Active', reported.active ?? (d.model ? `${d.model}@${d.modelVersion}` : null), 'active-model'], ['Previous (other slot)', reported.previous],
+          ['Desired', d.desired], ['Update phase', h('span', { 'data-testid': 'update-phase' }, reported.phase ?? '—')],
+          ['Phase of', reported.name ? `${reported.name}@${reported.version}` : null, 'phase-model'], ['Reason', reported.reason], ['Confirmed', reported.confirmed === undefined ? null : String(reported.confirmed)],
+          ['p99 latency', d.latencyP99Ms === null || d.latencyP99Ms === undefined ? null : `${num(d.latencyP99Ms, 2)} ms`], ['Drift', d.drift ? badge(d.drift) : null],
+        ]))));
+    if (isOperator()) {
+      if (!actionsBox) mount(actions, actionsBox = operatorActions(id, models.data ?? [], () => { loadRest(); }));
+      actionsBox.update(d);
+    }
+    mount(rest,
+      h('h2', 'Presence, last 24 h'),
+      presence.data ? presenceTimeline(presence.data, day, Date.now()) : h('p.muted', `presence history: ${presence.error}`),
+      h('h2', 'Sensors'),
+      (health.sensors ?? []).length ? table(['Sensor', 'State', 'Samples', 'Errors', 'Last error'], health.sensors.map((s) => h('tr',
+        h('td', s.name), h('td', badge(s.state)), h('td.n', s.samples), h('td.n', s.errors), h('td', s.lastError ? `${s.lastError} (${when(s.lastErrorAt)})` : '—'))), { 'data-testid': 'sensors' })
+        : h('p.muted', 'no health report yet'),
+      h('h2', 'Drift per feature (24 h)'),
+      drift.data ? driftTable(drift.data) : h('p.muted', drift.error),
+      h('h2', 'Recent predictions'),
+      predictions.data?.length ? table(['Time', 'Prediction'], predictions.data.map((r) => h('tr', h('td', when(r.at)), h('td.mono', summary(r.data)))), { 'data-testid': 'predictions' })
+        : h('p.muted', predictions.error ?? 'none stored'),
+      h('h2', 'Alerts'),
+      alerts.data ? (alerts.data.length ? table(['Raised', 'Kind', 'Severity', 'Message', 'Cleared'], alerts.data.map((a) => h('tr',
+        h('td', when(a.raisedAt)), h('td', a.kind), h('td', badge(a.severity)), h('td', a.message), h('td', a.clearedAt ? when(a.clearedAt) : 'active'))), { 'data-testid': 'alerts' })
+        : h('p.muted', 'no alerts'))
+        : deviceAlerts.data?.length ? table(['Time', 'Alert'], deviceAlerts.data.map((r) => h('tr', h('td', when(r.at)), h('td.mono', summary(r.data)))), { 'data-testid': 'alerts' })
+          : h('p.muted', 'no alerts'),
+      h('h2', 'Audit trail'),
+      audit.data?.length ? table(['Time', 'Who', 'What', 'Subject', 'Details'], audit.data.slice(-50).reverse().map((a) => h('tr',
+        h('td', when(a.at)), h('td', a.actor), h('td', a.action), h('td', a.subject), h('td', a.details))), { 'data-testid': 'audit' })
+        : h('p.muted', audit.error ?? 'nothing yet'));
+    main.dataset.rendered = 'device';
+  }
+
+  await Promise.all([loadCharts(), loadRest()]);
+  // The facts follow every event of this device; the charts (a day of history can be 17,280 reports) at most every 5 s,
+  // and every 15 s when the hub is polled.
+  const facts_ = throttle(loadRest, 1000);
+  const chartsOnEvent = throttle(loadCharts, 5000);
+  const chartsOnPoll = throttle(loadCharts, 15000);
+  return onLive((kind, data) => {
+    if (kind === 'poll') {
+      facts_();
+      chartsOnPoll();
+    } else if (data && data.device === id) {
+      facts_();
+      if (kind === 'health') chartsOnEvent();
+    }
+  });
+}
+
+function summary(data) {
+  const s = JSON.stringify(data ?? null);
+  return s.length > 160 ? `${s.slice(0, 157)}…` : s;
+}
