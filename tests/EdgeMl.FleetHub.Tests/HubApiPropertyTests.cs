@@ -19,9 +19,11 @@ public sealed class HubApiPropertyTests : IDisposable
         "POST /api/devices", "POST /api/devices/{id}/desired", "POST /api/devices/{id}/revoke", "POST /api/enroll", "POST /api/rollouts",
         "POST /api/rollouts/{id}/pause", "POST /api/rollouts/{id}/resume", "POST /api/rollouts/{id}/abort", "POST /api/rollback", "POST /api/tokens",
         "POST /api/tokens/{id}/revoke", "POST /api/models", "GET /api/session", "POST /api/session", "DELETE /api/session",
+        "GET /api/fleet/summary", "GET /api/devices/page", "GET /api/devices/{id}/presence", "GET /api/alerts",
     ];
 
-    private static readonly string[] QueryKeys = ["since", "limit", "device", "group", "class", "status", "model", "tag", "format", "action", "subject", "x"];
+    private static readonly string[] QueryKeys = ["since", "limit", "device", "group", "class", "status", "model", "tag", "format", "action", "subject", "x",
+        "q", "sort", "page", "pageSize", "drift", "until", "active", "kind"];
 
     /// <summary>Values people and attackers type: numbers out of range, encodings, paths, JSON, control characters.</summary>
     private static readonly string[] Nasty =

@@ -243,3 +243,45 @@ public abstract partial class HubStoreContractTests
         Assert.Equal(["gone again", "another device", "s2 misconfigured", "s1 failing"], Store.Alerts(new AlertQuery()).Select(x => x.Message));
     }
 }
+
+/// <summary>The fleet table and the counts with 10,000 devices, on both stores (timings: <c>EDGEML_FLEET_TIMINGS=FILE</c> appends them there).</summary>
+public abstract partial class HubStoreContractTests
+{
+    [Fact]
+    public void Ten_thousand_devices_are_counted_and_paged_fast()
+    {
+        var at = _now.ToUnixTimeMilliseconds();
+        for (var chunk = 0; chunk < 10; chunk++)
+        {
+            Store.StoreBatches(Enumerable.Range(chunk * 1000, 1000).Select(i => ($"dev-{i:D5}",
+                (IReadOnlyList<IncomingRecord>)[new IncomingRecord("b1", 1, "health", at, Health("vib", i % 3 == 0 ? "2.0.0" : "1.0.0", i % 100, 30 + i % 50, i % 17, 0))])).ToList(), _now);
+        }
+
+        for (var i = 0; i < 10_000; i += 10) Store.SetPresence($"dev-{i:D5}", "online", "b1", _now);
+        var queries = new[]
+        {
+            new DeviceQuery(Sort: "cpuPercent", Descending: true, PageSize: 50),
+            new DeviceQuery(Status: "online", Sort: "lastSeen", Descending: true, Page: 3, PageSize: 20),
+            new DeviceQuery(Q: "dev-09", Model: "vib", ModelVersion: "2.0.0", Sort: "temperatureC", PageSize: 100),
+            new DeviceQuery(Page: 150, PageSize: 50),
+        };
+        Assert.Equal(10_000, Store.QueryDevices(queries[0]).Total);
+        Assert.Equal(1000, Store.QueryDevices(queries[1]).Total);
+        Assert.Equal(10_000, Store.Summary().Fleet.Total);
+        var timings = new List<string>();
+        foreach (var (name, run) in queries.Select((q, i) => ($"page{i}", (Action)(() => Store.QueryDevices(q)))).Append(("summary", () => Store.Summary())))
+        {
+            var ms = Enumerable.Range(0, 5).Select(_ =>
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                run();
+                return sw.Elapsed.TotalMilliseconds;
+            }).Order().ToList()[2];
+            timings.Add($"{GetType().Name} {name}: {ms:0.0} ms (median of 5)");
+            // Generous for a loaded 2-core test machine; measured numbers are in docs/fleet.md.
+            Assert.True(ms < 1000, $"{name} took {ms:0} ms");
+        }
+
+        if (Environment.GetEnvironmentVariable("EDGEML_FLEET_TIMINGS") is { Length: > 0 } file) File.AppendAllLines(file, timings);
+    }
+}
