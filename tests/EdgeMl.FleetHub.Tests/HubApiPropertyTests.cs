@@ -14,7 +14,7 @@ public sealed class HubApiPropertyTests : IDisposable
     private static readonly string[] Routes =
     [
         "GET /api/devices", "GET /api/devices/{id}", "GET /api/devices/{id}/telemetry", "GET /api/devices/{id}/records", "GET /api/devices/{id}/alerts",
-        "GET /api/devices/{id}/health", "GET /api/drift", "GET /api/ingest", "GET /api/ingest/quarantine", "GET /api/models", "GET /api/models/limits",
+        "GET /api/devices/{id}/health", "GET /api/drift", "GET /api/drift/series", "GET /api/ingest", "GET /api/ingest/quarantine", "GET /api/models", "GET /api/models/limits",
         "GET /api/models/{id}/{id}", "GET /api/models/{id}/{id}/package", "GET /api/rollouts", "GET /api/rollouts/{id}", "GET /api/audit", "GET /api/tokens",
         "POST /api/devices", "POST /api/devices/{id}/desired", "POST /api/devices/{id}/revoke", "POST /api/enroll", "POST /api/rollouts",
         "POST /api/rollouts/{id}/pause", "POST /api/rollouts/{id}/resume", "POST /api/rollouts/{id}/abort", "POST /api/rollback", "POST /api/tokens",
@@ -23,7 +23,7 @@ public sealed class HubApiPropertyTests : IDisposable
     ];
 
     private static readonly string[] QueryKeys = ["since", "limit", "device", "group", "class", "status", "model", "tag", "format", "action", "subject", "x",
-        "q", "sort", "page", "pageSize", "drift", "until", "active", "kind"];
+        "q", "buckets", "sort", "page", "pageSize", "drift", "until", "active", "kind"];
 
     /// <summary>Values people and attackers type: numbers out of range, encodings, paths, JSON, control characters.</summary>
     private static readonly string[] Nasty =

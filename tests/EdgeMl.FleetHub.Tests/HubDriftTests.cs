@@ -50,6 +50,18 @@ public sealed class HubDriftTests : IDisposable
         Assert.True(psi.GetProperty("over").GetBoolean());
         Assert.Equal(0.1, psi.GetProperty("threshold").GetDouble());
 
+        // Over time (the dashboard's drift charts): the hour in 12 buckets, oldest first; the windows are all in the
+        // buckets, the newest bucket with windows is major with ax's PSI over its threshold, and a healthy device stays ok.
+        var series = _h.Get("/api/drift/series?device=oven-3&since=1h&buckets=12").GetProperty("buckets").EnumerateArray().ToList();
+        Assert.Equal(12, series.Count);
+        Assert.True(series.Zip(series.Skip(1)).All(p => p.First.GetProperty("until").GetDateTimeOffset() <= p.Second.GetProperty("from").GetDateTimeOffset()));
+        Assert.True(series.Sum(b => b.GetProperty("windows").GetInt32()) >= view.GetProperty("windows").GetInt32());
+        var newest = series.Last(b => b.GetProperty("windows").GetInt32() > 0);
+        Assert.Equal("major", newest.GetProperty("status").GetString());
+        Assert.True(newest.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("feature").GetString() == "ax").GetProperty("psi").GetDouble() >= 0.1);
+        Assert.All(_h.Get("/api/drift/series?device=oven-1&since=1h&buckets=4").GetProperty("buckets").EnumerateArray().Where(b => b.GetProperty("windows").GetInt32() > 0),
+            b => Assert.Equal("ok", b.GetProperty("status").GetString()));
+
         // Visible in the device's status, and published for alert consumers.
         HubHarness.Until(() => _h.Device("oven-3").TryGetProperty("drift", out var s) && s.GetString() == "major", "oven-3's status to say major");
         alerts.WaitUntil(m => m.Any(x => x.Payload.Contains("\"oven-3\"", StringComparison.Ordinal) && x.Payload.Contains("\"major\"", StringComparison.Ordinal)), "a drift alert for oven-3");

@@ -26,8 +26,59 @@ public static class DriftApi
             if (group is not null && devices.Count == 0) return TypedResults.NotFound(new ApiError($"no device in group '{group}'"));
             return TypedResults.Ok(DriftAnalysis.Analyze(group is null ? "fleet" : $"group {group}", DriftAlerts.Windows(store, devices, from), baselines.For));
         }).RequireRole(ApiAuth.Viewer);
+
+        // A device's drift over time: the range cut into equal buckets, each tested like GET /api/drift tests a range.
+        app.MapGet("/api/drift/series", IResult (string? device, string? since, int? buckets, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
+        {
+            if (string.IsNullOrEmpty(device)) return TypedResults.BadRequest(new ApiError("device: which device? (/api/drift/series?device=ID)"));
+            if (!Protocol.Text.Durations.TryParse(since ?? "24h", out var span, out var error)) return TypedResults.BadRequest(new ApiError($"since: {error}"));
+            if (span <= TimeSpan.Zero || span > TimeSpan.FromDays(400)) return TypedResults.BadRequest(new ApiError("since: between 1 s and 400 days"));
+            if (buckets is < 1 or > MaxBuckets) return TypedResults.BadRequest(new ApiError($"buckets: 1 to {MaxBuckets}"));
+            if (store.FindDevice(device) is null) return TypedResults.NotFound(new ApiError($"no device '{device}'"));
+            return TypedResults.Ok(Series(store, baselines, device, time.GetUtcNow(), span, buckets ?? 24));
+        }).RequireRole(ApiAuth.Viewer);
+    }
+
+    /// <summary>Most buckets a drift series is cut into.</summary>
+    public const int MaxBuckets = 96;
+
+    /// <summary>
+    /// A device's drift over <paramref name="span"/> before <paramref name="now"/>, in <paramref name="count"/> equal buckets
+    /// (oldest first). Each bucket holds the drift windows that ended in it, tested against the registry's baseline as
+    /// <see cref="DriftAnalysis.Analyze"/> does (a bucket without windows: status "no data", no features). Per feature:
+    /// its status and the PSI, KS and Wasserstein statistics (null where the test did not run).
+    /// </summary>
+    public static DriftSeries Series(IHubStore store, RegistryBaselines baselines, string device, DateTimeOffset now, TimeSpan span, int count)
+    {
+        var from = now - span;
+        var windows = DriftAlerts.Windows(store, [device], from);
+        var width = span / count;
+        var result = new List<DriftBucket>(count);
+        for (var i = 0; i < count; i++)
+        {
+            var start = from + (width * i);
+            var end = i == count - 1 ? now : from + (width * (i + 1));
+            var inside = windows.Where(w => w.Report.To >= start && w.Report.To < end || (i == count - 1 && w.Report.To >= start)).ToList();
+            var view = DriftAnalysis.Analyze($"device {device}", inside, baselines.For);
+            result.Add(new DriftBucket(start, end, view.Status, view.Windows, view.Features.Select(f => new DriftPoint(
+                f.Feature, f.Status, Stat(f, "psi"), Stat(f, "ks"), Stat(f, "wasserstein"))).ToList()));
+        }
+
+        return new DriftSeries(device, result);
+
+        static double? Stat(FeatureDriftView f, string test) =>
+            f.Tests.FirstOrDefault(t => t.Test.StartsWith(test, StringComparison.OrdinalIgnoreCase)) is { } t ? t.Statistic : null;
     }
 
     /// <summary><c>30m</c>, <c>24h</c>, <c>7d</c>, <c>90s</c> (<see cref="Protocol.Text.Durations"/>).</summary>
     public static bool TryParseSince(string text, out TimeSpan span) => Protocol.Text.Durations.TryParse(text, out span, out _);
 }
+
+/// <summary><c>GET /api/drift/series</c>: a device's drift per bucket of time, oldest first.</summary>
+public sealed record DriftSeries(string Device, List<DriftBucket> Buckets);
+
+/// <summary>One bucket: its time range, overall status and how many drift windows it holds, and each feature's figures.</summary>
+public sealed record DriftBucket(DateTimeOffset From, DateTimeOffset Until, string Status, int Windows, List<DriftPoint> Features);
+
+/// <summary>A feature in a bucket: its status and the PSI, KS and Wasserstein statistics (null: the test did not run).</summary>
+public sealed record DriftPoint(string Feature, string Status, double? Psi, double? Ks, double? Wasserstein);

@@ -65,8 +65,10 @@ public sealed class SystemdWatchdogTests : IDisposable
             // Rows again: the pings resume.
             feeding.Set();
             await ReceiveNext(notify, m => m.StartsWith("WATCHDOG=1", StringComparison.Ordinal), TimeSpan.FromSeconds(15), stderr);
-            Assert.Contains("\"EventId\":1801", Stderr(stderr), StringComparison.Ordinal); // the stall, logged as JSON with its event id
-            Assert.Contains("\"EventId\":1802", Stderr(stderr), StringComparison.Ordinal);
+            // The stall and the recovery, logged as JSON with their event ids (stderr comes through a pipe: it can trail the
+            // datagram by a moment, so it is waited for, not read once).
+            await LoggedAsync(stderr, "\"EventId\":1801");
+            await LoggedAsync(stderr, "\"EventId\":1802");
 
             // Wedged again, then stopped as systemd stops it (SIGTERM): the blocked sensor read is left behind and the
             // agent ends cleanly, exit 0 — not a crash, not System.CommandLine's exit 143 two seconds after the signal.
@@ -79,7 +81,7 @@ public sealed class SystemdWatchdogTests : IDisposable
             }
 
             Assert.True(agent.ExitCode == 0, $"exit {agent.ExitCode}: {Stderr(stderr)}");
-            Assert.Contains("\"EventId\":1204", Stderr(stderr), StringComparison.Ordinal); // stopping without the sensor stage
+            await LoggedAsync(stderr, "\"EventId\":1204"); // stopping without the sensor stage
             Assert.DoesNotContain("Unhandled", Stderr(stderr), StringComparison.Ordinal);
         }
         finally
@@ -88,13 +90,26 @@ public sealed class SystemdWatchdogTests : IDisposable
             await agent.WaitForExitAsync();
             await stop.CancelAsync();
             feeding.Set();
-            if (!feeder.IsCompleted)
+            // The feeder ends by itself (cancelled, or EPIPE once the agent is gone) — unless it still waits for a reader
+            // to open the FIFO (the agent never did): then be that reader. Clean-up never throws: a failure of the test
+            // itself must not be hidden behind one of the clean-up's.
+            if (await Task.WhenAny(feeder, Task.Delay(TimeSpan.FromSeconds(5))) != feeder)
             {
-                // A feeder still waiting for a reader to open the FIFO (the agent never did): be that reader, then go.
-                await Task.Run(() => new FileStream(fifo, FileMode.Open, FileAccess.Read).Dispose()).WaitAsync(TimeSpan.FromSeconds(10));
+                var reader = Task.Run(() => new FileStream(fifo, FileMode.Open, FileAccess.Read).Dispose());
+                await Task.WhenAny(reader, Task.Delay(TimeSpan.FromSeconds(10)));
+                await Task.WhenAny(feeder, Task.Delay(TimeSpan.FromSeconds(30)));
             }
+        }
+    }
 
-            await feeder.WaitAsync(TimeSpan.FromSeconds(30));
+    /// <summary>Waits (up to 10 s) until the agent's stderr holds <paramref name="text"/>; fails naming it and showing stderr.</summary>
+    private static async Task LoggedAsync(StringBuilder stderr, string text)
+    {
+        var deadline = Environment.TickCount64 + 10_000;
+        while (!Stderr(stderr).Contains(text, StringComparison.Ordinal))
+        {
+            Assert.True(Environment.TickCount64 < deadline, $"{text} was not logged: {Stderr(stderr)}");
+            await Task.Delay(50);
         }
     }
 

@@ -108,6 +108,25 @@ function driftTable(view) {
       h('td.n', `${num(f.mean, 3)} (${num(f.baselineMean, 3)})`))), { 'data-testid': 'drift' }));
 }
 
+/**
+ * Drift over the last day (GET /api/drift/series: 24 buckets of an hour): PSI, KS and normed Wasserstein, one line per
+ * feature; a bucket without drift windows is a gap.
+ */
+function driftCharts(series) {
+  const buckets = series.buckets ?? [];
+  const features = [...new Set(buckets.flatMap((b) => (b.features ?? []).map((f) => f.feature)))];
+  if (!features.length) return h('p.muted', 'no drift reports in the last day to chart');
+  const times = buckets.map((b) => Date.parse(b.until) / 1000);
+  const line = (stat) => features.map((name) => ({
+    label: name,
+    values: buckets.map((b) => b.features?.find((f) => f.feature === name)?.[stat] ?? null),
+  }));
+  return h('div.charts', { 'data-testid': 'drift-charts' },
+    chart('PSI', '', times, line('psi'), 'drift-psi'),
+    chart('KS', '', times, line('ks'), 'drift-ks'),
+    chart('Wasserstein (normed)', '', times, line('wasserstein'), 'drift-wasserstein'));
+}
+
 export async function render(main, [id]) {
   let range = sessionStorage.getItem('edgeml.range') ?? '1h';
   const head = h('div');
@@ -168,9 +187,10 @@ export async function render(main, [id]) {
       return;
     }
     const day = Date.now() - 86400_000;
-    const [presence, drift, predictions, alerts, deviceAlerts, audit, models] = await Promise.all([
+    const [presence, drift, driftSeries, predictions, alerts, deviceAlerts, audit, models] = await Promise.all([
       optional(`/api/devices/${encodeURIComponent(id)}/presence${query({ since: new Date(day).toISOString() })}`),
       optional(`/api/drift${query({ device: id, since: '24h' })}`),
+      optional(`/api/drift/series${query({ device: id, since: '24h', buckets: 24 })}`),
       optional(`/api/devices/${encodeURIComponent(id)}/telemetry?limit=20`),
       optional(`/api/alerts${query({ device: id, limit: 50 })}`),
       optional(`/api/devices/${encodeURIComponent(id)}/alerts?limit=20`),
@@ -206,6 +226,7 @@ export async function render(main, [id]) {
         : h('p.muted', 'no health report yet'),
       h('h2', 'Drift per feature (24 h)'),
       drift.data ? driftTable(drift.data) : h('p.muted', drift.error),
+      driftSeries.data ? driftCharts(driftSeries.data) : h('p.muted', `drift over time: ${driftSeries.error}`),
       h('h2', 'Recent predictions'),
       predictions.data?.length ? table(['Time', 'Prediction'], predictions.data.map((r) => h('tr', h('td', when(r.at)), h('td.mono', summary(r.data)))), { 'data-testid': 'predictions' })
         : h('p.muted', predictions.error ?? 'none stored'),
