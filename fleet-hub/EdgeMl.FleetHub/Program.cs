@@ -24,7 +24,18 @@ if (EdgeMl.FleetHub.Hosting.HubHosting.UseHubHosting(builder, args) is { } hosti
 // HTTPS for the API from configuration (--Kestrel:Certificates:Default:Path/KeyPath with an https:// --urls): docs/security.md.
 builder.WebHost.UseKestrelHttpsConfiguration();
 var settings = new HubSettings();
-builder.Configuration.Bind(settings);
+try
+{
+    builder.Configuration.Bind(settings);
+}
+catch (InvalidOperationException e)
+{
+    // "Failed to convert configuration value 'abc' at 'MetricsPort' to type 'System.Int32'": the setting a person got
+    // wrong, in one line (the binder's message names the key and the value).
+    Console.Error.WriteLine($"edgeml-hub: configuration error: {e.Message}");
+    return 1;
+}
+
 builder.Services.AddSingleton(settings);
 if (settings.Problem(builder.Configuration) is { } problem)
 {
@@ -79,6 +90,19 @@ builder.AddHubMetrics(settings); // GET /metrics (Prometheus), docs/metrics.md
 
 var app = builder.Build();
 app.UseApiErrors();
+// Only a model push may send a big body (--MaxPackageMb, Kestrel's limit above); every other request — JSON bodies of
+// sign-in, enrollment, tokens, rollouts, most of them reachable before any login — is capped at MaxJsonBodyBytes, so an
+// anonymous client cannot make the hub buffer a gigabyte (413, as ApiErrors answers it).
+app.Use((http, next) =>
+{
+    var isPush = HttpMethods.IsPost(http.Request.Method) && http.Request.Path.Equals("/api/models", StringComparison.OrdinalIgnoreCase);
+    if (!isPush && http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+    {
+        limit.MaxRequestBodySize = HubSettings.MaxJsonBodyBytes;
+    }
+
+    return next(http);
+});
 app.MapHubMetrics(settings);
 app.UseDashboard();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();

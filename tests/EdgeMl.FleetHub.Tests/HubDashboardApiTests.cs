@@ -108,6 +108,33 @@ public sealed class HubDashboardApiTests : IDisposable
     }
 
     [Fact]
+    public async Task An_event_stream_ends_when_its_token_is_revoked()
+    {
+        _h.StartHub();
+        var token = HubHarness.Json(await _h.Api.PostAsJsonAsync("/api/tokens", new { role = "viewer", name = "watcher" })).GetProperty("token").GetString()!;
+        using var viewer = new HttpClient { BaseAddress = _h.Api.BaseAddress };
+        viewer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        await using var stream = await EventStream.OpenAsync(viewer);
+
+        var revoked = await _h.Api.PostAsync("/api/tokens/watcher/revoke", null);
+        Assert.True(revoked.IsSuccessStatusCode, await revoked.Content.ReadAsStringAsync());
+        stream.WaitFor("signedout", e => e.GetProperty("error").GetString()!.Contains("no longer valid", StringComparison.Ordinal), "the end of the stream");
+        Assert.True(await stream.EndedAsync(TimeSpan.FromSeconds(10)), "the hub kept the stream open after saying so");
+    }
+
+    [Fact]
+    public async Task A_big_body_anywhere_but_a_model_push_is_refused_with_413_before_any_login()
+    {
+        _h.StartHub();
+        using var anonymous = new HttpClient { BaseAddress = _h.Api.BaseAddress };
+        using var body = new StringContent("{\"token\":\"" + new string('A', 2 << 20) + "\"}", System.Text.Encoding.UTF8, "application/json");
+        var r = await anonymous.PostAsync("/api/session", body);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, r.StatusCode);
+        Assert.Contains("1024 KiB", HubHarness.Json(r).GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await _h.Api.GetAsync("/api/devices")).StatusCode); // and it keeps serving
+    }
+
+    [Fact]
     public async Task Hostile_query_strings_on_the_dashboard_apis_are_400s_naming_the_parameter()
     {
         _h.StartHub();
@@ -192,6 +219,9 @@ public sealed class HubDashboardApiTests : IDisposable
 
         public void WaitFor(string name, Func<JsonElement, bool> match, string what) =>
             HubHarness.Until(() => _events.Any(e => e.Name == name && match(e.Data)), $"{what} on GET /api/events", 30_000);
+
+        /// <summary>Whether the hub ended the stream (the body reached its end) within <paramref name="timeout"/>.</summary>
+        public async Task<bool> EndedAsync(TimeSpan timeout) => await Task.WhenAny(_reader, Task.Delay(timeout)) == _reader;
 
         public async ValueTask DisposeAsync()
         {

@@ -176,11 +176,14 @@ public sealed class HubMetricsTests : IDisposable
     [InlineData("--MetricsPort", "70000", "--MetricsPort 70000 is not a port")]
     [InlineData("--MetricsAddress", "localhost", "--MetricsAddress 'localhost' is not an IP address")]
     [InlineData("--MetricsSampleSeconds", "-1", "--MetricsSampleSeconds must be 0")]
+    [InlineData("--MetricsPort", "abc", "Failed to convert configuration value 'abc' at 'MetricsPort'")]
+    [InlineData("--RetentionDays", "abc", "at 'RetentionDays'")]
     public void A_bad_metrics_setting_is_one_line_naming_it(string option, string value, string message)
     {
         var (code, _, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), "--Data", _h.HubData, option, value);
         Assert.Equal(1, code);
         Assert.Contains(message, err, StringComparison.Ordinal);
+        Assert.Single(err.Trim().Split('\n')); // one line, no stack trace
     }
 
     public void Dispose()

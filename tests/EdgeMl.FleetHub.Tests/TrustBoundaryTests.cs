@@ -80,7 +80,23 @@ public sealed class TrustBoundaryTests : IDisposable
         foreach (var (id, _) in good) Assert.False(_h.Device(id).TryGetProperty("rejected", out var r) && r.ValueKind == JsonValueKind.Object && r.EnumerateObject().Any());
     }
 
+    /// <summary>
+    /// The embedded broker listens where --MqttAddress says, on IPv6 too: with the default 127.0.0.1, only on loopback
+    /// (MQTTnet's IPv6 listener bound every interface, reachable from the network, whatever --MqttAddress said).
+    /// </summary>
+    [Fact]
+    public void The_embedded_broker_listens_on_loopback_only_by_default_on_ipv4_and_ipv6()
+    {
+        _h.StartHub();
+        var (code, listening, err) = HubHarness.Run("/usr/bin/ss", "-Hltn", $"sport = :{_h.Mqtt}");
+        Assert.True(code == 0, err);
+        var local = listening.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]).ToList();
+        Assert.Contains($"127.0.0.1:{_h.Mqtt}", local);
+        Assert.All(local, a => Assert.True(a.StartsWith("127.0.0.1:", StringComparison.Ordinal) || a.StartsWith("[::1]:", StringComparison.Ordinal), string.Join(", ", local)));
+    }
+
     [Theory]
+    [InlineData("page")]
     [InlineData("edgeml-hub")]
     [InlineData("EdgeML-2")]
     [InlineData("alerts")]

@@ -18,7 +18,7 @@ public static partial class ApiErrors
             var (status, message) = e switch
             {
                 BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
-                    (StatusCodes.Status413PayloadTooLarge, $"the request body is larger than this hub accepts ({context.RequestServices.GetRequiredService<HubSettings>().MaxPackageMb} MB, --MaxPackageMb)"),
+                    (StatusCodes.Status413PayloadTooLarge, TooLarge(context)),
                 BadHttpRequestException bad => (bad.StatusCode, $"bad request: {bad.Message}"),
                 // The store cannot be reached (PostgreSQL away or restarting, a disk error): the client may try again.
                 IOException or TimeoutException or Npgsql.NpgsqlException =>
@@ -39,7 +39,7 @@ public static partial class ApiErrors
                 StatusCodes.Status400BadRequest => "bad request: the JSON body or a query parameter is malformed, of the wrong type, or missing",
                 StatusCodes.Status404NotFound => $"no such API: {status.HttpContext.Request.Path}",
                 StatusCodes.Status405MethodNotAllowed => $"{status.HttpContext.Request.Method} is not allowed on {status.HttpContext.Request.Path}",
-                StatusCodes.Status413PayloadTooLarge => "the request body is too large",
+                StatusCodes.Status413PayloadTooLarge => TooLarge(status.HttpContext),
                 StatusCodes.Status415UnsupportedMediaType => "the body must be JSON (Content-Type: application/json)",
                 _ => $"HTTP {r.StatusCode}",
             };
@@ -53,4 +53,10 @@ public static partial class ApiErrors
 
     [LoggerMessage(EventId = 2600, Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}: {Error}")]
     private static partial void LogUnhandled(ILogger logger, string method, string path, string error);
+
+    /// <summary>The 413 message: a model push's limit is --MaxPackageMb, every other call's <see cref="HubSettings.MaxJsonBodyBytes"/>.</summary>
+    private static string TooLarge(HttpContext context) =>
+        HttpMethods.IsPost(context.Request.Method) && context.Request.Path.Equals("/api/models", StringComparison.OrdinalIgnoreCase)
+            ? $"the request body is larger than this hub accepts ({context.RequestServices.GetRequiredService<HubSettings>().MaxPackageMb} MB, --MaxPackageMb)"
+            : $"the request body is larger than this call accepts ({HubSettings.MaxJsonBodyBytes >> 10} KiB; only a model push may be bigger)";
 }

@@ -20,6 +20,9 @@ public static class FleetApi
     /// <summary>How often an idle event stream gets a comment line (keeps proxies and the browser's connection alive).</summary>
     public static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(15);
 
+    /// <summary>How often an open event stream checks that its token or session is still valid.</summary>
+    public static readonly TimeSpan LoginRecheck = TimeSpan.FromSeconds(5);
+
     public static void MapFleetApi(this WebApplication app)
     {
         app.MapGet("/api/fleet/summary", (IHubStore store) =>
@@ -112,10 +115,24 @@ public static class FleetApi
         {
             await http.Response.WriteAsync("retry: 2000\n: connected\n\n", stop.Token).ConfigureAwait(false);
             await http.Response.Body.FlushAsync(stop.Token).ConfigureAwait(false);
+            var checkedAt = Environment.TickCount64;
             while (true)
             {
+                // The login is checked again every few seconds: a revoked token or a sign-out ends the stream as it
+                // ends every other request (the page's reconnect then gets the 401).
+                if (Environment.TickCount64 - checkedAt >= (long)LoginRecheck.TotalMilliseconds)
+                {
+                    if (!ApiAuth.StillAllowed(http, ApiAuth.Viewer))
+                    {
+                        await http.Response.WriteAsync($"event: signedout\ndata: {System.Text.Json.JsonSerializer.Serialize(new ApiError("the API token or session of this stream is no longer valid (revoked, expired or signed out)"), System.Text.Json.JsonSerializerOptions.Web)}\n\n", stop.Token).ConfigureAwait(false);
+                        break;
+                    }
+
+                    checkedAt = Environment.TickCount64;
+                }
+
                 using var beat = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
-                beat.CancelAfter(Heartbeat);
+                beat.CancelAfter(Heartbeat < LoginRecheck ? Heartbeat : LoginRecheck);
                 bool more;
                 try
                 {

@@ -34,13 +34,19 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var builder = new MqttServerOptionsBuilder().WithPersistentSessions();
+        // MQTTnet also listens on IPv6, on every interface unless told otherwise: the IPv6 side follows --MqttAddress
+        // (0.0.0.0: every interface; any other address, the default 127.0.0.1 included: IPv6 loopback only).
+        var address = IPAddress.Parse(settings.MqttAddress);
+        var v6 = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? address
+            : address.Equals(IPAddress.Any) ? IPAddress.IPv6Any : IPAddress.IPv6Loopback;
         builder = settings.MqttPort > 0
-            ? builder.WithDefaultEndpoint().WithDefaultEndpointBoundIPAddress(IPAddress.Parse(settings.MqttAddress)).WithDefaultEndpointPort(settings.MqttPort)
+            ? builder.WithDefaultEndpoint().WithDefaultEndpointBoundIPAddress(address).WithDefaultEndpointBoundIPV6Address(v6).WithDefaultEndpointPort(settings.MqttPort)
             : builder.WithoutDefaultEndpoint();
         if (settings.MqttTlsPort > 0)
         {
             builder = builder.WithEncryptedEndpoint()
-                .WithEncryptedEndpointBoundIPAddress(IPAddress.Parse(settings.MqttAddress))
+                .WithEncryptedEndpointBoundIPAddress(address)
+                .WithEncryptedEndpointBoundIPV6Address(v6)
                 .WithEncryptedEndpointPort(settings.MqttTlsPort)
                 .WithEncryptionCertificate(BrokerCertificate.Load(settings))
                 .WithEncryptionSslProtocol(System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13);

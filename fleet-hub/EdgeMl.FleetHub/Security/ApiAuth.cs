@@ -95,6 +95,28 @@ public static partial class ApiAuth
             : null;
     }
 
+    /// <summary>
+    /// Whether the caller's API token (Bearer) or dashboard session still holds <paramref name="role"/> now: for responses
+    /// that last (the event stream), checked again as they go, so a revoked token or a sign-out ends them too. Touches no
+    /// response header (the response has started); a store that cannot answer counts as no.
+    /// </summary>
+    public static bool StillAllowed(HttpContext http, string role)
+    {
+        try
+        {
+            var token = BearerToken(http);
+            var store = http.RequestServices.GetRequiredService<IHubStore>();
+            var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            var has = token.Length > 0 ? store.ApiTokenRole(Secrets.Hash(token), now)
+                : http.Request.Headers.Authorization.Count == 0 && DashboardSessions.Find(http, store, now) is { } signedIn ? signedIn.Role : null;
+            return has is not null && Rank(has) >= Rank(role);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or TimeoutException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Who is calling, for the audit trail: the name of the caller's API token (Bearer, or the one behind the dashboard session).</summary>
     public static string Actor(HttpContext http, IHubStore store)
     {

@@ -27,11 +27,15 @@ public static class DeviceIds
             }
         }
 
-        return ReservedNames.Contains(id, StringComparer.OrdinalIgnoreCase)
-            ? $"device id '{id}' is reserved for the hub's own identities"
+        if (ReservedNames.Contains(id, StringComparer.OrdinalIgnoreCase)) return $"device id '{id}' is reserved for the hub's own identities";
+        return RoutePaths.Contains(id, StringComparer.OrdinalIgnoreCase)
+            ? $"device id '{id}' is reserved: /api/devices/{id} is one of the hub's own paths"
             : null;
     }
 
     private static readonly string[] ReservedPrefixes = ["edgeml", "alerts", "api-", "api_", "$"];
     private static readonly string[] ReservedNames = ["api", "hub", "broker", "admin", "root"];
+
+    /// <summary>Names under <c>/api/devices/</c> that are the hub's own routes (the dashboard's fleet table), not devices.</summary>
+    private static readonly string[] RoutePaths = ["page"];
 }
