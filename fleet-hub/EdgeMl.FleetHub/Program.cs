@@ -45,7 +45,12 @@ if (settings.Problem(builder.Configuration) is { } problem)
 }
 
 // One upload limit for Kestrel and the registry (a push over it: 413 with the limit named, from ApiErrors).
-builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = (long)settings.MaxPackageMb << 20);
+// URL and header limits: Kestrel's a little above the documented ones, which RequestLimits answers with a JSON error.
+builder.WebHost.ConfigureKestrel(k =>
+{
+    k.Limits.MaxRequestBodySize = (long)settings.MaxPackageMb << 20;
+    RequestLimits.Raise(k.Limits);
+});
 builder.Services.AddSingleton(TimeProvider.System);
 IHubStore store;
 try
@@ -89,6 +94,7 @@ builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Ro
 builder.AddHubMetrics(settings); // GET /metrics (Prometheus), docs/metrics.md
 
 var app = builder.Build();
+app.UseRequestLimits(settings.MetricsPort);
 app.UseApiErrors();
 // Only a model push may send a big body (--MaxPackageMb, Kestrel's limit above); every other request — JSON bodies of
 // sign-in, enrollment, tokens, rollouts, most of them reachable before any login — is capped at MaxJsonBodyBytes, so an

@@ -172,6 +172,40 @@ public sealed class HubMetricsTests : IDisposable
         Assert.Equal(HttpStatusCode.NotFound, (await _scraper.SendAsync(asOperator)).StatusCode); // not the API, even with a token
     }
 
+    [Fact]
+    public async Task The_metrics_port_serves_only_get_and_head_of_exactly_metrics_with_plain_text_refusals()
+    {
+        _h.StartHub(null, "--MetricsPort", HubHarness.Str(_metricsPort));
+        var port = $"http://127.0.0.1:{_metricsPort}";
+        using (var head = new HttpRequestMessage(HttpMethod.Head, $"{port}/metrics"))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await _scraper.SendAsync(head)).StatusCode);
+        }
+
+        foreach (var method in new[] { HttpMethod.Post, HttpMethod.Put, HttpMethod.Delete })
+        {
+            using var request = new HttpRequestMessage(method, $"{port}/metrics");
+            var r = await _scraper.SendAsync(request);
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, r.StatusCode);
+            Assert.Equal("GET, HEAD", string.Join(", ", r.Content.Headers.Allow));
+            Assert.Equal("text/plain", r.Content.Headers.ContentType?.MediaType);
+            Assert.Equal($"{method.Method} is not allowed: GET /metrics", (await r.Content.ReadAsStringAsync()).Trim());
+        }
+
+        foreach (var path in new[] { "/METRICS", "/Metrics", "/metrics/x", "/metrics/", "/", "/api/devices", "/index.html" })
+        {
+            var r = await _scraper.GetAsync(port + path);
+            Assert.True(r.StatusCode == HttpStatusCode.NotFound, $"{path}: {(int)r.StatusCode}");
+            Assert.Equal("text/plain", r.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("not found: this port serves only GET /metrics", (await r.Content.ReadAsStringAsync()).Trim());
+        }
+
+        // On the API's own address /metrics is an API route: a wrong method is a JSON 405 there.
+        var post = await _h.Api.PostAsync("/metrics", new StringContent(""));
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+        Assert.Contains("not allowed on /metrics", HubHarness.Json(post).GetProperty("error").GetString(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("--MetricsPort", "70000", "--MetricsPort 70000 is not a port")]
     [InlineData("--MetricsAddress", "localhost", "--MetricsAddress 'localhost' is not an IP address")]

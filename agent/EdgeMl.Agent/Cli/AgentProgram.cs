@@ -121,6 +121,7 @@ public static class AgentProgram
                 (a, _) => Task.FromResult(InstallCommand.Run(a, Console.Out)),
                 CliOptions.Flag("--uninstall", "Stop and remove the service (the configuration only if unchanged; /var/lib/edgeml is kept)"),
                 CliOptions.Flag("--no-start", "Enable the service but do not start it now"),
+                CliOptions.Flag("--force", "Replace a unit file that install did not write or that was edited since"),
                 CliOptions.Text("--root", "Write under this directory and run nothing (tests, image builders)", "DIR")),
             CliApp.CompletionCommand("edgeml-agent"),
         };

@@ -14,7 +14,9 @@ namespace EdgeMl.Agent.Cli;
 /// nothing that is already right. <c>--uninstall</c> stops and disables the service and removes the unit, and the
 /// configuration only when it is still as written; <c>/var/lib/edgeml</c> (outbox, identity) is kept.
 /// Refused, with one line saying why: not root, no systemd, a binary under /home (the unit's ProtectHome hides it), or
-/// the package already installed. <c>--root DIR</c> writes under DIR and runs nothing (tests, image builders).
+/// the package already installed, or a unit file there that install did not write or that was edited since (its second
+/// line holds the SHA-256 of the rest; <c>--force</c> replaces it). <c>--root DIR</c> writes under DIR and runs nothing
+/// (tests, image builders).
 /// </summary>
 public static class InstallCommand
 {
@@ -29,9 +31,16 @@ public static class InstallCommand
 
     private const string Marker = "# Written by `edgeml-agent install`; `edgeml-agent install --uninstall` removes it.";
 
+    /// <summary>
+    /// Second line of a unit install wrote: the SHA-256 of everything after it, so that install can tell its own
+    /// unchanged unit (replaced freely) from one an administrator edited (kept unless <c>--force</c>).
+    /// </summary>
+    private const string HashPrefix = "# SHA-256 of the lines below (an edit makes install keep this file unless --force): ";
+
     public static int Run(ParsedArgs args, TextWriter output)
     {
         var root = args.Get("root");
+        if (root is not null && root.Trim().Length == 0) throw new UsageException("--root: give a directory (the value is empty)");
         var binary = Environment.ProcessPath is { } p && Path.GetFileName(p) == "edgeml-agent" ? p : Path.Combine(AppContext.BaseDirectory, "edgeml-agent");
         var binDir = Path.GetDirectoryName(Path.GetFullPath(binary))!;
         if (root is null)
@@ -51,10 +60,10 @@ public static class InstallCommand
             throw new IOException("the edgeml-agent package is installed: its unit already runs the agent (`apt remove edgeml-agent` first to use install instead)");
         }
 
-        return args.Has("uninstall") ? Uninstall(target, root is null, output) : Install(target, binDir, root is null, !args.Has("no-start"), output);
+        return args.Has("uninstall") ? Uninstall(target, root is null, output) : Install(target, binDir, root is null, !args.Has("no-start"), args.Has("force"), output);
     }
 
-    private static int Install(string root, string binDir, bool live, bool start, TextWriter output)
+    private static int Install(string root, string binDir, bool live, bool start, bool force, TextWriter output)
     {
         foreach (var hidden in new[] { "/home", "/root", "/run/user" })
         {
@@ -66,11 +75,19 @@ public static class InstallCommand
 
         if (!File.Exists(Path.Combine(binDir, "libonnxruntime.so")))
         {
-            output.WriteLine($"note: no libonnxruntime.so in {binDir}; set Agent:Inference:OnnxRuntimeLibrary in /{ConfigPath}");
+            output.WriteLine($"note: no libonnxruntime.so in {binDir}; set Agent:Inference:OnnxRuntimeLibrary in {Path.Combine(root, ConfigPath)}");
         }
 
-        var unit = Marker + "\n" + Resource("edgeml-agent.service").Replace(PackageDirectory, binDir, StringComparison.Ordinal);
+        var unit = Unit(Resource("edgeml-agent.service").Replace(PackageDirectory, binDir, StringComparison.Ordinal));
         var unitFile = Path.Combine(root, UnitPath);
+        if (File.Exists(unitFile) && File.ReadAllText(unitFile) is var existing && existing != unit && !force)
+        {
+            // Someone else's unit, or ours edited since: replacing it would lose their changes without a word.
+            throw new IOException(IsOurs(existing)
+                ? $"{unitFile} was edited since `edgeml-agent install` wrote it: kept (move your changes to a drop-in, `systemctl edit edgeml-agent`, or run install --force to replace it)"
+                : $"{unitFile} was not written by `edgeml-agent install`: kept (run install --force to replace it)");
+        }
+
         Write(unitFile, unit, output, overwrite: true);
         var configFile = Path.Combine(root, ConfigPath);
         Write(configFile, Config(binDir), output, overwrite: false);
@@ -127,9 +144,19 @@ public static class InstallCommand
         }
 
         if (live) Exec(output, "systemctl", "daemon-reload");
-        output.WriteLine("kept /var/lib/edgeml (outbox, identity, model slots) and the user edgeml: remove them yourself if they should go");
+        var data = Path.Combine(root, "var/lib/edgeml");
+        if (live) output.WriteLine($"kept {data} (outbox, identity, model slots) and the user edgeml: remove them yourself if they should go");
+        else if (Directory.Exists(data)) output.WriteLine($"kept {data} (outbox, identity, model slots): remove it yourself if it should go");
         return 0;
     }
+
+    /// <summary>The unit as install writes it: the marker, the hash line, then <paramref name="body"/>.</summary>
+    private static string Unit(string body) => $"{Marker}\n{HashPrefix}{Sha256(body)}\n{body}";
+
+    /// <summary>Whether a unit file starts with install's marker (written by install, edited or not).</summary>
+    private static bool IsOurs(string text) => text.StartsWith(Marker + "\n", StringComparison.Ordinal);
+
+    private static string Sha256(string text) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)));
 
     /// <summary>The package's configuration with the bundled models' folder at <paramref name="binDir"/>.</summary>
     private static string Config(string binDir) => Resource("agent.json").Replace(PackageDirectory + "/", binDir + "/", StringComparison.Ordinal);

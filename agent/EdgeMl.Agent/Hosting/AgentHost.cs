@@ -34,7 +34,11 @@ public static partial class AgentHost
             AgentRuntime runtime;
             try
             {
-                runtime = new AgentRuntime(options, loggers, slots: slots);
+                runtime = await BuildAsync(options, loggers, slots, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return; // stopped while the sensor was still being opened: a clean stop
             }
             catch (Exception e) when (slots is not null && slots.ActiveSlot != Updates.ModelSlots.Configured && slots.InTrial && e is not OperationCanceledException)
             {
@@ -57,6 +61,27 @@ public static partial class AgentHost
                     metrics?.Detach(runtime);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Builds the runtime on a thread of its own and waits for it only as long as the agent is not stopped. Opening a
+    /// sensor can block with no way to cancel it — a replay FIFO's open() waits for a writer, its first read for a row —
+    /// and a stop must not wait for that: the build is left behind (a background thread, ended with the process), and
+    /// a runtime it still completes later is disposed.
+    /// </summary>
+    private static async Task<AgentRuntime> BuildAsync(AgentOptions options, ILoggerFactory loggers, Updates.ModelSlots? slots, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var build = Task.Factory.StartNew(() => new AgentRuntime(options, loggers, slots: slots), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            return await build.WaitAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            _ = build.ContinueWith(static t => t.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            throw;
         }
     }
 

@@ -9,7 +9,8 @@ namespace EdgeMl.Agent.Metrics;
 
 /// <summary>
 /// The agent's metrics (meter <see cref="MeterName"/>) served in Prometheus text format on <c>Agent:Metrics:Port</c> by
-/// OpenTelemetry's stand-alone HttpListener exporter (docs/metrics.md lists every series). Built only when a port is
+/// OpenTelemetry's stand-alone HttpListener exporter behind <see cref="MetricsFront"/>, which alone answers (only
+/// <c>GET</c>/<c>HEAD /metrics</c>; docs/metrics.md lists every series). Built only when a port is
 /// set: an agent without one has no listener, no meter and no per-inference cost. The counters are the numbers the
 /// pipeline, outbox, uplink and drift monitor keep for the health report, observed at scrape time; only inference
 /// latency is recorded as it happens (a histogram). A model switch builds a new runtime: what the old one counted is
@@ -29,6 +30,7 @@ public sealed class AgentMetrics : IDisposable
 
     private readonly Meter _meter = new(MeterName);
     private readonly MeterProvider _provider;
+    private readonly MetricsFront _front;
     private readonly Histogram<double> _latency;
     private readonly Lock _gate = new();
     private AgentRuntime? _runtime;
@@ -39,6 +41,7 @@ public sealed class AgentMetrics : IDisposable
     public AgentMetrics(MetricsSettings settings)
     {
         var host = settings.Address == "*" ? "+" : settings.Address.Contains(':', StringComparison.Ordinal) ? $"[{settings.Address}]" : settings.Address;
+        var exporterPath = MetricsFront.ExporterPath();
         _latency = _meter.CreateHistogram("edgeml.agent.inference.duration", "s", "Time one inference took (the model's run, not windowing)",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
 
@@ -76,10 +79,21 @@ public sealed class AgentMetrics : IDisposable
             {
                 o.Host = host;
                 o.Port = settings.Port;
+                o.ScrapeEndpointPath = exporterPath; // behind MetricsFront, which alone answers GET /metrics
                 o.ScopeInfoEnabled = false;
                 o.ScrapeResponseCacheDurationMilliseconds = 0; // a scrape shows what was counted until now
             })
             .Build();
+        try
+        {
+            _front = new MetricsFront(host, settings.Address == "*" ? "127.0.0.1" : host, settings.Port, exporterPath);
+        }
+        catch
+        {
+            _provider.Dispose();
+            _meter.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The runtime whose numbers the endpoint shows from now on (the agent builds one per model it runs).</summary>
@@ -188,6 +202,7 @@ public sealed class AgentMetrics : IDisposable
 
     public void Dispose()
     {
+        _front.Dispose();
         _provider.Dispose();
         _meter.Dispose();
     }

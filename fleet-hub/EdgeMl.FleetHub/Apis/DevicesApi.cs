@@ -16,9 +16,17 @@ public static partial class DevicesApi
     public static void MapDevicesApi(this WebApplication app)
     {
         app.MapGet("/api/ingest", (Ingest.TelemetryIngest ingest) => TypedResults.Ok(ingest.Stats())).RequireRole(ApiAuth.Viewer);
-        app.MapGet("/api/ingest/quarantine", (string? device, int? limit, IHubStore store) =>
-            TypedResults.Ok(store.Quarantined(device, Math.Clamp(limit ?? 100, 1, 1000))
-                .Select(q => new QuarantineView(q.Id, q.Device, q.At, q.Reason, q.Records, JsonNode.Parse(q.RecordsJson))).ToList())).RequireRole(ApiAuth.Viewer);
+        app.MapGet("/api/ingest/quarantine", IResult (HttpContext http, IHubStore store) =>
+        {
+            var query = http.Request.Query;
+            if (!QueryValues.TryText(query, "device", 128, out var device, out var error) || !QueryValues.TryInt(query, "limit", 1, 1000, 100, out var limit, out error))
+            {
+                return TypedResults.BadRequest(new ApiError(error!));
+            }
+
+            return TypedResults.Ok(store.Quarantined(device, limit)
+                .Select(q => new QuarantineView(q.Id, q.Device, q.At, q.Reason, q.Records, JsonNode.Parse(q.RecordsJson))).ToList());
+        }).RequireRole(ApiAuth.Viewer);
 
         var api = app.MapGroup("/api/devices");
         api.MapGet("/", (string? group, string? status, string? model, string? tag, IHubStore store) =>
@@ -30,10 +38,13 @@ public static partial class DevicesApi
                 .OrderBy(d => d.Id, StringComparer.Ordinal).ToList())).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}", IResult (string id, IHubStore store, Ingest.TelemetryIngest ingest) =>
             store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true) with { Rejected = ingest.DeviceRejections(id) }) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/telemetry", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "telemetry")).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/records", IResult (string id, int? limit, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "class")] string? recordClass, IHubStore store) =>
-            History(store, id, limit, recordClass)).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/alerts", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "alert")).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/telemetry", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "telemetry")).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/records", IResult (string id, HttpContext http, IHubStore store) =>
+        {
+            if (!QueryValues.TryText(http.Request.Query, "class", 64, out var recordClass, out var error)) return TypedResults.BadRequest(new ApiError(error!));
+            return History(store, id, http.Request.Query, recordClass);
+        }).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/alerts", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "alert")).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/health", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthRange(id, http, store, time)).RequireRole(ApiAuth.Viewer);
 
         api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
@@ -66,6 +77,7 @@ public static partial class DevicesApi
         {
             if (store.FindDevice(id) is null) return NoDevice(id);
             if (!ModelRefs.TryParse(request.Model, out var model, out var error)) return TypedResults.BadRequest(new ApiError($"model {error}"));
+            if (request.Problem() is { } bounds) return TypedResults.BadRequest(new ApiError(bounds));
             var (name, version) = (model.Name, model.Version);
             if (store.FindModel(name, version) is not { } m) return TypedResults.NotFound(new ApiError($"no model {name}@{version} in the registry (edgeml model push)"));
             var desired = new EdgeMl.Protocol.Packages.DesiredModel
@@ -128,14 +140,18 @@ public static partial class DevicesApi
 
     /// <summary>
     /// The device's newest stored records (as stored: a batch resent after a reconnect may arrive after a newer one),
-    /// shown newest first by the device's own time <c>at</c>.
+    /// shown newest first by the device's own time <c>at</c>; <c>?limit=</c> from 1 to 10,000 (default 100), anything
+    /// else a 400 naming it.
     /// </summary>
-    private static IResult History(IHubStore store, string id, int? limit, string? recordClass) =>
-        store.FindDevice(id) is null
+    private static IResult History(IHubStore store, string id, IQueryCollection query, string? recordClass)
+    {
+        if (!QueryValues.TryInt(query, "limit", 1, 10_000, 100, out var limit, out var error)) return TypedResults.BadRequest(new ApiError(error!));
+        return store.FindDevice(id) is null
             ? NoDevice(id)
-            : TypedResults.Ok(store.Records(id, Math.Clamp(limit ?? 100, 1, 10_000), recordClass)
+            : TypedResults.Ok(store.Records(id, limit, recordClass)
                 .OrderByDescending(r => r.At)
                 .Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
+    }
 
     private static IResult NoDevice(string id) => TypedResults.NotFound(new ApiError($"no device '{id}'"));
 
@@ -174,7 +190,24 @@ public static partial class DevicesApi
 }
 
 /// <summary>Points one device at a model directly (no rollout): activate at once, optionally after a shadow run, with the device-side watch bounds.</summary>
-public sealed record DesiredRequest(string? Model, int? ShadowSeconds = null, int? WatchSeconds = null, double? MaxLatencyRatio = null, double? MaxErrorRate = null);
+public sealed record DesiredRequest(string? Model, int? ShadowSeconds = null, int? WatchSeconds = null, double? MaxLatencyRatio = null, double? MaxErrorRate = null)
+{
+    /// <summary>Most seconds a shadow run or a watch period may last (a week).</summary>
+    public const int MaxSeconds = 7 * 24 * 3600;
+
+    /// <summary>
+    /// What is out of range, naming the field and the allowed range, or null: shadowSeconds and watchSeconds 0 to a week,
+    /// maxLatencyRatio 0 (no bound) to 1000, maxErrorRate 0 to 1.
+    /// </summary>
+    public string? Problem()
+    {
+        if (ShadowSeconds is < 0 or > MaxSeconds) return $"shadowSeconds {ShadowSeconds} is not from 0 to {MaxSeconds} (a week)";
+        if (WatchSeconds is < 0 or > MaxSeconds) return $"watchSeconds {WatchSeconds} is not from 0 to {MaxSeconds} (a week)";
+        if (MaxLatencyRatio is { } ratio && (!double.IsFinite(ratio) || ratio < 0 || ratio > 1000)) return $"maxLatencyRatio {ratio} is not from 0 (no bound) to 1000";
+        if (MaxErrorRate is { } rate && (!double.IsFinite(rate) || rate < 0 || rate > 1)) return $"maxErrorRate {rate} is not from 0 to 1";
+        return null;
+    }
+}
 
 public sealed record EnrollRequest(string? Id, string? Group, Dictionary<string, string>? Tags, double? ExpiresHours);
 

@@ -10,8 +10,15 @@ public static class DriftApi
 {
     public static void MapDriftApi(this WebApplication app)
     {
-        app.MapGet("/api/drift", IResult (string? device, string? group, string? since, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
+        app.MapGet("/api/drift", IResult (HttpContext http, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
         {
+            var query = http.Request.Query;
+            if (!QueryValues.TryText(query, "device", 128, out var device, out var bad) || !QueryValues.TryText(query, "group", 64, out var group, out bad)
+                                                                                     || !QueryValues.TryText(query, "since", 32, out var since, out bad))
+            {
+                return TypedResults.BadRequest(new ApiError(bad!));
+            }
+
             if (device is not null && group is not null) return TypedResults.BadRequest(new ApiError("give device or group, not both (neither: the whole fleet)"));
             if (!Protocol.Text.Durations.TryParse(since ?? "24h", out var span, out var error)) return TypedResults.BadRequest(new ApiError($"since: {error}"));
             var from = time.GetUtcNow() - span;
@@ -28,14 +35,20 @@ public static class DriftApi
         }).RequireRole(ApiAuth.Viewer);
 
         // A device's drift over time: the range cut into equal buckets, each tested like GET /api/drift tests a range.
-        app.MapGet("/api/drift/series", IResult (string? device, string? since, int? buckets, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
+        app.MapGet("/api/drift/series", IResult (HttpContext http, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
         {
-            if (string.IsNullOrEmpty(device)) return TypedResults.BadRequest(new ApiError("device: which device? (/api/drift/series?device=ID)"));
+            var query = http.Request.Query;
+            if (!QueryValues.TryText(query, "device", 128, out var device, out var bad) || !QueryValues.TryText(query, "since", 32, out var since, out bad)
+                                                                                     || !QueryValues.TryInt(query, "buckets", 1, MaxBuckets, 24, out var buckets, out bad))
+            {
+                return TypedResults.BadRequest(new ApiError(bad!));
+            }
+
+            if (device is null) return TypedResults.BadRequest(new ApiError("device: which device? (/api/drift/series?device=ID)"));
             if (!Protocol.Text.Durations.TryParse(since ?? "24h", out var span, out var error)) return TypedResults.BadRequest(new ApiError($"since: {error}"));
             if (span <= TimeSpan.Zero || span > TimeSpan.FromDays(400)) return TypedResults.BadRequest(new ApiError("since: between 1 s and 400 days"));
-            if (buckets is < 1 or > MaxBuckets) return TypedResults.BadRequest(new ApiError($"buckets: 1 to {MaxBuckets}"));
             if (store.FindDevice(device) is null) return TypedResults.NotFound(new ApiError($"no device '{device}'"));
-            return TypedResults.Ok(Series(store, baselines, device, time.GetUtcNow(), span, buckets ?? 24));
+            return TypedResults.Ok(Series(store, baselines, device, time.GetUtcNow(), span, buckets));
         }).RequireRole(ApiAuth.Viewer);
     }
 

@@ -62,8 +62,16 @@ public static class RolloutsApi
             return TypedResults.Ok(sent.Select(s => new RollbackSent(s.Device, s.To)).ToList());
         }).RequireRole(ApiAuth.Operator);
 
-        app.MapGet("/api/audit", IResult (DateTimeOffset? since, string? action, string? device, string? subject, string? format, IHubStore store) =>
+        app.MapGet("/api/audit", IResult (HttpContext http, IHubStore store, TimeProvider time) =>
         {
+            var query = http.Request.Query;
+            if (!QueryValues.TryTime(query, "since", time.GetUtcNow(), out var since, out var bad) || !QueryValues.TryText(query, "action", 64, out var action, out bad)
+                || !QueryValues.TryText(query, "device", 128, out var device, out bad) || !QueryValues.TryText(query, "subject", 256, out var subject, out bad)
+                || !QueryValues.TryChoice(query, "format", ["json", "csv"], "json", out var format, out bad))
+            {
+                return TypedResults.BadRequest(new ApiError(bad!));
+            }
+
             var entries = store.Audit(new AuditQuery(since, action, device, subject));
             if (format != "csv") return TypedResults.Ok(entries);
             var csv = new StringBuilder("at,actor,action,subject,device,details\n");

@@ -49,9 +49,28 @@ public static class HubMetricsExtensions
         bool OnMetricsPort(HttpContext http) => port > 0 && http.Connection.LocalPort == port;
         app.Use(async (http, next) =>
         {
-            if (OnMetricsPort(http) && http.Request.Path != "/metrics")
+            var isMetrics = http.Request.Path.Equals("/metrics", StringComparison.OrdinalIgnoreCase);
+            if (OnMetricsPort(http))
             {
-                http.Response.StatusCode = StatusCodes.Status404NotFound;
+                // Only GET/HEAD of exactly /metrics; anything else a short plain-text answer (this port is not the JSON API).
+                if (!string.Equals(http.Request.Path.Value, "/metrics", StringComparison.Ordinal))
+                {
+                    await PlainAsync(http, StatusCodes.Status404NotFound, "not found: this port serves only GET /metrics").ConfigureAwait(false);
+                    return;
+                }
+
+                if (!HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method))
+                {
+                    http.Response.Headers.Allow = "GET, HEAD";
+                    await PlainAsync(http, StatusCodes.Status405MethodNotAllowed, $"{Printable(http.Request.Method)} is not allowed: GET /metrics").ConfigureAwait(false);
+                    return;
+                }
+            }
+            else if (isMetrics && !HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method))
+            {
+                http.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+                http.Response.Headers.Allow = "GET, HEAD";
+                await http.Response.WriteAsJsonAsync(new ApiError($"{Printable(http.Request.Method)} is not allowed on /metrics (GET or HEAD)")).ConfigureAwait(false);
                 return;
             }
 
@@ -69,4 +88,13 @@ public static class HubMetricsExtensions
                 await next(http).ConfigureAwait(false);
             }), optionsName: null);
     }
+
+    private static Task PlainAsync(HttpContext http, int status, string message)
+    {
+        http.Response.StatusCode = status;
+        http.Response.ContentType = "text/plain; charset=utf-8";
+        return http.Response.WriteAsync(message + "\n");
+    }
+
+    private static string Printable(string s) => new string(s.Take(20).Where(c => !char.IsControl(c)).ToArray());
 }

@@ -90,6 +90,60 @@ public sealed class InstallCommandTests : IDisposable
         Assert.True(File.Exists(Unit));
     }
 
+    [Fact]
+    public void Install_keeps_a_unit_it_did_not_write_or_that_was_edited_unless_forced_naming_the_file()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Unit)!);
+        const string foreign = "[Service]\nExecStart=/opt/mine\n";
+        File.WriteAllText(Unit, foreign);
+        var (code, stdout, stderr) = AgentProcess.Agent("install", "--root", _root.Path);
+        Assert.Equal(1, code);
+        Assert.Equal($"error: {Unit} was not written by `edgeml-agent install`: kept (run install --force to replace it)", stderr.Trim());
+        Assert.Equal(foreign, File.ReadAllText(Unit));
+        Assert.DoesNotContain("wrote", stdout, StringComparison.Ordinal);
+
+        (code, _, stderr) = AgentProcess.Agent("install", "--root", _root.Path, "--force");
+        Assert.True(code == 0, stderr);
+        var ours = File.ReadAllText(Unit);
+        Assert.Contains($"ExecStart={BinDir}/edgeml-agent run", ours, StringComparison.Ordinal);
+
+        // An administrator's edit of our unit is kept too; --force replaces it.
+        var edited = ours.Replace("[Service]", "[Service]\nNice=5", StringComparison.Ordinal);
+        File.WriteAllText(Unit, edited);
+        (code, _, stderr) = AgentProcess.Agent("install", "--root", _root.Path);
+        Assert.Equal(1, code);
+        Assert.StartsWith($"error: {Unit} was edited since `edgeml-agent install` wrote it: kept", stderr.Trim(), StringComparison.Ordinal);
+        Assert.Single(stderr.Trim().Split('\n'));
+        Assert.Equal(edited, File.ReadAllText(Unit));
+        (code, _, stderr) = AgentProcess.Agent("install", "--root", _root.Path, "--force");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(ours, File.ReadAllText(Unit));
+    }
+
+    [Fact]
+    public void An_empty_root_is_a_usage_error_in_one_line()
+    {
+        var (code, stdout, stderr) = AgentProcess.Agent("install", "--root", "");
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        Assert.Equal("error: --root: give a directory (the value is empty) (see 'edgeml-agent install --help')", stderr.Trim());
+    }
+
+    [Fact]
+    public void Uninstall_under_a_root_names_the_paths_under_it()
+    {
+        Assert.Equal(0, AgentProcess.Agent("install", "--root", _root.Path).ExitCode);
+        Directory.CreateDirectory(Path.Combine(_root.Path, "var/lib/edgeml"));
+        var (code, stdout, stderr) = AgentProcess.Agent("install", "--uninstall", "--root", _root.Path);
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"kept {Path.Combine(_root.Path, "var/lib/edgeml")} ", stdout, StringComparison.Ordinal);
+        // Every path the output names lies under the root (none of the machine's own /var/lib/edgeml or /etc).
+        foreach (System.Text.RegularExpressions.Match path in System.Text.RegularExpressions.Regex.Matches(stdout, @"(?<=\s|^)/[^\s:()]+"))
+        {
+            Assert.StartsWith(_root.Path, path.Value, StringComparison.Ordinal);
+        }
+    }
+
     [SkippableFact]
     public void Install_without_root_dir_refuses_clearly_where_systemd_does_not_run()
     {

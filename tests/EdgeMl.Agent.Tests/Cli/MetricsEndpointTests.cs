@@ -92,6 +92,40 @@ public sealed class MetricsEndpointTests : IDisposable
         Assert.Equal(HttpStatusCode.NotFound, _http.GetAsync($"http://127.0.0.1:{port}/other").Result.StatusCode);
     }
 
+    [Fact]
+    public async Task The_metrics_port_serves_only_get_and_head_of_exactly_metrics_with_plain_text_refusals()
+    {
+        var port = Mosquitto.FreePort();
+        _agent = AgentProcess.Start("run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--quiet",
+            "--Agent:Pipeline:Realtime=true", $"--Agent:Metrics:Port={port}");
+        var scrape = ScrapeUntil(port, m => m.Value("edgeml_agent_predictions_total") >= 1, "the first prediction");
+        Assert.Equal("counter", scrape.Types["edgeml_agent_predictions_total"]);
+        var url = $"http://127.0.0.1:{port}";
+        using (var head = new HttpRequestMessage(HttpMethod.Head, $"{url}/metrics"))
+        {
+            var r = await _http.SendAsync(head);
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            Assert.Empty(await r.Content.ReadAsByteArrayAsync());
+        }
+
+        foreach (var method in new[] { HttpMethod.Post, HttpMethod.Put, HttpMethod.Delete })
+        {
+            using var request = new HttpRequestMessage(method, $"{url}/metrics");
+            var r = await _http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, r.StatusCode);
+            Assert.Equal("text/plain", r.Content.Headers.ContentType?.MediaType);
+            Assert.Equal($"{method.Method} is not allowed: GET /metrics", (await r.Content.ReadAsStringAsync()).Trim());
+        }
+
+        foreach (var path in new[] { "/METRICS", "/Metrics", "/metrics/x", "/metrics/", "/", "/other" })
+        {
+            var r = await _http.GetAsync(url + path);
+            Assert.True(r.StatusCode == HttpStatusCode.NotFound, $"{path}: {(int)r.StatusCode}");
+            Assert.Equal("text/plain", r.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("not found: this port serves only GET /metrics", (await r.Content.ReadAsStringAsync()).Trim());
+        }
+    }
+
     [Theory]
     [InlineData("--Agent:Metrics:Port=70000", "Agent:Metrics:Port")]
     [InlineData("--Agent:Metrics:Address=localhost", "Agent:Metrics:Address")]
