@@ -169,10 +169,14 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
                 if (roles.Any(r => r?["rolename"]?.GetValue<string>() == DeviceRole(user))) owned.Add(user);
             }
 
+            // Read after the listing: a device enrolled meanwhile shows as enrolled here, and its new login is kept.
             var registry = store.Devices();
             var deleted = 0;
-            foreach (var d in registry.Where(d => d.Enrollment == "revoked" && owned.Contains(d.Id)))
+            foreach (var d in registry.Where(d => d.Enrollment is "revoked" or "pending" && owned.Contains(d.Id)))
             {
+                // Revoked (or registered again after a revocation, not yet claimed): its old login goes. Asked again just
+                // before, so that a login created by an enrollment claimed since the registry was read stays.
+                if (store.FindDevice(d.Id)?.Enrollment is not ("revoked" or "pending")) continue;
                 await DeleteLoginAsync(d.Id).ConfigureAwait(false);
                 owned.Remove(d.Id);
                 deleted++;

@@ -105,6 +105,7 @@ public sealed partial class DriftAlerts(
         if (!_leading) LogLeading(logger);
         _leading = true;
         _sweep = false;
+        if (!sweep && devices.Count == 0 && _pendingScopes.Count == 0) return; // nothing new: the registry is not read
         var registry = store.DeviceRows();
         if (sweep)
         {
