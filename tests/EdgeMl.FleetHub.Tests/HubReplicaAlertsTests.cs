@@ -105,7 +105,7 @@ public sealed class HubReplicaAlertsTests(PostgresFixture postgres) : IDisposabl
 
         // The leader dies; the survivor takes over drift-alerts (and offline-alerts) and announces the next events.
         leader.KillHub();
-        HubHarness.Until(() => Said(survivor, Leading), "the other replica to take over drift-alerts", 20_000);
+        HubHarness.Until(() => Said(survivor, Leading), "the other replica to take over drift-alerts within 10 s (issue 13)", 10_000);
         Publish(broker, "edgeml/drift-2/drift", DriftBatch("drift-2", 1, baseline, manifest.Name, manifest.Version), _a.Dir);
         HubHarness.Until(() => Scope("drift-2") >= 1 && Scope("group line-2") >= 1, "drift alerts for drift-2 and its group from the survivor", 30_000);
         Publish(broker, "edgeml/away-2/status", """{"state":"online","boot":"b1"}""", _a.Dir);
