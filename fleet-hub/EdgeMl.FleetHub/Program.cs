@@ -71,6 +71,7 @@ builder.Services.AddHostedService<EdgeMl.FleetHub.Retention.RecordRetention>();
 builder.Services.AddSingleton<TelemetryIngest>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.RegistryBaselines>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.DriftAlerts>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>()); // on the replica leading drift-alerts
 builder.Services.AddSingleton<EdgeMl.FleetHub.Events.HubEvents>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Alerts.FleetAlerts>();
 builder.Services.AddHostedService<EdgeMl.FleetHub.Alerts.OfflineAlerts>();
@@ -113,7 +114,7 @@ app.MapHubMetrics(settings);
 app.UseDashboard();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();
 var ingest = app.Services.GetRequiredService<TelemetryIngest>();
-ingest.DriftStored = driftAlerts.Check;
+ingest.DriftStored = driftAlerts.Stored; // the leader judges them (DriftAlerts.Pass)
 var hubEvents = app.Services.GetRequiredService<EdgeMl.FleetHub.Events.HubEvents>();
 var fleetAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Alerts.FleetAlerts>();
 ingest.PresenceStored = hubEvents.Presence;

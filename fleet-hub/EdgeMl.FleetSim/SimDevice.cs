@@ -116,6 +116,12 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build();
         var result = await _client.PublishAsync(message, ct).ConfigureAwait(false);
         if (!result.IsSuccess) throw new IOException($"{Id}: broker refused a publish on {topic}: {result.ReasonCode}");
+        // As the agent (Agent:Hub:RequireSubscriber): a batch the broker delivered to no hub (MQTT 5 reason 0x10, e.g. a
+        // broker restarted before the hub subscribed again) is not counted as acknowledged.
+        if (!retain && result.ReasonCode == MqttClientPublishReasonCode.NoMatchingSubscribers)
+        {
+            throw new IOException($"{Id}: the broker has no hub subscribed to {topic}: not delivered");
+        }
     }
 
     public string Password => password;

@@ -106,6 +106,78 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     }
 
     [Fact]
+    public async Task A_mosquitto_restart_under_two_replicas_loses_and_duplicates_nothing_and_presence_and_desired_states_are_right_afterwards()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        var persist = Path.Combine(_a.Dir.Path, "mosquitto");
+        Directory.CreateDirectory(persist);
+        using var broker = new Mosquitto(persistDirectory: persist).Start(); // persistence true, as production needs (docs/scale.md)
+        var store = postgres.Cluster.CreateDatabase();
+        var token = "op_restart_" + Guid.NewGuid().ToString("N");
+        var keys = Path.Combine(_a.Dir.Path, "keys");
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
+        foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
+        {
+            h.StartHub(broker.Url, "--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token, "--TrustedKeys:0", Path.Combine(keys, "ops.pub"));
+            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
+        }
+
+        var package = _a.SignedVariant("1.0.0", Path.Combine(keys, "ops.key"));
+        var push = HubHarness.Run(HubHarness.CliDll, "model", "push", package, "--hub", _a.HubUrl, "--token", token);
+        Assert.True(push.Code == 0, push.Err);
+        string model;
+        using (var stream = File.OpenRead(package))
+        {
+            var m = EdgeMl.Protocol.Packages.ModelPackage.Read(stream, package).Manifest;
+            model = $"{m.Name}@{m.Version}";
+        }
+
+        _a.Register("idle-1");
+
+        // Agents send in real time (about 8 records a second each) through the broker to either replica.
+        const int Count = 100;
+        var devices = new[] { "rs-1", "rs-2", "rs-3" };
+        var agents = devices.Select(d => _a.Agent(d, Count, fast: false)).ToList();
+        foreach (var d in devices) HubHarness.Until(() => _b.Records(d) >= 8, $"{d}'s first records", 30_000);
+
+        // Mosquitto restarts (SIGTERM, as systemctl restart does). While it is away an operator sets a device's desired model.
+        var connectedA = _a.HubLog.Count(l => l.Contains("Connected to external broker", StringComparison.Ordinal));
+        var connectedB = _b.HubLog.Count(l => l.Contains("Connected to external broker", StringComparison.Ordinal));
+        broker.StopGracefully();
+        using (var set = await _b.Api.PostAsync("/api/devices/idle-1/desired", new StringContent($$"""{"model":"{{model}}"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.True(set.IsSuccessStatusCode, $"setting idle-1's desired model while the broker is away: {(int)set.StatusCode}");
+        }
+
+        broker.Start();
+        HubHarness.Until(() => _a.HubLog.Count(l => l.Contains("Connected to external broker", StringComparison.Ordinal)) > connectedA
+                               && _b.HubLog.Count(l => l.Contains("Connected to external broker", StringComparison.Ordinal)) > connectedB, "both replicas back at the broker");
+
+        // Presence: every running agent online again (its status after the reconnect), as either replica says.
+        foreach (var d in devices.Where((_, i) => !agents[i].HasExited))
+        {
+            HubHarness.Until(() => _a.Device(d).GetProperty("presence").GetString() == "online" && _b.Device(d).GetProperty("presence").GetString() == "online", $"{d} online again");
+        }
+
+        // Desired states: the one set while the broker was away is at the broker now (retained, republished by the replicas).
+        var (subCode, desired, subErr) = HubHarness.Run("/usr/bin/mosquitto_sub", "-p", HubHarness.Str(broker.Port), "-t", "edgeml/idle-1/state/desired", "-C", "1", "-W", "20");
+        Assert.True(subCode == 0, $"no desired state for idle-1 at the broker: {subErr}");
+        Assert.Contains(model.Split('@')[1], desired, StringComparison.Ordinal);
+
+        // Records produced == records stored, none twice: the agents kept what the broker delivered to no hub (PUBACK
+        // "no matching subscribers" while the replicas were not subscribed again) and sent it again.
+        foreach (var p in agents) Assert.True(p.WaitForExit(90_000), "an agent did not finish");
+        foreach (var d in devices)
+        {
+            HubHarness.Until(() => _a.Records(d) >= Count, $"all {Count} records of {d} (have {_a.Records(d)})", 30_000);
+            Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), _b.Stored(d).Select(r => r.Seq).Order());
+            HubHarness.Until(() => _b.Device(d).GetProperty("presence").GetString() == "offline", $"{d} offline after its agent stopped");
+        }
+
+        foreach (var p in agents) p.Dispose();
+    }
+
+    [Fact]
     public void A_store_that_cannot_be_opened_stops_the_hub_with_one_line()
     {
         var hub = Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll");

@@ -361,6 +361,24 @@ public sealed class PostgresHubStoreTests(PostgresFixture postgres) : HubStoreCo
     }
 
     [Fact]
+    public void Signals_from_one_replica_reach_the_others_listener_and_a_listener_that_just_started_says_it_may_have_missed_some()
+    {
+        using var a = PostgresHubStore.Open(_database);
+        using var b = PostgresHubStore.Open(_database);
+        Assert.True(a.TakeSignals("drift-alerts").Lost); // nothing heard before its first LISTEN
+        var heard = new HashSet<string>();
+        var many = Enumerable.Range(0, 2000).Select(i => $"device-{i:D5}").ToList(); // more than one NOTIFY payload (8000 bytes) holds
+        HubHarness.Until(() =>
+        {
+            b.Signal("drift-alerts", many);
+            heard.UnionWith(a.TakeSignals("drift-alerts").Items);
+            return heard.Count == many.Count;
+        }, "replica a to hear replica b's signals", 10_000);
+        Assert.Equal(many.Order(), heard.Order());
+        Assert.Empty(a.TakeSignals("retention").Items); // another kind of work, another channel
+    }
+
+    [Fact]
     public void Replicas_starting_together_on_an_empty_database_migrate_it_once()
     {
         var fresh = postgres.Cluster.CreateDatabase();

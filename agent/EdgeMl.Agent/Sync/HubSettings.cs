@@ -35,4 +35,11 @@ public sealed class HubSettings
     /// <summary>First wait after a failed connection; doubles (with jitter) up to <see cref="ReconnectMaxMs"/>.</summary>
     public int ReconnectMinMs { get; set; } = 500;
     public int ReconnectMaxMs { get; set; } = 30_000;
+    /// <summary>
+    /// A batch the broker acknowledged with "no matching subscribers" (MQTT 5 reason 0x10) was delivered to no hub — an
+    /// external broker restarted and no hub replica has subscribed again yet (Mosquitto does not keep shared subscriptions
+    /// across its restart): true (default) keeps it in the outbox and sends it again after the reconnect backoff; false takes
+    /// that acknowledgement as delivered (hubs before this version answer every batch so on their embedded broker).
+    /// </summary>
+    public bool RequireSubscriber { get; set; } = true;
 }

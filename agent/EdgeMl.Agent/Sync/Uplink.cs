@@ -123,6 +123,12 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
                         var part = records.GetRange(start, count);
                         Sent += count;
                         var result = await _client.PublishAsync(Message(group.Key, part), ct).ConfigureAwait(false);
+                        if (result.ReasonCode == MqttClientPublishReasonCode.NoMatchingSubscribers && settings.RequireSubscriber)
+                        {
+                            // Taken by the broker, delivered to no hub (no hub subscribed there just now): kept, sent again.
+                            throw new UnroutedBatchException($"the broker has no hub subscribed to {group.Key} (restarted, hub not back yet): kept, sent again");
+                        }
+
                         if (!result.IsSuccess)
                         {
                             throw new IOException($"broker refused a batch on {group.Key}: {result.ReasonCode} {result.ReasonString}");
@@ -150,7 +156,8 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
                 LogLinkDown(logger, settings.Broker, failures, wait.TotalMilliseconds, e.Message);
                 try
                 {
-                    if (_client.IsConnected) await _client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                    // The link itself is fine when only no hub was subscribed: wait and send again on it.
+                    if (_client.IsConnected && e is not UnroutedBatchException) await _client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
                     await Task.Delay(wait, time, ct).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
@@ -422,3 +429,6 @@ public sealed partial class Uplink(DeviceOutbox outbox, HubSettings settings, Ti
     [LoggerMessage(EventId = 1401, Level = LogLevel.Warning, Message = "Uplink to {Broker} down ({Failures} in a row), retrying in {WaitMs:0} ms: {Error}")]
     private static partial void LogLinkDown(ILogger logger, string broker, int failures, double waitMs, string error);
 }
+
+/// <summary>A batch the broker took but delivered to no subscriber (MQTT 5 PUBACK 0x10): not delivered, kept in the outbox.</summary>
+internal sealed class UnroutedBatchException(string message) : IOException(message);

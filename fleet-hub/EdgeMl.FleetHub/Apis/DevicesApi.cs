@@ -36,8 +36,10 @@ public static partial class DevicesApi
                 .Where(d => model is null || d.Model == model || $"{d.Model}@{d.ModelVersion}" == model)
                 .Where(d => tag is null || HasTag(d, tag))
                 .OrderBy(d => d.Id, StringComparer.Ordinal).ToList())).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}", IResult (string id, IHubStore store, Ingest.TelemetryIngest ingest) =>
-            store.FindDevice(id) is { } d ? TypedResults.Ok(Summary(d, withHealth: true) with { Rejected = ingest.DeviceRejections(id) }) : NoDevice(id)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}", IResult (string id, IHubStore store, Ingest.TelemetryIngest ingest, IDeviceConnections connections) =>
+            store.FindDevice(id) is { } d
+                ? TypedResults.Ok(Summary(d, withHealth: true) with { Rejected = ingest.DeviceRejections(id), BrokerLogin = connections.LoginState(id, d.Enrollment) })
+                : NoDevice(id)).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/telemetry", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "telemetry")).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/records", IResult (string id, HttpContext http, IHubStore store) =>
         {
@@ -216,7 +218,8 @@ public sealed record EnrollTicket(string Id, string Token, DateTimeOffset Expire
 public sealed record DeviceView(
     string Id, string? Group, IReadOnlyDictionary<string, string> Tags, string Enrollment, DateTimeOffset? EnrolledAt, DateTimeOffset? RevokedAt,
     string Presence, string? Boot, DateTimeOffset? LastSeen, long Records, string? Model, string? ModelVersion, double? LatencyP99Ms, DateTimeOffset? HealthAt, JsonNode? Health,
-    string? Drift = null, DateTimeOffset? DriftAt = null, string? Desired = null, JsonNode? Reported = null, IReadOnlyDictionary<string, long>? Rejected = null);
+    string? Drift = null, DateTimeOffset? DriftAt = null, string? Desired = null, JsonNode? Reported = null, IReadOnlyDictionary<string, long>? Rejected = null,
+    string? BrokerLogin = null);
 
 /// <summary>A quarantined batch as the API shows it (<c>GET /api/ingest/quarantine</c>).</summary>
 public sealed record QuarantineView(long Id, string Device, DateTimeOffset At, string Reason, int Records, JsonNode? Data);

@@ -110,6 +110,12 @@ public sealed partial class EmbeddedBroker(TelemetryIngest ingest, IHubStore sto
             {
                 switch (await ingest.HandleAsync(e.ClientId, subtopic, message.Payload).ConfigureAwait(false))
                 {
+                    case IngestOutcome.Stored when subtopic is "tele" or "health" or "drift":
+                        // Stored: nobody else may subscribe to a device's batches here, so they are not forwarded, and the
+                        // PUBACK says Success (forwarded to no one it would say NoMatchingSubscribers, which agents take as
+                        // "no hub got it, send again": Agent:Hub:RequireSubscriber).
+                        e.ProcessPublish = false;
+                        break;
                     case IngestOutcome.Dropped:
                         e.ProcessPublish = false; // acknowledged, but a malformed message is neither retained nor forwarded
                         break;
@@ -293,6 +299,12 @@ public interface IDeviceConnections
     /// broker: presence from the devices' status messages stands in for it).
     /// </summary>
     int? ConnectedDevices => null;
+
+    /// <summary>
+    /// The device's login at an external broker with <c>--BrokerDynsec</c> (<c>ok</c>, <c>pending</c>, <c>missing</c>,
+    /// <c>revoking</c>, <c>unknown</c>: ExternalBrokerClient.LoginState); null where the hub checks logins itself (the embedded broker).
+    /// </summary>
+    string? LoginState(string deviceId, string enrollment) => null;
 }
 
 /// <summary>The hub's own messages to MQTT (alerts, desired state).</summary>

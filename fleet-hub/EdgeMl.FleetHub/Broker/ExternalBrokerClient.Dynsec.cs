@@ -26,14 +26,55 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
     private const string HubRole = "edgeml-hub";
     private readonly ConcurrentDictionary<string, TaskCompletionSource<JsonArray>> _pending = new();
     private bool _hubRoleGiven;
+    /// <summary>Logins created while the broker was away (device id → password), created at the next connect; this replica's memory only.</summary>
+    private readonly ConcurrentDictionary<string, string> _pendingGrants = new(StringComparer.Ordinal);
+    /// <summary>Devices with a login the hub owns at the broker (as last listed, and changed since); guarded by itself.</summary>
+    private readonly HashSet<string> _logins = new(StringComparer.Ordinal);
+    /// <summary>Enrolled devices the broker had no login for at the last listing.</summary>
+    private readonly HashSet<string> _missing = new(StringComparer.Ordinal);
+    private bool _reconciled;
+    /// <summary>The plugin answered and the hub has its role on this connection.</summary>
+    private bool _dynsecReady;
 
     /// <summary>Role name of one device at the broker.</summary>
     public static string DeviceRole(string deviceId) => $"edgeml-device-{deviceId}";
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// While the broker is away (this replica is not connected, or the connection broke during the call) the login is
+    /// kept in this replica's memory and created at its next connect (<see cref="ReconcileAsync"/>): the device's
+    /// enrollment goes through. The plugin only takes plaintext passwords and the store keeps only hashes, so a
+    /// replica that stops before the broker comes back loses it: the device is then reported without a login
+    /// (<see cref="LoginState"/>, a warning at every connect) and must be enrolled again.
+    /// </remarks>
     public async Task GrantAsync(string deviceId, string password)
     {
         if (!settings.BrokerDynsec) return;
+        if (_client is not { IsConnected: true })
+        {
+            KeepForLater(deviceId, password);
+            return;
+        }
+
+        try
+        {
+            await CreateLoginAsync(deviceId, password).ConfigureAwait(false);
+        }
+        catch (BrokerIdentityException) when (_client is not { IsConnected: true })
+        {
+            KeepForLater(deviceId, password); // the broker went away during the call
+        }
+    }
+
+    private void KeepForLater(string deviceId, string password)
+    {
+        _pendingGrants[deviceId] = password;
+        LogGrantLater(logger, deviceId, settings.Broker);
+    }
+
+    /// <summary>The device's client and role at the broker, replacing whatever was there.</summary>
+    private async Task CreateLoginAsync(string deviceId, string password)
+    {
         var role = DeviceRole(deviceId);
         var acls = new JsonArray(
             Acl("subscribePattern", $"{Topics.Root}/{deviceId}/#"),
@@ -59,22 +100,128 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
         ]).ConfigureAwait(false);
         Check(answers, 2, $"creating role {role}");
         Check(answers, 3, $"creating client {deviceId}");
+        _pendingGrants.TryRemove(deviceId, out _);
+        lock (_logins)
+        {
+            _logins.Add(deviceId);
+            _missing.Remove(deviceId);
+        }
     }
 
     /// <summary>Revocation: deletes the device's client and role at the broker (Mosquitto ends its connection).</summary>
     /// <exception cref="BrokerIdentityException">The plugin did not answer or refused.</exception>
+    /// <remarks>
+    /// While the broker is away the revocation is in the registry only; every replica deletes the logins of revoked
+    /// devices at its next connect (<see cref="ReconcileAsync"/>), before devices can use them again.
+    /// </remarks>
     public async Task DisconnectAsync(string deviceId)
     {
         if (!settings.BrokerDynsec) return;
+        _pendingGrants.TryRemove(deviceId, out _);
+        try
+        {
+            await DeleteLoginAsync(deviceId).ConfigureAwait(false);
+        }
+        catch (BrokerIdentityException) when (_client is not { IsConnected: true })
+        {
+            LogRevokeLater(logger, deviceId, settings.Broker);
+            store.SetPresence(deviceId, "offline", null, DateTimeOffset.UtcNow); // its connection went with the broker
+        }
+    }
+
+    private async Task DeleteLoginAsync(string deviceId)
+    {
         var answers = await ControlAsync(
         [
             new JsonObject { ["command"] = "deleteClient", ["username"] = deviceId },
             new JsonObject { ["command"] = "deleteRole", ["rolename"] = DeviceRole(deviceId) },
         ]).ConfigureAwait(false);
         Check(answers, 0, $"deleting client {deviceId}", notFoundIsFine: true);
+        lock (_logins) _logins.Remove(deviceId);
         // Mosquitto ended its connection, but its Last Will is not delivered (the will's publish is checked against the
         // ACLs of a client that no longer exists): the registry marks it offline itself.
         store.SetPresence(deviceId, "offline", null, DateTimeOffset.UtcNow);
+    }
+
+    /// <summary>
+    /// After every connect (with the plugin set up): the logins this replica kept while the broker was away are created,
+    /// the logins of revoked devices are deleted, and enrolled devices without a login are reported (one warning line).
+    /// Only clients the hub owns are touched: a client whose user name is a device id and that has the hub's role for
+    /// it (<c>edgeml-device-{id}</c>); every other client at the broker is left alone.
+    /// </summary>
+    private async Task ReconcileAsync()
+    {
+        try
+        {
+            foreach (var (id, password) in _pendingGrants.ToArray())
+            {
+                if (store.FindDevice(id) is { Enrollment: "enrolled" }) await CreateLoginAsync(id, password).ConfigureAwait(false);
+                else _pendingGrants.TryRemove(id, out _); // revoked or enrolled again meanwhile
+            }
+
+            var answers = await ControlAsync([new JsonObject { ["command"] = "listClients", ["verbose"] = true }]).ConfigureAwait(false);
+            Check(answers, 0, "listing the broker's clients");
+            var owned = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var c in answers[0]?["data"]?["clients"] as JsonArray ?? [])
+            {
+                if (c?["username"]?.GetValue<string>() is not { } user) continue;
+                var roles = c["roles"] as JsonArray ?? [];
+                if (roles.Any(r => r?["rolename"]?.GetValue<string>() == DeviceRole(user))) owned.Add(user);
+            }
+
+            // Read after the listing: a device enrolled meanwhile shows as enrolled here, and its new login is kept.
+            var registry = store.Devices();
+            var deleted = 0;
+            foreach (var d in registry.Where(d => d.Enrollment is "revoked" or "pending" && owned.Contains(d.Id)))
+            {
+                // Revoked (or registered again after a revocation, not yet claimed): its old login goes. Asked again just
+                // before, so that a login created by an enrollment claimed since the registry was read stays.
+                if (store.FindDevice(d.Id)?.Enrollment is not ("revoked" or "pending")) continue;
+                await DeleteLoginAsync(d.Id).ConfigureAwait(false);
+                owned.Remove(d.Id);
+                deleted++;
+            }
+
+            var missing = registry.Where(d => d.Enrollment == "enrolled" && !owned.Contains(d.Id) && !_pendingGrants.ContainsKey(d.Id)).Select(d => d.Id).Order(StringComparer.Ordinal).ToList();
+            lock (_logins)
+            {
+                _logins.Clear();
+                _logins.UnionWith(owned);
+                _missing.Clear();
+                _missing.UnionWith(missing);
+                _reconciled = true;
+            }
+
+            if (missing.Count > 0)
+            {
+                LogMissingLogins(logger, missing.Count, settings.Broker, string.Join(", ", missing.Take(20)) + (missing.Count > 20 ? ", …" : ""));
+            }
+
+            LogReconciled(logger, settings.Broker, owned.Count, deleted, missing.Count);
+        }
+        catch (BrokerIdentityException e)
+        {
+            // The connection went away meanwhile, or the plugin refused: the next connect tries again.
+            LogDynsecProblem(logger, settings.Broker, $"reconciling devices' logins: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// The device's login at the broker as this replica knows it (<c>GET /api/devices/{id}</c>, <c>brokerLogin</c>): null
+    /// without <c>--BrokerDynsec</c> or for a device never enrolled; <c>ok</c> (the broker has it); <c>pending</c> (kept
+    /// here until the broker is back); <c>missing</c> (enrolled, but the broker has no login for it: enrolled before
+    /// <c>--BrokerDynsec</c>, or its login was lost with a replica: enroll it again); <c>revoking</c> (revoked, the broker
+    /// still has its login until the next connect); <c>unknown</c> (not listed since this replica started).
+    /// </summary>
+    public string? LoginState(string deviceId, string enrollment)
+    {
+        if (!settings.BrokerDynsec || enrollment is not ("enrolled" or "revoked")) return null;
+        if (enrollment == "enrolled" && _pendingGrants.ContainsKey(deviceId)) return "pending";
+        lock (_logins)
+        {
+            if (enrollment == "revoked") return _logins.Contains(deviceId) ? "revoking" : null;
+            return _logins.Contains(deviceId) ? "ok" : _missing.Contains(deviceId) ? "missing" : _reconciled ? "missing" : "unknown";
+        }
     }
 
     /// <summary>Alert consumers log in at the external broker with its own accounts: nothing to end here.</summary>
@@ -89,6 +236,7 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
     private async Task<bool> SetUpDynsecAsync()
     {
         var hub = settings.BrokerUser;
+        _dynsecReady = false;
         try
         {
             var answers = await ControlAsync([new JsonObject { ["command"] = "getClient", ["username"] = hub }]).ConfigureAwait(false);
@@ -97,6 +245,7 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
             if (roles.Any(r => r?["rolename"]?.GetValue<string>() == HubRole))
             {
                 LogDynsecReady(logger, settings.Broker);
+                _dynsecReady = true;
                 return true;
             }
 
@@ -184,6 +333,18 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
             LogDynsecProblem(logger, settings.Broker, $"unreadable answer on {ResponseTopic}: {e.Message}");
         }
     }
+
+    [LoggerMessage(EventId = 2205, Level = LogLevel.Warning, Message = "Device {Device} enrolled while {Broker} is away: its login is created there when this replica connects again")]
+    private static partial void LogGrantLater(ILogger logger, string device, string broker);
+
+    [LoggerMessage(EventId = 2206, Level = LogLevel.Warning, Message = "Device {Device} revoked while {Broker} is away: its login is deleted there when a replica connects again")]
+    private static partial void LogRevokeLater(ILogger logger, string device, string broker);
+
+    [LoggerMessage(EventId = 2207, Level = LogLevel.Warning, Message = "{Count} enrolled device(s) have no login at {Broker} and cannot connect: {Devices}. They were enrolled before --BrokerDynsec was turned on (the hub keeps only password hashes, which the plugin cannot import), or while the broker was away by a replica that stopped before it came back. Enroll each again: edgeml devices enroll ID, then edgeml-agent enroll on the device")]
+    private static partial void LogMissingLogins(ILogger logger, int count, string broker, string devices);
+
+    [LoggerMessage(EventId = 2208, Level = LogLevel.Information, Message = "Devices' logins at {Broker} reconciled: {Logins} device login(s) there, {Deleted} of revoked devices deleted, {Missing} missing")]
+    private static partial void LogReconciled(ILogger logger, string broker, int logins, int deleted, int missing);
 
     [LoggerMessage(EventId = 2203, Level = LogLevel.Information, Message = "Devices' identities at {Broker} follow the hub (Mosquitto dynamic-security plugin)")]
     private static partial void LogDynsecReady(ILogger logger, string broker);

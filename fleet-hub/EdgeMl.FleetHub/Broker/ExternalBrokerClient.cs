@@ -139,6 +139,9 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                             if (client.IsConnected) await client.DisconnectAsync(cancellationToken: stoppingToken).ConfigureAwait(false);
                             continue;
                         }
+
+                        // Enrollments and revocations made while the broker was away reach it now.
+                        if (_dynsecReady) await ReconcileAsync().ConfigureAwait(false);
                     }
 
                     // The broker may have lost retained messages (a restart without persistence), and desired states set

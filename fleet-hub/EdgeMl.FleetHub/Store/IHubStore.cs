@@ -55,6 +55,22 @@ public interface IHubStore : IDisposable
     bool Leads(string work);
 
     /// <summary>
+    /// Tells whichever replica leads <paramref name="work"/> (<see cref="Leads"/>) about <paramref name="items"/> (e.g. the
+    /// devices whose drift windows this replica just stored); it reads them with <see cref="TakeSignals"/>. PostgreSQL:
+    /// <c>NOTIFY</c> on a channel per kind of work; the embedded store: in memory. Best effort: a replica that was not
+    /// listening misses them, and its next <see cref="TakeSignals"/> says so (<see cref="SignalBatch.Lost"/>).
+    /// Throws <see cref="IOException"/> when the store cannot be reached.
+    /// </summary>
+    void Signal(string work, IReadOnlyCollection<string> items);
+
+    /// <summary>
+    /// The items signalled for <paramref name="work"/> since the last call (every replica hears them; one that does not lead
+    /// drops them). <see cref="SignalBatch.Lost"/>: some may have been missed (the first call, a listener that reconnected,
+    /// too many waiting), so the caller looks at everything instead.
+    /// </summary>
+    SignalBatch TakeSignals(string work);
+
+    /// <summary>
     /// Holds a store-wide lock on <paramref name="work"/> (e.g. <c>rollouts</c>) until the result is disposed: a
     /// read-modify-write under it is not interleaved with another replica's (the rollout engine's step and an operator's
     /// pause or abort on another replica). Waits while another holder has it. PostgreSQL: a session-level advisory lock
@@ -217,3 +233,6 @@ public enum DeviceAccess
     Revoked,
     BadPassword,
 }
+
+/// <summary>Items signalled for a kind of work (<see cref="IHubStore.TakeSignals"/>); <see cref="Lost"/>: others may have been missed.</summary>
+public sealed record SignalBatch(IReadOnlyCollection<string> Items, bool Lost);

@@ -227,6 +227,28 @@ public sealed partial class LiteDbHubStore : IHubStore
     /// <summary>One process owns a LiteDB store: it always leads.</summary>
     public bool Leads(string work) => true;
 
+    private readonly Dictionary<string, (HashSet<string> Items, bool Lost)> _signals = new(StringComparer.Ordinal);
+
+    /// <summary>One process: the items wait in memory for <see cref="TakeSignals"/>.</summary>
+    public void Signal(string work, IReadOnlyCollection<string> items)
+    {
+        lock (_signals)
+        {
+            if (!_signals.TryGetValue(work, out var box)) _signals[work] = box = (new HashSet<string>(StringComparer.Ordinal), true);
+            box.Items.UnionWith(items);
+        }
+    }
+
+    public SignalBatch TakeSignals(string work)
+    {
+        lock (_signals)
+        {
+            if (!_signals.TryGetValue(work, out var box)) box = (new HashSet<string>(StringComparer.Ordinal), true);
+            _signals[work] = (new HashSet<string>(StringComparer.Ordinal), false);
+            return new SignalBatch([.. box.Items], box.Lost);
+        }
+    }
+
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _exclusive = new(StringComparer.Ordinal);
 
     /// <summary>One process uses this store: a lock per kind of work in this process.</summary>

@@ -538,6 +538,7 @@ public sealed partial class PostgresHubStore : IHubStore
 
     public void Dispose()
     {
+        _closing.Cancel(); // the LISTEN threads (PostgresHubStore.Signals.cs) end within a second
         lock (_leaseGate)
         {
             _leaseConnection?.Dispose();
