@@ -188,7 +188,7 @@ public static class Quantizer
                     continue;
                 }
 
-                result.KeptFloat = excluded.ToDictionary(StringComparer.Ordinal);
+                foreach (var (node, why) in excluded) result.KeptFloat[node] = why;
                 result.Model = File.ReadAllBytes(candidate);
                 result.SizeOut = new FileInfo(candidate).Length + (File.Exists(candidate + ".data") ? new FileInfo(candidate + ".data").Length : 0);
                 if (output is not null)
@@ -423,9 +423,35 @@ public static class Quantizer
         var seen = new HashSet<string>();
         // A layer kept in float keeps its input and output in float too (a quantized neighbour would requantize them).
         var keptFloat = g.Graph.Node.Where(n => excluded.Contains(n.Name) && Weighted.Contains(n.OpType)).SelectMany(n => n.Input.Concat(n.Output)).ToHashSet(StringComparer.Ordinal);
+        bool Activation(string t) => t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && !keptFloat.Contains(t);
         void Want(string t)
         {
-            if (t.Length > 0 && isFloat.Contains(t) && !inits.ContainsKey(t) && !keptFloat.Contains(t) && seen.Add(t)) tensors.Add(t);
+            if (Activation(t) && seen.Add(t)) tensors.Add(t);
+        }
+
+        // Q/DQ pairs only where ONNX Runtime runs an int8 kernel beside them: a pair between two float ops is a
+        // requantization that costs two passes over the tensor and adds error. Add and Concat fuse (QLinearAdd,
+        // QLinearConcat) only when every input is a quantized activation, and pay beside a quantized layer; the other
+        // fusable ops (Relu, Clip, pooling, Reshape, Transpose, Sigmoid …) and an Add of a constant (a MatMul's bias,
+        // hard-swish's x + 3) keep their pairs only between a quantized op and a quantized reader (a bias Add then
+        // takes the Relu after it: one requantization in the positive range, as before). Dropped until nothing changes.
+        var producerOf = g.Graph.Node.SelectMany(n => n.Output.Select(o => (o, n))).GroupBy(x => x.o).ToDictionary(x => x.Key, x => x.First().n);
+        var readers = g.Graph.Node.SelectMany(n => n.Input.Select(i => (i, n))).ToLookup(x => x.i, x => x.n);
+        bool Quantized(string t) => producerOf.TryGetValue(t, out var p) && quantizable.Contains(p);
+        for (var changed = true; changed;)
+        {
+            changed = false;
+            foreach (var n in quantizable.Cast<NodeProto>().Where(n => !weightedSet.Contains(n)).ToList())
+            {
+                var data = n.Input.Where(Activation).ToList();
+                bool keep;
+                if (n.OpType is "Add" or "Concat" && data.Count == n.Input.Count) keep = n.Input.Any(Quantized) || readers[n.Output[0]].Any(weightedSet.Contains);
+                else if (data.Count == 1 && (data[0] == n.Input[0] || n.OpType == "Add")) keep = Quantized(data[0]) && readers[n.Output[0]].Any(quantizable.Contains);
+                else keep = false;
+                if (keep) continue;
+                quantizable.Remove(n);
+                changed = true;
+            }
         }
 
         foreach (var n in g.Graph.Node.Where(quantizable.Contains))
@@ -557,22 +583,22 @@ public static class Quantizer
             }
         }
 
-        // Rewire the quantizable nodes to read the dequantized activations; insert each Q/DQ pair right after its producer.
+        // Every reader of a quantized activation reads its dequantized tensor, float ops too (as ONNX Runtime's quantizer
+        // does): its QDQ fusions turn Conv/MatMul/… into int8 kernels only when the op's output goes to its
+        // QuantizeLinear alone — a float reader beside it (hard-swish after a Conv, Pow after an STFT Conv) keeps the
+        // op in float with its weights dequantized on every run. Insert each Q/DQ pair right after its producer.
         var nodes = g.Graph.Node.ToList();
         var ordered = new List<NodeProto>(prefix);
         foreach (var input in g.Graph.Input.Where(i => qdq.ContainsKey(i.Name))) ordered.AddRange(qdq[input.Name]);
         foreach (var n in nodes)
         {
             if (folded.Contains(n)) continue;
-            if (quantizable.Contains(n))
+            for (var i = 0; i < n.Input.Count; i++)
             {
-                for (var i = 0; i < n.Input.Count; i++)
-                {
-                    if (dq.TryGetValue(n.Input[i], out var d)) n.Input[i] = d;
-                }
-
-                result.QuantizedNodes++;
+                if (dq.TryGetValue(n.Input[i], out var d)) n.Input[i] = d;
             }
+
+            if (quantizable.Contains(n)) result.QuantizedNodes++;
 
             ordered.Add(n);
             foreach (var o in n.Output) if (qdq.TryGetValue(o, out var pair)) ordered.AddRange(pair);

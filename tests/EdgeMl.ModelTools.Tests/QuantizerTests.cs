@@ -258,6 +258,38 @@ public sealed class QuantizerTests : IDisposable
     }
 
     [Fact]
+    public void A_conv_read_by_float_ops_runs_as_an_int8_kernel_and_no_qdq_pair_sits_between_two_float_ops()
+    {
+        var fp32 = Path.Combine(_dir.Path, "hardswish.onnx");
+        File.WriteAllBytes(fp32, ModelZoo.HardSwishNet());
+        var source = OnnxGraph.Load(fp32);
+        var firstConv = source.Graph.Node.First(n => n.OpType == "Conv").Output[0];
+        var plusThree = source.Graph.Node.Single(n => n.OpType == "Add").Output[0];
+        var clip = source.Graph.Node.Single(n => n.OpType == "Clip").Output[0];
+        var result = Quantizer.Quantize(fp32, Data("convnet", 1, 16), new QuantizeOptions { AllowSlower = true, MinCosine = 0.98 });
+        var q = OnnxGraph.Parse(result.Model, "q");
+
+        // The hard-swish reads the dequantized Conv output: only the QuantizeLinear reads the Conv's own output.
+        Assert.All(q.Graph.Node.Where(n => n.Input.Contains(firstConv)), n => Assert.Equal("QuantizeLinear", n.OpType));
+        // x + 3 and its Clip run in float between float ops: no requantization of their outputs.
+        Assert.DoesNotContain(q.Graph.Node, n => n.OpType == "QuantizeLinear" && (n.Input[0] == plusThree || n.Input[0] == clip));
+
+        // ONNX Runtime fuses both convs into QLinearConv (before, the hard-swish kept the first one in float).
+        var optimized = Path.Combine(_dir.Path, "hardswish.ort.onnx");
+        var path = Path.Combine(_dir.Path, "hardswish.int8.onnx");
+        File.WriteAllBytes(path, result.Model);
+        using (var options = new Microsoft.ML.OnnxRuntime.SessionOptions { GraphOptimizationLevel = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, OptimizedModelFilePath = optimized })
+        using (new Microsoft.ML.OnnxRuntime.InferenceSession(path, options))
+        {
+        }
+
+        var ops = OnnxGraph.Load(optimized).Graph.Node.Select(n => n.OpType).ToList();
+        Assert.Equal(2, ops.Count(o => o == "QLinearConv"));
+        Assert.DoesNotContain("Conv", ops);
+        Assert.True(result.Check!.Outputs.Min(o => o.Cosine) >= 0.98);
+    }
+
+    [Fact]
     public void Excluded_nodes_stay_in_float()
     {
         var fp32 = Path.Combine(_dir.Path, "mlp.onnx");

@@ -99,6 +99,23 @@ public sealed class ModelZoo
             : z.Build(opset, (logits, [1, 3]), ("h1", [1, 1, h]));
     }
 
+    /// <summary>
+    /// A MobileNetV3-style conv net: Conv → hard-swish written as exporters write it (x · Clip(x + 3, 0, 6) / 6, float
+    /// ops reading the Conv's output beside the next layer) → Conv → Relu → GlobalAveragePool → Gemm, at opset 13.
+    /// </summary>
+    public static byte[] HardSwishNet(int seed = 8)
+    {
+        var z = new ModelZoo(seed);
+        z.In("image", 1, 3, 16, 16);
+        var x = z.Conv("image", 3, 8, 3, pad: 1, stride: 1);
+        var gate = z.Op("Div", z.Op("Clip", z.Op("Add", x, z.Const([], [3f])), z.Const([], [0f]), z.Const([], [6f])), z.Const([], [6f]));
+        x = z.Op("Mul", x, gate);
+        x = z.Op("Relu", z.Conv(x, 8, 16, 3, pad: 1, stride: 1));
+        x = z.Op("Flatten", z.Op("GlobalAveragePool", x));
+        var logits = z.Gemm(x, 16, 5, transB: true);
+        return z.Build(13, (logits, [1, 5]));
+    }
+
     /// <summary>A ResNet-18 (BatchNorm folded into conv biases) at batch 1, 3×<paramref name="size"/>², 1,000 classes.</summary>
     public static byte[] ResNet18(int size = 224, int seed = 5)
     {
