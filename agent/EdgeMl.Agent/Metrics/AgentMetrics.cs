@@ -1,37 +1,30 @@
-using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
 using EdgeMl.Agent.Hosting;
 using EdgeMl.Agent.Outbox;
-using OpenTelemetry;
-using OpenTelemetry.Metrics;
-using OpenTelemetry.Resources;
 
 namespace EdgeMl.Agent.Metrics;
 
 /// <summary>
-/// The agent's metrics (meter <see cref="MeterName"/>) served in Prometheus text format on <c>Agent:Metrics:Port</c> by
-/// OpenTelemetry's stand-alone HttpListener exporter behind <see cref="MetricsFront"/>, which alone answers (only
-/// <c>GET</c>/<c>HEAD /metrics</c>; docs/metrics.md lists every series). Built only when a port is
-/// set: an agent without one has no listener, no meter and no per-inference cost. The counters are the numbers the
-/// pipeline, outbox, uplink and drift monitor keep for the health report, observed at scrape time; only inference
-/// latency is recorded as it happens (a histogram). A model switch builds a new runtime: what the old one counted is
-/// carried over, so the counters only grow for as long as the process runs (the outbox's own counters are kept in
-/// its file and survive restarts).
+/// The agent's metrics, served in the Prometheus text exposition format (version 0.0.4,
+/// https://prometheus.io/docs/instrumenting/exposition_formats/) on <c>Agent:Metrics:Port</c> by
+/// <see cref="MetricsFront"/> (only <c>GET</c>/<c>HEAD /metrics</c>; docs/metrics.md lists every series). Built only when
+/// a port is set: an agent without one has no listener and no per-inference cost. The counters are the numbers the
+/// pipeline, outbox, uplink and drift monitor keep for the health report, read at scrape time; only inference latency
+/// is recorded as it happens (<see cref="LatencyHistogram"/>). A model switch builds a new runtime: what the old one
+/// counted is carried over, so the counters only grow for as long as the process runs (the outbox's own counters are
+/// kept in its file and survive restarts).
+/// Written here rather than with OpenTelemetry's exporter (which the hub uses): the SDK and its listener made the
+/// native agent 1.45 MiB bigger, which its 15 MiB budget (<c>binary_mb</c>) could not hold with the next change; the
+/// format is small, and the tests parse every scrape strictly and lint it with promtool.
 /// </summary>
 public sealed class AgentMetrics : IDisposable
 {
-    /// <summary>The <see cref="Meter"/> name of the agent's instruments.</summary>
-    public const string MeterName = "EdgeMl.Agent";
-
     /// <summary>Inference latency buckets (seconds): a small int8 model runs in ~0.1 ms on a Pi 4, an image model in tens of ms.</summary>
     private static readonly double[] LatencyBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-    /// <summary>Series one instrument may have (the SDK folds more into one overflow series).</summary>
-    private const int MaxSeriesPerInstrument = 32;
-
-    private readonly Meter _meter = new(MeterName);
-    private readonly MeterProvider _provider;
     private readonly MetricsFront _front;
-    private readonly Histogram<double> _latency;
+    private readonly LatencyHistogram _latency = new(LatencyBuckets);
     private readonly Lock _gate = new();
     private AgentRuntime? _runtime;
     private RuntimeCounts _finished;
@@ -41,59 +34,7 @@ public sealed class AgentMetrics : IDisposable
     public AgentMetrics(MetricsSettings settings)
     {
         var host = settings.Address == "*" ? "+" : settings.Address.Contains(':', StringComparison.Ordinal) ? $"[{settings.Address}]" : settings.Address;
-        var exporterPath = MetricsFront.ExporterPath();
-        _latency = _meter.CreateHistogram("edgeml.agent.inference.duration", "s", "Time one inference took (the model's run, not windowing)",
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
-
-        Counter("edgeml.agent.sensor.samples", "{sample}", "Sensor samples read", c => c.Samples);
-        Counter("edgeml.agent.sensor.errors", "{error}", "Sensor read errors (each retried with backoff)", c => c.SensorErrors);
-        Counter("edgeml.agent.windows", "{window}", "Windows cut from the sensor stream", c => c.Windows);
-        Counter("edgeml.agent.windows.dropped", "{window}", "Windows dropped because inference was behind", c => c.WindowsDropped);
-        Counter("edgeml.agent.predictions", "{prediction}", "Predictions made", c => c.Predictions);
-        Counter("edgeml.agent.inference.errors", "{error}", "Inferences that failed (the window is skipped)", c => c.InferenceErrors);
-        Counter("edgeml.agent.uplink.records.sent", "{record}", "Records published to the hub (a batch re-sent after a lost connection counts again)", c => c.Sent);
-        Counter("edgeml.agent.uplink.records.acked", "{record}", "Records the hub's broker acknowledged (stored at the hub)", c => c.Acked);
-        Counter("edgeml.agent.drift.windows", "{window}", "Drift windows (sketches of inputs and outputs) written to the outbox", c => c.DriftWindows);
-        _meter.CreateObservableCounter("edgeml.agent.drift.alarms", () => Alarms(), "{alarm}",
-            "Drift alarms of the on-device change detector (Page-Hinkley on the model's output), by direction of the change");
-
-        _meter.CreateObservableGauge("edgeml.agent.uplink.connected", () => Current()?.Uplink is { } u ? [new Measurement<int>(u.Connected ? 1 : 0)] : Array.Empty<Measurement<int>>(),
-            null, "1 while the MQTT connection to the hub is up, 0 while it is not (absent without a hub)");
-        _meter.CreateObservableGauge("edgeml.agent.model.info", () => ModelInfo(), null,
-            "The model running now (always 1; its name, version and execution provider are the labels)");
-        _meter.CreateObservableGauge("edgeml.agent.outbox.records", () => OutboxDepth(), "{record}", "Records in the outbox waiting for the hub, by class");
-        _meter.CreateObservableGauge("edgeml.agent.outbox.size", () => Outbox(s => s.Bytes), "By", "Bytes of records in the outbox");
-        _meter.CreateObservableGauge("edgeml.agent.outbox.limit", () => Outbox(s => s.MaxBytes), "By", "The outbox's budget (Agent:Outbox:MaxBytes)");
-        _meter.CreateObservableCounter("edgeml.agent.outbox.records.stored", () => Outbox(_ => Current()!.Outbox!.LastId), "{record}",
-            "Records appended to the outbox since its file was created (its last record id)");
-        _meter.CreateObservableCounter("edgeml.agent.outbox.records.dropped", () => OutboxDropped(), "{record}",
-            "Records the outbox dropped, by class and reason: budget (full: the least important first), expired (Agent:Outbox:TtlHours), disk-full, too-large (bigger than the broker takes)");
-
-        _provider = Sdk.CreateMeterProviderBuilder()
-            .ConfigureResource(r => r.AddService("edgeml-agent", serviceVersion: typeof(AgentMetrics).Assembly.GetName().Version?.ToString(3)))
-            .AddMeter(MeterName)
-            // Room for the series there are (at most 16 per instrument: outbox classes × drop reasons) instead of the SDK's
-            // 2,000 points reserved per instrument up front, which cost several MB of RSS on a device for nothing.
-            .AddView(_ => new MetricStreamConfiguration { CardinalityLimit = MaxSeriesPerInstrument })
-            .AddPrometheusHttpListener(o =>
-            {
-                o.Host = host;
-                o.Port = settings.Port;
-                o.ScrapeEndpointPath = exporterPath; // behind MetricsFront, which alone answers GET /metrics
-                o.ScopeInfoEnabled = false;
-                o.ScrapeResponseCacheDurationMilliseconds = 0; // a scrape shows what was counted until now
-            })
-            .Build();
-        try
-        {
-            _front = new MetricsFront(host, settings.Address == "*" ? "127.0.0.1" : host, settings.Port, exporterPath);
-        }
-        catch
-        {
-            _provider.Dispose();
-            _meter.Dispose();
-            throw;
-        }
+        _front = new MetricsFront(host, settings.Port, Render);
     }
 
     /// <summary>The runtime whose numbers the endpoint shows from now on (the agent builds one per model it runs).</summary>
@@ -114,97 +55,147 @@ public sealed class AgentMetrics : IDisposable
         }
     }
 
-    private AgentRuntime? Current()
+    /// <summary>One scrape: every series as it stands now, in the text exposition format.</summary>
+    internal string Render()
     {
-        lock (_gate) return _runtime;
-    }
-
-    private void Counter(string name, string unit, string description, Func<RuntimeCounts, long> value) =>
-        _meter.CreateObservableCounter(name, () =>
-        {
-            lock (_gate) return value(_runtime is null ? _finished : _finished + RuntimeCounts.Of(_runtime));
-        }, unit, description);
-
-    private IEnumerable<Measurement<long>> Alarms()
-    {
+        AgentRuntime? runtime;
         RuntimeCounts c;
-        lock (_gate) c = _runtime is null ? _finished : _finished + RuntimeCounts.Of(_runtime);
-        return [new Measurement<long>(c.AlarmsUp, new KeyValuePair<string, object?>("direction", "up")), new Measurement<long>(c.AlarmsDown, new KeyValuePair<string, object?>("direction", "down"))];
-    }
-
-    private IEnumerable<Measurement<int>> ModelInfo()
-    {
-        var runtime = Current();
-        if (runtime is null) return [];
-        return
-        [
-            new Measurement<int>(1, new KeyValuePair<string, object?>("model", runtime.ModelName), new KeyValuePair<string, object?>("version", runtime.ModelVersion),
-                new KeyValuePair<string, object?>("provider", runtime.Runner.Provider)),
-        ];
-    }
-
-    private IEnumerable<Measurement<long>> Outbox(Func<OutboxStats, long> value)
-    {
-        var outbox = Current()?.Outbox;
-        if (outbox is null) return [];
-        try
+        lock (_gate)
         {
-            return [new Measurement<long>(value(outbox.Stats()))];
+            runtime = _runtime;
+            c = runtime is null ? _finished : _finished + RuntimeCounts.Of(runtime);
         }
-        catch (ObjectDisposedException)
-        {
-            return []; // the runtime is being replaced: the next scrape sees the next one
-        }
-    }
 
-    private IEnumerable<Measurement<long>> OutboxDepth()
-    {
-        var outbox = Current()?.Outbox;
-        if (outbox is null) return [];
-        try
-        {
-            return outbox.Stats().Depth.Select(d => new Measurement<long>(d.Value, new KeyValuePair<string, object?>("class", DeviceOutbox.Name(d.Key)))).ToList();
-        }
-        catch (ObjectDisposedException)
-        {
-            return [];
-        }
-    }
+        var w = new Exposition();
+        w.Counter("edgeml_agent_sensor_samples_total", "Sensor samples read", c.Samples);
+        w.Counter("edgeml_agent_sensor_errors_total", "Sensor read errors (each retried with backoff)", c.SensorErrors);
+        w.Counter("edgeml_agent_windows_total", "Windows cut from the sensor stream", c.Windows);
+        w.Counter("edgeml_agent_windows_dropped_total", "Windows dropped because inference was behind", c.WindowsDropped);
+        w.Counter("edgeml_agent_predictions_total", "Predictions made", c.Predictions);
+        w.Counter("edgeml_agent_inference_errors_total", "Inferences that failed (the window is skipped)", c.InferenceErrors);
+        w.Counter("edgeml_agent_uplink_records_sent_total", "Records published to the hub (a batch re-sent after a lost connection counts again)", c.Sent);
+        w.Counter("edgeml_agent_uplink_records_acked_total", "Records the hub's broker acknowledged (stored at the hub)", c.Acked);
+        w.Counter("edgeml_agent_drift_windows_total", "Drift windows (sketches of inputs and outputs) written to the outbox", c.DriftWindows);
+        w.Family("edgeml_agent_drift_alarms_total", "counter",
+            "Drift alarms of the on-device change detector (Page-Hinkley on the model's output), by direction of the change");
+        w.Sample("edgeml_agent_drift_alarms_total", c.AlarmsUp, "direction", "up");
+        w.Sample("edgeml_agent_drift_alarms_total", c.AlarmsDown, "direction", "down");
+        w.Histogram("edgeml_agent_inference_duration_seconds", "Time one inference took (the model's run, not windowing)", _latency);
 
-    private IEnumerable<Measurement<long>> OutboxDropped()
-    {
-        var outbox = Current()?.Outbox;
-        if (outbox is null) return [];
-        try
+        if (runtime?.Uplink is { } uplink)
         {
-            var h = outbox.Health();
-            var list = new List<Measurement<long>>();
-            foreach (var (cls, dropped) in h.Dropped)
+            w.Family("edgeml_agent_uplink_connected", "gauge", "1 while the MQTT connection to the hub is up, 0 while it is not (absent without a hub)");
+            w.Sample("edgeml_agent_uplink_connected", uplink.Connected ? 1 : 0);
+        }
+
+        if (runtime is not null)
+        {
+            w.Family("edgeml_agent_model_info", "gauge", "The model running now (always 1; its name, version and execution provider are the labels)");
+            w.Sample("edgeml_agent_model_info", 1, "model", runtime.ModelName, "version", runtime.ModelVersion, "provider", runtime.Runner.Provider);
+        }
+
+        if (runtime?.Outbox is { } outbox)
+        {
+            try
             {
-                var full = h.DroppedDiskFull.GetValueOrDefault(cls);
-                var large = h.DroppedTooLarge.GetValueOrDefault(cls);
-                Add(cls, "budget", Math.Max(0, dropped - full - large));
-                Add(cls, "disk-full", full);
-                Add(cls, "too-large", large);
-                Add(cls, "expired", h.Expired.GetValueOrDefault(cls));
+                Outbox(w, outbox);
+            }
+            catch (ObjectDisposedException)
+            {
+                // the runtime is being replaced: the next scrape sees the next one
+            }
+        }
+
+        return w.ToString();
+    }
+
+    private static void Outbox(Exposition w, DeviceOutbox outbox)
+    {
+        var stats = outbox.Stats();
+        var health = outbox.Health();
+        w.Family("edgeml_agent_outbox_records", "gauge", "Records in the outbox waiting for the hub, by class");
+        foreach (var (cls, depth) in stats.Depth)
+        {
+            w.Sample("edgeml_agent_outbox_records", depth, "class", DeviceOutbox.Name(cls));
+        }
+
+        w.Family("edgeml_agent_outbox_size_bytes", "gauge", "Bytes of records in the outbox");
+        w.Sample("edgeml_agent_outbox_size_bytes", stats.Bytes);
+        w.Family("edgeml_agent_outbox_limit_bytes", "gauge", "The outbox's budget (Agent:Outbox:MaxBytes)");
+        w.Sample("edgeml_agent_outbox_limit_bytes", stats.MaxBytes);
+        w.Counter("edgeml_agent_outbox_records_stored_total", "Records appended to the outbox since its file was created (its last record id)", outbox.LastId);
+        w.Family("edgeml_agent_outbox_records_dropped_total", "counter",
+            "Records the outbox dropped, by class and reason: budget (full: the least important first), expired (Agent:Outbox:TtlHours), disk-full, too-large (bigger than the broker takes)");
+        foreach (var (cls, dropped) in health.Dropped)
+        {
+            var full = health.DroppedDiskFull.GetValueOrDefault(cls);
+            var large = health.DroppedTooLarge.GetValueOrDefault(cls);
+            w.Sample("edgeml_agent_outbox_records_dropped_total", Math.Max(0, dropped - full - large), "class", cls, "reason", "budget");
+            w.Sample("edgeml_agent_outbox_records_dropped_total", full, "class", cls, "reason", "disk-full");
+            w.Sample("edgeml_agent_outbox_records_dropped_total", large, "class", cls, "reason", "too-large");
+            w.Sample("edgeml_agent_outbox_records_dropped_total", health.Expired.GetValueOrDefault(cls), "class", cls, "reason", "expired");
+        }
+    }
+
+    public void Dispose() => _front.Dispose();
+
+    /// <summary>
+    /// Writes the text exposition format 0.0.4: a <c># HELP</c> and a <c># TYPE</c> line per metric family, then its
+    /// samples, label values escaped (backslash, double quote, line feed) and numbers in Go's float notation
+    /// (<c>+Inf</c>, invariant culture).
+    /// </summary>
+    private sealed class Exposition
+    {
+        private readonly StringBuilder _text = new(4096);
+
+        public void Family(string name, string type, string help) =>
+            _text.Append("# HELP ").Append(name).Append(' ').Append(help.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal))
+                .Append("\n# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+
+        public void Counter(string name, string help, long value)
+        {
+            Family(name, "counter", help);
+            Sample(name, value);
+        }
+
+        public void Sample(string name, double value, params ReadOnlySpan<string> labels)
+        {
+            _text.Append(name);
+            if (labels.Length > 0)
+            {
+                _text.Append('{');
+                for (var i = 0; i + 1 < labels.Length; i += 2)
+                {
+                    if (i > 0) _text.Append(',');
+                    _text.Append(labels[i]).Append("=\"")
+                        .Append(labels[i + 1].Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal))
+                        .Append('"');
+                }
+
+                _text.Append('}');
             }
 
-            return list;
-
-            void Add(string cls, string reason, long n) =>
-                list.Add(new Measurement<long>(n, new KeyValuePair<string, object?>("class", cls), new KeyValuePair<string, object?>("reason", reason)));
+            _text.Append(' ').Append(Number(value)).Append('\n');
         }
-        catch (ObjectDisposedException)
+
+        public void Histogram(string name, string help, LatencyHistogram histogram)
         {
-            return [];
-        }
-    }
+            Family(name, "histogram", help);
+            var (bounds, cumulative, sum) = histogram.Read();
+            for (var i = 0; i < bounds.Length; i++)
+            {
+                Sample(name + "_bucket", cumulative[i], "le", Number(bounds[i]));
+            }
 
-    public void Dispose()
-    {
-        _front.Dispose();
-        _provider.Dispose();
-        _meter.Dispose();
+            Sample(name + "_bucket", cumulative[^1], "le", "+Inf");
+            Sample(name + "_sum", sum);
+            Sample(name + "_count", cumulative[^1]);
+        }
+
+        private static string Number(double v) =>
+            double.IsPositiveInfinity(v) ? "+Inf" : double.IsNegativeInfinity(v) ? "-Inf" : double.IsNaN(v) ? "NaN" : v.ToString("R", CultureInfo.InvariantCulture);
+
+        public override string ToString() => _text.ToString();
     }
 
     /// <summary>What one runtime counted (per process, unlike the outbox's own counters).</summary>

@@ -168,7 +168,7 @@ public sealed class AgentHealth(TimeProvider time)
     /// Where each inference's latency also goes (seconds), when the agent serves metrics (<c>Agent:Metrics:Port</c>);
     /// null (the default): nowhere, and nothing is spent on it.
     /// </summary>
-    public System.Diagnostics.Metrics.Histogram<double>? LatencyHistogram { get; set; }
+    public Metrics.LatencyHistogram? LatencyHistogram { get; set; }
 
     public void Predicted(double latencyMs)
     {
