@@ -33,9 +33,13 @@ public sealed partial class PostgresHubStore : IHubStore
     private readonly HashSet<string> _leading = new(StringComparer.Ordinal);
     private NpgsqlConnection? _leaseConnection;
 
-    private PostgresHubStore(NpgsqlDataSource db, string connectionString)
+    /// <summary><c>--RetentionDays</c> (0: for ever): how far back ingest creates day partitions.</summary>
+    private readonly double _retentionDays;
+
+    private PostgresHubStore(NpgsqlDataSource db, string connectionString, double retentionDays)
     {
         _db = db;
+        _retentionDays = retentionDays;
         _leaseConnectionString = new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString;
     }
 
@@ -43,14 +47,19 @@ public sealed partial class PostgresHubStore : IHubStore
     /// Connects and brings the schema to the newest version. Throws <see cref="ArgumentException"/> for a connection
     /// string that is not one, <see cref="NpgsqlException"/> when the server cannot be reached or refuses us.
     /// </summary>
-    public static PostgresHubStore Open(string connectionString)
+    /// <param name="connectionString">Npgsql's format.</param>
+    /// <param name="retentionDays">
+    /// <c>--RetentionDays</c> (0: for ever): ingest creates the day partitions of records that far back, and sends older
+    /// ones to the default partition (<see cref="PostgresHubStore"/>, Partitions).
+    /// </param>
+    public static PostgresHubStore Open(string connectionString, double retentionDays = 30)
     {
         var builder = new NpgsqlDataSourceBuilder(connectionString);
         var db = builder.Build();
         try
         {
             Migrate(db);
-            return new PostgresHubStore(db, connectionString);
+            return new PostgresHubStore(db, connectionString, retentionDays);
         }
         catch
         {
@@ -140,10 +149,55 @@ public sealed partial class PostgresHubStore : IHubStore
             id_hash text PRIMARY KEY, token_hash text NOT NULL, csrf text NOT NULL, created bigint NOT NULL, expires bigint NOT NULL);
         CREATE INDEX sessions_expires ON sessions (expires);
         """,
+        // 5: records partitioned by the device's own time, one partition a day (records_YYYYMMDD, created ahead by the
+        // retention leader and on demand by ingest) and a default partition for times without one (implausible ones:
+        // before 2020, far ahead, older than retention). One key serves exactly-once and every query: (device, class, at,
+        // boot, seq) — a re-sent record carries the same at, so it meets its first copy in the same partition. No identity
+        // column, no other index on the daily partitions; the default partition has one on the receive time (its retention).
+        // The rows move over in this transaction (under the migration lock: a second replica waits, then finds version 5).
+        """
+        ALTER TABLE records RENAME TO records_v4;
+        ALTER TABLE records_v4 DROP CONSTRAINT records_pkey;
+        DROP INDEX records_newest_by_class;
+        DROP INDEX records_by_time;
+        DROP INDEX records_received;
+        CREATE TABLE records (
+            device text NOT NULL, boot text NOT NULL, class text NOT NULL, seq bigint NOT NULL,
+            at bigint NOT NULL, received bigint NOT NULL, data text NOT NULL,
+            CONSTRAINT records_pkey PRIMARY KEY (device, class, at, boot, seq)) PARTITION BY RANGE (at);
+        CREATE TABLE records_default PARTITION OF records DEFAULT;
+        CREATE INDEX records_default_received ON records_default (received);
+        DO $$
+        DECLARE
+            today bigint := floor(extract(epoch FROM now()) / 86400)::bigint;
+            d bigint;
+        BEGIN
+            -- Days of the last 400 and the next one that hold rows (at most ~400 partitions); the rest goes to the default partition.
+            FOR d IN SELECT DISTINCT floor(at / 86400000.0)::bigint FROM records_v4
+                     WHERE at >= (today - 400) * 86400000 AND at < (today + 2) * 86400000 LOOP
+                EXECUTE format('CREATE TABLE %I PARTITION OF records FOR VALUES FROM (%s) TO (%s)',
+                    'records_' || to_char(to_timestamp(d * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD'), d * 86400000, (d + 1) * 86400000);
+            END LOOP;
+        END $$;
+        INSERT INTO records (device, boot, class, seq, at, received, data) SELECT device, boot, class, seq, at, received, data FROM records_v4;
+        DROP TABLE records_v4;
+        ANALYZE records;
+        """,
     ];
 
-    private static void Migrate(NpgsqlDataSource db)
+    /// <summary>
+    /// Brings a database to schema <paramref name="version"/> and no further (a test of a later migration on a database
+    /// as an older hub left it). Throws as <see cref="Open"/> does.
+    /// </summary>
+    public static void MigrateTo(string connectionString, int version)
     {
+        using var db = NpgsqlDataSource.Create(connectionString);
+        Migrate(db, Math.Clamp(version, 0, Migrations.Length));
+    }
+
+    private static void Migrate(NpgsqlDataSource db, int target = -1)
+    {
+        if (target < 0) target = Migrations.Length;
         using var c = db.OpenConnection();
         Exec(c, null, "SELECT pg_advisory_lock($1)", MigrationLock);
         try
@@ -156,7 +210,7 @@ public sealed partial class PostgresHubStore : IHubStore
                 throw new InvalidOperationException($"the database's schema is version {current}, newer than this hub knows ({Migrations.Length}): run the newer hub");
             }
 
-            for (var v = current + 1; v <= Migrations.Length; v++)
+            for (var v = current + 1; v <= target; v++)
             {
                 using var t = c.BeginTransaction();
                 Exec(c, t, Migrations[v - 1]);
@@ -254,6 +308,7 @@ public sealed partial class PostgresHubStore : IHubStore
         }
 
         var received = receivedAt.ToUnixTimeMilliseconds();
+        if (MissingDays(ats, received) is { Count: > 0 } missing) CreatePartitions(missing);
         for (var attempt = 1; ; attempt++)
         {
             try
@@ -395,12 +450,16 @@ public sealed partial class PostgresHubStore : IHubStore
         t.Commit();
     });
 
-    /// <summary>The newest records of a device from the (device, class, id) index: the database reads <paramref name="limit"/> rows per class, no more.</summary>
+    /// <summary>
+    /// The newest records of a device by its own time <c>at</c> (ties: boot, seq), from the key (device, class, at, boot,
+    /// seq) read backwards in each day partition (a merge of the partitions' newest entries): the database reads about
+    /// <paramref name="limit"/> rows per class, not the device's history.
+    /// </summary>
     public List<HubRecord> Records(string device, int limit, string? recordClass = null) => Run(c =>
     {
         var result = new List<HubRecord>();
         if (limit <= 0) return result;
-        // Without a class: the device's classes found by skipping through the (device, class, id) index (one probe each),
+        // Without a class: the device's classes found by skipping through the key (one probe per partition each),
         // the newest of each class from it, and the newest of those.
         using var q = recordClass is null
             ? Command(c, null, """
@@ -409,29 +468,43 @@ public sealed partial class PostgresHubStore : IHubStore
                     UNION ALL
                     SELECT (SELECT min(r.class) FROM records r WHERE r.device = $1 AND r.class > classes.class) FROM classes WHERE classes.class IS NOT NULL)
                 SELECT n.boot, n.seq, n.class, n.at, n.data FROM classes
-                CROSS JOIN LATERAL (SELECT boot, seq, class, at, data, id FROM records r WHERE r.device = $1 AND r.class = classes.class ORDER BY r.id DESC LIMIT $2) n
-                ORDER BY n.id DESC LIMIT $2
+                CROSS JOIN LATERAL (
+                    SELECT boot, seq, class, at, data FROM records r WHERE r.device = $1 AND r.class = classes.class
+                    ORDER BY r.at DESC, r.boot DESC, r.seq DESC LIMIT $2) n
+                ORDER BY n.at DESC, n.boot DESC, n.seq DESC LIMIT $2
                 """, device, limit)
-            : Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $3 ORDER BY id DESC LIMIT $2", device, limit, recordClass);
+            : Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $3 ORDER BY at DESC, boot DESC, seq DESC LIMIT $2",
+                device, limit, recordClass);
         using var r = q.ExecuteReader();
         while (r.Read()) result.Add(new HubRecord(r.GetString(0), r.GetInt64(1), r.GetString(2), r.GetInt64(3), r.GetString(4)));
         return result;
     });
 
-    /// <summary>Deletes by the <c>received</c> index in slices of 50,000 rows (short transactions next to ingest).</summary>
-    public long RemoveRecordsBefore(DateTimeOffset cutoff) => Run(c =>
+    /// <summary>
+    /// Retention on the leader: creates today's and tomorrow's partitions ahead, drops the day partitions that ended
+    /// before <paramref name="cutoff"/> (records go by their own time <c>at</c>, a whole day at a time), and deletes the
+    /// default partition's records (times that had no partition: implausible ones) received before it, by its
+    /// <c>received</c> index in slices of 50,000 rows (short transactions next to ingest).
+    /// </summary>
+    public long RemoveRecordsBefore(DateTimeOffset cutoff)
     {
-        long removed = 0;
-        while (true)
+        var now = DateTimeOffset.UtcNow;
+        CreatePartitions(now, now.AddDays(1));
+        return Run(c =>
         {
-            var n = Exec(c, null, "DELETE FROM records WHERE ctid = ANY(ARRAY(SELECT ctid FROM records WHERE received < $1 LIMIT 50000))", cutoff.ToUnixTimeMilliseconds());
-            removed += n;
-            if (n > 0) continue;
-            Exec(c, null, "DELETE FROM presence_log WHERE at < $1", cutoff.ToUnixTimeMilliseconds());
-            Exec(c, null, "DELETE FROM alerts WHERE cleared_at < $1", cutoff.ToUnixTimeMilliseconds());
-            return removed;
-        }
-    });
+            var removed = DropPartitionsBefore(c, cutoff.ToUnixTimeMilliseconds());
+            while (true)
+            {
+                var n = Exec(c, null, "DELETE FROM records_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM records_default WHERE received < $1 LIMIT 50000))",
+                    cutoff.ToUnixTimeMilliseconds());
+                removed += n;
+                if (n > 0) continue;
+                Exec(c, null, "DELETE FROM presence_log WHERE at < $1", cutoff.ToUnixTimeMilliseconds());
+                Exec(c, null, "DELETE FROM alerts WHERE cleared_at < $1", cutoff.ToUnixTimeMilliseconds());
+                return removed;
+            }
+        });
+    }
 
     /// <summary>
     /// A session-level advisory lock per kind of work, taken with <c>pg_try_advisory_lock</c> on this replica's lease
