@@ -39,6 +39,8 @@ public static class ScaleBench
         var batches = int.Parse(o.GetValueOrDefault("batches", "5"), CultureInfo.InvariantCulture);
         var batch = int.Parse(o.GetValueOrDefault("batch", "200"), CultureInfo.InvariantCulture);
         var load = long.Parse(o.GetValueOrDefault("load", "10000000"), CultureInfo.InvariantCulture);
+        // --only store: the store alone; --only ingest: and one replica's drain (quick looks while tuning ingest).
+        var only = o.GetValueOrDefault("only", "");
         if (!PostgresCluster.Available || !Mosquitto.Available)
         {
             Console.Error.WriteLine("edgeml-bench scale: needs Debian's postgresql and mosquitto (./build.sh bench scale installs them)");
@@ -63,6 +65,7 @@ public static class ScaleBench
             var storeRate = StoreAlone(cluster.CreateDatabase(), 400_000);
             results["pg_store_records_per_s"] = Math.Round(storeRate);
             Console.WriteLine($"    {storeRate:N0} records/s");
+            if (only == "store") return await WriteAsync(outPath, results).ConfigureAwait(false);
 
             // 1. One replica, then two, on one store; the same devices.
             var db = cluster.CreateDatabase();
@@ -80,6 +83,16 @@ public static class ScaleBench
 
             Step($"one replica: a backlog of {backlog:N0} records at the broker, drained (2 rounds)");
             var one = await BestDrainAsync(fleet, [a], batches, batch, cpu).ConfigureAwait(false);
+            if (only == "ingest")
+            {
+                results["pg_ingest_records_per_s"] = Math.Round(one.Rate);
+                results["pg_ingest_records_per_commit"] = Math.Round(one.PerCommit, 1);
+                results["hub_cpu_ms_per_1k_records"] = Math.Round(one.HubCpuMsPer1k, 1);
+                results["postgres_cpu_ms_per_1k_records"] = Math.Round(one.PgCpuMsPer1k, 1);
+                results["broker_cpu_ms_per_1k_records"] = Math.Round(one.BrokerCpuMsPer1k, 1);
+                return await WriteAsync(outPath, results).ConfigureAwait(false);
+            }
+
             b.Start();
             await b.WaitAsync().ConfigureAwait(false);
             Step($"two replicas: the same, split by the shared subscription (2 rounds)");
@@ -179,6 +192,14 @@ public static class ScaleBench
     }
 
     private static void Step(string what) => Console.WriteLine($"==> {what}");
+
+    private static async Task<int> WriteAsync(string outPath, JsonObject results)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
+        await File.WriteAllTextAsync(outPath, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true })).ConfigureAwait(false);
+        Console.WriteLine($"wrote {outPath} (a part only: --only)");
+        return 0;
+    }
 
     /// <summary>Records per second through <see cref="PostgresHubStore.StoreBatches"/> alone.</summary>
     private static double StoreAlone(string connectionString, int records)
@@ -380,14 +401,15 @@ public static class ScaleBench
 
     /// <summary>
     /// <paramref name="count"/> records of 2,000 devices (<c>load-00000</c> …), received over the last 25 days, written
-    /// with one INSERT … SELECT FROM generate_series with the records table's indexes dropped and built again after (as a
-    /// restore would); the devices are in the registry.
+    /// with one INSERT … SELECT FROM generate_series into the day partitions with the records table's key dropped and built
+    /// again after (as a restore would); the devices are in the registry.
     /// </summary>
     private static void BulkLoad(string connectionString, long count)
     {
-        using (PostgresHubStore.Open(connectionString))
+        using (var store = PostgresHubStore.Open(connectionString))
         {
-            // The schema, as the hub makes it.
+            // The schema, as the hub makes it, and the day partitions of the 25 days loaded (a restore would make them too).
+            store.CreatePartitions(DateTimeOffset.UtcNow.AddDays(-26), DateTimeOffset.UtcNow.AddDays(1));
         }
 
         using var c = new NpgsqlConnection(connectionString + ";Command Timeout=0");

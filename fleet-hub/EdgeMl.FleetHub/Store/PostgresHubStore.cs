@@ -154,6 +154,7 @@ public sealed partial class PostgresHubStore : IHubStore
         // before 2020, far ahead, older than retention). One key serves exactly-once and every query: (device, class, at,
         // boot, seq) — a re-sent record carries the same at, so it meets its first copy in the same partition. No identity
         // column, no other index on the daily partitions; the default partition has one on the receive time (its retention).
+        // The key's text columns compare bytewise (COLLATE "C"): no locale rules on every insert's comparisons.
         // The rows move over in this transaction (under the migration lock: a second replica waits, then finds version 5).
         """
         ALTER TABLE records RENAME TO records_v4;
@@ -162,7 +163,7 @@ public sealed partial class PostgresHubStore : IHubStore
         DROP INDEX records_by_time;
         DROP INDEX records_received;
         CREATE TABLE records (
-            device text NOT NULL, boot text NOT NULL, class text NOT NULL, seq bigint NOT NULL,
+            device text COLLATE "C" NOT NULL, boot text COLLATE "C" NOT NULL, class text COLLATE "C" NOT NULL, seq bigint NOT NULL,
             at bigint NOT NULL, received bigint NOT NULL, data text NOT NULL,
             CONSTRAINT records_pkey PRIMARY KEY (device, class, at, boot, seq)) PARTITION BY RANGE (at);
         CREATE TABLE records_default PARTITION OF records DEFAULT;
@@ -280,12 +281,13 @@ public sealed partial class PostgresHubStore : IHubStore
                                            || pg.SqlState.StartsWith("54", StringComparison.Ordinal) || pg.SqlState.StartsWith("42", StringComparison.Ordinal));
 
     /// <summary>
-    /// One transaction for the whole group: the records go in with one multi-row insert over arrays (unnest), new ones
-    /// only (<c>ON CONFLICT DO NOTHING</c> on the unique key; a record twice in the group is stored once), in the order
-    /// given; then each device's counter, last-seen and newest health. A deadlock with another replica writing the same
-    /// devices is retried. (An anti-join instead of ON CONFLICT was tried: PostgreSQL may plan its look-up on the
-    /// (device, class, id) index while the table's statistics are young, and then each commit scans every row of its
-    /// devices: 4,700 records/s. ON CONFLICT always probes the unique key.)
+    /// One transaction for the whole group: first the day partitions the batch needs and lacks (Partitions), then the
+    /// records go in with one multi-row insert over arrays (unnest), new ones only (a plain insert first; on a unique
+    /// violation the same with <c>ON CONFLICT DO NOTHING</c> on the key; a record twice in the group is stored once), in
+    /// the order given; then each device's counter, last-seen and newest health. A deadlock with another replica writing
+    /// the same devices is retried. (An anti-join instead of ON CONFLICT was tried: PostgreSQL may plan its look-up on
+    /// another index while the table's statistics are young, and then each commit scans every row of its devices: 4,700
+    /// records/s. ON CONFLICT always probes the unique key.)
     /// </summary>
     public int StoreBatches(IReadOnlyList<(string Device, IReadOnlyList<IncomingRecord> Records)> batches, DateTimeOffset receivedAt)
     {
@@ -309,11 +311,19 @@ public sealed partial class PostgresHubStore : IHubStore
 
         var received = receivedAt.ToUnixTimeMilliseconds();
         if (MissingDays(ats, received) is { Count: > 0 } missing) CreatePartitions(missing);
+        // First as a plain INSERT: new records are the rule, and the key's one look-up per row then does the check and the
+        // insert (ON CONFLICT DO NOTHING looks each row up once more before it inserts). A record stored already (a re-send,
+        // another replica's copy) fails it with a unique violation, rolled back whole: then again with ON CONFLICT.
+        var plain = true;
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return Run(c => Ingest(c, devices, boots, classes, seqs, ats, datas, received));
+                return Run(c => Ingest(c, devices, boots, classes, seqs, ats, datas, received, plain));
+            }
+            catch (PostgresException e) when (plain && e.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                plain = false;
             }
             catch (IOException e) when (attempt < 5 && e.InnerException is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure })
             {
@@ -322,17 +332,23 @@ public sealed partial class PostgresHubStore : IHubStore
         }
     }
 
-    private static int Ingest(NpgsqlConnection c, string[] devices, string[] boots, string[] classes, long[] seqs, long[] ats, string[] datas, long received)
+    private static int Ingest(NpgsqlConnection c, string[] devices, string[] boots, string[] classes, long[] seqs, long[] ats, string[] datas, long received, bool plain)
     {
         using var t = c.BeginTransaction();
         var fresh = new Dictionary<string, (long Count, long HealthAt, string? Health)>(StringComparer.Ordinal);
-        using (var insert = Command(c, t, """
-            INSERT INTO records (device, boot, class, seq, at, received, data)
-            SELECT u.device, u.boot, u.class, u.seq, u.at, $7, u.data
-            FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(device, boot, class, seq, at, data, o)
-            ORDER BY u.o
-            ON CONFLICT DO NOTHING
-            RETURNING device, class, at, CASE WHEN class = 'health' THEN data END
+        // What the hub needs back is per device (new records, the newest health report): summed up by the server, so a
+        // commit of 20,000 records answers with one row per device, not one per record.
+        using (var insert = Command(c, t, $$"""
+            WITH fresh AS (
+                INSERT INTO records (device, boot, class, seq, at, received, data)
+                SELECT u.device, u.boot, u.class, u.seq, u.at, $7, u.data
+                FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(device, boot, class, seq, at, data, o)
+                ORDER BY u.o
+                {{(plain ? "" : "ON CONFLICT DO NOTHING")}}
+                RETURNING device, class, least(at, $7) AS at, seq, CASE WHEN class = 'health' THEN data END AS health)
+            SELECT device, count(*), max(at) FILTER (WHERE health IS NOT NULL),
+                   (array_agg(health ORDER BY at DESC, seq DESC) FILTER (WHERE health IS NOT NULL))[1]
+            FROM fresh GROUP BY device
             """,
             P(NpgsqlDbType.Array | NpgsqlDbType.Text, devices), P(NpgsqlDbType.Array | NpgsqlDbType.Text, boots), P(NpgsqlDbType.Array | NpgsqlDbType.Text, classes),
             P(NpgsqlDbType.Array | NpgsqlDbType.Bigint, seqs), P(NpgsqlDbType.Array | NpgsqlDbType.Bigint, ats), P(NpgsqlDbType.Array | NpgsqlDbType.Text, datas),
@@ -341,17 +357,8 @@ public sealed partial class PostgresHubStore : IHubStore
         {
             while (r.Read())
             {
-                var device = r.GetString(0);
-                var seen = fresh.TryGetValue(device, out var f) ? f : (0, long.MinValue, null);
-                seen.Count++;
-                if (r.GetString(1) == "health")
-                {
-                    // The device's clock orders its reports, but never past the hub's (as in the LiteDB store).
-                    var at = Math.Min(r.GetInt64(2), received);
-                    if (at >= seen.HealthAt) (seen.HealthAt, seen.Health) = (at, r.GetString(3));
-                }
-
-                fresh[device] = seen;
+                // The device's clock orders its reports, but never past the hub's (least(at, received), as in the LiteDB store).
+                fresh[r.GetString(0)] = (r.GetInt64(1), r.IsDBNull(2) ? long.MinValue : r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3));
             }
         }
 
