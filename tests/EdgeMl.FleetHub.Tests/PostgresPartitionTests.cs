@@ -141,6 +141,9 @@ public sealed class PostgresPartitionTests(PostgresFixture postgres)
 
         var newest = Column("EXPLAIN SELECT boot, seq FROM records WHERE device = 'd1' AND class = 'telemetry' ORDER BY at DESC, boot DESC, seq DESC LIMIT 100");
         Assert.DoesNotContain(newest, l => l.Contains("Seq Scan", StringComparison.Ordinal) || l.Contains("Sort  (", StringComparison.Ordinal));
+        // The store reads the last two days first: pruned to their partitions (at most three days) and the default one.
+        var recent = Column($"EXPLAIN SELECT boot, seq FROM records WHERE device = 'd1' AND class = 'telemetry' AND at >= {now - 2 * Day} AND at < {long.MaxValue} ORDER BY at DESC, boot DESC, seq DESC LIMIT 100");
+        Assert.InRange(recent.SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, "records_(default|[0-9]{8})").Select(m => m.Value)).Distinct().Count(), 2, 4);
         var day = DayName(_now.AddDays(-3));
         var lo = Math.DivRem(_now.AddDays(-3).ToUnixTimeMilliseconds(), Day).Quotient * Day;
         var between = Column($"EXPLAIN SELECT boot, seq FROM records WHERE device = 'd1' AND class = 'telemetry' AND at >= {lo + 1} AND at < {lo + Day - 1} ORDER BY at DESC LIMIT 100");

@@ -459,33 +459,44 @@ public sealed partial class PostgresHubStore : IHubStore
 
     /// <summary>
     /// The newest records of a device by its own time <c>at</c> (ties: boot, seq), from the key (device, class, at, boot,
-    /// seq) read backwards in each day partition (a merge of the partitions' newest entries): the database reads about
-    /// <paramref name="limit"/> rows per class, not the device's history.
+    /// seq) read backwards in each day partition (a merge of the partitions' newest entries), the last two days' partitions
+    /// first: the database reads about <paramref name="limit"/> rows per class, not the device's history.
     /// </summary>
     public List<HubRecord> Records(string device, int limit, string? recordClass = null) => Run(c =>
     {
         var result = new List<HubRecord>();
         if (limit <= 0) return result;
+        // First the last two days (pruned to their partitions and the default one), which answer a device that is sending;
+        // then, for what is still missing, everything before (every partition).
+        var recent = DateTimeOffset.UtcNow.AddDays(-2).ToUnixTimeMilliseconds();
+        RecordsIn(c, device, limit, recordClass, recent, long.MaxValue, result);
+        if (result.Count < limit) RecordsIn(c, device, limit - result.Count, recordClass, long.MinValue, recent, result);
+        return result;
+    });
+
+    /// <summary>The newest <paramref name="limit"/> records of a device with <c>from ≤ at &lt; until</c>, appended to <paramref name="result"/>.</summary>
+    private static void RecordsIn(NpgsqlConnection c, string device, int limit, string? recordClass, long from, long until, List<HubRecord> result)
+    {
         // Without a class: the device's classes found by skipping through the key (one probe per partition each),
         // the newest of each class from it, and the newest of those.
         using var q = recordClass is null
             ? Command(c, null, """
                 WITH RECURSIVE classes(class) AS (
-                    SELECT min(class) FROM records WHERE device = $1
+                    SELECT min(class) FROM records WHERE device = $1 AND at >= $3 AND at < $4
                     UNION ALL
-                    SELECT (SELECT min(r.class) FROM records r WHERE r.device = $1 AND r.class > classes.class) FROM classes WHERE classes.class IS NOT NULL)
+                    SELECT (SELECT min(r.class) FROM records r WHERE r.device = $1 AND r.class > classes.class AND r.at >= $3 AND r.at < $4)
+                    FROM classes WHERE classes.class IS NOT NULL)
                 SELECT n.boot, n.seq, n.class, n.at, n.data FROM classes
                 CROSS JOIN LATERAL (
-                    SELECT boot, seq, class, at, data FROM records r WHERE r.device = $1 AND r.class = classes.class
+                    SELECT boot, seq, class, at, data FROM records r WHERE r.device = $1 AND r.class = classes.class AND r.at >= $3 AND r.at < $4
                     ORDER BY r.at DESC, r.boot DESC, r.seq DESC LIMIT $2) n
                 ORDER BY n.at DESC, n.boot DESC, n.seq DESC LIMIT $2
-                """, device, limit)
-            : Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $3 ORDER BY at DESC, boot DESC, seq DESC LIMIT $2",
-                device, limit, recordClass);
+                """, device, limit, from, until)
+            : Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $5 AND at >= $3 AND at < $4 ORDER BY at DESC, boot DESC, seq DESC LIMIT $2",
+                device, limit, from, until, recordClass);
         using var r = q.ExecuteReader();
         while (r.Read()) result.Add(new HubRecord(r.GetString(0), r.GetInt64(1), r.GetString(2), r.GetInt64(3), r.GetString(4)));
-        return result;
-    });
+    }
 
     /// <summary>
     /// Retention on the leader: creates today's and tomorrow's partitions ahead, drops the day partitions that ended
