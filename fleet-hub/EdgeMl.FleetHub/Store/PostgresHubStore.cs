@@ -6,8 +6,9 @@ namespace EdgeMl.FleetHub.Store;
 
 /// <summary>
 /// The shared store for several hub replicas (<c>--Store "Host=…;Database=…"</c>): PostgreSQL through plain Npgsql
-/// commands. Records are one row each with a unique key on (device, boot, class, seq), so a record is stored once
-/// however often and by however many replicas it arrives (<c>INSERT … ON CONFLICT DO NOTHING</c>). Registry, tokens,
+/// commands. Records are one row each in a table partitioned by day of the device's time (PostgresHubStore.Partitions)
+/// with a unique key on (device, class, at, boot, seq), so a record is stored once however often and by however many
+/// replicas it arrives (a re-sent record carries the same time; <c>INSERT … ON CONFLICT DO NOTHING</c>). Registry, tokens,
 /// enrollment, rollouts, desired states, audit, quarantine and model packages (in 1 MiB <c>bytea</c> chunks) are rows
 /// too, so any replica answers any API call. The schema is created and migrated at start (<see cref="Migrations"/>)
 /// under an advisory lock, so replicas starting together are safe.
