@@ -201,7 +201,13 @@ public sealed partial class PostgresHubStore : IHubStore
     {
         if (target < 0) target = Migrations.Length;
         using var c = db.OpenConnection();
-        Exec(c, null, "SELECT pg_advisory_lock($1)", MigrationLock);
+        using (var wait = Command(c, null, "SELECT pg_advisory_lock($1)", MigrationLock))
+        {
+            // A replica starting while another migrates waits for it, however long the migration takes.
+            wait.CommandTimeout = 0;
+            wait.ExecuteNonQuery();
+        }
+
         try
         {
             Exec(c, null, "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
@@ -215,7 +221,13 @@ public sealed partial class PostgresHubStore : IHubStore
             for (var v = current + 1; v <= target; v++)
             {
                 using var t = c.BeginTransaction();
-                Exec(c, t, Migrations[v - 1]);
+                using (var step = Command(c, t, Migrations[v - 1]))
+                {
+                    // No time limit: a migration may move every record (5 copies the records table into its partitions).
+                    step.CommandTimeout = 0;
+                    step.ExecuteNonQuery();
+                }
+
                 Exec(c, t, "INSERT INTO schema_version (version) VALUES ($1)", v);
                 t.Commit();
             }
