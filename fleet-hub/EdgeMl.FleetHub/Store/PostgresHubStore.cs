@@ -338,6 +338,12 @@ public sealed partial class PostgresHubStore : IHubStore
             {
                 plain = false;
             }
+            catch (PostgresException e) when (attempt < 5 && e.SqlState == PostgresErrorCodes.CheckViolation)
+            {
+                // A row bound for the default partition while another replica attached its day's partition: the default
+                // partition no longer takes that day. Routed again, it goes to the new partition.
+                lock (_partitionGate) _partitionDays = null;
+            }
             catch (IOException e) when (attempt < 5 && e.InnerException is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure })
             {
                 // Another replica wrote the same rows in another order; ours was rolled back whole.
