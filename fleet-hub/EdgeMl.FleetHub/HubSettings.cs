@@ -49,7 +49,10 @@ public sealed class HubSettings
     /// (<c>Host=…;Database=…;Username=…;Password=…</c>, Npgsql's format) for the store several hub replicas share.
     /// </summary>
     public string Store { get; set; } = "";
-    /// <summary>Records (telemetry, health, drift …) are removed this many days after the hub received them; 0: kept for ever.</summary>
+    /// <summary>
+    /// Records (telemetry, health, drift …) are removed this many days after the hub received them; 0: kept for ever. The
+    /// PostgreSQL store drops whole day partitions by the records' own time instead (docs/scale.md).
+    /// </summary>
     public double RetentionDays { get; set; } = 30;
     /// <summary>How often retention runs (minutes, default 60).</summary>
     public double RetentionIntervalMinutes { get; set; } = 60;

@@ -56,7 +56,7 @@ IHubStore store;
 try
 {
     Directory.CreateDirectory(settings.Data); // the operator token and local files live there with either store
-    store = settings.Store.Length > 0 ? PostgresHubStore.Open(settings.Store) : new LiteDbHubStore(settings.Data);
+    store = settings.Store.Length > 0 ? PostgresHubStore.Open(settings.Store, settings.RetentionDays) : new LiteDbHubStore(settings.Data);
 }
 catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or UnauthorizedAccessException or InvalidOperationException or LiteDB.LiteException
                               or System.Net.Sockets.SocketException or TimeoutException)

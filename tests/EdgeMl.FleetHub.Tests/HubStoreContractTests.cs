@@ -125,7 +125,8 @@ public abstract partial class HubStoreContractTests : IDisposable
     {
         Store.StoreBatches([("d1", Batch("b1", "telemetry", 1, 2, 3))], _now);
         Store.StoreBatches([("d1", [new IncomingRecord("b1", 1, "health", 5000, """{"model":{"name":"vib","version":"1.2","latencyP99Ms":3.5}}""")])], _now);
-        Store.StoreBatches([("d1", Batch("b1", "telemetry", 4, 5))], _now);
+        // The device's clock runs forward: arrival order (LiteDB) and the device's own time (PostgreSQL) agree.
+        Store.StoreBatches([("d1", [new IncomingRecord("b1", 4, "telemetry", 6004, """{"n":4}"""), new IncomingRecord("b1", 5, "telemetry", 6005, """{"n":5}""")])], _now);
         Assert.Equal([5L, 4, 1], Store.Records("d1", 3).Select(r => r.Seq));
         Assert.Equal(["telemetry", "telemetry", "health", "telemetry"], Store.Records("d1", 4).Select(r => r.Class));
         Assert.Equal([5L, 4, 3, 2], Store.Records("d1", 4, "telemetry").Select(r => r.Seq));

@@ -3,7 +3,8 @@ using EdgeMl.FleetHub.Store;
 namespace EdgeMl.FleetHub.Retention;
 
 /// <summary>
-/// Removes records older than <see cref="HubSettings.RetentionDays"/> (by the hub's receive time) at start and then
+/// Removes records older than <see cref="HubSettings.RetentionDays"/> (by the hub's receive time; the PostgreSQL store
+/// drops whole day partitions by the records' own time and makes the coming days' partitions) at start and then
 /// every <see cref="HubSettings.RetentionIntervalMinutes"/>. A failed pass (database away, disk error) is logged and
 /// counted and the next pass tries again; it never stops the hub. With several replicas on one PostgreSQL store
 /// only the one that leads <c>retention</c> (<see cref="IHubStore.Leads"/>) deletes.

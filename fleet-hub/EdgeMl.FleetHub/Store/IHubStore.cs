@@ -18,7 +18,11 @@ public interface IHubStore : IDisposable
 
     DeviceEntry? FindDevice(string id);
 
-    /// <summary>The newest stored records of a device, newest first; only those of <paramref name="recordClass"/> when given.</summary>
+    /// <summary>
+    /// The newest stored records of a device, newest first; only those of <paramref name="recordClass"/> when given.
+    /// Newest: by the device's own time <c>at</c> in the PostgreSQL store (its key), by arrival in the embedded one; the
+    /// two agree while the device's clock runs forward (the API shows them sorted by <c>at</c> either way).
+    /// </summary>
     List<HubRecord> Records(string device, int limit, string? recordClass = null);
 
     /// <summary>Registers a device with a one-time enrollment token (hash); refuses one enrolled and not revoked.</summary>
@@ -82,7 +86,9 @@ public interface IHubStore : IDisposable
     /// <summary>
     /// Retention: removes the records (all classes: telemetry, health, drift …) the hub received before
     /// <paramref name="cutoff"/>; returns how many. Presence changes before it and alerts cleared before it go too. Exactly-once still holds for them (a re-sent old record is not
-    /// stored again). Registry, audit and packages are kept.
+    /// stored again). Registry, audit and packages are kept. The PostgreSQL store removes by the records' own time
+    /// instead, a whole day's partition at a time (the day ended before the cutoff), and by the receive time only for
+    /// records whose time had no partition (implausible ones); it also creates the coming days' partitions.
     /// </summary>
     long RemoveRecordsBefore(DateTimeOffset cutoff);
 

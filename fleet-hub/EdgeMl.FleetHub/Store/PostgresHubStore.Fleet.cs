@@ -155,13 +155,13 @@ public sealed partial class PostgresHubStore
         return new DevicePage(total, query.Page, query.PageSize, items);
     });
 
-    /// <summary>From the (device, class, at) index: the database reads at most <paramref name="limit"/> rows.</summary>
+    /// <summary>From the key (device, class, at, boot, seq) in the day partitions the range touches: the database reads at most <paramref name="limit"/> rows.</summary>
     public List<HubRecord> RecordsBetween(string device, string recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit) => Run(c =>
     {
         var result = new List<HubRecord>();
         if (limit <= 0) return result;
         using var q = Command(c, null, """
-            SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $2 AND at >= $3 AND at < $4 ORDER BY at DESC, id DESC LIMIT $5
+            SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $2 AND at >= $3 AND at < $4 ORDER BY at DESC, boot DESC, seq DESC LIMIT $5
             """, device, recordClass, since?.ToUnixTimeMilliseconds() ?? long.MinValue, until?.ToUnixTimeMilliseconds() ?? long.MaxValue, limit);
         using var r = q.ExecuteReader();
         while (r.Read()) result.Add(new HubRecord(r.GetString(0), r.GetInt64(1), r.GetString(2), r.GetInt64(3), r.GetString(4)));
