@@ -13,6 +13,19 @@ if (args is ["--version"])
     return 0;
 }
 
+if (args.Any(a => a is "--help" or "-h" or "-?"))
+{
+    Console.WriteLine(EdgeMl.FleetHub.Hosting.HubHosting.Help());
+    return 0;
+}
+
+// A typo in a setting's name would otherwise be ignored and the default used: refused, naming it (exit 2: usage).
+if (EdgeMl.FleetHub.Hosting.HubHosting.CommandLineProblem(args) is { } usage)
+{
+    Console.Error.WriteLine($"edgeml-hub: {usage}");
+    return 2;
+}
+
 var builder = WebApplication.CreateSlimBuilder(args);
 // --config FILE (the package's /etc/edgeml/hub.json), --log-format text|json, systemd (Type=notify, watchdog).
 if (EdgeMl.FleetHub.Hosting.HubHosting.UseHubHosting(builder, args) is { } hostingProblem)

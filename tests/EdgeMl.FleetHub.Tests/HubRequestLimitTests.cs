@@ -141,6 +141,30 @@ public sealed class HubRequestLimitTests : IDisposable
     }
 
     [Fact]
+    public void The_hub_prints_its_help_and_refuses_a_command_line_word_that_is_no_setting()
+    {
+        var hub = Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll");
+        var (code, output, _) = HubHarness.Run(hub, "--help");
+        Assert.Equal(0, code);
+        Assert.StartsWith("Usage: edgeml-hub", output, StringComparison.Ordinal);
+        Assert.Contains("--MqttPort", output, StringComparison.Ordinal);
+        Assert.Contains("--RetentionDays", output, StringComparison.Ordinal);
+
+        string err;
+        (code, _, err) = HubHarness.Run(hub, "--Data", _h.Dir.Path, "--MqttPrt", "1884");
+        Assert.Equal(2, code);
+        Assert.Equal("edgeml-hub: '--MqttPrt' is not a setting (edgeml-hub --help lists them; docs/fleet.md describes each)", err.Trim());
+
+        (code, _, err) = HubHarness.Run(hub, "serve");
+        Assert.Equal(2, code);
+        Assert.Equal("edgeml-hub: 'serve' is not an option: settings are given as --Name value or --Name=value (edgeml-hub --help lists them)", err.Trim());
+
+        (code, _, err) = HubHarness.Run(hub, "--RetentionDays");
+        Assert.Equal(2, code);
+        Assert.Equal("edgeml-hub: '--RetentionDays' needs a value", err.Trim());
+    }
+
+    [Fact]
     public void Every_key_of_the_packaged_hub_json_is_a_setting()
     {
         var text = File.ReadAllText(Path.Combine(TestPackages.RepositoryRoot, "packaging", "hub", "hub.json"));

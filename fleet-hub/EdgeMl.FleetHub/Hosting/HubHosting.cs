@@ -26,6 +26,80 @@ public static class HubHosting
         HostKeys.Contains(key, StringComparer.OrdinalIgnoreCase)
         || typeof(HubSettings).GetProperties().Any(p => p.CanWrite && string.Equals(p.Name, key, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>Host keys the command line may also give (WebApplication reads them from it), besides <see cref="HostKeys"/>.</summary>
+    private static readonly string[] CommandLineKeys = ["config", "contentRoot", "applicationName"];
+
+    /// <summary>
+    /// What is wrong with the command line, in one line naming the word, or null: a key that is no setting (a typo such as
+    /// <c>--MqttPrt</c> would otherwise be ignored and the default used), a word that is not <c>--Key value</c> or
+    /// <c>--Key=value</c>, a key without its value. Keys are matched case-insensitively, as configuration does.
+    /// </summary>
+    public static string? CommandLineProblem(string[] args)
+    {
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+            {
+                return $"'{arg}' is not an option: settings are given as --Name value or --Name=value (edgeml-hub --help lists them)";
+            }
+
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            var key = eq < 0 ? arg[2..] : arg[2..eq];
+            var top = key.Split(':')[0];
+            if (!IsSetting(top) && !CommandLineKeys.Contains(top, StringComparer.OrdinalIgnoreCase))
+            {
+                return $"'--{key}' is not a setting (edgeml-hub --help lists them; docs/fleet.md describes each)";
+            }
+
+            if (eq < 0 && ++i >= args.Length)
+            {
+                return $"'--{key}' needs a value";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The text of <c>edgeml-hub --help</c>: how settings are given, and each setting with its type and default (from <see cref="HubSettings"/>).</summary>
+    public static string Help()
+    {
+        var defaults = new HubSettings();
+        var text = new System.Text.StringBuilder();
+        text.AppendLine("Usage: edgeml-hub [--Name value | --Name=value]...");
+        text.AppendLine();
+        text.AppendLine("The fleet hub: REST API, dashboard, MQTT broker (embedded, or --Broker for an external one), registry, rollouts.");
+        text.AppendLine("Settings come from the command line and from --config FILE (JSON; the command line wins over it).");
+        text.AppendLine("docs/fleet.md describes each one.");
+        text.AppendLine();
+        text.AppendLine("Options:");
+        text.AppendLine("  --config FILE           a JSON file of settings (e.g. /etc/edgeml/hub.json)");
+        text.AppendLine("  --log-format text|json  json: one object a line (journald, log shippers)");
+        text.AppendLine("  --Urls URL[;URL]        where the API and dashboard listen (default http://localhost:5000)");
+        text.AppendLine("  --version               the hub's version");
+        text.AppendLine("  --help                  this text");
+        text.AppendLine();
+        text.AppendLine("Settings (name, type, default):");
+        foreach (var p in typeof(HubSettings).GetProperties().Where(p => p.CanWrite).OrderBy(p => p.Name, StringComparer.Ordinal))
+        {
+            var value = p.GetValue(defaults) switch
+            {
+                null => "(none)",
+                string s when s.Length == 0 => "\"\"",
+                IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+                System.Collections.IEnumerable e and not string => $"[{string.Join(", ", e.Cast<object>())}]",
+                var v => v.ToString(),
+            };
+            var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
+            text.AppendLine($"  --{p.Name,-26} {TypeName(type),-8} {value}");
+        }
+
+        return text.ToString().TrimEnd();
+
+        static string TypeName(Type t) =>
+            t == typeof(int) || t == typeof(long) ? "integer" : t == typeof(double) ? "number" : t == typeof(bool) ? "bool" : t == typeof(string) ? "text" : t.IsArray ? "list" : t.Name.ToLowerInvariant();
+    }
+
     /// <summary>Applies <c>--config</c>, <c>--log-format</c> and systemd to <paramref name="builder"/>; returns what is wrong (one line naming the option) or null.</summary>
     public static string? UseHubHosting(this WebApplicationBuilder builder, string[] args)
     {
