@@ -35,6 +35,8 @@ public static partial class DevicesApi
             History(store, id, limit, recordClass)).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/alerts", IResult (string id, int? limit, IHubStore store) => History(store, id, limit, "alert")).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/health", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthRange(id, http, store, time)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/health/series", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthSeriesRange(id, http, store, time))
+            .RequireRole(ApiAuth.Viewer);
 
         api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {

@@ -102,6 +102,11 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
 
         Assert.Equal(times.Order().ToList(), times);
         Assert.All(values, v => Assert.True(v > 0));
+        // The hub's downsampled buckets: the band around the line is each bucket's min and max (data[2], data[3]).
+        var band = await page.EvaluateAsync<JsonElement>("() => { const p = document.querySelector('[data-testid=chart-rss]').plot; return [p.data.length, Array.from(p.data[2]), Array.from(p.data[3])]; }");
+        Assert.Equal(4, band[0].GetInt32());
+        var (max, min) = (band[1].EnumerateArray().Select(v => v.GetDouble()).ToList(), band[2].EnumerateArray().Select(v => v.GetDouble()).ToList());
+        for (var i = 0; i < times.Count; i++) Assert.True(min[i] <= values[i] && values[i] <= max[i], $"point {i}: {values[i]} is not within [{min[i]}, {max[i]}]");
         await page.Context.CloseAsync();
     }
 
