@@ -178,6 +178,30 @@ public abstract partial class HubStoreContractTests
     }
 
     [Fact]
+    public void Last_seen_is_when_the_hub_last_heard_the_device_not_when_it_noticed_it_went_offline()
+    {
+        Store.CreateEnrollment("d1", "g", new Dictionary<string, string>(), "tok", _now.AddDays(1), _now);
+        Store.SetPresence("d1", "online", "b1", _now.AddMinutes(-30));
+        Store.StoreBatches([("d1", Batch("b1", "telemetry", 1))], _now.AddMinutes(-20)); // the last thing it sent
+        Store.SetPresence("d1", "offline", null, _now.AddMinutes(-5)); // its Last Will, delivered by the broker later
+        var d1 = Store.FindDevice("d1")!;
+        Assert.Equal(("offline", _now.AddMinutes(-20)), (d1.Presence, d1.LastSeen));
+        var row = Store.QueryDevices(new DeviceQuery(Q: "d1")).Items.Single();
+        Assert.Equal((FleetPresence.Offline, _now.AddMinutes(-20)), (row.Presence, row.LastSeen));
+
+        // A device the hub only ever heard go away (revoked before it connected) was never seen.
+        Store.CreateEnrollment("d2", "g", new Dictionary<string, string>(), "tok2", _now.AddDays(1), _now);
+        Store.SetPresence("d2", "offline", null, _now);
+        Assert.Null(Store.FindDevice("d2")!.LastSeen);
+        Assert.Equal(FleetPresence.NeverSeen, Store.QueryDevices(new DeviceQuery(Q: "d2")).Items.Single().Presence);
+        Assert.Equal(1, Store.Summary().Fleet.NeverSeen);
+
+        // Back online: heard again.
+        Store.SetPresence("d1", "online", "b2", _now);
+        Assert.Equal(_now, Store.FindDevice("d1")!.LastSeen);
+    }
+
+    [Fact]
     public void The_fleet_table_follows_every_write_and_reads_the_same_after_a_reopen()
     {
         var made = MakeFleet(60);

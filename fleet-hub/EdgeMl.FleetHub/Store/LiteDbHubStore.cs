@@ -204,7 +204,10 @@ public sealed partial class LiteDbHubStore : IHubStore
             var changed = d["presence"].AsString != state;
             d["presence"] = state;
             if (boot is not null) d["boot"] = boot;
-            d["lastSeen"] = at.ToUnixTimeMilliseconds();
+            // Last seen is when the hub last heard from the device: an "online" status is the device speaking; "offline" is
+            // the broker's Last Will (or the hub's own revocation) saying it went away, which tells nothing new about when
+            // it was last heard.
+            if (state == "online") d["lastSeen"] = at.ToUnixTimeMilliseconds();
             _db.BeginTrans();
             SaveDevice(d);
             if (changed) NotePresence(device, state, at);

@@ -237,7 +237,7 @@ export async function render(main, [id]) {
     const health = d.health ?? {};
     const reported = d.reported ?? {};
     mount(head,
-      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen ? d.presence : 'never seen', 'device-presence')),
+      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen && d.presence !== 'neverSeen' ? d.presence : 'never seen', 'device-presence')),
       h('div.two',
         h('section.card', h('h2', 'Identity'), facts([
           ['Group', d.group], ['Tags', Object.entries(d.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—'],

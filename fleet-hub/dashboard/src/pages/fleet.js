@@ -132,7 +132,7 @@ function countCards(c) {
 }
 
 function deviceRow(d) {
-  const presence = d.presence ?? 'unknown';
+  const presence = d.presence ?? 'neverSeen';
   return h('tr', { 'data-device': d.id, 'data-presence': presence },
     h('td', h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)),
     h('td', d.group ?? '—'),
