@@ -77,8 +77,11 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
     [Fact]
     public async Task The_device_pages_charts_are_drawn_from_the_health_history_the_API_holds()
     {
-        HubHarness.Until(() => f.Hub.Get("/api/devices/cell-1/health?limit=10").GetArrayLength() >= 3, "three health reports from cell-1");
+        // The charts draw the hub's buckets (GET /api/devices/{id}/health/series, 600 over the range): on the 15 min range a bucket
+        // is 1.5 s, so ten reports a second apart make several points.
+        HubHarness.Until(() => f.Hub.Get("/api/devices/cell-1/health?limit=10").GetArrayLength() >= 10, "ten health reports from cell-1");
         var page = await SignedIn(f.ViewerToken, "viewer");
+        await page.EvaluateAsync("sessionStorage.setItem('edgeml.range', '15m')");
         await page.GotoAsync("/#/device/cell-1");
         foreach (var chart in new[] { "cpu", "memory", "rss", "disk", "rate", "latency", "dropped", "outbox", "temperature" })
         {
