@@ -82,7 +82,7 @@ public static class EdgeMlCli
                 Arg("ID", "The device's id (letters, digits, - _ .)"), CliOptions.Text("--group", "The device's group (rollouts target groups)", "GROUP"),
                 CliOptions.Many("--tag", "A tag, repeatable", "KEY=VALUE"), expires),
             Leaf("list", "Devices with presence, model, p99 latency, drift; filtered", ListAsync,
-                CliOptions.Text("--group", "Only this group", "GROUP"), CliOptions.Choice("--status", "Only devices with this presence or enrollment state", "online", "offline", "unknown", "pending", "enrolled", "revoked", "unregistered"),
+                CliOptions.Text("--group", "Only this group", "GROUP"), CliOptions.Choice("--status", "Only devices with this presence or enrollment state", "online", "offline", "neverSeen", "pending", "enrolled", "revoked", "unregistered"),
                 CliOptions.Parsed<string>("--model", "Only devices running this model", "NAME[@VERSION]", false,
                     t => (EdgeMl.Protocol.Text.ModelRefs.TryParse(t, out _, out var e, versionOptional: true), t, e)), CliOptions.Text("--tag", "Only devices with this tag", "KEY[=VALUE]")),
             Leaf("show", "One device: registry, presence, latest health", ShowAsync, Arg("ID", "The device's id")),

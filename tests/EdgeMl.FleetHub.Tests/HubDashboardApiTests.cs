@@ -150,6 +150,10 @@ public sealed class HubDashboardApiTests : IDisposable
                      ("/api/devices/dash-1/health?limit=0", "limit"), ("/api/devices/dash-1/health?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "since"),
                      ("/api/devices/nobody/health?since=%E2%80%AE", "since"), ("/api/devices/dash-1/presence?since=-5h", "since"), ("/api/devices/dash-1/presence?limit=x", "limit"),
                      ("/api/alerts?active=yes", "active"), ("/api/alerts?kind=fire", "kind"), ("/api/alerts?limit=1001", "limit"), ("/api/alerts?device=a%2Fb", "device"),
+                     ("/api/devices?status=bogus", "status"), ("/api/devices?status=unknown", "status"), ("/api/devices/dash-1/health/series?points=0", "points"),
+                     ("/api/devices/dash-1/health/series?points=5001", "points"), ("/api/devices/dash-1/health/series?since=yesterday", "since"),
+                     ("/api/devices/dash-1/health/series?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "since"),
+                     ("/api/devices/dash-1/health/series?points=1&points=2", "points"),
                  })
         {
             var r = await _h.Api.GetAsync(path);
@@ -163,7 +167,8 @@ public sealed class HubDashboardApiTests : IDisposable
                  {
                      "/api/devices/page?q=&group=&sort=-lastSeen&page=1&pageSize=500&x=1", "/api/devices/page?page=1000000", "/api/devices/page?model=m@1.0.0&tag=site=a=b&drift=drifting",
                      "/api/devices/dash-1/health?since=2026-01-01T00:00:00&until=9999-12-31T23:59:59Z&limit=10000", "/api/devices/dash-1/presence?since=0001-01-01T00:00:00Z",
-                     "/api/alerts?active=false&kind=rule&device=dash-1&limit=1", "/api/fleet/summary",
+                     "/api/alerts?active=false&kind=rule&device=dash-1&limit=1", "/api/fleet/summary", "/api/devices?status=neverSeen",
+                     "/api/devices/dash-1/health/series?since=24h&points=600", "/api/devices/dash-1/health/series",
                  })
         {
             var r = await _h.Api.GetAsync(path);
@@ -171,6 +176,17 @@ public sealed class HubDashboardApiTests : IDisposable
         }
 
         Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync("/api/devices/nobody/presence")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync("/api/devices/nobody/health/series")).StatusCode);
+
+        // The status filter's error lists what it takes; a device never heard from is "neverSeen" in both lists, as in the counts.
+        var bogus = HubHarness.Json(await _h.Api.GetAsync("/api/devices?status=bogus")).GetProperty("error").GetString()!;
+        Assert.Equal("status 'bogus' is not one of online, offline, neverSeen, pending, enrolled, revoked, unregistered", bogus);
+        var listed = HubHarness.Json(await _h.Api.GetAsync("/api/devices?status=neverSeen")).EnumerateArray().Single();
+        Assert.Equal(("dash-1", "neverSeen"), (listed.GetProperty("id").GetString(), listed.GetProperty("presence").GetString()));
+        Assert.Equal("neverSeen", HubHarness.Json(await _h.Api.GetAsync("/api/devices/dash-1")).GetProperty("presence").GetString());
+        Assert.Equal("neverSeen", HubHarness.Json(await _h.Api.GetAsync("/api/devices/page?q=dash-1")).GetProperty("items")[0].GetProperty("presence").GetString());
+        var empty = HubHarness.Json(await _h.Api.GetAsync("/api/devices/dash-1/health/series?since=1h&points=10"));
+        Assert.Equal((0, 10, 0), (empty.GetProperty("reports").GetInt32(), empty.GetProperty("points").GetInt32(), empty.GetProperty("at").GetArrayLength()));
         using var anonymous = new HttpClient { BaseAddress = _h.Api.BaseAddress };
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/events")).StatusCode);
     }

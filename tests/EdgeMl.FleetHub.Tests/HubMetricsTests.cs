@@ -107,11 +107,14 @@ public sealed class HubMetricsTests : IDisposable
         Assert.True(commits >= 1 && commits <= after.Value("edgeml_ingest_commits_total"), $"{commits} commit observations, {after.Value("edgeml_ingest_commits_total")} commits");
         Assert.Equal(commits, after.Value("edgeml_ingest_commit_duration_seconds_bucket", ("le", "10")));
 
-        // Fleet gauges: three enrolled devices; the agents said goodbye (offline), the third-party client never sent a status.
-        HubHarness.Until(() => Scrape() is var s && s.Value("edgeml_devices", ("presence", "offline")) == 2 && s.Value("edgeml_devices_connected") == 0,
+        // Fleet gauges: three enrolled devices; the agents said goodbye (offline), the third-party client never sent a status but
+        // the hub heard its records, so it is offline too (as in the fleet table), not never seen.
+        HubHarness.Until(() => Scrape() is var s && s.Value("edgeml_devices", ("presence", "offline")) == 3 && s.Value("edgeml_devices_connected") == 0,
             "the agents offline and no device connected");
         after = Scrape();
         Assert.Equal(3, after.Sum("edgeml_devices"));
+        Assert.Equal((0.0, 0.0), (after.Value("edgeml_devices", ("presence", "neverSeen")), after.Value("edgeml_devices", ("presence", "online"))));
+        Assert.DoesNotContain(after.Samples, s => s.Name == "edgeml_devices" && s.Label("presence") == "unknown");
         Assert.Equal(3, after.Sum("edgeml_devices_drift"));
         Assert.True(after.Value("edgeml_store_size_bytes") > before.Value("edgeml_store_size_bytes"), "the store grew");
         Assert.Equal(0, after.Sum("edgeml_rollouts"));

@@ -178,6 +178,66 @@ public abstract partial class HubStoreContractTests
     }
 
     [Fact]
+    public void Last_seen_is_when_the_hub_last_heard_the_device_not_when_it_noticed_it_went_offline()
+    {
+        Store.CreateEnrollment("d1", "g", new Dictionary<string, string>(), "tok", _now.AddDays(1), _now);
+        Store.SetPresence("d1", "online", "b1", _now.AddMinutes(-30));
+        Store.StoreBatches([("d1", Batch("b1", "telemetry", 1))], _now.AddMinutes(-20)); // the last thing it sent
+        Store.SetPresence("d1", "offline", null, _now.AddMinutes(-5)); // its Last Will, delivered by the broker later
+        var d1 = Store.FindDevice("d1")!;
+        Assert.Equal(("offline", _now.AddMinutes(-20)), (d1.Presence, d1.LastSeen));
+        var row = Store.QueryDevices(new DeviceQuery(Q: "d1")).Items.Single();
+        Assert.Equal((FleetPresence.Offline, _now.AddMinutes(-20)), (row.Presence, row.LastSeen));
+
+        // A device the hub only ever heard go away (revoked before it connected) was never seen.
+        Store.CreateEnrollment("d2", "g", new Dictionary<string, string>(), "tok2", _now.AddDays(1), _now);
+        Store.SetPresence("d2", "offline", null, _now);
+        Assert.Null(Store.FindDevice("d2")!.LastSeen);
+        Assert.Equal(FleetPresence.NeverSeen, Store.QueryDevices(new DeviceQuery(Q: "d2")).Items.Single().Presence);
+        Assert.Equal(1, Store.Summary().Fleet.NeverSeen);
+
+        // Back online: heard again.
+        Store.SetPresence("d1", "online", "b2", _now);
+        Assert.Equal(_now, Store.FindDevice("d1")!.LastSeen);
+    }
+
+    [Fact]
+    public void The_fleet_table_follows_every_write_and_reads_the_same_after_a_reopen()
+    {
+        var made = MakeFleet(60);
+        var before = Store.QueryDevices(new DeviceQuery(Sort: "lastSeen", Descending: true, PageSize: 500)).Items;
+        Assert.Equal(60, before.Count);
+        Store.Revoke("dev-001", _now);
+        Store.SetDriftStatus("dev-002", "major", _now);
+        Store.StoreBatches([("dev-005", [new IncomingRecord("b1", 2, "health", _now.ToUnixTimeMilliseconds(), Health("vib", "3.0.0", 99, 80, 7, 0))])], _now);
+        Assert.Equal("revoked", Store.QueryDevices(new DeviceQuery(Q: "dev-001")).Items.Single().Enrollment);
+        Assert.Contains("dev-002", Ids(new DeviceQuery(Drift: "major")));
+        var r5 = Store.QueryDevices(new DeviceQuery(Q: "dev-005")).Items.Single();
+        Assert.Equal((99.0, "3.0.0", FleetPresence.Offline), (r5.CpuPercent, r5.Version, r5.Presence));
+        var after = Store.QueryDevices(new DeviceQuery(Sort: "lastSeen", Descending: true, PageSize: 500)).Items;
+        Reopen();
+        Assert.Equal(after.Select(Shown), Store.QueryDevices(new DeviceQuery(Sort: "lastSeen", Descending: true, PageSize: 500)).Items.Select(Shown));
+        Assert.Equal(made.Count, Store.Summary().Fleet.Total);
+
+        static string Shown(DeviceRow r) => $"{r.Id} {r.Presence} {r.LastSeen:O} {r.Enrollment} {r.Model}@{r.Version} {r.CpuPercent} {r.DriftStatus} {r.Healthy} {string.Join(",", r.Tags)}";
+    }
+
+    [Fact]
+    public void Records_of_a_class_a_device_never_sent_are_none_and_one_it_sends_later_is_found()
+    {
+        Store.StoreBatches([("d1", Batch("b1", "health", 1, 2, 3))], _now);
+        Assert.Empty(Store.Records("d1", 10, "alert"));
+        Assert.Empty(Store.RecordsBetween("d1", "drift", _now.AddDays(-1), null, 10));
+        Assert.Equal(3, Store.Records("d1", 10, "health").Count);
+        Store.StoreBatches([("d1", Batch("b1", "alert", 1))], _now.AddSeconds(1));
+        Store.StoreBatches([("d1", Batch("b1", "health", 4, 5))], _now.AddSeconds(2));
+        Assert.Equal([1L], Store.Records("d1", 10, "alert").Select(r => r.Seq));
+        Assert.Equal(6, Store.Records("d1", 10).Count);
+        Reopen();
+        Assert.Equal([1L], Store.Records("d1", 10, "alert").Select(r => r.Seq));
+    }
+
+    [Fact]
     public void Presence_changes_are_kept_oldest_first_from_the_one_in_effect_at_since()
     {
         Store.SetPresence("d1", "online", "b1", _now.AddHours(-3));

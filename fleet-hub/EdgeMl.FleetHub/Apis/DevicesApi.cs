@@ -29,13 +29,20 @@ public static partial class DevicesApi
         }).RequireRole(ApiAuth.Viewer);
 
         var api = app.MapGroup("/api/devices");
-        api.MapGet("/", (string? group, string? status, string? model, string? tag, IHubStore store) =>
-            TypedResults.Ok(store.Devices().Select(d => Summary(d, withHealth: false))
+        api.MapGet("/", IResult (string? group, string? status, string? model, string? tag, IHubStore store) =>
+        {
+            if (status is not null && !ListStatuses.Contains(status))
+            {
+                return TypedResults.BadRequest(new ApiError($"status '{Printable(status)}' is not one of {string.Join(", ", ListStatuses)}"));
+            }
+
+            return TypedResults.Ok(store.Devices().Select(d => Summary(d, withHealth: false))
                 .Where(d => group is null || d.Group == group)
                 .Where(d => status is null || d.Presence == status || d.Enrollment == status)
                 .Where(d => model is null || d.Model == model || $"{d.Model}@{d.ModelVersion}" == model)
                 .Where(d => tag is null || HasTag(d, tag))
-                .OrderBy(d => d.Id, StringComparer.Ordinal).ToList())).RequireRole(ApiAuth.Viewer);
+                .OrderBy(d => d.Id, StringComparer.Ordinal).ToList());
+        }).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}", IResult (string id, IHubStore store, Ingest.TelemetryIngest ingest, IDeviceConnections connections) =>
             store.FindDevice(id) is { } d
                 ? TypedResults.Ok(Summary(d, withHealth: true) with { Rejected = ingest.DeviceRejections(id), BrokerLogin = connections.LoginState(id, d.Enrollment) })
@@ -48,6 +55,8 @@ public static partial class DevicesApi
         }).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/alerts", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "alert")).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/health", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthRange(id, http, store, time)).RequireRole(ApiAuth.Viewer);
+        api.MapGet("/{id}/health/series", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthSeriesRange(id, http, store, time))
+            .RequireRole(ApiAuth.Viewer);
 
         api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
@@ -155,6 +164,13 @@ public static partial class DevicesApi
                 .Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
     }
 
+    /// <summary>
+    /// What <c>GET /api/devices?status=</c> filters by: a presence (<see cref="FleetPresence"/>: the same words as the fleet
+    /// table) or an enrollment state.
+    /// </summary>
+    public static readonly IReadOnlyList<string> ListStatuses =
+        [FleetPresence.Online, FleetPresence.Offline, FleetPresence.NeverSeen, "pending", "enrolled", "revoked", "unregistered"];
+
     private static IResult NoDevice(string id) => TypedResults.NotFound(new ApiError($"no device '{id}'"));
 
     private static bool HasTag(DeviceView d, string tag)
@@ -163,8 +179,9 @@ public static partial class DevicesApi
         return eq < 0 ? d.Tags.ContainsKey(tag) : d.Tags.TryGetValue(tag[..eq], out var v) && v == tag[(eq + 1)..];
     }
 
+    /// <summary>The API's view of a device; its presence in the fleet table's words (<see cref="FleetPresence.Of"/>: <c>neverSeen</c> until the hub hears from it).</summary>
     private static DeviceView Summary(DeviceEntry d, bool withHealth) => new(
-        d.Id, d.Group, d.Tags, d.Enrollment, d.EnrolledAt, d.RevokedAt, d.Presence, d.Boot, d.LastSeen, d.Records,
+        d.Id, d.Group, d.Tags, d.Enrollment, d.EnrolledAt, d.RevokedAt, FleetPresence.Of(d.Presence, d.LastSeen), d.Boot, d.LastSeen, d.Records,
         d.Model, d.ModelVersion, d.LatencyP99Ms, d.HealthAt, withHealth && d.HealthJson is { } h ? JsonNode.Parse(h) : null, d.DriftStatus, d.DriftAt,
         d.Desired, d.ReportedJson is { } rep ? JsonNode.Parse(rep) : null);
 

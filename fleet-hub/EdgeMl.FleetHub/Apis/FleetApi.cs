@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using EdgeMl.FleetHub.Alerts;
+using EdgeMl.FleetHub.Dashboard;
 using EdgeMl.FleetHub.Events;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
@@ -102,6 +103,29 @@ public static class FleetApi
             ? store.Records(id, limit, "health").OrderByDescending(r => r.At).ToList()
             : store.RecordsBetween(id, "health", since, until, limit);
         return TypedResults.Ok(records.Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
+    }
+
+    /// <summary>
+    /// <c>GET /api/devices/{id}/health/series?since=&amp;until=&amp;points=</c>: the health reports the device produced in
+    /// [since, until) (default: the last hour up to now) downsampled into <c>points</c> buckets (default 500, at most
+    /// <see cref="HealthSeries.MaxPoints"/>): per bucket min, max and the newest report's value of each measure
+    /// (<see cref="HealthSeries"/>). What the dashboard's charts draw.
+    /// </summary>
+    internal static IResult HealthSeriesRange(string id, HttpContext http, IHubStore store, TimeProvider time)
+    {
+        var query = http.Request.Query;
+        var now = time.GetUtcNow();
+        if (!TryTime(query, "since", now, out var since, out var error) || !TryTime(query, "until", now, out var until, out error)
+                                                                       || !TryInt(query, "points", 1, HealthSeries.MaxPoints, 500, out var points, out error))
+        {
+            return TypedResults.BadRequest(new ApiError(error!));
+        }
+
+        var (from, to) = (since ?? (until ?? now).AddHours(-1), until ?? now);
+        if (from >= to) return TypedResults.BadRequest(new ApiError($"since ({from:O}) must be before until ({to:O})"));
+        if (store.FindDevice(id) is null) return TypedResults.NotFound(new ApiError($"no device '{id}'"));
+        var reports = store.RecordsBetween(id, "health", from, to, HealthSeries.MaxReports);
+        return TypedResults.Ok(HealthSeries.Of(reports, from, to, points, truncated: reports.Count >= HealthSeries.MaxReports));
     }
 
     private static async Task StreamAsync(HttpContext http, HubEvents events, IHostApplicationLifetime life)

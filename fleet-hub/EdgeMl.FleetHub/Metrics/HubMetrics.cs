@@ -23,7 +23,7 @@ public sealed partial class HubMetrics : IDisposable
     private static readonly double[] CommitBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
     /// <summary>States reported even at zero, so that a dashboard's series exist before the first device or rollout does.</summary>
-    private static readonly string[] Presences = ["online", "offline", "unknown"];
+    private static readonly string[] Presences = [FleetPresence.Online, FleetPresence.Offline, FleetPresence.NeverSeen];
     private static readonly string[] DriftStatuses = ["no data", "ok", "watch", "moderate", "major"];
     private static readonly string[] RolloutStates = ["running", "paused", "completed", "halted", "aborted"];
 
@@ -126,7 +126,8 @@ public sealed partial class HubMetrics : IDisposable
         foreach (var d in _store.Devices())
         {
             if (d.Enrollment == "revoked") continue;
-            presence[d.Presence] = presence.GetValueOrDefault(d.Presence) + 1;
+            var state = FleetPresence.Of(d.Presence, d.LastSeen); // the fleet table's words: neverSeen until the hub hears from it
+            presence[state] = presence.GetValueOrDefault(state) + 1;
             var status = d.DriftStatus ?? "no data";
             drift[status] = drift.GetValueOrDefault(status) + 1;
         }

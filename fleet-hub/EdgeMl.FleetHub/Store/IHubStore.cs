@@ -11,7 +11,11 @@ public interface IHubStore : IDisposable
     /// <summary>Stores several devices' batches in one transaction, in order; returns how many records were new.</summary>
     int StoreBatches(IReadOnlyList<(string Device, IReadOnlyList<IncomingRecord> Records)> batches, DateTimeOffset receivedAt);
 
-    /// <summary>The device's presence (<c>online</c>, <c>offline</c>) as its status topic says; a change is kept in its presence history.</summary>
+    /// <summary>
+    /// The device's presence (<c>online</c>, <c>offline</c>) as its status topic says; a change is kept in its presence history.
+    /// Only <c>online</c> sets last seen to <paramref name="at"/>: last seen is when the hub last heard from the device (a
+    /// status or a batch), and <c>offline</c> comes from the broker's Last Will or the hub itself, not from the device.
+    /// </summary>
     void SetPresence(string device, string state, string? boot, DateTimeOffset at);
 
     List<DeviceEntry> Devices();

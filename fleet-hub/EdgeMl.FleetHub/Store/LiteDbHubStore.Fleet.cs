@@ -7,9 +7,18 @@ namespace EdgeMl.FleetHub.Store;
 /// written with the device document in the same transaction) so that counting, filtering, sorting and paging 10,000
 /// devices never reads a device's health JSON or history; presence changes (<c>presence</c>, at most
 /// <see cref="PresencePerDevice"/> per device, removed by retention); alerts (<c>alerts</c>).
+/// <para>
+/// The summaries are also kept in memory as <see cref="DeviceRow"/>s (<see cref="_rows"/>, loaded once at open, changed
+/// with every write of a device document): one process owns a LiteDB file, so no other writer can change them, and the
+/// fleet table and counts then cost a filter and sort over 10,000 small records (a few ms) instead of reading and
+/// deserialising 10,000 documents (~300 ms), without waiting for the store's lock behind ingest.
+/// </para>
 /// </summary>
 public sealed partial class LiteDbHubStore
 {
+    /// <summary>Every device's row by its exact id; replaced whole per device (rows are immutable records).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DeviceRow> _rows = new(StringComparer.Ordinal);
+
     /// <summary>Presence changes kept per device (the oldest go first): a device flapping in a loop cannot fill the disk.</summary>
     internal const int PresencePerDevice = 2000;
 
@@ -22,16 +31,33 @@ public sealed partial class LiteDbHubStore
     private void SaveDevice(BsonDocument d)
     {
         _devices.Upsert(d);
-        _summaries.Upsert(Compact(d));
+        var compact = Compact(d);
+        _summaries.Upsert(compact);
+        var row = Row(compact);
+        _rows[row.Id] = row;
     }
 
-    /// <summary>Summaries for devices stored before they existed (once: later opens find them all).</summary>
+    /// <summary>Summaries for devices stored before they existed (once: later opens find them all); then the rows in memory.</summary>
     private void AddSummaries()
     {
-        if (_summaries.Count() == _devices.Count()) return;
-        _db.BeginTrans();
-        foreach (var d in _devices.FindAll().ToList()) _summaries.Upsert(Compact(d));
-        _db.Commit();
+        if (_summaries.Count() != _devices.Count())
+        {
+            _db.BeginTrans();
+            foreach (var d in _devices.FindAll().ToList()) _summaries.Upsert(Compact(d));
+            _db.Commit();
+        }
+
+        ReloadRows();
+    }
+
+    /// <summary>The rows in memory as the file has them: at open, and after a rolled-back transaction (whose rows were changed already).</summary>
+    private void ReloadRows()
+    {
+        lock (_gate)
+        {
+            _rows.Clear();
+            foreach (var c in _summaries.FindAll()) _rows[c["_id"].AsString] = Row(c);
+        }
     }
 
     private static BsonDocument Compact(BsonDocument d)
@@ -62,11 +88,8 @@ public sealed partial class LiteDbHubStore
 
     private static double? Double(BsonDocument d, string key) => d.TryGetValue(key, out var v) && v.IsNumber ? v.AsDouble : null;
 
-    /// <summary>Every device's compact row (the summary documents only).</summary>
-    public List<DeviceRow> DeviceRows()
-    {
-        lock (_gate) return _summaries.FindAll().Select(Row).ToList();
-    }
+    /// <summary>Every device's compact row (from memory: the summary documents as written).</summary>
+    public List<DeviceRow> DeviceRows() => [.. _rows.Values];
 
     public FleetSummary Summary() => FleetRows.Summarize(DeviceRows());
 
@@ -110,7 +133,7 @@ public sealed partial class LiteDbHubStore
     {
         lock (_gate)
         {
-            if (limit <= 0) return [];
+            if (limit <= 0 || NeverStored(device, recordClass)) return [];
             var from = since?.ToUnixTimeMilliseconds() ?? long.MinValue;
             var to = until?.ToUnixTimeMilliseconds() ?? long.MaxValue;
             // The newest `limit` so far (the oldest of them on top): a batch received more than the clock leeway before that

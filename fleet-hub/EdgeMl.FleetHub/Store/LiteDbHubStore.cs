@@ -134,6 +134,7 @@ public sealed partial class LiteDbHubStore : IHubStore
                         ["_id"] = id, ["device"] = device, ["key"] = BatchKey(device, id), ["received"] = received, ["n"] = fresh.Count, ["records"] = fresh,
                     });
                     if (!devices.TryGetValue(device, out var d)) devices[device] = d = Device(device);
+                    NoteClasses(d, fresh);
                     d["records"] = d["records"].AsInt64 + fresh.Count;
                     d["lastSeen"] = received;
                     foreach (var r in fresh)
@@ -163,9 +164,32 @@ public sealed partial class LiteDbHubStore : IHubStore
             {
                 _db.Rollback();
                 _lastBatchId = _batches.Count() == 0 ? 0 : _batches.Max().AsInt64;
+                ReloadRows();
                 throw;
             }
         }
+    }
+
+    /// <summary>
+    /// Keeps on the device document which record classes it ever stored (<c>classes</c>), so that asking for a class it never
+    /// sent (a device without alerts, drift or telemetry) answers at once instead of reading every batch it has. Only a device
+    /// whose first records are stored with this field gets it: one stored by an older hub has none, and is read in full as before.
+    /// </summary>
+    private static void NoteClasses(BsonDocument d, BsonArray fresh)
+    {
+        BsonDocument classes;
+        if (d.TryGetValue("classes", out var c) && c.IsDocument) classes = c.AsDocument;
+        else if (d["records"].AsInt64 == 0) d["classes"] = classes = new BsonDocument();
+        else return;
+        foreach (var r in fresh) classes[r["class"].AsString] = true;
+    }
+
+    /// <summary>Whether the device is known never to have stored a record of <paramref name="recordClass"/> (<see cref="NoteClasses"/>).</summary>
+    private bool NeverStored(string device, string? recordClass)
+    {
+        if (recordClass is null) return false;
+        var d = _devices.FindById(device);
+        return d is not null && d["_id"].AsString == device && d.TryGetValue("classes", out var c) && c.IsDocument && !c.AsDocument.ContainsKey(recordClass);
     }
 
     /// <summary>What a watermark document says is stored: <c>seq</c> (all up to it) and <c>ranges</c> above it.</summary>
@@ -180,7 +204,10 @@ public sealed partial class LiteDbHubStore : IHubStore
             var changed = d["presence"].AsString != state;
             d["presence"] = state;
             if (boot is not null) d["boot"] = boot;
-            d["lastSeen"] = at.ToUnixTimeMilliseconds();
+            // Last seen is when the hub last heard from the device: an "online" status is the device speaking; "offline" is
+            // the broker's Last Will (or the hub's own revocation) saying it went away, which tells nothing new about when
+            // it was last heard.
+            if (state == "online") d["lastSeen"] = at.ToUnixTimeMilliseconds();
             _db.BeginTrans();
             SaveDevice(d);
             if (changed) NotePresence(device, state, at);
@@ -205,7 +232,7 @@ public sealed partial class LiteDbHubStore : IHubStore
         lock (_gate)
         {
             var result = new List<HubRecord>();
-            if (limit <= 0) return result;
+            if (limit <= 0 || NeverStored(device, recordClass)) return result;
             // The key index in descending order, read lazily: only the batches needed for `limit` records are loaded.
             var newestFirst = _batches.Query()
                 .Where(Query.Between("$.key", BatchKey(device, 0), $"{device}{KeySeparator}\uffff"))

@@ -454,15 +454,19 @@ public sealed partial class PostgresHubStore : IHubStore
         return (false, null, null, null);
     }
 
-    /// <summary>Sets presence and, in the same statement, appends to the presence history when it changed.</summary>
+    /// <summary>
+    /// Sets presence and, in the same statement, appends to the presence history when it changed. Only "online" moves
+    /// last_seen (the hub heard the device); "offline" (the Last Will, a revocation) keeps it.
+    /// </summary>
     public void SetPresence(string device, string state, string? boot, DateTimeOffset at) => Run(c =>
     {
         using var t = c.BeginTransaction();
         var changed = Exec(c, t, """
             WITH prev AS (SELECT presence FROM devices WHERE id = $1 FOR UPDATE),
             up AS (
-                INSERT INTO devices (id, presence, boot, last_seen) VALUES ($1, $2, $3, $4)
-                ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, boot = coalesce(excluded.boot, devices.boot), last_seen = excluded.last_seen
+                INSERT INTO devices (id, presence, boot, last_seen) VALUES ($1, $2, $3, CASE WHEN $2 = 'online' THEN $4 ELSE 0 END)
+                ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, boot = coalesce(excluded.boot, devices.boot),
+                    last_seen = CASE WHEN excluded.presence = 'online' THEN excluded.last_seen ELSE devices.last_seen END
                 RETURNING 1)
             INSERT INTO presence_log (device, at, presence)
             SELECT $1, $4, $2 FROM (SELECT count(*) FROM up) AS done WHERE coalesce((SELECT presence FROM prev), 'unknown') <> $2

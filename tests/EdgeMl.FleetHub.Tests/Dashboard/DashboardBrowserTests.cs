@@ -77,8 +77,11 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
     [Fact]
     public async Task The_device_pages_charts_are_drawn_from_the_health_history_the_API_holds()
     {
-        HubHarness.Until(() => f.Hub.Get("/api/devices/cell-1/health?limit=10").GetArrayLength() >= 3, "three health reports from cell-1");
+        // The charts draw the hub's buckets (GET /api/devices/{id}/health/series, 600 over the range): on the 15 min range a bucket
+        // is 1.5 s, so ten reports a second apart make several points.
+        HubHarness.Until(() => f.Hub.Get("/api/devices/cell-1/health?limit=10").GetArrayLength() >= 10, "ten health reports from cell-1");
         var page = await SignedIn(f.ViewerToken, "viewer");
+        await page.EvaluateAsync("sessionStorage.setItem('edgeml.range', '15m')");
         await page.GotoAsync("/#/device/cell-1");
         foreach (var chart in new[] { "cpu", "memory", "rss", "disk", "rate", "latency", "dropped", "outbox", "temperature" })
         {
@@ -102,6 +105,11 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
 
         Assert.Equal(times.Order().ToList(), times);
         Assert.All(values, v => Assert.True(v > 0));
+        // The hub's downsampled buckets: the band around the line is each bucket's min and max (data[2], data[3]).
+        var band = await page.EvaluateAsync<JsonElement>("() => { const p = document.querySelector('[data-testid=chart-rss]').plot; return [p.data.length, Array.from(p.data[2]), Array.from(p.data[3])]; }");
+        Assert.Equal(4, band[0].GetInt32());
+        var (max, min) = (band[1].EnumerateArray().Select(v => v.GetDouble()).ToList(), band[2].EnumerateArray().Select(v => v.GetDouble()).ToList());
+        for (var i = 0; i < times.Count; i++) Assert.True(min[i] <= values[i] && values[i] <= max[i], $"point {i}: {values[i]} is not within [{min[i]}, {max[i]}]");
         await page.Context.CloseAsync();
     }
 

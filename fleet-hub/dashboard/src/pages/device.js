@@ -21,18 +21,58 @@ const seconds = (at) => (at > 1e12 ? at / 1000 : at);
 
 const sum = (o) => (o ? Object.values(o).reduce((a, b) => a + Number(b || 0), 0) : null);
 
-/** The health measures charted, read from a health report (HealthReport, camelCase). */
+/**
+ * The health measures charted: [label, the hub's series name (GET /api/devices/{id}/health/series), the same value read
+ * from a raw health report (HealthReport, camelCase) for a hub without the series endpoint].
+ */
 export const measures = [
-  { key: 'cpu', title: 'CPU', unit: '%', series: [['cpu', (r) => r.system?.cpuPercent]] },
-  { key: 'memory', title: 'Memory used', unit: '%', series: [['memory', (r) => r.system?.memoryUsedPercent]] },
-  { key: 'rss', title: 'Agent RSS', unit: 'MB', series: [['rss', (r) => r.system?.processRssMb]] },
-  { key: 'temperature', title: 'Temperature', unit: '°C', series: [['temperature', (r) => r.system?.temperatureC]] },
-  { key: 'disk', title: 'Disk free', unit: 'MB', series: [['disk free', (r) => r.system?.diskFreeMb]] },
-  { key: 'rate', title: 'Predictions', unit: '/s', series: [['predictions/s', (r) => r.model?.inferencesPerSecond]] },
-  { key: 'latency', title: 'Latency', unit: 'ms', series: [['p50', (r) => r.model?.latencyP50Ms], ['p99', (r) => r.model?.latencyP99Ms]] },
-  { key: 'dropped', title: 'Windows dropped', unit: 'total', series: [['dropped', (r) => r.model?.windowsDropped]] },
-  { key: 'outbox', title: 'Outbox depth', unit: 'records', series: [['depth', (r) => sum(r.outbox?.depth)]] },
+  { key: 'cpu', title: 'CPU', unit: '%', series: [['cpu', 'cpuPercent', (r) => r.system?.cpuPercent]] },
+  { key: 'memory', title: 'Memory used', unit: '%', series: [['memory', 'memoryUsedPercent', (r) => r.system?.memoryUsedPercent]] },
+  { key: 'rss', title: 'Agent RSS', unit: 'MB', series: [['rss', 'processRssMb', (r) => r.system?.processRssMb]] },
+  { key: 'temperature', title: 'Temperature', unit: '°C', series: [['temperature', 'temperatureC', (r) => r.system?.temperatureC]] },
+  { key: 'disk', title: 'Disk free', unit: 'MB', series: [['disk free', 'diskFreeMb', (r) => r.system?.diskFreeMb]] },
+  { key: 'rate', title: 'Predictions', unit: '/s', series: [['predictions/s', 'inferencesPerSecond', (r) => r.model?.inferencesPerSecond]] },
+  { key: 'latency', title: 'Latency', unit: 'ms', series: [['p50', 'latencyP50Ms', (r) => r.model?.latencyP50Ms], ['p99', 'latencyP99Ms', (r) => r.model?.latencyP99Ms]] },
+  { key: 'dropped', title: 'Windows dropped', unit: 'total', series: [['dropped', 'windowsDropped', (r) => r.model?.windowsDropped]] },
+  { key: 'outbox', title: 'Outbox depth', unit: 'records', series: [['depth', 'outboxDepth', (r) => sum(r.outbox?.depth)]] },
 ];
+
+/** Buckets asked of the hub per chart: more than a chart is wide in pixels, far fewer than a day of reports. */
+const SERIES_POINTS = 600;
+
+/**
+ * The charts' data from the hub's downsampled series: per bucket the newest report's value (the line, at that report's
+ * time) and the bucket's min and max (the band around it).
+ */
+async function seriesData(id, since, until) {
+  const s = await api(`/api/devices/${encodeURIComponent(id)}/health/series${query({ since: since.toISOString(), until: until.toISOString(), points: SERIES_POINTS })}`);
+  return {
+    times: s.at.map(seconds),
+    reports: s.reports,
+    charts: measures.map((m) => m.series.map(([label, name]) => ({ label, values: s.series[name].last, min: s.series[name].min, max: s.series[name].max }))),
+  };
+}
+
+/** The same from the raw reports, for a hub without the series endpoint: newest first, at most 10,000 a request. */
+async function rawData(id, since, until) {
+  let records = [];
+  let end = until;
+  for (let i = 0; i < 4; i++) {
+    const part = await api(`/api/devices/${encodeURIComponent(id)}/health${query({ since: since.toISOString(), until: end.toISOString(), limit: 10000 })}`);
+    records = records.concat(part);
+    if (part.length < 10000) break;
+    const oldest = Math.min(...part.map((r) => r.at));
+    end = new Date(oldest > 1e12 ? oldest : oldest * 1000);
+  }
+  // Oldest first, only the range (a hub without since/until answers its newest records).
+  const rows = records.filter((r) => seconds(r.at) >= since.getTime() / 1000 && seconds(r.at) <= until.getTime() / 1000 + 60)
+    .sort((a, b) => a.at - b.at);
+  return {
+    times: rows.map((r) => seconds(r.at)),
+    reports: rows.length,
+    charts: measures.map((m) => m.series.map(([label, , pick]) => ({ label, values: rows.map((r) => { const v = pick(r.data ?? {}); return typeof v === 'number' ? v : null; }) }))),
+  };
+}
 
 function presenceTimeline(points, since, until) {
   const bar = h('div.timeline', { 'data-testid': 'presence-timeline' });
@@ -151,30 +191,26 @@ export async function render(main, [id]) {
     const seconds_ = ranges.find(([l]) => l === range)[1];
     const until = new Date();
     const since = new Date(until.getTime() - seconds_ * 1000);
-    let records = [];
+    let data;
     try {
-      // Newest first, at most 10,000 a request: a day at 5 s (17,280) comes in two, each ending where the last one began.
-      let end = until;
-      for (let i = 0; i < 4; i++) {
-        const part = await api(`/api/devices/${encodeURIComponent(id)}/health${query({ since: since.toISOString(), until: end.toISOString(), limit: 10000 })}`);
-        records = records.concat(part);
-        if (part.length < 10000) break;
-        const oldest = Math.min(...part.map((r) => r.at));
-        end = new Date(oldest > 1e12 ? oldest : oldest * 1000);
-      }
+      data = await seriesData(id, since, until);
     } catch (e) {
-      if (mine === chartSeq) mount(charts, problem(e));
-      return;
+      if (e instanceof ApiError && e.status === 404 && /^no such API/.test(e.message)) {
+        try {
+          data = await rawData(id, since, until);
+        } catch (e2) {
+          if (mine === chartSeq) mount(charts, problem(e2));
+          return;
+        }
+      } else {
+        if (mine === chartSeq) mount(charts, problem(e));
+        return;
+      }
     }
     if (mine !== chartSeq) return;
-    // Oldest first, only the range (a hub without since/until answers its newest records).
-    const rows = records.filter((r) => seconds(r.at) >= since.getTime() / 1000 && seconds(r.at) <= until.getTime() / 1000 + 60)
-      .sort((a, b) => a.at - b.at);
-    const times = rows.map((r) => seconds(r.at));
-    charts.dataset.reports = String(rows.length);
-    mount(charts, measures.map((m) => chart(m.title, m.unit, times,
-      m.series.map(([label, pick]) => ({ label, values: rows.map((r) => { const v = pick(r.data ?? {}); return typeof v === 'number' ? v : null; }) })),
-      `chart-${m.key}`)));
+    performance.mark('edgeml:chart-data');
+    charts.dataset.reports = String(data.reports);
+    mount(charts, measures.map((m, i) => chart(m.title, m.unit, data.times, data.charts[i], `chart-${m.key}`)));
   }
 
   async function loadRest() {
@@ -187,20 +223,21 @@ export async function render(main, [id]) {
       return;
     }
     const day = Date.now() - 86400_000;
-    const [presence, drift, driftSeries, predictions, alerts, deviceAlerts, audit, models] = await Promise.all([
+    const [presence, drift, driftSeries, predictions, alerts, audit, models] = await Promise.all([
       optional(`/api/devices/${encodeURIComponent(id)}/presence${query({ since: new Date(day).toISOString() })}`),
       optional(`/api/drift${query({ device: id, since: '24h' })}`),
       optional(`/api/drift/series${query({ device: id, since: '24h', buckets: 24 })}`),
       optional(`/api/devices/${encodeURIComponent(id)}/telemetry?limit=20`),
       optional(`/api/alerts${query({ device: id, limit: 50 })}`),
-      optional(`/api/devices/${encodeURIComponent(id)}/alerts?limit=20`),
       optional(`/api/audit${query({ device: id })}`),
       isOperator() && !actionsBox ? optional('/api/models') : Promise.resolve({ data: [] }),
     ]);
+    // The device's own alert records, only from a hub without the alert list (GET /api/alerts).
+    const deviceAlerts = alerts.data ? { data: null } : await optional(`/api/devices/${encodeURIComponent(id)}/alerts?limit=20`);
     const health = d.health ?? {};
     const reported = d.reported ?? {};
     mount(head,
-      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen ? d.presence : 'never seen', 'device-presence')),
+      h('h1', { 'data-testid': 'device-id' }, d.id, ' ', badge(d.lastSeen && d.presence !== 'neverSeen' ? d.presence : 'never seen', 'device-presence')),
       h('div.two',
         h('section.card', h('h2', 'Identity'), facts([
           ['Group', d.group], ['Tags', Object.entries(d.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—'],
@@ -241,6 +278,7 @@ export async function render(main, [id]) {
         h('td', when(a.at)), h('td', a.actor), h('td', a.action), h('td', a.subject), h('td', a.details))), { 'data-testid': 'audit' })
         : h('p.muted', audit.error ?? 'nothing yet'));
     main.dataset.rendered = 'device';
+    performance.mark('edgeml:rendered'); // for the benchmark's breakdown (Performance panel, performance.getEntriesByType('mark'))
   }
 
   await Promise.all([loadCharts(), loadRest()]);

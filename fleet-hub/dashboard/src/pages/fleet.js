@@ -132,7 +132,7 @@ function countCards(c) {
 }
 
 function deviceRow(d) {
-  const presence = d.presence ?? 'unknown';
+  const presence = d.presence ?? 'neverSeen';
   return h('tr', { 'data-device': d.id, 'data-presence': presence },
     h('td', h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.id)),
     h('td', d.group ?? '—'),
@@ -175,6 +175,7 @@ export async function render(main) {
     try {
       const [summary, page] = await Promise.all([loadSummary(fresh), loadPage(s, fresh)]);
       if (mine !== seq) return; // a newer refresh is under way
+      performance.mark('edgeml:data');
       mount(countsBox, countCards(summary));
       mount(groupSelect, h('select', { name: 'group', 'data-testid': 'filter-group', onchange: (e) => { s.group = e.target.value; s.page = 1; refresh(); } },
         h('option', { value: '' }, 'any group'), summary.groups.filter((g) => g.group).map((g) => h('option', { value: g.group, selected: s.group === g.group }, g.group))));
@@ -200,6 +201,7 @@ export async function render(main) {
         h('span', { 'data-testid': 'page-info' }, `page ${page.page} of ${pages} · ${page.total} devices`),
         h('button', { type: 'button', disabled: s.page >= pages, onclick: () => { s.page++; refresh(); } }, 'next ›'));
       main.dataset.rendered = 'fleet';
+      performance.mark('edgeml:rendered');
     } catch (e) {
       if (mine === seq) mount(countsBox, problem(e));
     }
