@@ -103,6 +103,9 @@ public sealed class HubSettings
             }
         }
 
+        if (string.IsNullOrWhiteSpace(Data)) return "--Data must name a directory (default hub-data)";
+        if (Broker.Length == 0 && MqttPort is < 1 or > 65535) return $"--MqttPort {MqttPort} is not a port (1-65535)";
+        if (MqttTlsPort is < 0 or > 65535) return $"--MqttTlsPort {MqttTlsPort} is not a port (1-65535, or 0 for none)";
         if (RetentionDays < 0) return "--RetentionDays must be 0 (keep for ever) or more";
         if (!Protocol.Text.Durations.TryParse(OfflineAfter, out _, out var offlineError)) return $"--OfflineAfter: {offlineError}";
         if (!System.Net.IPAddress.TryParse(MqttAddress, out _)) return $"--MqttAddress '{MqttAddress}' is not an IP address";

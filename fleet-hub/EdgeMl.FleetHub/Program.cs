@@ -148,14 +148,23 @@ try
 {
     app.Run();
 }
-catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or System.Security.Cryptography.CryptographicException
-                              or FormatException or ArgumentException)
+catch (Exception e) when (StartFailure(e) is { } why)
 {
     // Ports in use, a certificate that cannot be read, an address that is not one: one line, exit 1.
-    Console.Error.WriteLine($"edgeml-hub: cannot start: {e.Message}");
+    Console.Error.WriteLine($"edgeml-hub: cannot start: {why}");
     return 1;
 }
 
 return 0;
+
+// What stopped the start, in one line, for the failures a setting or the machine causes (the host wraps the ones of
+// hosted services, such as the embedded broker's port being in use, in an AggregateException); null for the rest.
+static string? StartFailure(Exception e) => e switch
+{
+    AggregateException { InnerExceptions.Count: > 0 } a => StartFailure(a.InnerExceptions[0]),
+    IOException or System.Net.Sockets.SocketException or InvalidOperationException or System.Security.Cryptography.CryptographicException
+        or FormatException or ArgumentException => e.InnerException is System.Net.Sockets.SocketException s ? $"{e.Message} ({s.Message})" : e.Message,
+    _ => null,
+};
 
 public partial class Program;

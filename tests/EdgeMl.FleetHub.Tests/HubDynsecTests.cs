@@ -170,6 +170,16 @@ public sealed class HubDynsecTests : IDisposable
         Assert.True(listCode == 0, listErr);
         Assert.Contains("gone-1", clients.Split('\n').Select(l => l.Trim()));
         Assert.Contains("late-1", clients.Split('\n').Select(l => l.Trim()));
+
+        // Enrolling a device under the name of a client the hub did not create is refused, naming it, and that client and
+        // its password stay as the administrator made them.
+        (code, _, err) = HubHarness.Run("/usr/bin/mosquitto_ctrl", "-p", HubHarness.Str(broker.Port), "-u", "admin", "-P", Admin, "dynsec", "createClient", "gw-1", "-p", "gw-pw");
+        Assert.True(code == 0, err);
+        var gwToken = _h.Register("gw-1");
+        var gwEnroll = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", $"127.0.0.1:{_h.Http}", "--token", gwToken, "--data", _h.AgentData("gw-1"));
+        Assert.NotEqual(0, gwEnroll.Code);
+        Assert.Contains("the hub did not create", gwEnroll.Err, StringComparison.Ordinal);
+        Assert.True(CanLogIn(broker, "gw-1", "gw-pw"), "the hand-made client gw-1 was replaced by an enrollment");
     }
 
     [Fact]

@@ -77,8 +77,9 @@ public static class AgentOptionsLoader
         if (o.Drift.K is < 8 or > 4096) throw new ConfigurationException($"{p}:Drift:K", $"{o.Drift.K} is not between 8 and 4096");
 
         if (o.Metrics.Port is < 0 or > 65535) throw new ConfigurationException($"{p}:Metrics:Port", $"{o.Metrics.Port} is not a port (1..65535; 0: no metrics endpoint)");
-        if (o.Metrics.Address != "*" && !System.Net.IPAddress.TryParse(o.Metrics.Address, out _))
-            throw new ConfigurationException($"{p}:Metrics:Address", $"'{o.Metrics.Address}' is not an IP address (or * for every interface)");
+        if (o.Metrics.Address is not ("*" or "::" or "[::]")
+            && !(System.Net.IPAddress.TryParse(o.Metrics.Address, out var metricsIp) && metricsIp.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork))
+            throw new ConfigurationException($"{p}:Metrics:Address", $"'{o.Metrics.Address}' is not an IPv4 address, or 0.0.0.0, :: or * for every interface");
 
         var inf = o.Inference;
         if (inf.Provider.ToLowerInvariant() is not ("cpu" or "cuda" or "tensorrt"))

@@ -33,9 +33,20 @@ public sealed class AgentMetrics : IDisposable
     /// <exception cref="System.Net.HttpListenerException">The port cannot be listened on (in use, not allowed).</exception>
     public AgentMetrics(MetricsSettings settings)
     {
-        var host = settings.Address == "*" ? "+" : settings.Address.Contains(':', StringComparison.Ordinal) ? $"[{settings.Address}]" : settings.Address;
-        _front = new MetricsFront(host, settings.Port, Render);
+        _front = new MetricsFront(PrefixHost(settings.Address), settings.Port, Render);
     }
+
+    /// <summary>
+    /// The host of the listener's prefix for <c>Agent:Metrics:Address</c>: every interface (<c>+</c>) for <c>*</c>,
+    /// <c>0.0.0.0</c> or <c>::</c>, else the IPv4 address itself. HttpListener's prefixes take no other IPv6 address here.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The address is none of these (named, with what is accepted).</exception>
+    private static string PrefixHost(string address) => address switch
+    {
+        "*" or "0.0.0.0" or "::" or "[::]" => "+",
+        _ when System.Net.IPAddress.TryParse(address, out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork => ip.ToString(),
+        _ => throw new InvalidOperationException($"Agent:Metrics:Address '{address}' is not an IPv4 address, 0.0.0.0, :: or * (every interface)"),
+    };
 
     /// <summary>The runtime whose numbers the endpoint shows from now on (the agent builds one per model it runs).</summary>
     public void Attach(AgentRuntime runtime)

@@ -21,7 +21,7 @@ public sealed partial class OfflineAlerts(IHubStore store, FleetAlerts alerts, H
         var after = settings.OfflineAfterSpan();
         var every = TimeSpan.FromMilliseconds(Math.Clamp(after.TotalMilliseconds / 4, 250, 15_000));
         using var timer = new PeriodicTimer(every, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        while (await NextTickAsync(timer, stoppingToken).ConfigureAwait(false))
         {
             try
             {
@@ -61,4 +61,17 @@ public sealed partial class OfflineAlerts(IHubStore store, FleetAlerts alerts, H
 
     [LoggerMessage(EventId = 2810, Level = LogLevel.Warning, Message = "Offline alert check failed (tried again at the next one): {Error}")]
     private static partial void LogFailed(ILogger logger, string error);
+
+    /// <summary>The next tick, false once stopping: also when the host stops before its start completed (a port in use), where an exception here would be logged as the service's crash.</summary>
+    private static async Task<bool> NextTickAsync(PeriodicTimer timer, CancellationToken stoppingToken)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
 }

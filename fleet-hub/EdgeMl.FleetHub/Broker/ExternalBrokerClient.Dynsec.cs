@@ -85,8 +85,18 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
             Acl("publishClientSend", Topics.Drift(deviceId)),
             Acl("publishClientSend", Topics.StateReported(deviceId)),
             Acl("publishClientSend", $"{Topics.Root}/{deviceId}/cmd/+/res"));
-        // Again after a revocation or a lost answer: whatever is there is replaced. "not found" / "already exists" on the
-        // first two are expected; the role is written fresh so that its ACLs are this version's.
+        // A client of that name that the hub did not create (an account an administrator made by hand, without the
+        // device's role) is never replaced: the enrollment is refused, naming it.
+        var existing = await ControlAsync([new JsonObject { ["command"] = "getClient", ["username"] = deviceId }]).ConfigureAwait(false);
+        if (existing.Count > 0 && existing[0]?["data"]?["client"] is JsonObject found
+            && !(found["roles"] as JsonArray ?? []).Any(r => r?["rolename"]?.GetValue<string>() == role))
+        {
+            throw new BrokerIdentityException(
+                $"the broker already has a client '{deviceId}' that the hub did not create (it lacks the role {role}): it is left as it is; remove it at the broker or enroll the device under another id");
+        }
+
+        // Again after a revocation or a lost answer: whatever the hub made is replaced. "not found" / "already exists" on
+        // the first two are expected; the role is written fresh so that its ACLs are this version's.
         var answers = await ControlAsync(
         [
             new JsonObject { ["command"] = "deleteClient", ["username"] = deviceId },
@@ -131,6 +141,15 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
 
     private async Task DeleteLoginAsync(string deviceId)
     {
+        // Only a client the hub made (with the device's role): one an administrator made by hand under that name stays.
+        var existing = await ControlAsync([new JsonObject { ["command"] = "getClient", ["username"] = deviceId }]).ConfigureAwait(false);
+        if (existing.Count > 0 && existing[0]?["data"]?["client"] is JsonObject found
+            && !(found["roles"] as JsonArray ?? []).Any(r => r?["rolename"]?.GetValue<string>() == DeviceRole(deviceId)))
+        {
+            lock (_logins) _logins.Remove(deviceId);
+            return;
+        }
+
         var answers = await ControlAsync(
         [
             new JsonObject { ["command"] = "deleteClient", ["username"] = deviceId },

@@ -126,9 +126,25 @@ public sealed class MetricsEndpointTests : IDisposable
         }
     }
 
+    [SkippableTheory]
+    [InlineData("0.0.0.0")]
+    [InlineData("::")]
+    [InlineData("*")]
+    public void Every_interface_as_the_docs_write_it_serves_metrics_on_loopback_too(string address)
+    {
+        if (Environment.GetEnvironmentVariable("EDGEML_REQUIRE_PUBLISHED") == "1") Assert.True(File.Exists(X64), $"{X64} is missing: ./build.sh publish did not run");
+        Skip.IfNot(File.Exists(X64), $"{X64} not published (run ./build.sh publish linux-x64)");
+        var port = Mosquitto.FreePort();
+        _agent = StartNative("run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--data", _dir.Path, "--quiet",
+            "--Agent:Pipeline:Realtime=true", $"--Agent:Metrics:Port={port}", $"--Agent:Metrics:Address={address}");
+        var scrape = ScrapeUntil(port, m => m.Value("edgeml_agent_predictions_total") >= 1, $"a scrape with Agent:Metrics:Address={address}");
+        Assert.Equal("counter", scrape.Types["edgeml_agent_predictions_total"]);
+    }
+
     [Theory]
     [InlineData("--Agent:Metrics:Port=70000", "Agent:Metrics:Port")]
     [InlineData("--Agent:Metrics:Address=localhost", "Agent:Metrics:Address")]
+    [InlineData("--Agent:Metrics:Address=::1", "Agent:Metrics:Address")]
     public void A_bad_metrics_setting_is_refused_naming_the_key(string setting, string key)
     {
         var (code, _, err) = AgentProcess.Agent("run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "1", setting);
