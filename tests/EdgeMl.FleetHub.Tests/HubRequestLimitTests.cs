@@ -39,6 +39,7 @@ public sealed class HubRequestLimitTests : IDisposable
             ("/api/devices/pump-1/telemetry?limit=5&limit=6", "limit is given 2 times"),
             ("/api/devices/pump-1/records?limit=1e3", "limit '1e3'"),
             ("/api/devices/pump-1/records?class=" + new string('x', 65), "class must be at most 64 characters"),
+            ("/api/devices/pump-1/records?class=bogus", "class 'bogus' is not one of telemetry, health, drift, alert"),
             ("/api/devices/pump-1/alerts?limit=%20", "limit ' '"),
             ("/api/ingest/quarantine?limit=1001", "limit '1001' is not a whole number from 1 to 1000"),
             ("/api/ingest/quarantine?limit=-5", "from 1 to 1000"),

@@ -49,6 +49,9 @@ public sealed class TrustBoundaryTests : IDisposable
         Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health", Batch("bad-1", Record(3, "health", """{"uptimeSeconds":1,"uptimeSeconds":2}"""))).Code);
         Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health",
             Batch("bad-1", """{"boot":"b1","seq":4,"class":"health","at":253402300799999,"data":{"model":{"name":"future","version":"1"}}}""")).Code);
+        // A clock before 1970 (an RTC without its battery): the device's data all the same, stored and flagged, not dropped.
+        Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health",
+            Batch("bad-1", """{"boot":"b1","seq":6,"class":"health","at":-86400000,"data":{"model":{"name":"past","version":"1"}}}""")).Code);
         Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/state/reported", """{"phase":"shadow","name":"m","version":"1","at":"2026-01-01T00:00:00Z","shadow":{"agreement":1e999}}""").Code);
 
         // Every good device goes on: records produced == stored, and the bad device's good records are there too.
@@ -65,7 +68,8 @@ public sealed class TrustBoundaryTests : IDisposable
         _h.Get("/api/drift?since=1h"); // and so does the fleet's drift
         var ingest = _h.Get("/api/ingest");
         Assert.Equal(10, ingest.GetProperty("malformed").GetInt64());
-        Assert.Equal(1, ingest.GetProperty("implausibleTime").GetInt64()); // the year-9999 report: stored, flagged
+        Assert.Equal(2, ingest.GetProperty("implausibleTime").GetInt64()); // the year-9999 and the 1969 reports: stored, flagged
+        Assert.True(ingest.GetProperty("e2eP99Ms").GetDouble() is >= 0 and < 600_000, $"end-to-end latency counts implausible times: {ingest}");
         // … and it does not stay the device's "latest" health: a report of now replaces it.
         Assert.Equal(0, Pub("bad-1", "edgeml/bad-1/health", Batch("bad-1", Record(5, "health", """{"model":{"name":"now","version":"1"}}"""))).Code);
         HubHarness.Until(() => _h.Device("bad-1").GetProperty("model").GetString() == "now", "the newer health report to count");

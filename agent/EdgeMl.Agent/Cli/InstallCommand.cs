@@ -110,9 +110,12 @@ public static class InstallCommand
     private static int Uninstall(string root, bool live, TextWriter output)
     {
         var unitFile = Path.Combine(root, UnitPath);
-        if (File.Exists(unitFile) && !File.ReadAllText(unitFile).StartsWith(Marker, StringComparison.Ordinal))
+        if (File.Exists(unitFile) && File.ReadAllText(unitFile) is var unitText && !IsIntact(unitText))
         {
-            throw new IOException($"{unitFile} was not written by `edgeml-agent install`: left as it is");
+            // The same rule as install's: a unit we did not write, or ours edited since, is the administrator's.
+            throw new IOException(IsOurs(unitText)
+                ? $"{unitFile} was edited since `edgeml-agent install` wrote it: left as it is (remove it yourself, or run install --force first)"
+                : $"{unitFile} was not written by `edgeml-agent install`: left as it is");
         }
 
         if (live && File.Exists(unitFile)) Exec(output, "systemctl", "disable", "--now", "edgeml-agent.service");
@@ -152,6 +155,16 @@ public static class InstallCommand
 
     /// <summary>The unit as install writes it: the marker, the hash line, then <paramref name="body"/>.</summary>
     private static string Unit(string body) => $"{Marker}\n{HashPrefix}{Sha256(body)}\n{body}";
+
+    /// <summary>Whether a unit file is as install wrote it: its marker, then its SHA-256 line matching the rest.</summary>
+    private static bool IsIntact(string text)
+    {
+        if (!IsOurs(text)) return false;
+        var rest = text[(Marker.Length + 1)..];
+        var newline = rest.IndexOf('\n', StringComparison.Ordinal);
+        return newline > 0 && rest.StartsWith(HashPrefix, StringComparison.Ordinal)
+            && rest[HashPrefix.Length..newline] == Sha256(rest[(newline + 1)..]);
+    }
 
     /// <summary>Whether a unit file starts with install's marker (written by install, edited or not).</summary>
     private static bool IsOurs(string text) => text.StartsWith(Marker + "\n", StringComparison.Ordinal);

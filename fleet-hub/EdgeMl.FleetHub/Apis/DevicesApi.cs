@@ -51,6 +51,11 @@ public static partial class DevicesApi
         api.MapGet("/{id}/records", IResult (string id, HttpContext http, IHubStore store) =>
         {
             if (!QueryValues.TryText(http.Request.Query, "class", 64, out var recordClass, out var error)) return TypedResults.BadRequest(new ApiError(error!));
+            if (recordClass is not (null or "telemetry" or "health" or "drift" or "alert"))
+            {
+                return TypedResults.BadRequest(new ApiError($"class '{Printable(recordClass)}' is not one of telemetry, health, drift, alert (or leave it out for every class)"));
+            }
+
             return History(store, id, http.Request.Query, recordClass);
         }).RequireRole(ApiAuth.Viewer);
         api.MapGet("/{id}/alerts", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "alert")).RequireRole(ApiAuth.Viewer);

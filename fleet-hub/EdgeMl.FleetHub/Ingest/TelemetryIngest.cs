@@ -273,7 +273,12 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
         var nowMs = now.ToUnixTimeMilliseconds();
         foreach (var p in group)
         {
-            foreach (var r in p.Records) _e2e.Add(nowMs - r.At);
+            foreach (var r in p.Records)
+            {
+                // A record whose time is flagged implausible says nothing about latency (a clock in 1970 or 2100).
+                if (r.At >= Year2020Ms && r.At <= nowMs + 86_400_000) _e2e.Add(nowMs - r.At);
+            }
+
             p.Done.TrySetResult(true);
         }
 

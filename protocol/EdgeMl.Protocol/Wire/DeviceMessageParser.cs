@@ -163,7 +163,9 @@ public static class DeviceMessageParser
 
         if (!IsName(r.Boot, limits.MaxNameLength)) throw new WireFormatException("boot", $"boot id '{Clip(r.Boot, 64)}' is not 1-{limits.MaxNameLength} of A-Z a-z 0-9 . _ -");
         if (r.Seq < 1 || r.Seq > limits.MaxSeq) throw new WireFormatException("seq", $"seq {r.Seq} is outside 1..{limits.MaxSeq}");
-        if (r.At <= 0 || r.At > 253402300799999) throw new WireFormatException("at", $"at {r.At} is not a time in Unix milliseconds");
+        // Any time a DateTimeOffset holds (years 1 to 9999): a clock before 1970 (an RTC that lost its battery) is the
+        // device's data too; the hub stores and flags it as implausible rather than dropping it.
+        if (r.At < -62135596800000 || r.At > 253402300799999) throw new WireFormatException("at", $"at {r.At} is not a time in Unix milliseconds (years 1 to 9999)");
         RecordClass cls = r.Class switch
         {
             "alert" => RecordClass.Alert,

@@ -115,6 +115,11 @@ public sealed class InstallCommandTests : IDisposable
         Assert.StartsWith($"error: {Unit} was edited since `edgeml-agent install` wrote it: kept", stderr.Trim(), StringComparison.Ordinal);
         Assert.Single(stderr.Trim().Split('\n'));
         Assert.Equal(edited, File.ReadAllText(Unit));
+        // … and uninstall does not remove the edited unit either.
+        (code, _, stderr) = AgentProcess.Agent("install", "--uninstall", "--root", _root.Path);
+        Assert.Equal(1, code);
+        Assert.StartsWith($"error: {Unit} was edited since `edgeml-agent install` wrote it: left as it is", stderr.Trim(), StringComparison.Ordinal);
+        Assert.Equal(edited, File.ReadAllText(Unit));
         (code, _, stderr) = AgentProcess.Agent("install", "--root", _root.Path, "--force");
         Assert.True(code == 0, stderr);
         Assert.Equal(ours, File.ReadAllText(Unit));
