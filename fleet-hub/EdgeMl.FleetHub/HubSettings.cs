@@ -67,6 +67,13 @@ public sealed class HubSettings
     /// <summary>What is wrong with the settings as given (one sentence naming the option), or null: checked before the hub starts.</summary>
     public string? Problem(IConfiguration configuration)
     {
+        // A setting that takes one value given as an object ("Data": {"x": 1}, --Data:sub x) would be ignored and the
+        // default used: refused, naming it.
+        foreach (var p in typeof(HubSettings).GetProperties().Where(p => p.CanWrite && (p.PropertyType.IsPrimitive || p.PropertyType == typeof(string))))
+        {
+            if (configuration.GetSection(p.Name).GetChildren().Any()) return $"--{p.Name} takes one value, not a section ({p.Name}:…)";
+        }
+
         if (configuration["TrustedKeys"] is { Length: > 0 } single)
         {
             return $"--TrustedKeys is a list: give it as --TrustedKeys:0 {single} (and :1, :2 … for more)";

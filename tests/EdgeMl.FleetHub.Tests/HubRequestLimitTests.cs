@@ -139,6 +139,17 @@ public sealed class HubRequestLimitTests : IDisposable
         (code, _, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), "--config", _h.Dir.Path);
         Assert.Equal(1, code);
         Assert.Equal($"edgeml-hub: --config: '{_h.Dir.Path}' is a directory, not a JSON file (e.g. /etc/edgeml/hub.json)", err.Trim());
+
+        // A setting of one value given as a section, and JSON that does not parse: named, with the reason.
+        File.WriteAllText(file, """{ "Data": { "x": 1 } }""");
+        (code, _, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), "--config", file);
+        Assert.Equal(1, code);
+        Assert.Equal("edgeml-hub: --Data takes one value, not a section (Data:…)", err.Trim());
+        File.WriteAllText(file, """{ "Data": "x",""");
+        (code, _, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"), "--config", file);
+        Assert.Equal(1, code);
+        Assert.Contains("Could not parse the JSON file", err, StringComparison.Ordinal);
+        Assert.Single(err.Trim().Split('\n'));
     }
 
     [Fact]

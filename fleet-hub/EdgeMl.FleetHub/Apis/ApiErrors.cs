@@ -19,6 +19,9 @@ public static partial class ApiErrors
             {
                 BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                     (StatusCodes.Status413PayloadTooLarge, TooLarge(context)),
+                // A body that does not bind: the JSON path of the field that did not fit ("$.tags"), not only the parameter's name.
+                BadHttpRequestException { InnerException: System.Text.Json.JsonException json } bad =>
+                    (bad.StatusCode, $"bad request: the body does not fit at {json.Path ?? "$"}: {json.Message.Split(" Path:")[0]}"),
                 BadHttpRequestException bad => (bad.StatusCode, $"bad request: {bad.Message}"),
                 // The store cannot be reached (PostgreSQL away or restarting, a disk error): the client may try again.
                 IOException or TimeoutException or Npgsql.NpgsqlException =>

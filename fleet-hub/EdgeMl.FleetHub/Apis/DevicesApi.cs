@@ -70,7 +70,7 @@ public static partial class DevicesApi
 
             if (request.ExpiresHours is { } h && (!double.IsFinite(h) || h <= 0 || h > 24 * 365))
             {
-                return TypedResults.BadRequest(new ApiError($"expiresHours {h} is not between 0 and 8760 (a year)"));
+                return TypedResults.BadRequest(new ApiError($"expiresHours {h} must be more than 0 and at most 8760 (a year)"));
             }
 
             var now = time.GetUtcNow();

@@ -19,7 +19,7 @@ public static class TokensApi
 
             if (request.ExpiresHours is { } h && (!double.IsFinite(h) || h <= 0 || h > 24 * 3650))
             {
-                return TypedResults.BadRequest(new ApiError($"expiresHours {h} is not between 0 and 87600 (ten years)"));
+                return TypedResults.BadRequest(new ApiError($"expiresHours {h} must be more than 0 and at most 87600 (ten years)"));
             }
 
             var name = request.Name ?? "";

@@ -97,7 +97,7 @@ public static class HubHosting
         return text.ToString().TrimEnd();
 
         static string TypeName(Type t) =>
-            t == typeof(int) || t == typeof(long) ? "integer" : t == typeof(double) ? "number" : t == typeof(bool) ? "bool" : t == typeof(string) ? "text" : t.IsArray ? "list" : t.Name.ToLowerInvariant();
+            t == typeof(int) || t == typeof(long) ? "integer" : t == typeof(double) ? "number" : t == typeof(bool) ? "bool" : t == typeof(string) ? "text" : t.IsArray || t.IsGenericType ? "list" : t.Name.ToLowerInvariant();
     }
 
     /// <summary>Applies <c>--config</c>, <c>--log-format</c> and systemd to <paramref name="builder"/>; returns what is wrong (one line naming the option) or null.</summary>
@@ -120,7 +120,9 @@ public static class HubHosting
             }
             catch (Exception e) when (e is InvalidDataException or FormatException or JsonException or IOException or UnauthorizedAccessException)
             {
-                return $"--config: {file}: {e.Message}";
+                // The provider's "Failed to load configuration from file" alone does not say why: the parser's reason follows.
+                var why = e.InnerException is { } inner ? $"{e.Message.TrimEnd('.')}: {inner.Message}" : e.Message;
+                return $"--config: {file}: {why}";
             }
 
             builder.Configuration.AddCommandLine(args); // the command line wins over the file
