@@ -29,8 +29,10 @@ public static partial class DevicesApi
         }).RequireRole(ApiAuth.Viewer);
 
         var api = app.MapGroup("/api/devices");
-        api.MapGet("/", IResult (string? group, string? status, string? model, string? tag, IHubStore store) =>
+        api.MapGet("/", IResult (HttpContext http, IHubStore store) =>
         {
+            if (FleetApi.ListFilterProblem(http.Request.Query) is { } problem) return TypedResults.BadRequest(new ApiError(problem));
+            string? group = http.Request.Query["group"], status = http.Request.Query["status"], model = http.Request.Query["model"], tag = http.Request.Query["tag"];
             if (status is not null && !ListStatuses.Contains(status))
             {
                 return TypedResults.BadRequest(new ApiError($"status '{Printable(status)}' is not one of {string.Join(", ", ListStatuses)}"));

@@ -200,6 +200,31 @@ public static class FleetApi
     private sealed record Parsed(DeviceQuery? Query, string? Error);
 
     /// <summary>The fleet table's query string (<see cref="DeviceQuery"/>), or the first problem in it, naming the parameter.</summary>
+    /// <summary>
+    /// The checks <c>/api/devices/page</c> makes of <c>group</c>, <c>model</c> and <c>tag</c>, for <c>GET /api/devices</c>:
+    /// each given at most once, not empty, at most 256 characters without control characters, a valid group, NAME or
+    /// NAME@VERSION, KEY or KEY=VALUE (<c>status</c>: once; its values are the list's own). Null when all is well.
+    /// </summary>
+    internal static string? ListFilterProblem(IQueryCollection query)
+    {
+        foreach (var key in (string[])["group", "status", "model", "tag"])
+        {
+            var (value, repeated) = Single(query, key);
+            if (repeated is not null) return repeated;
+            if (value is null) continue;
+            if (value.Length == 0) return $"{key} is empty (leave it out for every device)";
+            if (value.Length > 256 || value.Any(char.IsControl)) return $"{key} must be at most 256 characters without control characters";
+        }
+
+        if (PageQuery(new QueryCollection(query.Where(q => ((string[])["group", "model", "tag"]).Contains(q.Key, StringComparer.OrdinalIgnoreCase))
+                .ToDictionary(q => q.Key.ToLowerInvariant(), q => q.Value, StringComparer.OrdinalIgnoreCase))) is { Error: { } error })
+        {
+            return error;
+        }
+
+        return null;
+    }
+
     private static Parsed? PageQuery(IQueryCollection query)
     {
         var values = new Dictionary<string, string?>();
