@@ -11,6 +11,21 @@ public class ManifestValidatorTests
     [Fact]
     public void A_consistent_manifest_has_no_errors() => Assert.Empty(ManifestValidator.Validate(Valid()));
 
+    [Theory]
+    [InlineData("vib\nINFO forged line", "1.0.0", "name: must be at most 128 characters, without control characters or '@'")]
+    [InlineData("vib@2", "1.0.0", "name: must be at most 128 characters, without control characters or '@'")]
+    [InlineData("vib", "1.0.0-a\"b\\c", "version: '1.0.0-a\"b\\c' is not a semantic version (MAJOR.MINOR.PATCH, then -PRERELEASE and +BUILD of A-Z a-z 0-9 . -)")]
+    public void A_name_or_version_that_would_break_a_log_line_or_a_reference_is_refused(string name, string version, string error)
+    {
+        var m = Valid();
+        m.Name = name;
+        m.Version = version;
+        Assert.Contains(error, ManifestValidator.Validate(m));
+        m.Name = "vib";
+        m.Version = "1.2.3-rc.1+build.5";
+        Assert.Empty(ManifestValidator.Validate(m));
+    }
+
     [Fact]
     public void Every_problem_is_reported_with_its_json_path()
     {
@@ -23,7 +38,7 @@ public class ManifestValidatorTests
 
         var errors = ManifestValidator.Validate(m);
 
-        Assert.Contains("version: '1.0' is not a semantic version (MAJOR.MINOR.PATCH)", errors);
+        Assert.Contains("version: '1.0' is not a semantic version (MAJOR.MINOR.PATCH, then -PRERELEASE and +BUILD of A-Z a-z 0-9 . -)", errors);
         Assert.Contains("inputs[0].shape: [1, 5, 2] holds 10 values per batch item but 2 channels x window 4 = 8", errors);
         Assert.Contains("inputs[0].normalization.std[1]: must be > 0 (is 0)", errors);
         Assert.Contains("outputs[0].labels: has 2 labels but the output's last dimension is 3", errors);

@@ -15,7 +15,10 @@ public static class ManifestValidator
         }
 
         if (string.IsNullOrWhiteSpace(m.Name)) errors.Add("name: must not be empty");
-        if (!IsSemVer(m.Version)) errors.Add($"version: '{m.Version}' is not a semantic version (MAJOR.MINOR.PATCH)");
+        // The name and version end up in logs, health reports, metrics labels and NAME@VERSION references: no control
+        // characters (a line feed would forge a log line), no '@', at most 128 characters.
+        else if (m.Name.Length > 128 || m.Name.Any(c => char.IsControl(c) || c == '@')) errors.Add("name: must be at most 128 characters, without control characters or '@'");
+        if (!IsSemVer(m.Version)) errors.Add($"version: '{Printable(m.Version)}' is not a semantic version (MAJOR.MINOR.PATCH, then -PRERELEASE and +BUILD of A-Z a-z 0-9 . -)");
         if (m.Inputs.Count == 0) errors.Add("inputs: at least one input is required");
         if (m.Outputs.Count == 0) errors.Add("outputs: at least one output is required");
 
@@ -211,9 +214,13 @@ public static class ManifestValidator
         return n;
     }
 
+    /// <summary>Semantic Versioning 2.0.0 (semver.org): MAJOR.MINOR.PATCH, then optional -PRERELEASE and +BUILD identifiers.</summary>
     private static bool IsSemVer(string v)
     {
+        if (v.Length > 128 || !v.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '+')) return false;
         var core = v.Split('-', '+')[0].Split('.');
         return core.Length == 3 && core.All(p => p.Length > 0 && p.All(char.IsAsciiDigit));
     }
+
+    private static string Printable(string s) => new(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 }
