@@ -111,8 +111,9 @@ public sealed class HubSettings
         }
 
         if (string.IsNullOrWhiteSpace(Data)) return "--Data must name a directory (default hub-data)";
-        if (Broker.Length == 0 && MqttPort is < 1 or > 65535) return $"--MqttPort {MqttPort} is not a port (1-65535)";
+        if (MqttPort is < 0 or > 65535) return $"--MqttPort {MqttPort} is not a port (1-65535, or 0 for none with --MqttTlsPort)";
         if (MqttTlsPort is < 0 or > 65535) return $"--MqttTlsPort {MqttTlsPort} is not a port (1-65535, or 0 for none)";
+        if (Broker.Length == 0 && MqttPort == 0 && MqttTlsPort == 0) return "--MqttPort 0 and no --MqttTlsPort: the embedded broker would listen nowhere";
         if (RetentionDays < 0) return "--RetentionDays must be 0 (keep for ever) or more";
         if (!Protocol.Text.Durations.TryParse(OfflineAfter, out _, out var offlineError)) return $"--OfflineAfter: {offlineError}";
         if (!System.Net.IPAddress.TryParse(MqttAddress, out _)) return $"--MqttAddress '{MqttAddress}' is not an IP address";
