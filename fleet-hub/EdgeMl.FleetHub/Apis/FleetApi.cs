@@ -5,6 +5,7 @@ using EdgeMl.FleetHub.Dashboard;
 using EdgeMl.FleetHub.Events;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
+using static EdgeMl.FleetHub.Apis.QueryValues;
 
 namespace EdgeMl.FleetHub.Apis;
 
@@ -284,61 +285,6 @@ public static class FleetApi
 
         return new Parsed(new DeviceQuery(values["q"], values["group"], values["status"], model, version, tagKey, tagValue, values["drift"], field, descending, page, pageSize), null);
     }
-
-    /// <summary>A query parameter given at most once: (its value or null, null) or (null, the error).</summary>
-    private static (string? Value, string? Error) Single(IQueryCollection query, string name)
-    {
-        var values = query[name];
-        return values.Count switch
-        {
-            0 => (null, null),
-            1 => (values[0], null),
-            _ => (null, $"{name} is given {values.Count} times; give it once"),
-        };
-    }
-
-    /// <summary>An integer parameter in [min, max]; <paramref name="fallback"/> when absent.</summary>
-    private static bool TryInt(IQueryCollection query, string name, int min, int max, int fallback, out int value, out string? error)
-    {
-        value = fallback;
-        var (text, e) = Single(query, name);
-        error = e;
-        if (e is not null) return false;
-        if (text is null) return true;
-        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value >= min && value <= max) return true;
-        error = $"{name} '{Printable(text)}' is not a whole number from {min} to {max}";
-        return false;
-    }
-
-    /// <summary>
-    /// A time parameter: ISO 8601 (<c>2026-11-30T06:00:00Z</c>; without an offset it is UTC) or a duration back from now
-    /// (<c>24h</c>, <see cref="Protocol.Text.Durations"/>); null when absent.
-    /// </summary>
-    private static bool TryTime(IQueryCollection query, string name, DateTimeOffset now, out DateTimeOffset? value, out string? error)
-    {
-        value = null;
-        var (text, e) = Single(query, name);
-        error = e;
-        if (e is not null) return false;
-        if (text is null) return true;
-        if (text.Length <= 64 && text.Contains('-', StringComparison.Ordinal) && text.Contains('T', StringComparison.Ordinal)
-            && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t))
-        {
-            value = t;
-            return true;
-        }
-
-        if (text.Length <= 32 && Protocol.Text.Durations.TryParse(text, out var ago, out _) && now - DateTimeOffset.MinValue > ago)
-        {
-            value = now - ago;
-            return true;
-        }
-
-        error = $"{name} '{Printable(text)}' is not a time like 2026-11-30T06:00:00Z or a duration back from now like 24h";
-        return false;
-    }
-
-    private static string Printable(string s) => new string(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (s.Length > 40 ? "…" : "");
 }
 
 /// <summary><c>GET /api/fleet/summary</c>: the whole fleet's counts, then per group (devices with a group), then model versions.</summary>
