@@ -95,22 +95,26 @@ public sealed class Fleet : IAsyncDisposable
             }
         }));
 
-    /// <summary>Every device reports health every <paramref name="every"/> (first report at a random offset) until <paramref name="ct"/> ends.</summary>
-    public Task HealthLoopAsync(TimeSpan every, CancellationToken ct) =>
+    /// <summary>
+    /// Every device reports health every <paramref name="every"/> (first report at a random offset) until
+    /// <paramref name="stop"/> ends; a report already sent waits for its PUBACK unless <paramref name="abort"/> ends.
+    /// </summary>
+    public Task HealthLoopAsync(TimeSpan every, CancellationToken stop, CancellationToken abort = default) =>
         Task.WhenAll(Devices.Select(async d =>
         {
             try
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * every.TotalMilliseconds), ct).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * every.TotalMilliseconds), stop).ConfigureAwait(false);
                 using var timer = new PeriodicTimer(every);
                 do
                 {
-                    await d.SendHealthAsync(ct).ConfigureAwait(false);
+                    await d.SendHealthAsync(abort == default ? stop : abort).ConfigureAwait(false);
                 }
-                while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+                while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false));
             }
-            catch (Exception) when (ct.IsCancellationRequested)
+            catch (Exception e) when (e is OperationCanceledException && stop.IsCancellationRequested || (abort == default ? stop : abort).IsCancellationRequested)
             {
+                // Stopped between reports, or cut short (MQTTnet reports a cancelled publish as a time-out).
             }
         }));
 

@@ -41,7 +41,8 @@ public static class FleetSimProgram
                     t => Uri.TryCreate(t, UriKind.Absolute, out var b) && b.Scheme == "mqtt" && b.Host.Length > 0 ? (true, t, "") : (false, t, $"'{t}' is not mqtt://HOST:PORT")), Count("--devices", "How many devices (default 10)"),
                 CliOptions.Text("--prefix", "Device id prefix (default sim-)", "PREFIX"), CliOptions.Duration("--health-every", "Health report interval (default 10s)"),
                 CliOptions.Duration("--telemetry-every", "Telemetry interval (default: none)"), Count("--batch", "Records per telemetry batch (default 10)"),
-                CliOptions.Duration("--duration", "Stop after this long (default: Ctrl-C)")),
+                CliOptions.Duration("--duration", "Stop after this long (default: Ctrl-C); batches in flight then still get their PUBACK"),
+                CliOptions.Text("--report", "When it stops, write each device's acknowledged records to FILE: {\"ID\":{\"telemetry\":N,\"health\":N}} (seq 1..N of each class)", "FILE")),
             Leaf("bench", "Start a hub and measure ingest, end-to-end latency, connected devices and a backlog drain", HubBench.RunAsync,
                 File("--hub-dll", "edgeml-hub.dll"), File("--agent", "The native edgeml-agent"), File("--model", "A model package"),
                 CliOptions.Text("--out", "The figures (default bench-results/hub.json)", "FILE"), Count("--devices", "Simulated devices (default 1000)"),
@@ -74,7 +75,9 @@ public static class FleetSimProgram
         Console.WriteLine($"{devices} devices connected; Ctrl-C to stop");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         if (o.TryGetValue("duration", out var d)) stop.CancelAfter(Duration(d));
-        var tasks = new List<Task> { fleet.HealthLoopAsync(o.TryGetValue("health-every", out var he) ? Duration(he) : TimeSpan.FromSeconds(10), stop.Token) };
+        // The loops end on `stop`; a batch already sent waits for its PUBACK (only Ctrl-C, `ct`, cuts it short), so at the
+        // end of --duration what the broker acknowledged is exactly what was produced.
+        var tasks = new List<Task> { fleet.HealthLoopAsync(o.TryGetValue("health-every", out var he) ? Duration(he) : TimeSpan.FromSeconds(10), stop.Token, ct) };
         if (o.TryGetValue("telemetry-every", out var te))
         {
             var every = Duration(te);
@@ -84,16 +87,24 @@ public static class FleetSimProgram
                 using var timer = new PeriodicTimer(every);
                 try
                 {
-                    while (await timer.WaitForNextTickAsync(stop.Token).ConfigureAwait(false)) await dev.SendTelemetryAsync(batch, stop.Token).ConfigureAwait(false);
+                    while (await timer.WaitForNextTickAsync(stop.Token).ConfigureAwait(false)) await dev.SendTelemetryAsync(batch, ct).ConfigureAwait(false);
                 }
-                catch (Exception) when (stop.IsCancellationRequested)
+                catch (Exception e) when ((e is OperationCanceledException && stop.IsCancellationRequested) || ct.IsCancellationRequested)
                 {
+                    // The duration is over (between batches), or Ctrl-C (MQTTnet reports a cancelled publish as a time-out).
                 }
             })));
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
-        Console.WriteLine($"stopped: {fleet.Devices.Sum(x => x.Acked)} telemetry records acknowledged, {fleet.Devices.Sum(x => x.Disconnects)} disconnects");
+        Console.WriteLine($"stopped: {fleet.Devices.Sum(x => x.AckedTelemetry)} telemetry and {fleet.Devices.Sum(x => x.AckedHealth)} health records acknowledged, "
+                          + $"{fleet.Devices.Sum(x => x.Disconnects)} disconnects");
+        if (o.TryGetValue("report", out var report))
+        {
+            var acked = fleet.Devices.ToDictionary(x => x.Id, x => new Dictionary<string, long> { ["telemetry"] = x.AckedTelemetry, ["health"] = x.AckedHealth });
+            await File.WriteAllTextAsync(report, System.Text.Json.JsonSerializer.Serialize(acked), ct).ConfigureAwait(false);
+        }
+
         return 0;
     }
 

@@ -21,7 +21,12 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
 
     public string Id { get; } = id;
     public long Disconnects { get; private set; }
-    public long Acked { get; private set; }
+
+    /// <summary>Telemetry records the broker acknowledged (PUBACK success): seq 1..<see cref="AckedTelemetry"/>, as each batch waits for its PUBACK.</summary>
+    public long AckedTelemetry { get; private set; }
+
+    /// <summary>Health records the broker acknowledged: seq 1..<see cref="AckedHealth"/>.</summary>
+    public long AckedHealth { get; private set; }
     public bool IsConnected => _client.IsConnected;
 
     public async Task ConnectAsync(Uri broker, CancellationToken ct)
@@ -76,6 +81,18 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
 
     private Task SendAsync(string topic, string recordClass, int count, ref long seq, long at, Action<Utf8JsonWriter, long> data, CancellationToken ct)
     {
+        byte[] payload;
+        // The telemetry and the health loop send at the same time: one writes the shared buffer at a time.
+        lock (_buffer)
+        {
+            payload = Write(recordClass, count, ref seq, at, data);
+        }
+
+        return PublishCountedAsync(topic, payload, count, recordClass == "health", ct);
+    }
+
+    private byte[] Write(string recordClass, int count, ref long seq, long at, Action<Utf8JsonWriter, long> data)
+    {
         _buffer.ResetWrittenCount();
         using (var w = new Utf8JsonWriter(_buffer))
         {
@@ -101,13 +118,14 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
             w.WriteEndObject();
         }
 
-        return PublishCountedAsync(topic, _buffer.WrittenMemory.ToArray(), count, ct);
+        return _buffer.WrittenMemory.ToArray();
     }
 
-    private async Task PublishCountedAsync(string topic, byte[] payload, int count, CancellationToken ct)
+    private async Task PublishCountedAsync(string topic, byte[] payload, int count, bool health, CancellationToken ct)
     {
         await PublishAsync(topic, payload, retain: false, ct).ConfigureAwait(false);
-        Acked += count;
+        if (health) AckedHealth += count;
+        else AckedTelemetry += count;
     }
 
     private async Task PublishAsync(string topic, byte[] payload, bool retain, CancellationToken ct)

@@ -344,11 +344,11 @@ public static class ScaleBench
 
     /// <summary>
     /// Every telemetry record a device had acknowledged by the broker must be stored once: a device's sends are sequential,
-    /// so its acknowledged records are seq 1..Acked. Waits (≤ 60 s) for the replicas to store what the broker still holds.
+    /// so its acknowledged records are seq 1..AckedTelemetry. Waits (≤ 60 s) for the replicas to store what the broker still holds.
     /// </summary>
     private static async Task<(long Lost, long Duplicated, long Acked)> AccountAsync(Fleet fleet, string db)
     {
-        var acked = fleet.Devices.ToDictionary(d => d.Id, d => d.Acked);
+        var acked = fleet.Devices.ToDictionary(d => d.Id, d => d.AckedTelemetry);
         await using var c = new NpgsqlConnection(db);
         await c.OpenAsync().ConfigureAwait(false);
         var clock = Stopwatch.StartNew();
