@@ -296,20 +296,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
             }
 
             // ... and the simulated devices': telemetry and health, seq 1..what the broker acknowledged, each once.
-            var acked = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(report)).RootElement;
-            Assert.Equal(3, acked.EnumerateObject().Count());
-            foreach (var device in acked.EnumerateObject())
-            {
-                foreach (var (recordClass, path) in new[] { ("telemetry", "telemetry?limit=10000"), ("health", "records?class=health&limit=10000") })
-                {
-                    var produced = device.Value.GetProperty(recordClass).GetInt64();
-                    Assert.True(produced > (recordClass == "telemetry" ? 100 : 5), $"{device.Name} produced only {produced} {recordClass} records");
-                    List<long> Seqs(HubHarness h) => h.Get($"/api/devices/{device.Name}/{path}").EnumerateArray().Select(r => r.GetProperty("seq").GetInt64()).Order().ToList();
-                    HubHarness.Until(() => Seqs(survivor).Count >= produced, $"{device.Name}'s {produced} {recordClass} records (have {Seqs(survivor).Count})", 30_000);
-                    Assert.Equal(Enumerable.Range(1, (int)produced).Select(i => (long)i), Seqs(survivor));
-                    Assert.Equal(Seqs(survivor), Seqs(leader));
-                }
-            }
+            await AssertSimulatedRecordsStoredOnceAsync(report, survivor, leader);
 
             // The rollout the killed replica led completes under the survivor; wave 2 was started once (one leader at a
             // time), wave 1 once, or twice when the leader died between starting it and saving the rollout (a step is at
@@ -344,6 +331,89 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
             }
 
             foreach (var p in agents) p.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_replica_that_dies_for_good_loses_nothing_because_the_survivor_takes_over_its_broker_session()
+    {
+        // Mosquitto keeps handing a dead replica's persistent session its share of the shared subscription; the survivor
+        // must take those messages over (ExternalBrokerClient.Adoption.cs), or they wait in a queue nobody reads.
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        var persist = Path.Combine(_a.Dir.Path, "mosquitto");
+        Directory.CreateDirectory(persist);
+        using var broker = new Mosquitto(persistDirectory: persist).Start();
+        var store = postgres.Cluster.CreateDatabase();
+        var token = "op_gone_" + Guid.NewGuid().ToString("N");
+        foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
+        {
+            h.StartHub(broker.Url, "--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token);
+            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
+        }
+
+        const int Count = 120;
+        var devices = new[] { "gone-1", "gone-2", "gone-3" };
+        var agents = devices.Select(d => _b.Agent(d, Count, fast: false)).ToList();
+        var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var report = Path.Combine(_b.Dir.Path, "sim-acked.json");
+        using var sim = _b.Start(Path.Combine(AppContext.BaseDirectory, "edgeml-fleetsim.dll"),
+            ["run", "--hub", _b.HubUrl, "--token", token, "--broker", broker.Url, "--devices", "3", "--prefix", "gs", "--telemetry-every", "0.2",
+             "--batch", "5", "--health-every", "1", "--duration", "12", "--report", report], simOut.Enqueue);
+        try
+        {
+            foreach (var d in devices) HubHarness.Until(() => _b.Records(d) >= 10, $"{d}'s first records", 30_000);
+            _a.KillHub(); // and it never comes back
+
+            HubHarness.Until(() => _b.HubLog.Any(l => l.Contains("Took over the broker session of replica hub-a", StringComparison.Ordinal)),
+                "the survivor to take over the dead replica's broker session", 30_000);
+            foreach (var p in agents) Assert.True(p.WaitForExit(90_000), "an agent did not finish");
+            Assert.True(sim.WaitForExit(60_000), "the simulator did not finish");
+            Assert.True(sim.ExitCode == 0, string.Join("\n", simOut));
+
+            // What came after the take-over went to the survivor alone (the dead session was ended): all of it, each once.
+            foreach (var d in devices)
+            {
+                HubHarness.Until(() => _b.Records(d) >= Count, $"all {Count} records of {d} (have {_b.Records(d)})", 30_000);
+                Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), _b.Stored(d).Select(r => r.Seq).Order());
+            }
+
+            await AssertSimulatedRecordsStoredOnceAsync(report, _b);
+        }
+        finally
+        {
+            foreach (var p in agents.Append(sim))
+            {
+                try
+                {
+                    if (!p.HasExited) p.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+
+            foreach (var p in agents) p.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The simulator's <c>--report</c> (what the broker acknowledged per device and class) against the store, read through
+    /// each of <paramref name="replicas"/>: telemetry and health seq 1..N each stored once.
+    /// </summary>
+    private static async Task AssertSimulatedRecordsStoredOnceAsync(string report, params HubHarness[] replicas)
+    {
+        var acked = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(report)).RootElement;
+        Assert.Equal(3, acked.EnumerateObject().Count());
+        foreach (var device in acked.EnumerateObject())
+        {
+            foreach (var (recordClass, path) in new[] { ("telemetry", "telemetry?limit=10000"), ("health", "records?class=health&limit=10000") })
+            {
+                var produced = device.Value.GetProperty(recordClass).GetInt64();
+                Assert.True(produced > (recordClass == "telemetry" ? 100 : 5), $"{device.Name} produced only {produced} {recordClass} records");
+                List<long> Seqs(HubHarness h) => h.Get($"/api/devices/{device.Name}/{path}").EnumerateArray().Select(r => r.GetProperty("seq").GetInt64()).Order().ToList();
+                HubHarness.Until(() => Seqs(replicas[0]).Count >= produced, $"{device.Name}'s {produced} {recordClass} records (have {Seqs(replicas[0]).Count})", 30_000);
+                foreach (var h in replicas) Assert.Equal(Enumerable.Range(1, (int)produced).Select(i => (long)i), Seqs(h));
+            }
         }
     }
 

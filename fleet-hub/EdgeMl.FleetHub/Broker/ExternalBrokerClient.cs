@@ -40,22 +40,28 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         }
     }
 
-    /// <summary>Acknowledges a device's batch once ingest stored it (never when it must be sent again: <see cref="IngestOutcome.Retry"/>).</summary>
-    private static async Task AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
+    /// <summary>
+    /// Acknowledges a device's batch once ingest stored it (never when it must be sent again: <see cref="IngestOutcome.Retry"/>).
+    /// True when the broker got the acknowledgement.
+    /// </summary>
+    private static async Task<bool> AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
     {
         // HandleAsync never throws (its outcome says what became of the batch).
-        if (await outcome.ConfigureAwait(false) != IngestOutcome.Retry) await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+        return await outcome.ConfigureAwait(false) != IngestOutcome.Retry && await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
     }
 
-    private static async Task AcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
+    /// <summary>Sends the PUBACK; false when the connection went away first (the broker delivers the message again).</summary>
+    private static async Task<bool> AcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
     {
         try
         {
             await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+            return true;
         }
         catch (Exception ex) when (ex is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
         {
             // The connection went away after the store: the broker re-delivers, the store drops the duplicate.
+            return false;
         }
     }
 
@@ -75,43 +81,25 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 return;
             }
 
-            // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
-            bool handled;
-            if (!Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _))
-            {
-                handled = Refuse(device, message.Topic, "unknown-topic");
-            }
-            else if (store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device)
-            {
-                handled = Refuse(device, message.Topic, "revoked"); // the broker still lets it in: its own ACLs do not know the registry
-            }
-            else
-            {
-                // A batch is parsed and queued for the group commit before HandleAsync first waits. MQTTnet hands this
-                // connection's messages over one at a time, so waiting here for the commit would make every commit one
-                // batch: the acknowledgement follows the commit instead, and the next message comes at once.
-                var outcome = ingest.HandleAsync(device, subtopic, message.Payload);
-                if (!outcome.IsCompleted)
-                {
-                    _ = AcknowledgeWhenStoredAsync(outcome, e, stoppingToken);
-                    return;
-                }
-
-                handled = await outcome.ConfigureAwait(false) != IngestOutcome.Retry;
-            }
-
-            if (handled) await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+            await OnDeviceMessageAsync(e, stoppingToken).ConfigureAwait(false);
         };
         var tls = uri.Scheme == "mqtts";
-        var builder = new MqttClientOptionsBuilder()
-            .WithTcpServer(uri.Host, uri.Port > 0 ? uri.Port : tls ? 8883 : 1883)
-            .WithClientId(settings.ClientId)
-            .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
-            .WithCleanStart(false)
-            .WithSessionExpiryInterval(24 * 3600);
-        if (settings.BrokerUser.Length > 0) builder = builder.WithCredentials(settings.BrokerUser, settings.BrokerPassword);
-        if (tls) builder = builder.WithTlsOptions(BrokerTlsOptions(uri.Host));
-        var options = builder.Build();
+        MqttClientOptions OptionsFor(string clientId)
+        {
+            var builder = new MqttClientOptionsBuilder()
+                .WithTcpServer(uri.Host, uri.Port > 0 ? uri.Port : tls ? 8883 : 1883)
+                .WithClientId(clientId)
+                .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
+                .WithCleanStart(false)
+                .WithSessionExpiryInterval(24 * 3600);
+            if (settings.BrokerUser.Length > 0) builder = builder.WithCredentials(settings.BrokerUser, settings.BrokerPassword);
+            if (tls) builder = builder.WithTlsOptions(BrokerTlsOptions(uri.Host));
+            return builder.Build();
+        }
+
+        var options = OptionsFor(settings.ClientId);
+        // Replicas take over the broker sessions of replicas that are gone (ExternalBrokerClient.Adoption.cs).
+        var adoption = SharesSessions ? AdoptLoopAsync(OptionsFor, stoppingToken) : Task.CompletedTask;
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -119,6 +107,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             {
                 if (!client.IsConnected)
                 {
+                    if (SharesSessions) await Task.Run(ClaimOwnSession, stoppingToken).ConfigureAwait(false);
                     await client.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
                     var share = settings.SharedGroup.Length > 0 ? $"$share/{settings.SharedGroup}/" : "";
                     var subscribe = new MqttClientSubscribeOptionsBuilder()
@@ -177,6 +166,52 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         {
             await client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
         }
+
+        try
+        {
+            await adoption.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>
+    /// A message on a device's topic: refused (acknowledged and dropped) when no device should send it, else handed to
+    /// ingest and acknowledged once stored — never when it must be sent again (<see cref="IngestOutcome.Retry"/>).
+    /// </summary>
+    /// <param name="acks">When given, gets each message's acknowledgement: true once the broker has it.</param>
+    private async Task OnDeviceMessageAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken, System.Collections.Concurrent.ConcurrentQueue<Task<bool>>? acks = null)
+    {
+        var message = e.ApplicationMessage;
+        // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
+        bool handled;
+        if (!Topics.TrySplit(message.Topic, out var device, out var subtopic) || DeviceIds.Problem(device) is not null || !Topics.IsDevicePublish(subtopic, out _))
+        {
+            handled = Refuse(device, message.Topic, "unknown-topic");
+        }
+        else if (store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device)
+        {
+            handled = Refuse(device, message.Topic, "revoked"); // the broker still lets it in: its own ACLs do not know the registry
+        }
+        else
+        {
+            // A batch is parsed and queued for the group commit before HandleAsync first waits. MQTTnet hands this
+            // connection's messages over one at a time, so waiting here for the commit would make every commit one
+            // batch: the acknowledgement follows the commit instead, and the next message comes at once.
+            var outcome = ingest.HandleAsync(device, subtopic, message.Payload);
+            if (!outcome.IsCompleted)
+            {
+                var ack = AcknowledgeWhenStoredAsync(outcome, e, stoppingToken);
+                acks?.Enqueue(ack);
+                return;
+            }
+
+            handled = await outcome.ConfigureAwait(false) != IngestOutcome.Retry;
+        }
+
+        var acknowledged = handled && await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+        acks?.Enqueue(Task.FromResult(acknowledged));
     }
 
     private bool Refuse(string device, string topic, string reason)

@@ -63,6 +63,26 @@ public interface IHubStore : IDisposable
     bool Leads(string work);
 
     /// <summary>
+    /// Gives up <paramref name="work"/> taken with <see cref="Leads"/>, so another replica takes it at its next ask; nothing
+    /// when this process does not hold it. Never throws (a store that cannot be reached has freed it with the session).
+    /// </summary>
+    void Release(string work);
+
+    /// <summary>
+    /// Remembers that a hub replica keeps a persistent session at the external broker under the MQTT client identifier
+    /// <paramref name="clientId"/> (<c>--ClientId</c>), so that when it dies for good another replica can take over what the
+    /// broker queued for it (<see cref="BrokerSessions"/>). Idempotent. Throws <see cref="IOException"/> when the store
+    /// cannot be reached.
+    /// </summary>
+    void RememberBrokerSession(string clientId);
+
+    /// <summary>Forgets a replica's broker session (it was ended at the broker). Throws <see cref="IOException"/> when the store cannot be reached.</summary>
+    void ForgetBrokerSession(string clientId);
+
+    /// <summary>The client identifiers of the replicas' broker sessions remembered (<see cref="RememberBrokerSession"/>), in ordinal order.</summary>
+    IReadOnlyList<string> BrokerSessions();
+
+    /// <summary>
     /// Tells whichever replica leads <paramref name="work"/> (<see cref="Leads"/>) about <paramref name="items"/> (e.g. the
     /// devices whose drift windows this replica just stored); it reads them with <see cref="TakeSignals"/>. PostgreSQL:
     /// <c>NOTIFY</c> on a channel per kind of work; the embedded store: in memory. Best effort: a replica that was not

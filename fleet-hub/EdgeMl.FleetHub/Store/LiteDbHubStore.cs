@@ -254,6 +254,29 @@ public sealed partial class LiteDbHubStore : IHubStore
     /// <summary>One process owns a LiteDB store: it always leads.</summary>
     public bool Leads(string work) => true;
 
+    /// <summary>One process leads everything on the embedded store: nothing to give up.</summary>
+    public void Release(string work)
+    {
+    }
+
+    // One hub on this store: its broker session needs no one to take it over, so it is kept in memory only.
+    private readonly SortedSet<string> _brokerSessions = new(StringComparer.Ordinal);
+
+    public void RememberBrokerSession(string clientId)
+    {
+        lock (_brokerSessions) _brokerSessions.Add(clientId);
+    }
+
+    public void ForgetBrokerSession(string clientId)
+    {
+        lock (_brokerSessions) _brokerSessions.Remove(clientId);
+    }
+
+    public IReadOnlyList<string> BrokerSessions()
+    {
+        lock (_brokerSessions) return [.. _brokerSessions];
+    }
+
     private readonly Dictionary<string, (HashSet<string> Items, bool Lost)> _signals = new(StringComparer.Ordinal);
 
     /// <summary>One process: the items wait in memory for <see cref="TakeSignals"/>.</summary>

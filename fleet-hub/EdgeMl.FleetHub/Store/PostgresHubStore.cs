@@ -185,6 +185,11 @@ public sealed partial class PostgresHubStore : IHubStore
         DROP TABLE records_v4;
         ANALYZE records;
         """,
+        // 6: the replicas' persistent sessions at the external broker (MQTT client identifiers), so that another replica can
+        // take over what the broker queued for one that died for good (ExternalBrokerClient.Adoption.cs).
+        """
+        CREATE TABLE broker_sessions (client_id text COLLATE "C" PRIMARY KEY, remembered bigint NOT NULL);
+        """,
     ];
 
     /// <summary>
@@ -586,6 +591,41 @@ public sealed partial class PostgresHubStore : IHubStore
             }
         }
     }
+
+    /// <summary>Unlocks <paramref name="work"/>'s advisory lock on the lease connection when this replica holds it.</summary>
+    public void Release(string work)
+    {
+        lock (_leaseGate)
+        {
+            if (_leaseConnection is null || !_leading.Remove(work)) return;
+            try
+            {
+                Exec(_leaseConnection, null, "SELECT pg_advisory_unlock($1)", LeaseKey(work));
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException or TimeoutException)
+            {
+                // The session is gone, and every lease with it.
+                _leaseConnection.Dispose();
+                _leaseConnection = null;
+                _leading.Clear();
+            }
+        }
+    }
+
+    public void RememberBrokerSession(string clientId) => Run(c =>
+        Exec(c, null, "INSERT INTO broker_sessions (client_id, remembered) VALUES ($1, $2) ON CONFLICT (client_id) DO UPDATE SET remembered = excluded.remembered",
+            clientId, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+
+    public void ForgetBrokerSession(string clientId) => Run(c => Exec(c, null, "DELETE FROM broker_sessions WHERE client_id = $1", clientId));
+
+    public IReadOnlyList<string> BrokerSessions() => Run(c =>
+    {
+        using var q = new NpgsqlCommand("SELECT client_id FROM broker_sessions ORDER BY client_id", c);
+        using var r = q.ExecuteReader();
+        var ids = new List<string>();
+        while (r.Read()) ids.Add(r.GetString(0));
+        return (IReadOnlyList<string>)ids;
+    });
 
     /// <summary>
     /// The advisory-lock key of a kind of work (FNV-1a of its name in the hub's own key range): who leads it is the
