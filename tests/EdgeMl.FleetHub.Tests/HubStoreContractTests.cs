@@ -245,6 +245,20 @@ public abstract partial class HubStoreContractTests : IDisposable
     {
         Assert.True(Store.Leads("rollouts"));
         Assert.True(Store.Leads("retention"));
+        Store.Release("rollouts");
+        Assert.True(Store.Leads("rollouts")); // nobody else asks on its own store
+    }
+
+    [Fact]
+    public void Broker_sessions_are_remembered_once_each_and_forgotten()
+    {
+        Store.RememberBrokerSession("hub-b");
+        Store.RememberBrokerSession("hub-a");
+        Store.RememberBrokerSession("hub-a");
+        Assert.Equal(["hub-a", "hub-b"], Store.BrokerSessions());
+        Store.ForgetBrokerSession("hub-a");
+        Store.ForgetBrokerSession("nobody");
+        Assert.Equal(["hub-b"], Store.BrokerSessions());
     }
 
     [Fact]
@@ -359,6 +373,28 @@ public sealed class PostgresHubStoreTests(PostgresFixture postgres) : HubStoreCo
         a.Dispose(); // the leader goes: its database session ends, as when its process is killed
         HubHarness.Until(() => b.Leads("rollouts"), "replica b to take over the rollouts", 10_000);
         Assert.True(b.Leads("retention"));
+    }
+
+    [Fact]
+    public void A_released_lease_goes_to_the_next_replica_that_asks_and_every_replica_sees_the_remembered_broker_sessions()
+    {
+        using var a = PostgresHubStore.Open(_database);
+        using var b = PostgresHubStore.Open(_database);
+        Assert.True(a.Leads("mqtt-session:hub-a"));
+        Assert.False(b.Leads("mqtt-session:hub-a"));
+        a.Release("mqtt-session:hub-a");
+        a.Release("mqtt-session:hub-a"); // not held any more: nothing
+        b.Release("mqtt-session:other"); // never held: nothing
+        Assert.True(b.Leads("mqtt-session:hub-a"));
+        Assert.False(a.Leads("mqtt-session:hub-a"));
+
+        a.RememberBrokerSession("hub-b");
+        a.RememberBrokerSession("hub-a");
+        b.RememberBrokerSession("hub-a"); // again: one row
+        Assert.Equal(["hub-a", "hub-b"], b.BrokerSessions());
+        b.ForgetBrokerSession("hub-a");
+        b.ForgetBrokerSession("hub-a"); // gone already: nothing
+        Assert.Equal(["hub-b"], a.BrokerSessions());
     }
 
     [Fact]
