@@ -7,8 +7,9 @@ namespace EdgeMl.FleetHub.Tests;
 
 /// <summary>
 /// Two hub processes (replicas) on one PostgreSQL store behind one Mosquitto, splitting device traffic with
-/// <c>--SharedGroup</c>: a device's records are stored once, either replica answers any API call, and a rollout whose
-/// leading replica is killed completes under the other.
+/// <c>--SharedGroup</c>: a device's records are stored once, either replica answers any API call, a replica killed
+/// mid-stream loses nothing (started again, or gone for good), and a rollout whose leading replica is killed completes
+/// under the other.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
@@ -17,7 +18,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     private readonly HubHarness _b = new();
 
     [Fact]
-    public async Task Two_replicas_on_one_postgres_store_store_each_record_once_answer_any_api_call_share_dashboard_sessions_and_take_over_a_rollout()
+    public async Task Two_replicas_on_one_postgres_store_store_each_record_once_answer_any_api_call_and_share_dashboard_sessions_and_model_downloads()
     {
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
         using var broker = new Mosquitto().Start();
@@ -80,29 +81,13 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         Assert.Equal(bytes[1000..2000], await response.Content.ReadAsByteArrayAsync());
         Assert.Equal(bytes, await _b.Api.GetByteArrayAsync("/api/models/vibration-fault/1.0.0/package"));
 
-        // A rollout to two devices that do not answer (their agents have ended): each wave times out, then the next starts.
-        // The replica that leads the rollout engine is killed after the first wave started; the other finishes it.
-        var start = HubHarness.Run(HubHarness.CliDll, "rollout", "start", "vibration-fault@1.0.0", "--devices", "rep-1,rep-2", "--waves", "50%,100%",
-            "--watch", "1s", "--offline-timeout", "3s", "--hub", _b.HubUrl, "--token", token);
-        Assert.True(start.Code == 0, start.Err);
-        var rollout = start.Out.Split(' ', ':')[1];
-        static bool Said(HubHarness h, string what) => h.HubLog.Any(l => l.Contains(what, StringComparison.Ordinal));
-        HubHarness.Until(() => Said(_a, "wave 1 of 2 started") || Said(_b, "wave 1 of 2 started"), "the first wave to start", 20_000);
-        var (leader, survivor) = Said(_a, "wave 1 of 2 started") ? (_a, _b) : (_b, _a);
-        leader.KillHub();
-        HubHarness.Until(() => survivor.Get($"/api/rollouts/{rollout}").GetProperty("state").GetString() == "completed", "the rollout to complete under the other replica", 60_000);
-        Assert.True(Said(survivor, "wave 2 of 2 started"), "the surviving replica did not step the rollout");
-        var audit = survivor.Get($"/api/audit?subject={rollout}").EnumerateArray().ToList();
-        var waves = audit.Where(e => e.GetProperty("action").GetString() == "rollout.wave").Select(e => e.GetProperty("details").GetString()).ToList();
-        var why = string.Join("\n", audit);
-        // Wave 2 was started once (one leader at a time). Wave 1 once, or twice when the leader died between starting it and
-        // saving the rollout (a step is at least once: the new leader starts that wave again; docs/scale.md).
-        Assert.True(waves.Count(w => w!.StartsWith("wave 2 of 2", StringComparison.Ordinal)) == 1, why);
-        Assert.InRange(waves.Count(w => w!.StartsWith("wave 1 of 2", StringComparison.Ordinal)), 1, 2);
-
-        // The survivor answers from the same data.
-        Assert.Equal(201, survivor.Records("rep-1"));
-        Assert.Equal("vibration-fault", survivor.Get("/api/models").EnumerateArray().Single().GetProperty("name").GetString());
+        // Either replica answers from the same data. (A rollout whose leading replica is killed:
+        // A_replica_leading_a_rollout_killed_mid_stream_… below.)
+        foreach (var h in new[] { _a, _b })
+        {
+            Assert.Equal(201, h.Records("rep-1"));
+            Assert.Equal("vibration-fault", h.Get("/api/models").EnumerateArray().Single().GetProperty("name").GetString());
+        }
     }
 
     [Fact]
@@ -298,16 +283,15 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
             // ... and the simulated devices': telemetry and health, seq 1..what the broker acknowledged, each once.
             await AssertSimulatedRecordsStoredOnceAsync(report, survivor, leader);
 
-            // The rollout the killed replica led completes under the survivor; wave 2 was started once (one leader at a
-            // time), wave 1 once, or twice when the leader died between starting it and saving the rollout (a step is at
-            // least once: the new leader starts that wave again; docs/scale.md).
+            // The rollout the killed replica led completes under the survivor; each wave was started once (one leader at a
+            // time, and a wave's start is saved before its devices are sent anything: the new leader does not start it again).
             HubHarness.Until(() => survivor.Get($"/api/rollouts/{rollout}").GetProperty("state").GetString() == "completed", "the rollout to complete under the other replica", 60_000);
             Assert.True(Said(survivor, "wave 2 of 2 started"), "the surviving replica did not step the rollout");
             var audit = survivor.Get($"/api/audit?subject={rollout}").EnumerateArray().ToList();
             var waves = audit.Where(e => e.GetProperty("action").GetString() == "rollout.wave").Select(e => e.GetProperty("details").GetString()).ToList();
             var why = string.Join("\n", audit);
             Assert.True(waves.Count(w => w!.StartsWith("wave 2 of 2", StringComparison.Ordinal)) == 1, why);
-            Assert.InRange(waves.Count(w => w!.StartsWith("wave 1 of 2", StringComparison.Ordinal)), 1, 2);
+            Assert.True(waves.Count(w => w!.StartsWith("wave 1 of 2", StringComparison.Ordinal)) == 1, why);
 
             // The survivor answered every call, from just before the kill to here.
             await polling.CancelAsync();

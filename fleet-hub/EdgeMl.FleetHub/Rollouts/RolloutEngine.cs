@@ -191,13 +191,26 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
         {
             r.Stage = shadowFirst ? "shadow" : "activating";
             r.StageStarted = now;
+            // The wave's start is recorded (audit line, then the rollout saved) before its devices are sent their desired
+            // state: a leader that dies while sending leaves the stage saved, and the next leader sends the rest (below)
+            // instead of starting the wave again. Only a death between the audit line and the save starts it twice.
+            Audit("hub", "rollout.wave", r, $"wave {r.Wave + 1} of {r.Waves.Count} started ({r.Stage}): {wave.Count} device(s): {string.Join(", ", wave.Select(d => d.Id))}");
+            Save(r);
+            LogWave(logger, r.Id, r.Wave + 1, r.Waves.Count, wave.Count, r.Stage);
             foreach (var d in wave)
             {
                 await SendAsync(r, d, activate: !shadowFirst).ConfigureAwait(false);
             }
 
-            Audit("hub", "rollout.wave", r, $"wave {r.Wave + 1} of {r.Waves.Count} started ({r.Stage}): {wave.Count} device(s): {string.Join(", ", wave.Select(d => d.Id))}");
-            LogWave(logger, r.Id, r.Wave + 1, r.Waves.Count, wave.Count, r.Stage);
+            return true;
+        }
+
+        // A wave whose start a leader saved but whose sends it did not finish (it died): the rest are sent now.
+        var unsent = wave.Where(d => d.SentAt is null && d.Phase == "pending").ToList();
+        if (unsent.Count > 0)
+        {
+            foreach (var d in unsent) await SendAsync(r, d, activate: r.Stage != "shadow").ConfigureAwait(false);
+            LogResumedSends(logger, r.Id, r.Wave + 1, unsent.Count);
             return true;
         }
 
@@ -432,6 +445,9 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
             sent.Count == 0 ? "no device had a previous model" : string.Join(", ", sent.Select(s => $"{s.Item1}→{s.Item2}"))));
         return sent;
     }
+
+    [LoggerMessage(EventId = 2606, Level = LogLevel.Warning, Message = "Rollout {Id}: wave {Wave} was started by a replica that stopped while sending; sent the {Devices} device(s) it had not")]
+    private static partial void LogResumedSends(ILogger logger, string id, int wave, int devices);
 
     [LoggerMessage(EventId = 2600, Level = LogLevel.Information, Message = "Rollout {Id}: wave {Wave} of {Waves} started with {Devices} device(s) ({Stage})")]
     private static partial void LogWave(ILogger logger, string id, int wave, int waves, int devices, string stage);
