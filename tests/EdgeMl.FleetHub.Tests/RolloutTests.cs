@@ -173,5 +173,45 @@ public sealed class RolloutTests : IDisposable
         Assert.Equal(2, audit.Count(e => e.GetProperty("action").GetString() == "rollout.wave")); // each wave started once
     }
 
+    [Fact]
+    public void A_wave_whose_sends_a_stopped_hub_did_not_finish_is_sent_by_the_next_one_and_started_once()
+    {
+        var pkgs = Setup(("1.0.0", false), ("1.1.0", false));
+        var devices = new[] { "mill-1", "mill-2" };
+        foreach (var d in devices)
+        {
+            _h.Enroll(d, Group);
+            StartAgent(d, pkgs["1.0.0"]);
+        }
+
+        foreach (var d in devices) HubHarness.Until(() => ActiveOf(d) == "vibration-fault@1.0.0", $"{d} to report 1.0.0 active");
+        var id = IdOf(Cli("rollout", "start", "vibration-fault@1.1.0", "--to", Group, "--waves", "100%", "--watch", "2s", "--offline-timeout", "60s"));
+        HubHarness.Until(() => Rollout(id).GetProperty("stage").ValueKind == JsonValueKind.String, "the wave to start");
+        _h.KillHub();
+
+        // As if the hub had died while sending: the wave's start is saved, but its devices are not marked sent.
+        using (var store = new EdgeMl.FleetHub.Store.LiteDbHubStore(_h.HubData))
+        {
+            var json = System.Text.Json.Nodes.JsonNode.Parse(store.RolloutJsons().Single())!;
+            Assert.Equal("running", json["state"]!.GetValue<string>());
+            foreach (var d in json["devices"]!.AsArray())
+            {
+                d!["sentAt"] = null;
+                d["phase"] = "pending";
+            }
+
+            store.SaveRollout(id, "running", json.ToJsonString());
+        }
+
+        _h.StartHub(null, "--TrustedKeys:0", _pub, "--RolloutTickMs", "200");
+        HubHarness.Until(() => _h.HubLog.Any(l => l.Contains("was started by a replica that stopped while sending; sent the 2 device(s)", StringComparison.Ordinal)),
+            "the hub to send the devices the stopped one had not");
+        HubHarness.Until(() => Rollout(id).GetProperty("state").GetString() is not "running", "the rollout to end", 120_000);
+        Assert.True(Rollout(id).GetProperty("state").GetString() == "completed", Diagnostics(id));
+        foreach (var d in devices) Assert.Equal("vibration-fault@1.1.0", ActiveOf(d));
+        var audit = JsonDocument.Parse(Cli("audit", "--rollout", id, "--json")).RootElement.EnumerateArray().ToList();
+        Assert.Single(audit, e => e.GetProperty("action").GetString() == "rollout.wave"); // not started again
+    }
+
     public void Dispose() => _h.Dispose();
 }
