@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using EdgeMl.TestUtilities;
@@ -22,16 +23,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     {
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
         using var broker = new Mosquitto().Start();
-        var store = postgres.Cluster.CreateDatabase();
-        var token = "op_replicas_" + Guid.NewGuid().ToString("N");
-        var keys = Path.Combine(_a.Dir.Path, "keys");
-        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
-        foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
-        {
-            h.StartHub(broker.Url, "--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token,
-                "--TrustedKeys:0", Path.Combine(keys, "ops.pub"));
-            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
-        }
+        var (token, keys, _) = StartReplicas(broker, "op_replicas_");
 
         // A dashboard session signed in on replica a works on replica b (sessions live in the shared store), and signing out on b ends it on a.
         using (var browserA = new HttpClient { BaseAddress = new Uri(_a.HubUrl) })
@@ -94,28 +86,9 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     public async Task A_mosquitto_restart_under_two_replicas_loses_and_duplicates_nothing_and_presence_and_desired_states_are_right_afterwards()
     {
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
-        var persist = Path.Combine(_a.Dir.Path, "mosquitto");
-        Directory.CreateDirectory(persist);
-        using var broker = new Mosquitto(persistDirectory: persist).Start(); // persistence true, as production needs (docs/scale.md)
-        var store = postgres.Cluster.CreateDatabase();
-        var token = "op_restart_" + Guid.NewGuid().ToString("N");
-        var keys = Path.Combine(_a.Dir.Path, "keys");
-        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
-        foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
-        {
-            h.StartHub(broker.Url, "--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token, "--TrustedKeys:0", Path.Combine(keys, "ops.pub"));
-            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
-        }
-
-        var package = _a.SignedVariant("1.0.0", Path.Combine(keys, "ops.key"));
-        var push = HubHarness.Run(HubHarness.CliDll, "model", "push", package, "--hub", _a.HubUrl, "--token", token);
-        Assert.True(push.Code == 0, push.Err);
-        string model;
-        using (var stream = File.OpenRead(package))
-        {
-            var m = EdgeMl.Protocol.Packages.ModelPackage.Read(stream, package).Manifest;
-            model = $"{m.Name}@{m.Version}";
-        }
+        using var broker = PersistentBroker();
+        var (token, keys, _) = StartReplicas(broker, "op_restart_");
+        var model = PushSignedModel(keys, token);
 
         _a.Register("idle-1");
 
@@ -166,32 +139,12 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     public async Task A_replica_leading_a_rollout_killed_mid_stream_and_restarted_loses_and_duplicates_nothing_while_the_other_answers_throughout_and_completes_the_rollout()
     {
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
-        var persist = Path.Combine(_a.Dir.Path, "mosquitto");
-        Directory.CreateDirectory(persist);
-        using var broker = new Mosquitto(persistDirectory: persist).Start();
-        var store = postgres.Cluster.CreateDatabase();
-        var token = "op_kill_" + Guid.NewGuid().ToString("N");
-        var keys = Path.Combine(_a.Dir.Path, "keys");
-        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
-        string[] Options(string id) => ["--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token, "--TrustedKeys:0", Path.Combine(keys, "ops.pub")];
+        using var broker = PersistentBroker();
+        var (token, keys, options) = StartReplicas(broker, "op_kill_");
         var ids = new Dictionary<HubHarness, string> { [_a] = "hub-a", [_b] = "hub-b" };
-        foreach (var (h, id) in ids)
-        {
-            h.StartHub(broker.Url, Options(id));
-            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
-        }
 
         // A signed model, and two enrolled devices that never connect: the rollout's waves each wait out the offline time-out.
-        var package = _a.SignedVariant("1.0.0", Path.Combine(keys, "ops.key"));
-        var push = HubHarness.Run(HubHarness.CliDll, "model", "push", package, "--hub", _a.HubUrl, "--token", token);
-        Assert.True(push.Code == 0, push.Err);
-        string model;
-        using (var stream = File.OpenRead(package))
-        {
-            var m = EdgeMl.Protocol.Packages.ModelPackage.Read(stream, package).Manifest;
-            model = $"{m.Name}@{m.Version}";
-        }
-
+        var model = PushSignedModel(keys, token);
         _a.Enroll("kr-idle-1");
         _a.Enroll("kr-idle-2");
 
@@ -200,12 +153,10 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         // to either replica.
         const int Count = 120;
         var devices = new[] { "kr-1", "kr-2", "kr-3" };
-        var agents = devices.Select(d => _a.Agent(d, Count, fast: false)).ToList();
+        var agents = devices.Select(d => (d, _a.Agent(d, Count, fast: false))).ToList();
         var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var report = Path.Combine(_a.Dir.Path, "sim-acked.json");
-        using var sim = _b.Start(Path.Combine(AppContext.BaseDirectory, "edgeml-fleetsim.dll"),
-            ["run", "--hub", _b.HubUrl, "--token", token, "--broker", broker.Url, "--devices", "3", "--prefix", "ks", "--telemetry-every", "0.2",
-             "--batch", "5", "--health-every", "1", "--duration", "15", "--report", report], simOut.Enqueue);
+        var sim = StartSimulator(broker, token, "ks", 15, report, simOut);
         using var polling = new CancellationTokenSource();
         Task<(int Calls, List<string> Failures)>? poller = null;
         try
@@ -266,22 +217,11 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
             HubHarness.Until(() => devices.All(d => survivor.Records(d) > before[d] + 8), "the surviving replica to store what comes next", 30_000);
 
             // The killed replica comes back (same client id: the broker hands it what it had not acknowledged).
-            leader.StartHub(broker.Url, Options(ids[leader]));
+            leader.StartHub(broker.Url, options(ids[leader]));
             Assert.True(leader.WaitSubscribed(30_000), $"{ids[leader]} did not subscribe again");
 
-            foreach (var p in agents) Assert.True(p.WaitForExit(90_000), "an agent did not finish");
-            Assert.True(sim.WaitForExit(60_000), "the simulator did not finish");
-            Assert.True(sim.ExitCode == 0, string.Join("\n", simOut));
-
-            // Records produced == records stored, none twice, read from either replica: the agents' (seq 1..Count) ...
-            foreach (var d in devices)
-            {
-                HubHarness.Until(() => _a.Records(d) >= Count, $"all {Count} records of {d} (have {_a.Records(d)})", 30_000);
-                Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), _b.Stored(d).Select(r => r.Seq).Order());
-            }
-
-            // ... and the simulated devices': telemetry and health, seq 1..what the broker acknowledged, each once.
-            await AssertSimulatedRecordsStoredOnceAsync(report, survivor, leader);
+            // Records produced == records stored, none twice, read from either replica.
+            await AssertAllStoredOnceAsync(agents, Count, sim, simOut, report, survivor, leader);
 
             // The rollout the killed replica led completes under the survivor; each wave was started once (one leader at a
             // time, and a wave's start is saved before its devices are sent anything: the new leader does not start it again).
@@ -303,18 +243,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         {
             await polling.CancelAsync();
             if (poller is not null) await poller.ContinueWith(_ => { }, TaskScheduler.Default);
-            foreach (var p in agents.Append(sim))
-            {
-                try
-                {
-                    if (!p.HasExited) p.Kill(entireProcessTree: true);
-                }
-                catch (InvalidOperationException)
-                {
-                }
-            }
-
-            foreach (var p in agents) p.Dispose();
+            StopAll(agents.Select(a => a.Item2).Append(sim));
         }
     }
 
@@ -324,25 +253,15 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         // Mosquitto keeps handing a dead replica's persistent session its share of the shared subscription; the survivor
         // must take those messages over (ExternalBrokerClient.Adoption.cs), or they wait in a queue nobody reads.
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
-        var persist = Path.Combine(_a.Dir.Path, "mosquitto");
-        Directory.CreateDirectory(persist);
-        using var broker = new Mosquitto(persistDirectory: persist).Start();
-        var store = postgres.Cluster.CreateDatabase();
-        var token = "op_gone_" + Guid.NewGuid().ToString("N");
-        foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
-        {
-            h.StartHub(broker.Url, "--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token);
-            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
-        }
+        using var broker = PersistentBroker();
+        var (token, _, _) = StartReplicas(broker, "op_gone_");
 
         const int Count = 120;
         var devices = new[] { "gone-1", "gone-2", "gone-3" };
-        var agents = devices.Select(d => _b.Agent(d, Count, fast: false)).ToList();
+        var agents = devices.Select(d => (d, _b.Agent(d, Count, fast: false))).ToList();
         var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var report = Path.Combine(_b.Dir.Path, "sim-acked.json");
-        using var sim = _b.Start(Path.Combine(AppContext.BaseDirectory, "edgeml-fleetsim.dll"),
-            ["run", "--hub", _b.HubUrl, "--token", token, "--broker", broker.Url, "--devices", "3", "--prefix", "gs", "--telemetry-every", "0.2",
-             "--batch", "5", "--health-every", "1", "--duration", "12", "--report", report], simOut.Enqueue);
+        var sim = StartSimulator(broker, token, "gs", 12, report, simOut);
         try
         {
             foreach (var d in devices) HubHarness.Until(() => _b.Records(d) >= 10, $"{d}'s first records", 30_000);
@@ -350,42 +269,94 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
 
             HubHarness.Until(() => _b.HubLog.Any(l => l.Contains("Took over the broker session of replica hub-a", StringComparison.Ordinal)),
                 "the survivor to take over the dead replica's broker session", 30_000);
-            foreach (var p in agents) Assert.True(p.WaitForExit(90_000), "an agent did not finish");
-            Assert.True(sim.WaitForExit(60_000), "the simulator did not finish");
-            Assert.True(sim.ExitCode == 0, string.Join("\n", simOut));
-
             // What came after the take-over went to the survivor alone (the dead session was ended): all of it, each once.
-            foreach (var d in devices)
-            {
-                HubHarness.Until(() => _b.Records(d) >= Count, $"all {Count} records of {d} (have {_b.Records(d)})", 30_000);
-                Assert.Equal(Enumerable.Range(1, Count).Select(i => (long)i), _b.Stored(d).Select(r => r.Seq).Order());
-            }
-
-            await AssertSimulatedRecordsStoredOnceAsync(report, _b);
+            await AssertAllStoredOnceAsync(agents, Count, sim, simOut, report, _b);
         }
         finally
         {
-            foreach (var p in agents.Append(sim))
-            {
-                try
-                {
-                    if (!p.HasExited) p.Kill(entireProcessTree: true);
-                }
-                catch (InvalidOperationException)
-                {
-                }
-            }
-
-            foreach (var p in agents) p.Dispose();
+            StopAll(agents.Select(a => a.Item2).Append(sim));
         }
     }
 
     /// <summary>
-    /// The simulator's <c>--report</c> (what the broker acknowledged per device and class) against the store, read through
-    /// each of <paramref name="replicas"/>: telemetry and health seq 1..N each stored once.
+    /// A fresh database, an operator key (in <c>{a's dir}/keys</c>) and replicas a and b (<c>hub-a</c>, <c>hub-b</c>) in
+    /// shared group <c>hubs</c> at <paramref name="broker"/>, both subscribed. Returns the operator token and the keys' folder.
     /// </summary>
-    private static async Task AssertSimulatedRecordsStoredOnceAsync(string report, params HubHarness[] replicas)
+    private (string Token, string Keys, Func<string, string[]> Options) StartReplicas(Mosquitto broker, string tokenPrefix)
     {
+        var store = postgres.Cluster.CreateDatabase();
+        var token = tokenPrefix + Guid.NewGuid().ToString("N");
+        var keys = Path.Combine(_a.Dir.Path, "keys");
+        Assert.Equal(0, HubHarness.Run(HubHarness.CliDll, "keys", "create", "ops", "--dir", keys).Code);
+        string[] Options(string id) => ["--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token, "--TrustedKeys:0", Path.Combine(keys, "ops.pub")];
+        foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
+        {
+            h.StartHub(broker.Url, Options(id));
+            Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
+        }
+
+        return (token, keys, Options);
+    }
+
+    /// <summary>Mosquitto with persistence on, as production needs (docs/scale.md), its files in a's directory.</summary>
+    private Mosquitto PersistentBroker()
+    {
+        var persist = Path.Combine(_a.Dir.Path, "mosquitto");
+        Directory.CreateDirectory(persist);
+        return new Mosquitto(persistDirectory: persist).Start();
+    }
+
+    /// <summary>The bundled package as version 1.0.0, signed and pushed to replica a; its NAME@VERSION.</summary>
+    private string PushSignedModel(string keys, string token)
+    {
+        var package = _a.SignedVariant("1.0.0", Path.Combine(keys, "ops.key"));
+        var push = HubHarness.Run(HubHarness.CliDll, "model", "push", package, "--hub", _a.HubUrl, "--token", token);
+        Assert.True(push.Code == 0, push.Err);
+        using var stream = File.OpenRead(package);
+        var m = EdgeMl.Protocol.Packages.ModelPackage.Read(stream, package).Manifest;
+        return $"{m.Name}@{m.Version}";
+    }
+
+    /// <summary>Three simulated devices (<paramref name="prefix"/>00000 …) sending telemetry and health for <paramref name="seconds"/>, writing <c>--report</c> to <paramref name="report"/>.</summary>
+    private Process StartSimulator(Mosquitto broker, string token, string prefix, int seconds, string report, System.Collections.Concurrent.ConcurrentQueue<string> output) =>
+        _b.Start(Path.Combine(AppContext.BaseDirectory, "edgeml-fleetsim.dll"),
+            ["run", "--hub", _b.HubUrl, "--token", token, "--broker", broker.Url, "--devices", "3", "--prefix", prefix, "--telemetry-every", "0.2",
+             "--batch", "5", "--health-every", "1", "--duration", HubHarness.Str(seconds), "--report", report], output.Enqueue);
+
+    /// <summary>Kills what is still running of <paramref name="processes"/> (a failed test leaves no process behind) and disposes them.</summary>
+    private static void StopAll(IEnumerable<Process> processes)
+    {
+        foreach (var p in processes)
+        {
+            try
+            {
+                if (!p.HasExited) p.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+
+            p.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Records produced == records stored, none twice, read through each of <paramref name="replicas"/>, once the agents
+    /// (each <paramref name="count"/> predictions: seq 1..count) and the simulator have finished; the simulated devices'
+    /// telemetry and health are seq 1..N of what the broker acknowledged (the simulator's <c>--report</c>).
+    /// </summary>
+    private static async Task AssertAllStoredOnceAsync(List<(string Id, Process Process)> agents, int count, Process sim,
+        System.Collections.Concurrent.ConcurrentQueue<string> simOut, string report, params HubHarness[] replicas)
+    {
+        foreach (var (_, p) in agents) Assert.True(p.WaitForExit(90_000), "an agent did not finish");
+        Assert.True(sim.WaitForExit(60_000), "the simulator did not finish");
+        Assert.True(sim.ExitCode == 0, string.Join("\n", simOut));
+        foreach (var (d, _) in agents)
+        {
+            HubHarness.Until(() => replicas[0].Records(d) >= count, $"all {count} records of {d} (have {replicas[0].Records(d)})", 30_000);
+            foreach (var h in replicas) Assert.Equal(Enumerable.Range(1, count).Select(i => (long)i), h.Stored(d).Select(r => r.Seq).Order());
+        }
+
         var acked = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(report)).RootElement;
         Assert.Equal(3, acked.EnumerateObject().Count());
         foreach (var device in acked.EnumerateObject())
