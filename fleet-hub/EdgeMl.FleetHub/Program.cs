@@ -82,6 +82,7 @@ catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or Unauthor
 builder.Services.AddSingleton(store);
 builder.Services.AddHostedService<EdgeMl.FleetHub.Retention.RecordRetention>();
 builder.Services.AddSingleton<TelemetryIngest>();
+builder.Services.AddSingleton<BrokerSessionTakeovers>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.RegistryBaselines>();
 builder.Services.AddSingleton<EdgeMl.FleetHub.Drift.DriftAlerts>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>()); // on the replica leading drift-alerts

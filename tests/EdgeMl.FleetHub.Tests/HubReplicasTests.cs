@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using EdgeMl.TestUtilities;
 using EdgeMl.TestUtilities.Mqtt;
+using EdgeMl.TestUtilities.Prometheus;
 
 namespace EdgeMl.FleetHub.Tests;
 
@@ -254,7 +255,8 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         // must take those messages over (ExternalBrokerClient.Adoption.cs), or they wait in a queue nobody reads.
         Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
         using var broker = PersistentBroker();
-        var (token, _, _) = StartReplicas(broker, "op_gone_");
+        var metricsPort = Mosquitto.FreePort();
+        var (token, _, _) = StartReplicas(broker, "op_gone_", "--MetricsPort", HubHarness.Str(metricsPort), "--MetricsSampleSeconds", "0");
 
         const int Count = 120;
         var devices = new[] { "gone-1", "gone-2", "gone-3" };
@@ -271,6 +273,12 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
                 "the survivor to take over the dead replica's broker session", 30_000);
             // What came after the take-over went to the survivor alone (the dead session was ended): all of it, each once.
             await AssertAllStoredOnceAsync(agents, Count, sim, simOut, report, _b);
+
+            // Counted on /metrics: one session taken over, no failed try.
+            using var scraper = new HttpClient();
+            var metrics = PrometheusText.Parse(await scraper.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"));
+            Assert.Equal(1, metrics.Value("edgeml_broker_sessions_taken_over_total"));
+            Assert.Equal(0, metrics.Value("edgeml_broker_session_takeover_failures_total"));
         }
         finally
         {
@@ -282,7 +290,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     /// A fresh database, an operator key (in <c>{a's dir}/keys</c>) and replicas a and b (<c>hub-a</c>, <c>hub-b</c>) in
     /// shared group <c>hubs</c> at <paramref name="broker"/>, both subscribed. Returns the operator token and the keys' folder.
     /// </summary>
-    private (string Token, string Keys, Func<string, string[]> Options) StartReplicas(Mosquitto broker, string tokenPrefix)
+    private (string Token, string Keys, Func<string, string[]> Options) StartReplicas(Mosquitto broker, string tokenPrefix, params string[] moreForB)
     {
         var store = postgres.Cluster.CreateDatabase();
         var token = tokenPrefix + Guid.NewGuid().ToString("N");
@@ -291,7 +299,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         string[] Options(string id) => ["--Store", store, "--SharedGroup", "hubs", "--ClientId", id, "--OperatorToken", token, "--TrustedKeys:0", Path.Combine(keys, "ops.pub")];
         foreach (var (h, id) in new[] { (_a, "hub-a"), (_b, "hub-b") })
         {
-            h.StartHub(broker.Url, Options(id));
+            h.StartHub(broker.Url, [.. Options(id), .. h == _b ? moreForB : []]);
             Assert.True(h.WaitSubscribed(30_000), $"{id} did not subscribe at the broker");
         }
 

@@ -75,7 +75,7 @@ public sealed partial class ExternalBrokerClient
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                AdoptionFailures++;
+                takeovers.CountFailed();
                 LogAdoptionProblem(logger, "(the list)", e.Message);
                 continue;
             }
@@ -94,7 +94,7 @@ public sealed partial class ExternalBrokerClient
                 catch (Exception e)
                 {
                     // The broker or the store went away mid-way: what was not acknowledged stays queued for the next try.
-                    AdoptionFailures++;
+                    takeovers.CountFailed();
                     LogAdoptionProblem(logger, id, e.Message);
                 }
                 finally
@@ -104,12 +104,6 @@ public sealed partial class ExternalBrokerClient
             }
         }
     }
-
-    /// <summary>Sessions of dead replicas this replica emptied and ended so far.</summary>
-    public long SessionsAdopted { get; private set; }
-
-    /// <summary>Tries to take over a dead replica's session that failed (broker or store away); retried.</summary>
-    public long AdoptionFailures { get; private set; }
 
     private async Task AdoptAsync(string id, MqttClientOptions options, CancellationToken stoppingToken)
     {
@@ -178,7 +172,7 @@ public sealed partial class ExternalBrokerClient
         // Everything stored and acknowledged: the broker deletes the session, and the store forgets it.
         await adopter.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithSessionExpiryInterval(0).Build(), stoppingToken).ConfigureAwait(false);
         store.ForgetBrokerSession(id);
-        SessionsAdopted++;
+        takeovers.CountDone();
         LogAdopted(logger, id, Interlocked.Read(ref received));
     }
 

@@ -20,7 +20,8 @@ namespace EdgeMl.FleetHub.Broker;
 /// and <c>--BrokerPassword</c> log the hub in. With <c>--BrokerDynsec true</c> devices' identities at Mosquitto follow the
 /// hub (ExternalBrokerClient.Dynsec.cs).
 /// </summary>
-public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, Store.IHubStore store, ILogger<ExternalBrokerClient> logger)
+public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSettings settings, Store.IHubStore store, BrokerSessionTakeovers takeovers,
+    ILogger<ExternalBrokerClient> logger)
     : BackgroundService, IHubPublisher
 {
     private IMqttClient? _client;

@@ -38,7 +38,7 @@ public sealed partial class HubMetrics : IDisposable
     private FleetSample? _sample;
 
     public HubMetrics(TelemetryIngest ingest, IHubStore store, IDeviceConnections connections, RolloutEngine rollouts, HubSettings settings,
-        TimeProvider time, ILogger<HubMetrics> logger)
+        Broker.BrokerSessionTakeovers takeovers, TimeProvider time, ILogger<HubMetrics> logger)
     {
         _store = store;
         _connections = connections;
@@ -67,6 +67,12 @@ public sealed partial class HubMetrics : IDisposable
         var commit = _meter.CreateHistogram("edgeml.ingest.commit.duration", "s", "Time one group commit took in the store",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = CommitBuckets });
         ingest.CommitTimed = seconds => commit.Record(seconds);
+
+        // Replicas: broker sessions of gone replicas taken over (ExternalBrokerClient.Adoption.cs).
+        _meter.CreateObservableCounter("edgeml.broker.sessions.taken_over", () => takeovers.Done, "{session}",
+            "Broker sessions of replicas that are gone which this replica emptied (stored what was queued) and ended");
+        _meter.CreateObservableCounter("edgeml.broker.session_takeover.failures", () => takeovers.Failed, "{failure}",
+            "Tries to take over a gone replica's broker session that failed (broker or store away); each is retried");
 
         // Fleet: sampled from the store.
         _meter.CreateObservableGauge("edgeml.devices.connected", () => Sample().Connected, "{device}",
