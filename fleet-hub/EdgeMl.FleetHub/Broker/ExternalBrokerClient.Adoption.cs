@@ -42,12 +42,15 @@ public sealed partial class ExternalBrokerClient
 
     private static string SessionWork(string clientId) => $"mqtt-session:{clientId}";
 
-    /// <summary>Remembers this replica's session and holds its lease (asked before each connect); false while another replica holds it.</summary>
-    private void ClaimOwnSession()
+    /// <summary>
+    /// Holds this replica's session lease (a round trip when held), and before a connect (<paramref name="remember"/>)
+    /// remembers the session in the store too (a replica that took it over forgot it).
+    /// </summary>
+    private void ClaimOwnSession(bool remember)
     {
         try
         {
-            store.RememberBrokerSession(settings.ClientId);
+            if (remember) store.RememberBrokerSession(settings.ClientId);
             var claimed = store.Leads(SessionWork(settings.ClientId));
             if (!claimed && _ownSessionClaimed) LogOwnSessionAdopted(logger, settings.ClientId);
             _ownSessionClaimed = claimed;
@@ -67,7 +70,7 @@ public sealed partial class ExternalBrokerClient
         {
             // Our own lease, kept (a round trip when held) or taken again: after the store's connection broke, or after a
             // replica that thought us gone gave it back.
-            if (_client is { IsConnected: true }) await Task.Run(ClaimOwnSession, stoppingToken).ConfigureAwait(false);
+            if (_client is { IsConnected: true }) await Task.Run(() => ClaimOwnSession(remember: false), stoppingToken).ConfigureAwait(false);
             IReadOnlyList<string> sessions;
             try
             {

@@ -108,7 +108,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             {
                 if (!client.IsConnected)
                 {
-                    if (SharesSessions) await Task.Run(ClaimOwnSession, stoppingToken).ConfigureAwait(false);
+                    if (SharesSessions) await Task.Run(() => ClaimOwnSession(remember: true), stoppingToken).ConfigureAwait(false);
                     await client.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
                     var share = settings.SharedGroup.Length > 0 ? $"$share/{settings.SharedGroup}/" : "";
                     var subscribe = new MqttClientSubscribeOptionsBuilder()
