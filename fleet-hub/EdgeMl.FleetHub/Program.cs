@@ -67,6 +67,12 @@ builder.WebHost.ConfigureKestrel(k =>
     RequestLimits.Raise(k.Limits);
 });
 builder.Services.AddSingleton(TimeProvider.System);
+// Every JSON body an endpoint binds: a key given twice ({"id":"a","id":"b"}) is refused (400 naming it, ApiErrors) rather
+// than the last one silently winning; a client that means one value says it once.
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.AllowDuplicateProperties = false);
+// A body that does not bind reaches ApiErrors as an exception (in every environment, not only Development), so the 400 says
+// what did not fit and where instead of a generic line.
+builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 IHubStore store;
 try
 {

@@ -204,7 +204,8 @@ public static partial class DevicesApi
         foreach (var (key, value) in tags)
         {
             if (!IsLabel(key, 64)) return $"tag key '{Printable(key)}' must be 1-64 of A-Z a-z 0-9 . _ -";
-            if (value is null || value.Length > 256 || value.Any(char.IsControl)) return $"tag '{key}': the value must be at most 256 characters without control characters";
+            if (value is null) return $"tags.{Printable(key)} is null: a tag's value is a string (\"\" for a tag without a value)";
+            if (value.Length > 256 || value.Any(char.IsControl)) return $"tag '{key}': the value must be at most 256 characters without control characters";
         }
 
         return null;
