@@ -148,9 +148,13 @@ public static partial class DevicesApi
                     statusCode: StatusCodes.Status502BadGateway);
             }
 
+            // With --Broker the device uses the external broker only: the embedded broker's ports (which do not listen then)
+            // are left out, so that no device is pointed at them. A port of 0 (none) is left out as well.
+            var external = settings.Broker.Length > 0;
             return TypedResults.Ok(new DeviceCredentials
             {
-                DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort, MqttTlsPort = settings.MqttTlsPort,
+                DeviceId = id, Password = password, Broker = external ? settings.Broker : null,
+                MqttPort = !external && settings.MqttPort > 0 ? settings.MqttPort : null, MqttTlsPort = !external && settings.MqttTlsPort > 0 ? settings.MqttTlsPort : null,
                 SigningKeys = signingKeys,
             });
         });
