@@ -135,6 +135,14 @@ public sealed class HubApiErrorTests : IDisposable
 
         Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync("/api/devices/d1")).StatusCode); // nothing was enrolled
 
+        // No body, and a body that is not JSON: said in the API's words (the bodies reach ApiErrors in every environment).
+        var empty = await _h.Api.PostAsync("/api/devices", new StringContent("", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
+        Assert.Equal("bad request: this call needs a JSON body (Content-Type: application/json)", Error(empty));
+        var text = await _h.Api.PostAsync("/api/devices", new StringContent("id=d1", Encoding.UTF8, "text/plain"));
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, text.StatusCode);
+        Assert.Equal("the body must be JSON (Content-Type: application/json)", Error(text));
+
         var nullTag = await _h.Api.PostAsync("/api/devices", new StringContent("""{"id":"d1","tags":{"k":null}}""", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.BadRequest, nullTag.StatusCode);
         Assert.Equal("tags.k is null: a tag's value is a string (\"\" for a tag without a value)", Error(nullTag));

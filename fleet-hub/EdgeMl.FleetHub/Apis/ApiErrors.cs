@@ -25,7 +25,7 @@ public static partial class ApiErrors
             if (r.HasStarted || r.ContentLength > 0 || r.ContentType is not null) return;
             var message = r.StatusCode switch
             {
-                StatusCodes.Status400BadRequest => "bad request: the JSON body or a query parameter is malformed, of the wrong type, or missing",
+                StatusCodes.Status400BadRequest => GenericBadRequest,
                 StatusCodes.Status404NotFound => $"no such API: {status.HttpContext.Request.Path}",
                 StatusCodes.Status405MethodNotAllowed => $"{status.HttpContext.Request.Method} is not allowed on {status.HttpContext.Request.Path}",
                 StatusCodes.Status413PayloadTooLarge => TooLarge(status.HttpContext),
@@ -48,6 +48,11 @@ public static partial class ApiErrors
             // A body that does not bind: the JSON path of the field that did not fit ("$.tags"), not only the parameter's name.
             BadHttpRequestException { InnerException: System.Text.Json.JsonException json } bad => (bad.StatusCode, BodyProblem(json)),
             BadHttpRequestException { StatusCode: StatusCodes.Status415UnsupportedMediaType } => (StatusCodes.Status415UnsupportedMediaType, NotJson),
+            // No body where the call binds one ("Required parameter … was not provided from body", "Implicit body … no body"):
+            // said in the API's words, not the framework's parameter names.
+            BadHttpRequestException { StatusCode: StatusCodes.Status400BadRequest } bad when bad.Message.Contains("body", StringComparison.OrdinalIgnoreCase) =>
+                (StatusCodes.Status400BadRequest, "bad request: this call needs a JSON body (Content-Type: application/json)"),
+            BadHttpRequestException { StatusCode: StatusCodes.Status400BadRequest } => (StatusCodes.Status400BadRequest, GenericBadRequest),
             BadHttpRequestException bad => (bad.StatusCode, $"bad request: {bad.Message}"),
             // The store cannot be reached (PostgreSQL away or restarting, a disk error): the client may try again.
             IOException or TimeoutException or Npgsql.NpgsqlException =>
@@ -63,6 +68,8 @@ public static partial class ApiErrors
     /// <summary>The logger the hub's own lines go to (the application's name, as <c>app.Logger</c>).</summary>
     private static ILogger HubLogger(HttpContext context) =>
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(context.RequestServices.GetRequiredService<IHostEnvironment>().ApplicationName);
+
+    private const string GenericBadRequest = "bad request: the JSON body or a query parameter is malformed, of the wrong type, or missing";
 
     private const string NotJson = "the body must be JSON (Content-Type: application/json)";
 
