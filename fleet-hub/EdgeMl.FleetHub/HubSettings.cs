@@ -88,46 +88,107 @@ public sealed class HubSettings
             return $"--TrustedKeys: {e.Message}";
         }
 
-        if (Broker.Length > 0 && (!Uri.TryCreate(Broker, UriKind.Absolute, out var b) || b.Scheme is not ("mqtt" or "mqtts") || b.Host.Length == 0))
-        {
-            return $"--Broker '{Broker}' is not mqtt://HOST:PORT or mqtts://HOST:PORT";
-        }
-
         if (BrokerDynsec && (Broker.Length == 0 || BrokerUser.Length == 0))
         {
             return "--BrokerDynsec needs --Broker mqtt://… and --BrokerUser/--BrokerPassword of the dynamic-security plugin's admin";
         }
 
-        if (Store.Length > 0)
-        {
-            try
-            {
-                if (new Npgsql.NpgsqlConnectionStringBuilder(Store).Host is not { Length: > 0 }) return "--Store names no Host (Host=…;Database=…)";
-            }
-            catch (Exception e) when (e is ArgumentException or FormatException or KeyNotFoundException)
-            {
-                return $"--Store is not a PostgreSQL connection string (Host=…;Database=…): {e.Message}";
-            }
-        }
-
-        if (string.IsNullOrWhiteSpace(Data)) return "--Data must name a directory (default hub-data)";
-        if (MqttPort is < 0 or > 65535) return $"--MqttPort {MqttPort} is not a port (1-65535, or 0 for none with --MqttTlsPort)";
-        if (MqttTlsPort is < 0 or > 65535) return $"--MqttTlsPort {MqttTlsPort} is not a port (1-65535, or 0 for none)";
         if (Broker.Length == 0 && MqttPort == 0 && MqttTlsPort == 0) return "--MqttPort 0 and no --MqttTlsPort: the embedded broker would listen nowhere";
-        if (RetentionDays < 0) return "--RetentionDays must be 0 (keep for ever) or more";
-        if (!Protocol.Text.Durations.TryParse(OfflineAfter, out _, out var offlineError)) return $"--OfflineAfter: {offlineError}";
-        if (!System.Net.IPAddress.TryParse(MqttAddress, out _)) return $"--MqttAddress '{MqttAddress}' is not an IP address";
         if (BrokerCa.Length > 0 && !File.Exists(BrokerCa)) return $"--BrokerCa '{BrokerCa}' does not exist";
         if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))
         {
             return $"--MqttTlsPort needs --MqttTlsCertificate and --MqttTlsKey files that exist ('{MqttTlsCertificate}', '{MqttTlsKey}')";
         }
 
-        if (MetricsPort is < 0 or > 65535) return $"--MetricsPort {MetricsPort} is not a port (1-65535, or 0 for none)";
-        if (!System.Net.IPAddress.TryParse(MetricsAddress, out _)) return $"--MetricsAddress '{MetricsAddress}' is not an IP address";
-        if (!double.IsFinite(MetricsSampleSeconds) || MetricsSampleSeconds < 0) return "--MetricsSampleSeconds must be 0 (every scrape) or more";
-        return MaxPackageMb <= 0 || MaxPacketBytes <= 0 ? "--MaxPackageMb and --MaxPacketBytes must be positive" : null;
+        return null;
     }
+
+    /// <summary>
+    /// What is wrong with the values of <paramref name="configuration"/> (command line and <c>--config</c> file merged),
+    /// each checked by <see cref="ValueProblem"/>, or null: run before the settings are bound, so a value that is not of
+    /// its setting's type is named with what the setting takes rather than in the binder's words.
+    /// </summary>
+    public static string? ValuesProblem(IConfiguration configuration)
+    {
+        foreach (var (key, value) in configuration.AsEnumerable())
+        {
+            // --config and the content root are the host's (checked on the command line; the host sets contentRoot itself).
+            if (value is null || key.Equals("config", StringComparison.OrdinalIgnoreCase) || key.Equals("contentRoot", StringComparison.OrdinalIgnoreCase)) continue;
+            if (ValueProblem(key, value) is { } problem) return problem;
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// What is wrong with <paramref name="value"/> as the value of the setting <paramref name="key"/> on its own (its type,
+    /// its range, one of its words, an empty name), in one line naming the setting and what it takes; null when it is
+    /// fine or the key is no setting with a rule (free text). Keys are matched case-insensitively, as configuration does;
+    /// <c>TrustedKeys:N</c> is a list entry. The checks that need the machine (files that exist) or several settings
+    /// together are <see cref="Problem"/>'s.
+    /// </summary>
+    public static string? ValueProblem(string key, string value)
+    {
+        var name = key.StartsWith("TrustedKeys:", StringComparison.OrdinalIgnoreCase) ? "TrustedKeys:N" : key;
+        return ValueRules.TryGetValue(name, out var rule) ? rule(key, value) : null;
+    }
+
+    private static readonly Dictionary<string, Func<string, string, string?>> ValueRules = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["config"] = (k, v) => Named(k, v, "a JSON file (e.g. /etc/edgeml/hub.json); leave --config out for none"),
+        ["contentRoot"] = (k, v) => Named(k, v, "a directory"),
+        ["Data"] = (k, v) => Named(k, v, "a directory (default hub-data)"),
+        ["TrustedKeys:N"] = (k, v) => Named(k, v, "a .pub file or a directory of them"),
+        ["log-format"] = (k, v) => v is "text" or "json" ? null : $"--{k} '{Show(v)}' is not one of text, json",
+        ["BrokerDynsec"] = (k, v) => bool.TryParse(v, out _) ? null : $"--{k} '{Show(v)}' is not one of true, false",
+        ["MqttPort"] = (k, v) => Whole(k, v, 0, 65535, "a port (0-65535; 0: none, with --MqttTlsPort)"),
+        ["MqttTlsPort"] = (k, v) => Whole(k, v, 0, 65535, "a port (0-65535; 0: none)"),
+        ["MetricsPort"] = (k, v) => Whole(k, v, 0, 65535, "a port (0-65535; 0: none)"),
+        ["MaxPacketBytes"] = (k, v) => Whole(k, v, 1, int.MaxValue, "a whole number of bytes from 1"),
+        ["MaxPackageMb"] = (k, v) => Whole(k, v, 1, int.MaxValue, "a whole number of MB from 1"),
+        ["RolloutTickMs"] = (k, v) => Whole(k, v, 50, 3_600_000, "a whole number of milliseconds from 50 to 3600000"),
+        ["shutdownTimeoutSeconds"] = (k, v) => Whole(k, v, 0, 3600, "a whole number of seconds from 0 to 3600"),
+        ["RetentionDays"] = (k, v) => Number(k, v, 0, 36_500, "a number of days from 0 (kept for ever) to 36500"),
+        ["RetentionIntervalMinutes"] = (k, v) => Number(k, v, 1, 10_080, "a number of minutes from 1 to 10080 (a week)"),
+        ["MetricsSampleSeconds"] = (k, v) => Number(k, v, 0, 86_400, "a number of seconds from 0 (every scrape) to 86400"),
+        ["EnrollTokenHours"] = (k, v) => Number(k, v, 0.001, 8760, "a number of hours more than 0 and at most 8760 (a year)"),
+        ["OfflineAfter"] = (k, v) => Protocol.Text.Durations.TryParse(v, out _, out var e) ? null : $"--{k}: {e}",
+        ["MqttAddress"] = (k, v) => System.Net.IPAddress.TryParse(v, out _) ? null : $"--{k} '{Show(v)}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0)",
+        ["MetricsAddress"] = (k, v) => System.Net.IPAddress.TryParse(v, out _) ? null : $"--{k} '{Show(v)}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0)",
+        ["Broker"] = (k, v) => v.Length == 0 || (Uri.TryCreate(v, UriKind.Absolute, out var b) && b.Scheme is "mqtt" or "mqtts" && b.Host.Length > 0)
+            ? null
+            : $"--{k} '{Show(v)}' is not mqtt://HOST:PORT or mqtts://HOST:PORT (empty: the embedded broker)",
+        ["Store"] = (k, v) => StoreProblem(k, v),
+    };
+
+    private static string? Named(string key, string value, string what) =>
+        string.IsNullOrWhiteSpace(value) ? $"--{key} is empty: it takes {what}" : null;
+
+    private static string? Whole(string key, string value, int min, int max, string what) =>
+        int.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? null
+            : $"--{key} '{Show(value)}' is not {what}";
+
+    private static string? Number(string key, string value, double min, double max, string what) =>
+        double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n) && double.IsFinite(n) && n >= min && n <= max
+            ? null
+            : $"--{key} '{Show(value)}' is not {what}";
+
+    private static string? StoreProblem(string key, string value)
+    {
+        if (value.Length == 0) return null; // the embedded LiteDB store
+        try
+        {
+            return new Npgsql.NpgsqlConnectionStringBuilder(value).Host is { Length: > 0 } ? null : $"--{key} names no Host (Host=…;Database=…)";
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or KeyNotFoundException)
+        {
+            return $"--{key} is not a PostgreSQL connection string (Host=…;Database=…): {e.Message}";
+        }
+    }
+
+    /// <summary>A value as an error may echo it: at most 40 characters, control characters as '?'.</summary>
+    private static string Show(string s) => new string(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (s.Length > 40 ? "…" : "");
 
     /// <summary>The <see cref="TrustedKeys"/> as PEM texts (read once): handed to devices at enrollment.</summary>
     public List<string> SigningKeyPems() => _pems ??= TrustedKeys.Count == 0 ? [] : Protocol.Packages.PackageSignature.ReadPems(TrustedKeys);

@@ -7,23 +7,18 @@ using EdgeMl.FleetHub.Metrics;
 using EdgeMl.FleetHub.Security;
 using EdgeMl.FleetHub.Store;
 
-if (args is ["--version"])
-{
-    Console.WriteLine(EdgeMl.FleetHub.Hosting.HubHosting.Version);
-    return 0;
-}
-
-if (args.Any(a => a is "--help" or "-h" or "-?"))
-{
-    Console.WriteLine(EdgeMl.FleetHub.Hosting.HubHosting.Help());
-    return 0;
-}
-
-// A typo in a setting's name would otherwise be ignored and the default used: refused, naming it (exit 2: usage).
-if (EdgeMl.FleetHub.Hosting.HubHosting.CommandLineProblem(args) is { } usage)
+// A typo in a setting's name would otherwise be ignored and the default used, a bad value found only after the start
+// began: refused, naming it (exit 2: usage). --help and --version act only on a well-formed command line.
+if (EdgeMl.FleetHub.Hosting.HubHosting.CommandLineProblem(args, out var flag) is { } usage)
 {
     Console.Error.WriteLine($"edgeml-hub: {usage}");
     return 2;
+}
+
+if (flag is not null)
+{
+    Console.WriteLine(flag == "version" ? EdgeMl.FleetHub.Hosting.HubHosting.Version : EdgeMl.FleetHub.Hosting.HubHosting.Help());
+    return 0;
 }
 
 var builder = WebApplication.CreateSlimBuilder(args);
@@ -37,6 +32,13 @@ if (EdgeMl.FleetHub.Hosting.HubHosting.UseHubHosting(builder, args) is { } hosti
 // HTTPS for the API from configuration (--Kestrel:Certificates:Default:Path/KeyPath with an https:// --urls): docs/security.md.
 builder.WebHost.UseKestrelHttpsConfiguration();
 var settings = new HubSettings();
+if (HubSettings.ValuesProblem(builder.Configuration) is { } valueProblem)
+{
+    // A value from the --config file its setting can never take (the command line's were checked above): one line, exit 1.
+    Console.Error.WriteLine($"edgeml-hub: {valueProblem}");
+    return 1;
+}
+
 try
 {
     builder.Configuration.Bind(settings);
@@ -65,6 +67,12 @@ builder.WebHost.ConfigureKestrel(k =>
     RequestLimits.Raise(k.Limits);
 });
 builder.Services.AddSingleton(TimeProvider.System);
+// Every JSON body an endpoint binds: a key given twice ({"id":"a","id":"b"}) is refused (400 naming it, ApiErrors) rather
+// than the last one silently winning; a client that means one value says it once.
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.AllowDuplicateProperties = false);
+// A body that does not bind reaches ApiErrors as an exception (in every environment, not only Development), so the 400 says
+// what did not fit and where instead of a generic line.
+builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 IHubStore store;
 try
 {

@@ -110,6 +110,44 @@ public sealed class HubApiErrorTests : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, tags.StatusCode);
     }
 
+    [Fact]
+    public async Task A_body_that_gives_a_key_twice_or_a_null_tag_value_is_a_400_naming_the_key()
+    {
+        _h.StartHub();
+        foreach (var (path, body, named) in new[]
+                 {
+                     ("/api/devices", """{"id":"d1","id":"d2"}""", "'id'"),
+                     ("/api/devices", """{"id":"d1","Id":"d2"}""", "'Id' twice (at $.Id)"),
+                     ("/api/devices", """{"id":"d1","tags":{"k":"a","k":"b"}}""", "'k' twice (at $.tags.k)"),
+                     ("/api/devices/d1/desired", """{"model":"m@1.0.0","model":"n@1.0.0"}""", "'model'"),
+                     ("/api/rollouts", """{"model":"m@1.0.0","group":"g","group":"h"}""", "'group'"),
+                     ("/api/tokens", """{"role":"viewer","role":"operator","name":"x"}""", "'role'"),
+                     ("/api/enroll", """{"token":"enr_a","token":"enr_b"}""", "'token'"),
+                     ("/api/session", """{"token":"a","token":"b"}""", "'token'"),
+                     ("/api/devices", """{"id":"d1","tags":{"a b":"1","a b":"2"}}""", "'a b' twice"),
+                 })
+        {
+            var r = await _h.Api.PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.True(r.StatusCode == HttpStatusCode.BadRequest, $"{path} {body} → {(int)r.StatusCode}");
+            var error = Error(r);
+            Assert.True(error.Contains("twice", StringComparison.Ordinal) && error.Contains(named, StringComparison.Ordinal), $"{path} {body} → {error}");
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync("/api/devices/d1")).StatusCode); // nothing was enrolled
+
+        // No body, and a body that is not JSON: said in the API's words (the bodies reach ApiErrors in every environment).
+        var empty = await _h.Api.PostAsync("/api/devices", new StringContent("", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
+        Assert.Equal("bad request: this call needs a JSON body (Content-Type: application/json)", Error(empty));
+        var text = await _h.Api.PostAsync("/api/devices", new StringContent("id=d1", Encoding.UTF8, "text/plain"));
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, text.StatusCode);
+        Assert.Equal("the body must be JSON (Content-Type: application/json)", Error(text));
+
+        var nullTag = await _h.Api.PostAsync("/api/devices", new StringContent("""{"id":"d1","tags":{"k":null}}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, nullTag.StatusCode);
+        Assert.Equal("tags.k is null: a tag's value is a string (\"\" for a tag without a value)", Error(nullTag));
+    }
+
     /// <summary>A package whose manifest holds nulls: 400 naming the field, and the signature is checked before the manifest is parsed.</summary>
     [Fact]
     public async Task A_pushed_package_with_null_manifest_fields_is_a_400_and_an_unsigned_one_is_refused_before_parsing()

@@ -55,6 +55,40 @@ public sealed class HubIngestTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task The_enroll_answer_names_the_external_broker_and_no_port_of_the_embedded_one()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new Mosquitto().Start();
+        _h.StartHub(broker.Url);
+        using var raw = new HttpClient { BaseAddress = new Uri(_h.HubUrl) };
+        var claim = await raw.PostAsJsonAsync("/api/enroll", new { token = _h.Register("ext-raw") });
+        Assert.True(claim.IsSuccessStatusCode, await claim.Content.ReadAsStringAsync());
+        var answer = HubHarness.Json(claim);
+        Assert.Equal(broker.Url, answer.GetProperty("broker").GetString());
+        Assert.False(answer.TryGetProperty("mqttPort", out _), answer.ToString()); // the embedded broker does not listen: no port of it
+        Assert.False(answer.TryGetProperty("mqttTlsPort", out _), answer.ToString());
+
+        // The agent that reads the answer keeps the external broker in its identity.
+        var (code, _, err) = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", $"127.0.0.1:{_h.Http}", "--token", _h.Register("ext-agent"), "--data", _h.AgentData("ext-agent"));
+        Assert.True(code == 0, err);
+        Assert.Equal(broker.Url, Identity("ext-agent").GetProperty("broker").GetString());
+
+        // The embedded broker: its port, and no broker URL (the device finds it on the hub's host).
+        _h.KillHub();
+        _h.StartHub();
+        (code, _, err) = HubHarness.Run(HubHarness.AgentDll, "enroll", "--hub", $"127.0.0.1:{_h.Http}", "--token", _h.Register("emb-agent"), "--data", _h.AgentData("emb-agent"));
+        Assert.True(code == 0, err);
+        Assert.Equal($"mqtt://127.0.0.1:{_h.Mqtt}", Identity("emb-agent").GetProperty("broker").GetString());
+        claim = await raw.PostAsJsonAsync("/api/enroll", new { token = _h.Register("emb-raw") });
+        answer = HubHarness.Json(claim);
+        Assert.Equal(_h.Mqtt, answer.GetProperty("mqttPort").GetInt32());
+        Assert.True(!answer.TryGetProperty("broker", out var none) || none.ValueKind == JsonValueKind.Null, answer.ToString());
+        Assert.False(answer.TryGetProperty("mqttTlsPort", out _), answer.ToString()); // 0: none, left out
+
+        JsonElement Identity(string device) => JsonDocument.Parse(File.ReadAllText(Path.Combine(_h.AgentData(device), "identity.json"))).RootElement.Clone();
+    }
+
     /// <summary>With an external broker: a persistent mosquitto the hub subscribes at (null: the embedded broker).</summary>
     private Mosquitto? StartHub(bool external)
     {

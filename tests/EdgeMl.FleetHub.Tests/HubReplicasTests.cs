@@ -385,7 +385,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
     {
         var hub = Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll");
         var bad = HubHarness.Run(hub, "--Store", "Hots=nowhere", "--Data", _a.HubData, "--urls", _a.HubUrl);
-        Assert.Equal(1, bad.Code);
+        Assert.Equal(2, bad.Code); // a value --Store can never take: a usage error
         Assert.StartsWith("edgeml-hub: --Store is not a PostgreSQL connection string", bad.Err.Trim(), StringComparison.Ordinal);
         Assert.Single(bad.Err.Trim().Split('\n'));
 

@@ -75,6 +75,45 @@ public sealed class HubRequestLimitTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Every_since_takes_the_same_times_and_one_in_the_future_is_a_time_not_a_malformed_value()
+    {
+        _h.StartHub();
+        _h.Register("pump-1");
+        // A list from a future time is empty (nothing happened after it yet); drift takes the times every other endpoint takes.
+        foreach (var since in new[] { "2100-01-01", "2100-01-01T00:00:00Z", "2026-11-30", "24h" })
+        {
+            foreach (var url in new[]
+                     {
+                         "/api/devices/pump-1/presence", "/api/devices/pump-1/health", "/api/audit", "/api/drift", "/api/drift?device=pump-1",
+                     })
+            {
+                var full = $"{url}{(url.Contains('?', StringComparison.Ordinal) ? '&' : '?')}since={since}";
+                var r = await _h.Api.GetAsync(full);
+                Assert.True(r.IsSuccessStatusCode, $"{full}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+            }
+        }
+
+        Assert.Equal(0, HubHarness.Json(await _h.Api.GetAsync("/api/devices/pump-1/health?since=2100-01-01")).GetArrayLength());
+
+        // A series runs from since to until (default now): a since in the future is refused for that reason, named.
+        foreach (var (url, named) in new[]
+                 {
+                     ("/api/devices/pump-1/health/series?since=2100-01-01", "since (2100-01-01T00:00:00.0000000+00:00) must be before until"),
+                     ("/api/drift/series?device=pump-1&since=2100-01-01", "since (2100-01-01T00:00:00.0000000+00:00) must be before now"),
+                     ("/api/drift/series?device=pump-1&since=2000-01-01", "is more than 400 days back"),
+                     ("/api/drift?since=soon", "since 'soon' is not a time like 2026-11-30T06:00:00Z"),
+                 })
+        {
+            var r = await _h.Api.GetAsync(url);
+            Assert.True(r.StatusCode == HttpStatusCode.BadRequest, $"{url}: {(int)r.StatusCode}");
+            Assert.Contains(named, Error(r), StringComparison.Ordinal);
+        }
+
+        var daysAgo = DateTimeOffset.UtcNow.AddDays(-3).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True((await _h.Api.GetAsync($"/api/drift/series?device=pump-1&since={daysAgo}")).IsSuccessStatusCode);
+    }
+
     [Theory]
     [InlineData("""{"model":"m@1","shadowSeconds":-1}""", "shadowSeconds -1 is not from 0 to 604800")]
     [InlineData("""{"model":"m@1","watchSeconds":-30}""", "watchSeconds -30 is not from 0 to 604800")]

@@ -98,7 +98,8 @@ public static class EnrollCommand
                 DeviceId = creds.DeviceId,
                 Password = creds.Password,
                 Broker = brokerOverride ?? creds.Broker
-                    ?? (creds.MqttTlsPort > 0 ? $"mqtts://{hub.Host}:{creds.MqttTlsPort}" : $"mqtt://{hub.Host}:{creds.MqttPort}"),
+                    ?? (creds.MqttTlsPort > 0 ? $"mqtts://{hub.Host}:{creds.MqttTlsPort}" : creds.MqttPort > 0 ? $"mqtt://{hub.Host}:{creds.MqttPort}" : null)
+                    ?? throw new InvalidDataException($"{hub}: the enrollment answer names no broker (no broker, mqttPort or mqttTlsPort); give --broker mqtt://HOST:PORT"),
                 Hub = hub.ToString(),
                 EnrolledAt = DateTimeOffset.UtcNow,
                 SigningKeys = creds.SigningKeys,

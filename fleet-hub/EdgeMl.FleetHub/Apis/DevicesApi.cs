@@ -148,9 +148,13 @@ public static partial class DevicesApi
                     statusCode: StatusCodes.Status502BadGateway);
             }
 
+            // With --Broker the device uses the external broker only: the embedded broker's ports (which do not listen then)
+            // are left out, so that no device is pointed at them. A port of 0 (none) is left out as well.
+            var external = settings.Broker.Length > 0;
             return TypedResults.Ok(new DeviceCredentials
             {
-                DeviceId = id, Password = password, Broker = settings.Broker.Length > 0 ? settings.Broker : null, MqttPort = settings.MqttPort, MqttTlsPort = settings.MqttTlsPort,
+                DeviceId = id, Password = password, Broker = external ? settings.Broker : null,
+                MqttPort = !external && settings.MqttPort > 0 ? settings.MqttPort : null, MqttTlsPort = !external && settings.MqttTlsPort > 0 ? settings.MqttTlsPort : null,
                 SigningKeys = signingKeys,
             });
         });
@@ -204,7 +208,8 @@ public static partial class DevicesApi
         foreach (var (key, value) in tags)
         {
             if (!IsLabel(key, 64)) return $"tag key '{Printable(key)}' must be 1-64 of A-Z a-z 0-9 . _ -";
-            if (value is null || value.Length > 256 || value.Any(char.IsControl)) return $"tag '{key}': the value must be at most 256 characters without control characters";
+            if (value is null) return $"tags.{Printable(key)} is null: a tag's value is a string (\"\" for a tag without a value)";
+            if (value.Length > 256 || value.Any(char.IsControl)) return $"tag '{key}': the value must be at most 256 characters without control characters";
         }
 
         return null;

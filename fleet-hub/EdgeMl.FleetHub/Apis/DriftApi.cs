@@ -13,15 +13,17 @@ public static class DriftApi
         app.MapGet("/api/drift", IResult (HttpContext http, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
         {
             var query = http.Request.Query;
+            // since: a time as every endpoint takes it (QueryValues.TryTime: 2026-11-30T06:00:00Z, a day, or 24h back from now);
+            // one in the future is a time too (no windows ended after it yet).
+            var now = time.GetUtcNow();
             if (!QueryValues.TryText(query, "device", 128, out var device, out var bad) || !QueryValues.TryText(query, "group", 64, out var group, out bad)
-                                                                                     || !QueryValues.TryText(query, "since", 32, out var since, out bad))
+                                                                                     || !QueryValues.TryTime(query, "since", now, out var since, out bad))
             {
                 return TypedResults.BadRequest(new ApiError(bad!));
             }
 
             if (device is not null && group is not null) return TypedResults.BadRequest(new ApiError("give device or group, not both (neither: the whole fleet)"));
-            if (!Protocol.Text.Durations.TryParse(since ?? "24h", out var span, out var error)) return TypedResults.BadRequest(new ApiError($"since: {error}"));
-            var from = time.GetUtcNow() - span;
+            var from = since ?? now.AddHours(-24);
             if (device is not null)
             {
                 return store.FindDevice(device) is null
@@ -38,17 +40,20 @@ public static class DriftApi
         app.MapGet("/api/drift/series", IResult (HttpContext http, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
         {
             var query = http.Request.Query;
-            if (!QueryValues.TryText(query, "device", 128, out var device, out var bad) || !QueryValues.TryText(query, "since", 32, out var since, out bad)
+            var now = time.GetUtcNow();
+            if (!QueryValues.TryText(query, "device", 128, out var device, out var bad) || !QueryValues.TryTime(query, "since", now, out var since, out bad)
                                                                                      || !QueryValues.TryInt(query, "buckets", 1, MaxBuckets, 24, out var buckets, out bad))
             {
                 return TypedResults.BadRequest(new ApiError(bad!));
             }
 
             if (device is null) return TypedResults.BadRequest(new ApiError("device: which device? (/api/drift/series?device=ID)"));
-            if (!Protocol.Text.Durations.TryParse(since ?? "24h", out var span, out var error)) return TypedResults.BadRequest(new ApiError($"since: {error}"));
-            if (span <= TimeSpan.Zero || span > TimeSpan.FromDays(400)) return TypedResults.BadRequest(new ApiError("since: between 1 s and 400 days"));
+            // The range [since, now) is cut into buckets: it must not be empty (a since in the future) nor longer than 400 days.
+            var span = now - (since ?? now.AddHours(-24));
+            if (span < TimeSpan.FromSeconds(1)) return TypedResults.BadRequest(new ApiError($"since ({since:O}) must be before now ({now:O}): the series runs from since to now"));
+            if (span > TimeSpan.FromDays(400)) return TypedResults.BadRequest(new ApiError($"since ({since:O}) is more than 400 days back"));
             if (store.FindDevice(device) is null) return TypedResults.NotFound(new ApiError($"no device '{device}'"));
-            return TypedResults.Ok(Series(store, baselines, device, time.GetUtcNow(), span, buckets));
+            return TypedResults.Ok(Series(store, baselines, device, now, span, buckets));
         }).RequireRole(ApiAuth.Viewer);
     }
 

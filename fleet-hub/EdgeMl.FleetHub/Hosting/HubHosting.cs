@@ -30,22 +30,38 @@ public static class HubHosting
     private static readonly string[] CommandLineKeys = ["config", "contentRoot", "applicationName"];
 
     /// <summary>
-    /// What is wrong with the command line, in one line naming the word, or null: a key that is no setting (a typo such as
-    /// <c>--MqttPrt</c> would otherwise be ignored and the default used), a word that is not <c>--Key value</c> or
-    /// <c>--Key=value</c>, a key without its value. Keys are matched case-insensitively, as configuration does.
+    /// Reads the command line as the hub takes it: <c>--Name value</c> or <c>--Name=value</c> settings, and the flags
+    /// <c>--help</c> (<c>-h</c>, <c>-?</c>) and <c>--version</c>, which take no value. Returns what is wrong in one line
+    /// naming the word (exit 2: usage), or null; <paramref name="flag"/> is the first of <c>help</c> and <c>version</c>
+    /// given (null: run the hub). Wrong is: a key that is no setting (a typo such as <c>--MqttPrt</c> would otherwise be
+    /// ignored and the default used), a word that is not an option, a key without its value, a flag with a value, and a
+    /// value its setting can never take (<see cref="HubSettings.ValueProblem"/>: not of its type, out of its range, not one
+    /// of its words, an empty file or directory name). The word after <c>--Name</c> is always its value, even when it
+    /// looks like a flag (<c>--Data -h</c> is the directory "-h"), as the configuration's command-line reader takes it.
+    /// The whole line is checked before a flag is acted on, so <c>--help</c> and <c>--version</c> ignore the other
+    /// settings only when they are well-formed. Keys are matched case-insensitively, as configuration does.
     /// </summary>
-    public static string? CommandLineProblem(string[] args)
+    public static string? CommandLineProblem(string[] args, out string? flag)
     {
+        flag = null;
         for (var i = 0; i < args.Length; i++)
         {
             var arg = args[i];
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            var word = eq < 0 ? arg : arg[..eq];
+            if (word is "--help" or "-h" or "-?" or "--version")
+            {
+                if (eq >= 0) return $"'{word}' takes no value ('{arg}')";
+                flag ??= word == "--version" ? "version" : "help";
+                continue;
+            }
+
             if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
             {
                 return $"'{arg}' is not an option: settings are given as --Name value or --Name=value (edgeml-hub --help lists them)";
             }
 
-            var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            var key = eq < 0 ? arg[2..] : arg[2..eq];
+            var key = word[2..];
             var top = key.Split(':')[0];
             if (!IsSetting(top) && !CommandLineKeys.Contains(top, StringComparer.OrdinalIgnoreCase))
             {
@@ -56,6 +72,8 @@ public static class HubHosting
             {
                 return $"'--{key}' needs a value";
             }
+
+            if (HubSettings.ValueProblem(key, eq < 0 ? args[i] : arg[(eq + 1)..]) is { } bad) return bad;
         }
 
         return null;
@@ -76,8 +94,12 @@ public static class HubHosting
         text.AppendLine("  --config FILE           a JSON file of settings (e.g. /etc/edgeml/hub.json)");
         text.AppendLine("  --log-format text|json  json: one object a line (journald, log shippers)");
         text.AppendLine("  --Urls URL[;URL]        where the API and dashboard listen (default http://localhost:5000)");
-        text.AppendLine("  --version               the hub's version");
-        text.AppendLine("  --help                  this text");
+        text.AppendLine("  --version               the hub's version, and exit");
+        text.AppendLine("  --help, -h              this text, and exit");
+        text.AppendLine();
+        text.AppendLine("--help and --version ignore the other settings, which must still be well-formed; the first of them given wins.");
+        text.AppendLine("Exit codes: 0 stopped cleanly; 1 a setting that does not fit this machine or the others (a missing file, a");
+        text.AppendLine("port in use), or a failure; 2 usage: a name that is no setting, a value missing or of the wrong kind.");
         text.AppendLine();
         text.AppendLine("Settings (name, type, default):");
         foreach (var p in typeof(HubSettings).GetProperties().Where(p => p.CanWrite).OrderBy(p => p.Name, StringComparer.Ordinal))

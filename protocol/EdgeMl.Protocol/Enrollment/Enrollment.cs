@@ -15,11 +15,18 @@ public sealed class DeviceCredentials
     /// <summary>The device id: MQTT client id and user name, and the device level of its topics.</summary>
     public string DeviceId { get; set; } = "";
     public string Password { get; set; } = "";
-    /// <summary><c>mqtt://host:port</c> when the hub uses an external broker; null: the hub's own, on <see cref="MqttPort"/>.</summary>
+    /// <summary>
+    /// <c>mqtt://host:port</c> (or <c>mqtts://</c>) when the hub uses an external broker: the device's broker, and then
+    /// <see cref="MqttPort"/> and <see cref="MqttTlsPort"/> are left out (the hub's own broker does not run). Null: the
+    /// hub's embedded broker, on the hub's host at those ports.
+    /// </summary>
     public string? Broker { get; set; }
-    public int MqttPort { get; set; }
-    /// <summary>The hub's MQTT-over-TLS port; 0: none. Devices prefer it when there is one.</summary>
-    public int MqttTlsPort { get; set; }
+    /// <summary>The embedded broker's plain MQTT port; null (left out of the JSON): none, or an external <see cref="Broker"/>.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public int? MqttPort { get; set; }
+    /// <summary>The embedded broker's MQTT-over-TLS port; null (left out): none, or an external <see cref="Broker"/>. Devices prefer it when there is one.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public int? MqttTlsPort { get; set; }
     /// <summary>
     /// The public keys (PEM, SubjectPublicKeyInfo) the hub accepts model pushes signed with: the device keeps them with
     /// its identity and refuses any over-the-air package not signed by one of them. Empty from a hub without

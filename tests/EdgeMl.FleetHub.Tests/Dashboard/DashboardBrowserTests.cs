@@ -114,6 +114,26 @@ public sealed class DashboardBrowserTests(DashboardFixture f) : IClassFixture<Da
     }
 
     [Fact]
+    public async Task The_presence_bar_shows_the_known_state_before_the_first_change_not_unknown()
+    {
+        // cell-1 was enrolled and came online during the fixture: before that first change it was not seen, then online to now.
+        var page = await SignedIn(f.ViewerToken, "viewer");
+        await page.GotoAsync("/#/device/cell-1");
+        var segments = page.GetByTestId("presence-timeline").Locator("span.seg");
+        await Expect(segments.Last).ToHaveAttributeAsync("data-presence", "online");
+        await Expect(segments.First).ToHaveAttributeAsync("data-presence", "neverSeen");
+        Assert.DoesNotContain("unknown", await segments.EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.presence ?? 'unknown')"));
+
+        // A device that has been online for longer than the bar's day, whose changes the hub no longer keeps: no change at
+        // all in the answer (as a hub gives it then), and the whole day is its presence now, not "unknown".
+        await page.RouteAsync("**/api/devices/cell-1/presence*", route => route.FulfillAsync(new RouteFulfillOptions { ContentType = "application/json", Body = "[]" }));
+        await page.ReloadAsync();
+        await Expect(segments).ToHaveCountAsync(1);
+        await Expect(segments.First).ToHaveAttributeAsync("data-presence", "online");
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task An_operator_sets_a_desired_model_and_the_devices_phase_moves_on_the_page()
     {
         var page = await SignedIn(f.OperatorToken, "operator");

@@ -74,26 +74,35 @@ async function rawData(id, since, until) {
   };
 }
 
-function presenceTimeline(points, since, until) {
+/**
+ * The presence bar over [since, until] from the presence changes (GET /api/devices/{id}/presence: the change in effect at
+ * `since`, when the hub has one, then every change after it). Before the first change the state is what is known rather
+ * than "unknown": the change in effect at `since`; else, with no change at all in the range, the device's presence now
+ * (`current`: nothing changed it since `since`); else what the first change changed from (a change to offline was
+ * online before it; one to online was not seen before it — a new device, or an older change the hub no longer keeps).
+ * Each segment carries its state in `data-presence`.
+ */
+function presenceTimeline(points, since, until, current) {
   const bar = h('div.timeline', { 'data-testid': 'presence-timeline' });
   const span = until - since;
-  let state = null;
+  const sorted = [...points].sort((a, b) => new Date(a.at) - new Date(b.at));
+  const inEffect = sorted.filter((p) => new Date(p.at).getTime() <= since).pop();
+  const first = sorted.find((p) => new Date(p.at).getTime() > since);
+  let state = inEffect ? inEffect.presence : !first ? (current ?? null) : first.presence === 'offline' ? 'online' : 'neverSeen';
   let from = since;
   const segments = [];
-  for (const p of [...points].sort((a, b) => new Date(a.at) - new Date(b.at))) {
+  for (const p of sorted) {
     const t = new Date(p.at).getTime();
-    if (t <= since) {
-      state = p.presence;
-      continue;
-    }
+    if (t <= since) continue;
     segments.push([from, t, state]);
     from = t;
     state = p.presence;
   }
   segments.push([from, until, state]);
+  const label = (st) => (st === 'neverSeen' ? 'never seen' : st ?? 'unknown');
   for (const [a, b, st] of segments) {
     if (b <= a) continue;
-    bar.append(h(`span.seg.s-${st ?? 'unknown'}`, { style: `width:${((b - a) / span) * 100}%`, title: `${st ?? 'unknown'} ${when(a)}–${when(b)}` }));
+    bar.append(h(`span.seg.s-${st ?? 'unknown'}`, { style: `width:${((b - a) / span) * 100}%`, title: `${label(st)} ${when(a)}–${when(b)}`, 'data-presence': st ?? 'unknown' }));
   }
   return h('div', bar, h('div.axis', h('span', when(since)), h('span', 'now')));
 }
@@ -256,7 +265,7 @@ export async function render(main, [id]) {
     }
     mount(rest,
       h('h2', 'Presence, last 24 h'),
-      presence.data ? presenceTimeline(presence.data, day, Date.now()) : h('p.muted', `presence history: ${presence.error}`),
+      presence.data ? presenceTimeline(presence.data, day, Date.now(), d.lastSeen ? d.presence : 'neverSeen') : h('p.muted', `presence history: ${presence.error}`),
       h('h2', 'Sensors'),
       (health.sensors ?? []).length ? table(['Sensor', 'State', 'Samples', 'Errors', 'Last error'], health.sensors.map((s) => h('tr',
         h('td', s.name), h('td', badge(s.state)), h('td.n', s.samples), h('td.n', s.errors), h('td', s.lastError ? `${s.lastError} (${when(s.lastErrorAt)})` : '—'))), { 'data-testid': 'sensors' })
