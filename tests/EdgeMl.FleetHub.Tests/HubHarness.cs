@@ -192,6 +192,37 @@ public sealed class HubHarness : IDisposable
         Get($"/api/devices/{id}/telemetry?limit=10000").EnumerateArray()
             .Select(r => (r.GetProperty("boot").GetString()!, r.GetProperty("seq").GetInt64())).ToList();
 
+    /// <summary>
+    /// Three simulated devices (<c>edgeml-fleetsim run</c>, <paramref name="prefix"/>00000 …) enrolled through this hub and
+    /// sending through <paramref name="broker"/> telemetry (5 records every 0.2 s) and health (every 1 s) for
+    /// <paramref name="seconds"/>; when they stop, what the broker acknowledged goes to <paramref name="report"/>.
+    /// </summary>
+    public Process StartSimulator(string broker, string token, string prefix, int seconds, string report, ConcurrentQueue<string> output) =>
+        Start(Path.Combine(AppContext.BaseDirectory, "edgeml-fleetsim.dll"),
+            ["run", "--hub", HubUrl, "--token", token, "--broker", broker, "--devices", "3", "--prefix", prefix, "--telemetry-every", "0.2",
+             "--batch", "5", "--health-every", "1", "--duration", Str(seconds), "--report", report], output.Enqueue);
+
+    /// <summary>
+    /// The simulator's <c>--report</c> against the store, read through each of <paramref name="hubs"/>: every simulated
+    /// device's telemetry and health are seq 1..N of what the broker acknowledged, each stored once.
+    /// </summary>
+    public static async Task AssertSimulatedRecordsStoredOnceAsync(string report, params HubHarness[] hubs)
+    {
+        var acked = JsonDocument.Parse(await File.ReadAllTextAsync(report)).RootElement;
+        Assert.Equal(3, acked.EnumerateObject().Count());
+        foreach (var device in acked.EnumerateObject())
+        {
+            foreach (var (recordClass, path) in new[] { ("telemetry", "telemetry?limit=10000"), ("health", "records?class=health&limit=10000") })
+            {
+                var produced = device.Value.GetProperty(recordClass).GetInt64();
+                Assert.True(produced > (recordClass == "telemetry" ? 100 : 5), $"{device.Name} produced only {produced} {recordClass} records");
+                List<long> Seqs(HubHarness h) => h.Get($"/api/devices/{device.Name}/{path}").EnumerateArray().Select(r => r.GetProperty("seq").GetInt64()).Order().ToList();
+                Until(() => Seqs(hubs[0]).Count >= produced, $"{device.Name}'s {produced} {recordClass} records (have {Seqs(hubs[0]).Count})", 30_000);
+                foreach (var h in hubs) Assert.Equal(Enumerable.Range(1, (int)produced).Select(i => (long)i), Seqs(h));
+            }
+        }
+    }
+
     public static JsonElement Json(HttpResponseMessage response) => JsonDocument.Parse(response.Content.ReadAsStringAsync().Result).RootElement.Clone();
 
     /// <summary>Runs a program to its end: (exit code, stdout, stderr).</summary>

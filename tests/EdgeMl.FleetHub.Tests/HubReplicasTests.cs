@@ -157,7 +157,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         var agents = devices.Select(d => (d, _a.Agent(d, Count, fast: false))).ToList();
         var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var report = Path.Combine(_a.Dir.Path, "sim-acked.json");
-        var sim = StartSimulator(broker, token, "ks", 15, report, simOut);
+        var sim = _b.StartSimulator(broker.Url, token, "ks", 15, report, simOut);
         using var polling = new CancellationTokenSource();
         Task<(int Calls, List<string> Failures)>? poller = null;
         try
@@ -263,7 +263,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         var agents = devices.Select(d => (d, _b.Agent(d, Count, fast: false))).ToList();
         var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var report = Path.Combine(_b.Dir.Path, "sim-acked.json");
-        var sim = StartSimulator(broker, token, "gs", 12, report, simOut);
+        var sim = _b.StartSimulator(broker.Url, token, "gs", 12, report, simOut);
         try
         {
             foreach (var d in devices) HubHarness.Until(() => _b.Records(d) >= 10, $"{d}'s first records", 30_000);
@@ -325,12 +325,6 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         return $"{m.Name}@{m.Version}";
     }
 
-    /// <summary>Three simulated devices (<paramref name="prefix"/>00000 …) sending telemetry and health for <paramref name="seconds"/>, writing <c>--report</c> to <paramref name="report"/>.</summary>
-    private Process StartSimulator(Mosquitto broker, string token, string prefix, int seconds, string report, System.Collections.Concurrent.ConcurrentQueue<string> output) =>
-        _b.Start(Path.Combine(AppContext.BaseDirectory, "edgeml-fleetsim.dll"),
-            ["run", "--hub", _b.HubUrl, "--token", token, "--broker", broker.Url, "--devices", "3", "--prefix", prefix, "--telemetry-every", "0.2",
-             "--batch", "5", "--health-every", "1", "--duration", HubHarness.Str(seconds), "--report", report], output.Enqueue);
-
     /// <summary>Kills what is still running of <paramref name="processes"/> (a failed test leaves no process behind) and disposes them.</summary>
     private static void StopAll(IEnumerable<Process> processes)
     {
@@ -365,19 +359,7 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
             foreach (var h in replicas) Assert.Equal(Enumerable.Range(1, count).Select(i => (long)i), h.Stored(d).Select(r => r.Seq).Order());
         }
 
-        var acked = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(report)).RootElement;
-        Assert.Equal(3, acked.EnumerateObject().Count());
-        foreach (var device in acked.EnumerateObject())
-        {
-            foreach (var (recordClass, path) in new[] { ("telemetry", "telemetry?limit=10000"), ("health", "records?class=health&limit=10000") })
-            {
-                var produced = device.Value.GetProperty(recordClass).GetInt64();
-                Assert.True(produced > (recordClass == "telemetry" ? 100 : 5), $"{device.Name} produced only {produced} {recordClass} records");
-                List<long> Seqs(HubHarness h) => h.Get($"/api/devices/{device.Name}/{path}").EnumerateArray().Select(r => r.GetProperty("seq").GetInt64()).Order().ToList();
-                HubHarness.Until(() => Seqs(replicas[0]).Count >= produced, $"{device.Name}'s {produced} {recordClass} records (have {Seqs(replicas[0]).Count})", 30_000);
-                foreach (var h in replicas) Assert.Equal(Enumerable.Range(1, (int)produced).Select(i => (long)i), Seqs(h));
-            }
-        }
+        await HubHarness.AssertSimulatedRecordsStoredOnceAsync(report, replicas);
     }
 
     [Fact]

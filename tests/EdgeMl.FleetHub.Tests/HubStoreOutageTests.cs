@@ -40,6 +40,42 @@ public sealed class HubStoreOutageTests(PostgresFixture postgres) : IDisposable
         await UntilAsync(r => r.StatusCode == HttpStatusCode.OK, "the API to answer again once the store is back", 30_000);
     }
 
+    [Fact]
+    public async Task Behind_an_external_broker_what_could_not_be_stored_while_the_store_was_away_is_delivered_again_and_stored_once()
+    {
+        // A delivery the hub does not acknowledge is sent again by the broker only on a new connection of the session:
+        // the hub reconnects after a store failure (else those batches wait for ever, holding the session's in-flight slots).
+        Assert.True(EdgeMl.TestUtilities.Mqtt.Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new EdgeMl.TestUtilities.Mqtt.Mosquitto().Start();
+        // A cluster of its own, stopped and started again as a database restart does.
+        using var cluster = new EdgeMl.TestUtilities.Postgres.PostgresCluster();
+        var store = cluster.CreateDatabase();
+        var token = "op_outage_" + Guid.NewGuid().ToString("N");
+        _hub.StartHub(broker.Url, "--Store", store, "--OperatorToken", token);
+        Assert.True(_hub.WaitSubscribed(30_000), "the hub did not subscribe at the broker");
+        var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var report = Path.Combine(_hub.Dir.Path, "sim-acked.json");
+        using var sim = _hub.StartSimulator(broker.Url, token, "out", 12, report, simOut);
+        try
+        {
+            HubHarness.Until(() => _hub.Records("out00000") >= 10, "the first records", 30_000);
+            // PostgreSQL restarts while the devices go on sending (the broker acknowledges their batches).
+            cluster.Stop();
+            HubHarness.Until(() => _hub.HubLog.Any(l => l.Contains("not acknowledged", StringComparison.Ordinal)), "a batch the hub could not store", 20_000);
+
+            cluster.Start();
+
+            Assert.True(sim.WaitForExit(60_000), "the simulator did not finish");
+            Assert.True(sim.ExitCode == 0, string.Join("\n", simOut));
+            await HubHarness.AssertSimulatedRecordsStoredOnceAsync(report, _hub);
+            Assert.Contains(_hub.HubLog, l => l.Contains("reconnecting to the broker", StringComparison.Ordinal));
+        }
+        finally
+        {
+            if (!sim.HasExited) sim.Kill(entireProcessTree: true);
+        }
+    }
+
     /// <summary>GET /api/devices until its answer satisfies <paramref name="done"/>; fails after the timeout.</summary>
     private async Task<HttpResponseMessage> UntilAsync(Func<HttpResponseMessage, bool> done, string what, int timeoutMs)
     {

@@ -43,13 +43,57 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
 
     /// <summary>
     /// Acknowledges a device's batch once ingest stored it (never when it must be sent again: <see cref="IngestOutcome.Retry"/>).
-    /// True when the broker got the acknowledgement.
+    /// True when the broker got the acknowledgement. A batch not stored asks for a reconnect (<paramref name="redeliver"/>):
+    /// a broker sends an unacknowledged message again only on a new connection of the session (MQTT 5, 4.4).
     /// </summary>
-    private static async Task<bool> AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
+    private async Task<bool> AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, bool redeliver, CancellationToken stoppingToken)
     {
         // HandleAsync never throws (its outcome says what became of the batch).
-        return await outcome.ConfigureAwait(false) != IngestOutcome.Retry && await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+        if (await outcome.ConfigureAwait(false) == IngestOutcome.Retry)
+        {
+            if (redeliver) AskRedelivery();
+            return false;
+        }
+
+        return await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
     }
+
+    private long _unstored;
+    private long _redeliveryAsked;
+
+    /// <summary>
+    /// A delivery could not be stored and stays unacknowledged. On a live connection the broker never sends it again, and
+    /// it holds one of the session's in-flight slots (Mosquitto: 20) — enough of them and nothing more is delivered. So
+    /// the main loop reconnects (<see cref="RedeliverAsync"/>), and the broker delivers what was not acknowledged again.
+    /// </summary>
+    private void AskRedelivery()
+    {
+        Interlocked.Increment(ref _unstored);
+        Interlocked.CompareExchange(ref _redeliveryAsked, Environment.TickCount64, 0);
+    }
+
+    /// <summary>
+    /// When deliveries could not be stored: waits a while (1 s, doubling on each reconnect that did not cure it, at most
+    /// 30 s: the store may still be away), then disconnects (the session is kept); the loop connects again at once.
+    /// </summary>
+    private async Task RedeliverAsync(IMqttClient client, CancellationToken stoppingToken)
+    {
+        var asked = Interlocked.Read(ref _redeliveryAsked);
+        if (asked == 0) return;
+        // A reconnect less than a minute ago did not cure it: wait longer (1, 2, 4 … 30 s).
+        if (Environment.TickCount64 - _lastRedelivery > 60_000) _redeliveries = 0;
+        var wait = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, Math.Min(_redeliveries, 5))));
+        if (Environment.TickCount64 - asked < wait.TotalMilliseconds) return;
+        _redeliveries++;
+        _lastRedelivery = Environment.TickCount64;
+        LogRedeliver(logger, Interlocked.Exchange(ref _unstored, 0), wait.TotalSeconds);
+        Interlocked.Exchange(ref _redeliveryAsked, 0);
+        await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), stoppingToken)
+            .ConfigureAwait(false);
+    }
+
+    private int _redeliveries;
+    private long _lastRedelivery;
 
     /// <summary>Sends the PUBACK; false when the connection went away first (the broker delivers the message again).</summary>
     private static async Task<bool> AcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
@@ -82,7 +126,16 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 return;
             }
 
-            await OnDeviceMessageAsync(e, stoppingToken).ConfigureAwait(false);
+            try
+            {
+                await OnDeviceMessageAsync(e, stoppingToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Never a message left unacknowledged on a live connection without a reconnect to have it delivered again.
+                LogHandlerFailed(logger, message.Topic, ex.Message);
+                AskRedelivery();
+            }
         };
         var tls = uri.Scheme == "mqtts";
         MqttClientOptions OptionsFor(string clientId)
@@ -145,6 +198,10 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                     LogConnected(logger, settings.Broker);
                     failures = 0;
                 }
+                else
+                {
+                    await RedeliverAsync(client, stoppingToken).ConfigureAwait(false);
+                }
 
                 await Task.Delay(500, stoppingToken).ConfigureAwait(false);
             }
@@ -191,7 +248,13 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         {
             handled = Refuse(device, message.Topic, "unknown-topic");
         }
-        else if (store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device)
+        else if (Revoked(device) is not { } revoked)
+        {
+            // The registry could not be read (the store is away): not acknowledged, delivered again after a reconnect.
+            handled = false;
+            if (acks is null) AskRedelivery();
+        }
+        else if (revoked)
         {
             handled = Refuse(device, message.Topic, "revoked"); // the broker still lets it in: its own ACLs do not know the registry
         }
@@ -203,17 +266,39 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             var outcome = ingest.HandleAsync(device, subtopic, message.Payload);
             if (!outcome.IsCompleted)
             {
-                var ack = AcknowledgeWhenStoredAsync(outcome, e, stoppingToken);
+                // The taking over of a gone replica's session (acks given) keeps that session instead of reconnecting.
+                var ack = AcknowledgeWhenStoredAsync(outcome, e, redeliver: acks is null, stoppingToken);
                 acks?.Enqueue(ack);
                 return;
             }
 
             handled = await outcome.ConfigureAwait(false) != IngestOutcome.Retry;
+            if (!handled && acks is null) AskRedelivery();
         }
 
         var acknowledged = handled && await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
         acks?.Enqueue(Task.FromResult(acknowledged));
     }
+
+    /// <summary>Whether the registry says <paramref name="device"/> is revoked; null when the store cannot be read (logged).</summary>
+    private bool? Revoked(string device)
+    {
+        try
+        {
+            return store.FindDevice(device) is { Enrollment: "revoked" } d && d.Id == device;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogRegistryUnreadable(logger, device, e.Message);
+            return null;
+        }
+    }
+
+    [LoggerMessage(EventId = 2204, Level = LogLevel.Error, Message = "A batch of {Device} is not acknowledged: the registry could not be read: {Error}")]
+    private static partial void LogRegistryUnreadable(ILogger logger, string device, string error);
+
+    [LoggerMessage(EventId = 2205, Level = LogLevel.Error, Message = "Handling a message on {Topic} failed; not acknowledged, delivered again after a reconnect: {Error}")]
+    private static partial void LogHandlerFailed(ILogger logger, string topic, string error);
 
     private bool Refuse(string device, string topic, string reason)
     {
@@ -239,6 +324,10 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
 
     [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Dropped a message on {Topic}: not a topic devices publish on, or the device is revoked")]
     private static partial void LogRefused(ILogger logger, string topic);
+
+    [LoggerMessage(EventId = 2203, Level = LogLevel.Warning,
+        Message = "{Batches} device batch(es) could not be stored and are not acknowledged; reconnecting to the broker (waited {WaitS:0} s) so that it delivers them again")]
+    private static partial void LogRedeliver(ILogger logger, long batches, double waitS);
 
     [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Connected to external broker {Broker}")]
     private static partial void LogConnected(ILogger logger, string broker);

@@ -385,7 +385,7 @@ public sealed partial class TelemetryIngest : IAsyncDisposable
     [LoggerMessage(EventId = 2100, Level = LogLevel.Warning, Message = "Malformed payload from device {Device} on {Topic} dropped ({Reason}): {Error} ({Total} refused from this device so far; logged once a minute)")]
     private static partial void LogMalformed(ILogger logger, string device, string topic, string reason, string error, long total);
 
-    [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Storing {Batches} batches failed; not acknowledged, devices will send them again: {Error}")]
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Storing {Batches} batches failed; not acknowledged, so sent again (by the device; with an external broker by the broker once the hub reconnects): {Error}")]
     private static partial void LogStoreFailed(ILogger logger, int batches, string error);
 
     [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "A group commit of {Batches} batches failed ({Error}); storing them one by one")]

@@ -56,8 +56,8 @@ public sealed class PostgresCluster : IDisposable
         try
         {
             Run(asPostgres, Path.Combine(BinDirectory, "initdb"), "-D", Data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync");
-            Run(asPostgres, Path.Combine(BinDirectory, "pg_ctl"), "-D", Data, "-l", Path.Combine(_root, "log"), "-w", "-t", "60", "start",
-                "-o", $"-k {_root} -p {Port.ToString(CultureInfo.InvariantCulture)} -c listen_addresses='' {(durable ? "" : "-c fsync=off ")}-c max_connections=200 {settings}");
+            _options = $"-k {_root} -p {Port.ToString(CultureInfo.InvariantCulture)} -c listen_addresses='' {(durable ? "" : "-c fsync=off ")}-c max_connections=200 {settings}";
+            Start();
         }
         catch
         {
@@ -65,6 +65,15 @@ public sealed class PostgresCluster : IDisposable
             throw;
         }
     }
+
+    private readonly string _options = "";
+
+    /// <summary>Starts the server (again, after <see cref="Stop"/>) and waits until it takes connections.</summary>
+    public void Start() =>
+        Run(Environment.UserName == "root", Path.Combine(BinDirectory!, "pg_ctl"), "-D", Data, "-l", Path.Combine(_root, "log"), "-w", "-t", "60", "start", "-o", _options);
+
+    /// <summary>Stops the server as <c>systemctl stop postgresql</c> does (<c>pg_ctl stop -m fast</c>: sessions ended, a clean shutdown).</summary>
+    public void Stop() => Run(Environment.UserName == "root", Path.Combine(BinDirectory!, "pg_ctl"), "-D", Data, "-m", "fast", "-w", "-t", "60", "stop");
 
     /// <summary>The connection string of <paramref name="database"/> (Npgsql: Host is the socket folder).</summary>
     public string ConnectionString(string database = "postgres") =>
