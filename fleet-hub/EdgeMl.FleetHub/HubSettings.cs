@@ -159,6 +159,7 @@ public sealed class HubSettings
             ? null
             : $"--{k} '{Show(v)}' is not mqtt://HOST:PORT or mqtts://HOST:PORT (empty: the embedded broker)",
         ["Store"] = (k, v) => StoreProblem(k, v),
+        ["SharedGroup"] = (k, v) => SharedGroupProblem(k, v),
     };
 
     private static string? Named(string key, string value, string what) =>
@@ -173,6 +174,25 @@ public sealed class HubSettings
         double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n) && double.IsFinite(n) && n >= min && n <= max
             ? null
             : $"--{key} '{Show(value)}' is not {what}";
+
+    /// <summary>Longest <see cref="SharedGroup"/>: a share name is part of every topic filter the hub subscribes with.</summary>
+    public const int MaxSharedGroupLength = 128;
+
+    /// <summary>
+    /// A share name (MQTT 5, 4.8.2): empty for none; else no '/', '+', '#' (a broker would read <c>$share/a/b/…</c> as
+    /// another group and filter, and deliver nothing), no control character or blank, at most <see cref="MaxSharedGroupLength"/> characters.
+    /// </summary>
+    private static string? SharedGroupProblem(string key, string value)
+    {
+        const string what = "a share name (letters, digits, '-', '_', '.' …; no '/', '+', '#' or blanks; at most 128 characters; empty: none)";
+        if (value.Length == 0) return null;
+        if (value.Length > MaxSharedGroupLength || value.Any(c => c is '/' or '+' or '#' || char.IsControl(c) || char.IsWhiteSpace(c)))
+        {
+            return $"--{key} '{Show(value)}' is not {what}";
+        }
+
+        return null;
+    }
 
     private static string? StoreProblem(string key, string value)
     {
