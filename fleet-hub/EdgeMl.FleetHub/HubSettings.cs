@@ -94,13 +94,37 @@ public sealed class HubSettings
         }
 
         if (Broker.Length == 0 && MqttPort == 0 && MqttTlsPort == 0) return "--MqttPort 0 and no --MqttTlsPort: the embedded broker would listen nowhere";
-        if (BrokerCa.Length > 0 && !File.Exists(BrokerCa)) return $"--BrokerCa '{BrokerCa}' does not exist";
+        if (BrokerCa.Length > 0 && BrokerCaProblem(BrokerCa) is { } ca) return ca;
         if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))
         {
             return $"--MqttTlsPort needs --MqttTlsCertificate and --MqttTlsKey files that exist ('{MqttTlsCertificate}', '{MqttTlsKey}')";
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// What is wrong with <c>--BrokerCa</c> <paramref name="path"/>, or null: it must be a readable file with at least one
+    /// PEM certificate (a private key, garbage or a directory would only fail every TLS connect later, vaguely).
+    /// </summary>
+    public static string? BrokerCaProblem(string path)
+    {
+        if (Directory.Exists(path)) return $"--BrokerCa '{path}' is a directory, not a PEM file of CA certificates";
+        if (!File.Exists(path)) return $"--BrokerCa '{path}' does not exist";
+        try
+        {
+            var roots = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            roots.ImportFromPemFile(path);
+            return roots.Count > 0 ? null : $"--BrokerCa '{path}' has no PEM certificate (-----BEGIN CERTIFICATE-----) in it";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"--BrokerCa '{path}' cannot be read: {e.Message}";
+        }
+        catch (System.Security.Cryptography.CryptographicException e)
+        {
+            return $"--BrokerCa '{path}' has a certificate that cannot be read: {e.Message}";
+        }
     }
 
     /// <summary>
