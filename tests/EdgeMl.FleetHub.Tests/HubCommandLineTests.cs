@@ -72,6 +72,9 @@ public sealed class HubCommandLineTests : IDisposable
     [InlineData("--SharedGroup", "  ", "--SharedGroup '  ' is not a share name")]
     [InlineData("--SharedGroup", "hubs a", "--SharedGroup 'hubs a' is not a share name")]
     [InlineData("--SharedGroup", "ggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg", "--SharedGroup 'gggggggggggggggggggggggggggggggggggggggg…' is not a share name")]
+    [InlineData("--RetentionDays", "2147483647", "--RetentionDays '2147483647' is not a number of days from 0 (kept for ever) to 36500")]
+    [InlineData("--RetentionDays", "abc", "--RetentionDays 'abc' is not a number of days from 0 (kept for ever) to 36500")]
+    [InlineData("--RetentionIntervalMinutes", "1e300", "--RetentionIntervalMinutes '1e300' is not a number of minutes from 1 to 10080")]
     public void A_value_its_setting_can_never_take_is_a_usage_error_naming_the_setting_and_what_it_takes(string option, string value, string message)
     {
         foreach (var args in new[] { new[] { "--Data", _dir.Path, option, value }, ["--Data", _dir.Path, $"{option}={value}"] })
