@@ -94,13 +94,37 @@ public sealed class HubSettings
         }
 
         if (Broker.Length == 0 && MqttPort == 0 && MqttTlsPort == 0) return "--MqttPort 0 and no --MqttTlsPort: the embedded broker would listen nowhere";
-        if (BrokerCa.Length > 0 && !File.Exists(BrokerCa)) return $"--BrokerCa '{BrokerCa}' does not exist";
+        if (BrokerCa.Length > 0 && BrokerCaProblem(BrokerCa) is { } ca) return ca;
         if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))
         {
             return $"--MqttTlsPort needs --MqttTlsCertificate and --MqttTlsKey files that exist ('{MqttTlsCertificate}', '{MqttTlsKey}')";
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// What is wrong with <c>--BrokerCa</c> <paramref name="path"/>, or null: it must be a readable file with at least one
+    /// PEM certificate (a private key, garbage or a directory would only fail every TLS connect later, vaguely).
+    /// </summary>
+    public static string? BrokerCaProblem(string path)
+    {
+        if (Directory.Exists(path)) return $"--BrokerCa '{path}' is a directory, not a PEM file of CA certificates";
+        if (!File.Exists(path)) return $"--BrokerCa '{path}' does not exist";
+        try
+        {
+            var roots = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            roots.ImportFromPemFile(path);
+            return roots.Count > 0 ? null : $"--BrokerCa '{path}' has no PEM certificate (-----BEGIN CERTIFICATE-----) in it";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"--BrokerCa '{path}' cannot be read: {e.Message}";
+        }
+        catch (System.Security.Cryptography.CryptographicException e)
+        {
+            return $"--BrokerCa '{path}' has a certificate that cannot be read: {e.Message}";
+        }
     }
 
     /// <summary>
@@ -159,6 +183,7 @@ public sealed class HubSettings
             ? null
             : $"--{k} '{Show(v)}' is not mqtt://HOST:PORT or mqtts://HOST:PORT (empty: the embedded broker)",
         ["Store"] = (k, v) => StoreProblem(k, v),
+        ["SharedGroup"] = (k, v) => SharedGroupProblem(k, v),
     };
 
     private static string? Named(string key, string value, string what) =>
@@ -173,6 +198,25 @@ public sealed class HubSettings
         double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n) && double.IsFinite(n) && n >= min && n <= max
             ? null
             : $"--{key} '{Show(value)}' is not {what}";
+
+    /// <summary>Longest <see cref="SharedGroup"/>: a share name is part of every topic filter the hub subscribes with.</summary>
+    public const int MaxSharedGroupLength = 128;
+
+    /// <summary>
+    /// A share name (MQTT 5, 4.8.2): empty for none; else no '/', '+', '#' (a broker would read <c>$share/a/b/…</c> as
+    /// another group and filter, and deliver nothing), no control character or blank, at most <see cref="MaxSharedGroupLength"/> characters.
+    /// </summary>
+    private static string? SharedGroupProblem(string key, string value)
+    {
+        const string what = "a share name (letters, digits, '-', '_', '.' …; no '/', '+', '#' or blanks; at most 128 characters; empty: none)";
+        if (value.Length == 0) return null;
+        if (value.Length > MaxSharedGroupLength || value.Any(c => c is '/' or '+' or '#' || char.IsControl(c) || char.IsWhiteSpace(c)))
+        {
+            return $"--{key} '{Show(value)}' is not {what}";
+        }
+
+        return null;
+    }
 
     private static string? StoreProblem(string key, string value)
     {

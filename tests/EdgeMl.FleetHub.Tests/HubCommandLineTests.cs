@@ -66,6 +66,15 @@ public sealed class HubCommandLineTests : IDisposable
     [InlineData("--Broker", "http://x:1", "--Broker 'http://x:1' is not mqtt://HOST:PORT")]
     [InlineData("--Store", "Hots=nowhere", "--Store is not a PostgreSQL connection string")]
     [InlineData("--shutdownTimeoutSeconds", "soon", "--shutdownTimeoutSeconds 'soon' is not a whole number of seconds")]
+    [InlineData("--SharedGroup", "a/b", "--SharedGroup 'a/b' is not a share name")]
+    [InlineData("--SharedGroup", "+", "--SharedGroup '+' is not a share name")]
+    [InlineData("--SharedGroup", "#", "--SharedGroup '#' is not a share name")]
+    [InlineData("--SharedGroup", "  ", "--SharedGroup '  ' is not a share name")]
+    [InlineData("--SharedGroup", "hubs a", "--SharedGroup 'hubs a' is not a share name")]
+    [InlineData("--SharedGroup", "ggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg", "--SharedGroup 'gggggggggggggggggggggggggggggggggggggggg…' is not a share name")]
+    [InlineData("--RetentionDays", "2147483647", "--RetentionDays '2147483647' is not a number of days from 0 (kept for ever) to 36500")]
+    [InlineData("--RetentionDays", "abc", "--RetentionDays 'abc' is not a number of days from 0 (kept for ever) to 36500")]
+    [InlineData("--RetentionIntervalMinutes", "1e300", "--RetentionIntervalMinutes '1e300' is not a number of minutes from 1 to 10080")]
     public void A_value_its_setting_can_never_take_is_a_usage_error_naming_the_setting_and_what_it_takes(string option, string value, string message)
     {
         foreach (var args in new[] { new[] { "--Data", _dir.Path, option, value }, ["--Data", _dir.Path, $"{option}={value}"] })
@@ -122,6 +131,7 @@ public sealed class HubCommandLineTests : IDisposable
                      ("""{ "BrokerDynsec": "yes" }""", "--BrokerDynsec 'yes' is not one of true, false"),
                      ("""{ "Data": "" }""", "--Data is empty: it takes a directory"),
                      ("""{ "log-format": "yaml" }""", "--log-format 'yaml' is not one of text, json"),
+                     ("""{ "SharedGroup": "edge/hubs" }""", "--SharedGroup 'edge/hubs' is not a share name"),
                  })
         {
             File.WriteAllText(file, json);

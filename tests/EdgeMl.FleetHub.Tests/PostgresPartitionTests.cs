@@ -80,6 +80,30 @@ public sealed class PostgresPartitionTests(PostgresFixture postgres)
     }
 
     [Fact]
+    public void One_batch_of_records_many_days_apart_makes_at_most_a_month_of_partitions_and_a_replica_at_most_100_a_day()
+    {
+        using var store = PostgresHubStore.Open(_database, retentionDays: 36_500);
+        var now = _now.ToUnixTimeMilliseconds();
+        // 1,000 records a day apart, in one batch: the newest 31 days get partitions, the others the default partition.
+        var batch = Enumerable.Range(0, 1000).Select(i => Rec(i + 1, now - i * Day)).ToList();
+        Assert.Equal(1000, store.StoreBatches([("d1", batch)], _now));
+        Assert.Equal(Enumerable.Range(0, 31).Select(i => DayName(_now.AddDays(-i))).Order(), store.Partitions());
+        Assert.Equal(DayName(_now.AddDays(-30)), Where(31));
+        Assert.Equal("records_default", Where(32));
+        Assert.Equal(0, store.StoreBatches([("d1", batch)], _now)); // exactly once across both
+
+        // The same device again and again: at most 100 partitions made by ingest this day, then the default partition.
+        for (var round = 1; round <= 20; round++)
+        {
+            var seq = 1000 + round * 10;
+            store.StoreBatches([("d1", Enumerable.Range(0, 8).Select(i => Rec(seq + i, now - (1000 + round * 8 + i) * Day)).ToList())], _now);
+        }
+
+        Assert.Equal(100, store.Partitions().Count);
+        Assert.Equal(1000 + 20 * 8, Scalar<long>("SELECT count(*) FROM records"));
+    }
+
+    [Fact]
     public void A_record_stored_in_the_default_partition_moves_with_its_day_when_the_partition_is_made_and_is_still_stored_once()
     {
         using var store = PostgresHubStore.Open(_database);

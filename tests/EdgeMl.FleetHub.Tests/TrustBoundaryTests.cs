@@ -204,6 +204,30 @@ public sealed class TrustBoundaryTests : IDisposable
     }
 
     [Fact]
+    public void A_broker_ca_that_is_no_file_of_pem_certificates_is_refused_at_start_in_one_line_naming_it_and_why()
+    {
+        var garbage = Path.Combine(_h.Dir.Path, "garbage.pem");
+        File.WriteAllText(garbage, "not a certificate\n");
+        var key = Path.Combine(_h.Dir.Path, "key.pem");
+        using (var ec = System.Security.Cryptography.ECDsa.Create()) File.WriteAllText(key, ec.ExportPkcs8PrivateKeyPem());
+        var broken = Path.Combine(_h.Dir.Path, "broken.pem");
+        File.WriteAllText(broken, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        foreach (var (path, why) in new[]
+                 {
+                     (garbage, "has no PEM certificate"), (key, "has no PEM certificate"), (_h.Dir.Path, "is a directory"),
+                     (broken, "has a certificate that cannot be read"), (Path.Combine(_h.Dir.Path, "nope.pem"), "does not exist"),
+                 })
+        {
+            var (code, output, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"),
+                "--Data", Path.Combine(_h.Dir.Path, "hub"), "--MqttPort", HubHarness.Str(_h.Mqtt), "--urls", _h.HubUrl,
+                "--Broker", "mqtts://127.0.0.1:1", "--BrokerCa", path);
+            Assert.True(code == 1, $"{path} → {code}: {err}");
+            Assert.Equal("", output);
+            Assert.StartsWith($"edgeml-hub: --BrokerCa '{path}' {why}", Assert.Single(err.Trim().Split('\n')), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void Newer_and_older_peers_fields_are_accepted_both_ways()
     {
         _h.StartHub();

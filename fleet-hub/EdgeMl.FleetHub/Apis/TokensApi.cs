@@ -25,7 +25,7 @@ public static class TokensApi
             var name = request.Name ?? "";
             if (name.Length > 128) return TypedResults.BadRequest(new ApiError("name is longer than 128 characters"));
             if (name.Any(char.IsControl)) return TypedResults.BadRequest(new ApiError("name must not contain control characters"));
-            if (name == ApiAuth.ConfiguredName) return TypedResults.BadRequest(new ApiError($"the name '{name}' is kept for --OperatorToken"));
+            if (ApiAuth.IsConfiguredName(name)) return TypedResults.BadRequest(new ApiError($"the name '{name}' is kept for --OperatorToken"));
             var now = time.GetUtcNow();
             var expires = request.ExpiresHours is { } hours ? now.AddHours(hours) : (DateTimeOffset?)null;
             var token = Secrets.New(role == ApiAuth.Operator ? "op_" : "view_");

@@ -20,16 +20,46 @@ public static partial class ApiAuth
 
     public static string OperatorTokenPath(string dataDirectory) => Path.Combine(dataDirectory, "operator.token");
 
-    /// <summary>Makes sure an operator can get in: creates the bootstrap token file when the hub has no operator token.</summary>
+    /// <summary>
+    /// Makes sure an operator can get in: takes <c>--OperatorToken</c> into the store, and creates the bootstrap token
+    /// file when the hub has no operator token. The configured token's rule depends on who else uses the store:
+    /// <list type="bullet">
+    /// <item>The embedded LiteDB store has one hub: the configured token is the one on its command line now; one removed
+    /// or changed since the last start stops working (kept under the name <c>configured</c>).</item>
+    /// <item>A shared PostgreSQL store (<c>--Store</c>) has replicas, started one by one, and other processes may open it:
+    /// a start never removes a configured token. A new <c>--OperatorToken</c> is added next to the ones there, named
+    /// <c>configured-</c> and the first 8 hex digits of its hash, with a warning naming the other configured tokens that
+    /// still work (an operator revokes one with <c>edgeml tokens revoke NAME</c> once no replica is started with it:
+    /// rotation keeps both working during the roll). A token revoked that way is not brought back by a replica still
+    /// started with it (a warning says so).</item>
+    /// </list>
+    /// </summary>
     public static void Bootstrap(IHubStore store, HubSettings settings, TimeProvider time, ILogger logger)
     {
         var now = time.GetUtcNow();
-        // The configured token is the one on the command line now: one removed or changed since the last start stops working.
         var configured = settings.OperatorToken.Length > 0 ? Secrets.Hash(settings.OperatorToken) : null;
-        store.RemoveApiTokens(ConfiguredName, except: configured);
-        if (configured is not null && store.ApiTokenRole(configured, now) is null)
+        if (settings.Store.Length == 0)
         {
-            store.AddApiToken(configured, Operator, ConfiguredName, now);
+            // One hub: the configured token is the one on the command line now; one removed or changed since the last start stops working.
+            store.RemoveApiTokens(ConfiguredName, except: configured);
+            if (configured is not null && store.ApiTokenRole(configured, now) is null)
+            {
+                store.AddApiToken(configured, Operator, ConfiguredName, now);
+            }
+        }
+        else if (configured is not null)
+        {
+            if (store.ApiTokenName(configured) is { } known)
+            {
+                if (store.ApiTokenRole(configured, now) is null) LogConfiguredRevoked(logger, known);
+            }
+            else
+            {
+                var name = $"{ConfiguredName}-{configured[..8]}";
+                store.AddApiToken(configured, Operator, name, now);
+                var others = store.ApiTokens().Where(t => IsConfiguredName(t.Name) && t.Name != name && t.State == "active").Select(t => t.Name).ToList();
+                if (others.Count > 0) LogConfiguredAdded(logger, name, string.Join(", ", others));
+            }
         }
 
         if (store.HasApiTokens(Operator, now)) return;
@@ -149,6 +179,16 @@ public static partial class ApiAuth
             return null;
         }
     }
+
+    /// <summary>Whether <paramref name="name"/> is a <c>--OperatorToken</c> token's (<c>configured</c>, or <c>configured-HASH8</c> on a shared store): kept from <c>edgeml tokens create</c>.</summary>
+    public static bool IsConfiguredName(string name) =>
+        name == ConfiguredName || name.StartsWith(ConfiguredName + "-", StringComparison.Ordinal);
+
+    [LoggerMessage(EventId = 2401, Level = LogLevel.Warning, Message = "--OperatorToken is new on the shared store: added as {Name}; the configured operator token(s) {Others} still work on every replica. Once no replica is started with one, revoke it: edgeml tokens revoke NAME")]
+    private static partial void LogConfiguredAdded(ILogger logger, string name, string others);
+
+    [LoggerMessage(EventId = 2402, Level = LogLevel.Warning, Message = "--OperatorToken ({Name}) was revoked on the shared store: it is not accepted; start this replica with the current one")]
+    private static partial void LogConfiguredRevoked(ILogger logger, string name);
 
     [LoggerMessage(EventId = 2400, Level = LogLevel.Warning, Message = "No operator token yet: created one in {Path} (use it with `edgeml login`)")]
     private static partial void LogBootstrap(ILogger logger, string path);

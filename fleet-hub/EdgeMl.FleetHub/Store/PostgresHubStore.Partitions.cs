@@ -11,7 +11,9 @@ namespace EdgeMl.FleetHub.Store;
 /// <item>Ingest creates the partitions of the days a batch needs when they are plausible: from <c>RetentionDays</c>
 /// before the receive time (400 days when records are kept for ever) to one day after it (what the hub itself
 /// flags as an implausible time). Any other time goes to the default partition: a device with a broken clock costs
-/// neither a failed batch nor thousands of partitions.</item>
+/// neither a failed batch nor thousands of partitions. Ingest makes at most <see cref="MaxNewPartitionsPerBatch"/>
+/// partitions per batch (the newest days first) and <see cref="MaxNewPartitionsPerDay"/> per replica and UTC day; the
+/// records of the days left out go to the default partition too (and move when their day's partition is made).</item>
 /// <item>The retention leader creates today's and tomorrow's partitions ahead (<see cref="RemoveRecordsBefore"/>) and
 /// drops the day partitions that ended before the cutoff (a whole partition: no row-by-row delete, no bloat); the
 /// default partition is trimmed by the receive time through its own index.</item>
@@ -27,6 +29,19 @@ public sealed partial class PostgresHubStore
 
     /// <summary>How far back ingest creates partitions when records are kept for ever (days).</summary>
     internal const int KeepForeverHorizonDays = 400;
+
+    /// <summary>
+    /// Most day partitions one ingest batch makes (a month: a slow device's backlog after weeks offline): one batch of
+    /// records a day apart cannot make hundreds.
+    /// </summary>
+    internal const int MaxNewPartitionsPerBatch = 31;
+
+    /// <summary>Most day partitions ingest makes per replica and UTC day (of the receive time): a device sending such batches over and over is bounded too.</summary>
+    internal const int MaxNewPartitionsPerDay = 100;
+
+    /// <summary>The UTC day <see cref="_madeOnDay"/> counts for, and the partitions ingest made on it.</summary>
+    private long _budgetDay = long.MinValue;
+    private int _madeOnDay;
 
     /// <summary>Key of the advisory lock that serialises partition changes between replicas.</summary>
     private const long PartitionLock = 0x45444745_4d4c0002; // "EDGEML" + 2
@@ -68,7 +83,8 @@ public sealed partial class PostgresHubStore
 
     /// <summary>
     /// The plausible days of <paramref name="ats"/> (see the type's remarks) that have no partition in this replica's
-    /// view; empty in the common case (one pass over the times, a set look-up per change of day).
+    /// view, at most the batch's and the day's share of new partitions (the newest days first); empty in the common case
+    /// (one pass over the times, a set look-up per change of day).
     /// </summary>
     private List<long> MissingDays(long[] ats, long received)
     {
@@ -87,7 +103,16 @@ public sealed partial class PostgresHubStore
             if (!known.Contains(day) && !missing.Contains(day)) missing.Add(day);
         }
 
-        return missing;
+        if (missing.Count == 0) return missing;
+        lock (_partitionGate)
+        {
+            if (_budgetDay != Day(received)) (_budgetDay, _madeOnDay) = (Day(received), 0);
+            var take = Math.Min(MaxNewPartitionsPerBatch, MaxNewPartitionsPerDay - _madeOnDay);
+            if (take <= 0) return [];
+            var chosen = missing.OrderDescending().Take(take).ToList();
+            _madeOnDay += chosen.Count;
+            return chosen;
+        }
     }
 
     /// <summary>
