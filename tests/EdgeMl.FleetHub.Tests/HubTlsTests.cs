@@ -57,6 +57,32 @@ public sealed class HubTlsTests : IDisposable
     }
 
     [Fact]
+    public void A_login_the_broker_refuses_is_logged_as_refused_naming_the_settings_not_as_unreachable()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new Mosquitto(passwords: new Dictionary<string, string> { ["edgeml-hub-1"] = "hub-secret" }).Start();
+        _h.StartHub(broker.Url, "--BrokerUser", "edgeml-hub-1", "--BrokerPassword", "wrong");
+        HubHarness.Until(() => _h.HubLog.Any(l => l.Contains("the broker refused the hub's connection: BadUserNameOrPassword", StringComparison.Ordinal)
+                                                  || l.Contains("the broker refused the hub's connection: NotAuthorized", StringComparison.Ordinal)),
+            $"the refusal in the log; it said:\n{string.Join("\n", _h.HubLog.Where(l => l.Contains("broker", StringComparison.OrdinalIgnoreCase)).TakeLast(5))}", 20_000);
+        Assert.Contains(_h.HubLog, l => l.Contains("check --BrokerUser and --BrokerPassword", StringComparison.Ordinal));
+        Assert.DoesNotContain(_h.HubLog, l => l.Contains("The MQTT client is not connected", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Two_hubs_with_one_client_id_are_told_that_each_replica_needs_its_own()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new Mosquitto().Start();
+        using var other = new HubHarness();
+        _h.StartHub(broker.Url, "--ClientId", "twin");
+        Assert.True(_h.WaitSubscribed(30_000), "the first hub did not subscribe");
+        other.StartHub(broker.Url, "--ClientId", "twin");
+        HubHarness.Until(() => _h.HubLog.Concat(other.HubLog).Any(l => l.Contains("another client connects with client id twin and takes the session over. Each replica needs its own --ClientId", StringComparison.Ordinal)),
+            $"the warning that the session was taken over; they said:\n{string.Join("\n", _h.HubLog.Concat(other.HubLog).Where(l => l.Contains("ended", StringComparison.Ordinal)).Take(6))}", 20_000);
+    }
+
+    [Fact]
     public void Enrollment_over_https_with_a_private_ca_works_and_plain_http_is_warned_about()
     {
         var pki = new TestCertificates(Path.Combine(_h.Dir.Path, "pki"));

@@ -137,6 +137,27 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 AskRedelivery();
             }
         };
+        client.DisconnectedAsync += e =>
+        {
+            // Another client took this session: two replicas started with one --ClientId take it from each other for ever.
+            // (Mosquitto 2.0 just closes the old connection: seen as connections that keep ending soon after they are made.)
+            if (!e.ClientWasConnected) return Task.CompletedTask;
+            var now = Environment.TickCount64;
+            lock (_shortConnections)
+            {
+                if (now - _connectedAt < 10_000) _shortConnections.Enqueue(now);
+                while (_shortConnections.Count > 0 && now - _shortConnections.Peek() > 60_000) _shortConnections.Dequeue();
+                if (e.Reason == MqttClientDisconnectReason.SessionTakenOver || (_shortConnections.Count >= 3 && now - _takenOverLogged > 60_000))
+                {
+                    _takenOverLogged = now;
+                    LogSessionTakenOver(logger, settings.ClientId, _shortConnections.Count);
+                    return Task.CompletedTask;
+                }
+            }
+
+            LogConnectionEnded(logger, settings.Broker, e.Reason.ToString(), string.IsNullOrEmpty(e.ReasonString) ? "" : $": {e.ReasonString}");
+            return Task.CompletedTask;
+        };
         var tls = uri.Scheme == "mqtts";
         MqttClientOptions OptionsFor(string clientId)
         {
@@ -145,7 +166,10 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 .WithClientId(clientId)
                 .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
                 .WithCleanStart(false)
-                .WithSessionExpiryInterval(24 * 3600);
+                .WithSessionExpiryInterval(24 * 3600)
+                // The broker must not send the hub more than a device may (--MaxPacketBytes, as the embedded broker takes):
+                // a bigger one it drops for the hub instead of the hub holding it in memory.
+                .WithMaximumPacketSize((uint)settings.MaxPacketBytes);
             if (settings.BrokerUser.Length > 0) builder = builder.WithCredentials(settings.BrokerUser, settings.BrokerPassword);
             if (tls) builder = builder.WithTlsOptions(BrokerTlsOptions(uri.Host));
             return builder.Build();
@@ -162,7 +186,15 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 if (!client.IsConnected)
                 {
                     if (SharesSessions) await Task.Run(() => ClaimOwnSession(remember: true), stoppingToken).ConfigureAwait(false);
-                    await client.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
+                    var connected = await client.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
+                    if (connected.ResultCode != MqttClientConnectResultCode.Success)
+                    {
+                        // Not "unreachable": the broker answered and said no (a wrong --BrokerUser/--BrokerPassword, a
+                        // client id it refuses …). Retried, as the broker's configuration may be fixed meanwhile.
+                        throw new IOException($"the broker refused the hub's connection: {connected.ResultCode}{(string.IsNullOrEmpty(connected.ReasonString) ? "" : $" ({connected.ReasonString})")}"
+                                              + (connected.ResultCode is MqttClientConnectResultCode.BadUserNameOrPassword or MqttClientConnectResultCode.NotAuthorized ? " — check --BrokerUser and --BrokerPassword" : ""));
+                    }
+
                     var share = settings.SharedGroup.Length > 0 ? $"$share/{settings.SharedGroup}/" : "";
                     var subscribe = new MqttClientSubscribeOptionsBuilder()
                         .WithTopicFilter($"{share}edgeml/+/tele", MqttQualityOfServiceLevel.AtLeastOnce)
@@ -196,6 +228,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                     }
 
                     LogConnected(logger, settings.Broker);
+                    _connectedAt = Environment.TickCount64;
                     failures = 0;
                 }
                 else
@@ -328,6 +361,17 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     [LoggerMessage(EventId = 2203, Level = LogLevel.Warning,
         Message = "{Batches} device batch(es) could not be stored and are not acknowledged; reconnecting to the broker (waited {WaitS:0} s) so that it delivers them again")]
     private static partial void LogRedeliver(ILogger logger, long batches, double waitS);
+
+    [LoggerMessage(EventId = 2206, Level = LogLevel.Warning,
+        Message = "The broker keeps ending this hub's connection soon after it is made ({Times} times in the last minute): most likely another client connects with client id {ClientId} and takes the session over. Each replica needs its own --ClientId")]
+    private static partial void LogSessionTakenOver(ILogger logger, string clientId, int times);
+
+    private readonly Queue<long> _shortConnections = new();
+    private long _takenOverLogged = -60_000;
+    private long _connectedAt;
+
+    [LoggerMessage(EventId = 2207, Level = LogLevel.Information, Message = "The connection to {Broker} ended ({Reason}{Detail}); connecting again")]
+    private static partial void LogConnectionEnded(ILogger logger, string broker, string reason, string detail);
 
     [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Connected to external broker {Broker}")]
     private static partial void LogConnected(ILogger logger, string broker);
