@@ -123,7 +123,7 @@ public sealed partial class ExternalBrokerClient
             if (!Topics.TrySplit(topic, out _, out var subtopic) || subtopic is "status" or "state/reported")
             {
                 // Every live replica had its own copy (plain subscriptions), and an old presence would undo a newer one.
-                acks.Enqueue(AcknowledgeAsync(e, stoppingToken));
+                acks.Enqueue(AcknowledgeAsync(e, connection: null, stoppingToken));
                 return;
             }
 

@@ -46,7 +46,8 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     /// True when the broker got the acknowledgement. A batch not stored asks for a reconnect (<paramref name="redeliver"/>):
     /// a broker sends an unacknowledged message again only on a new connection of the session (MQTT 5, 4.4).
     /// </summary>
-    private async Task<bool> AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, bool redeliver, CancellationToken stoppingToken)
+    private async Task<bool> AcknowledgeWhenStoredAsync(Task<IngestOutcome> outcome, MqttApplicationMessageReceivedEventArgs e, bool redeliver, int? connection,
+        CancellationToken stoppingToken)
     {
         // HandleAsync never throws (its outcome says what became of the batch).
         if (await outcome.ConfigureAwait(false) == IngestOutcome.Retry)
@@ -55,7 +56,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             return false;
         }
 
-        return await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+        return await AcknowledgeAsync(e, connection, stoppingToken).ConfigureAwait(false);
     }
 
     private long _unstored;
@@ -95,17 +96,29 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     private int _redeliveries;
     private long _lastRedelivery;
 
-    /// <summary>Sends the PUBACK; false when the connection went away first (the broker delivers the message again).</summary>
-    private static async Task<bool> AcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken)
+    /// <summary>
+    /// Counts the main connection's ends. A delivery remembers the number it arrived under; its PUBACK is sent only while
+    /// that is still the number: MQTTnet sends an acknowledgement on whatever connection is current, and a late PUBACK
+    /// from the last connection carries a packet identifier the broker may have given to another message on the new one
+    /// — which it would then drop as delivered, unstored. (The broker delivers the old one again on the new connection.)
+    /// </summary>
+    private int _connection;
+
+    /// <summary>
+    /// Sends the PUBACK; false when the connection it came on has ended (<paramref name="connection"/>, null: no check) or
+    /// goes away first — the broker delivers the message again, and the store drops the duplicate.
+    /// </summary>
+    private async Task<bool> AcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, int? connection, CancellationToken stoppingToken)
     {
+        if (connection is { } c && c != Volatile.Read(ref _connection)) return false;
         try
         {
             await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
             return true;
         }
-        catch (Exception ex) when (ex is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
+        catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
         {
-            // The connection went away after the store: the broker re-delivers, the store drops the duplicate.
+            // The connection went away after the store (MQTTnet may throw anything from a disposed channel).
             return false;
         }
     }
@@ -118,17 +131,18 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         client.ApplicationMessageReceivedAsync += async e =>
         {
             e.AutoAcknowledge = false;
+            var connection = Volatile.Read(ref _connection);
             var message = e.ApplicationMessage;
             if (message.Topic == ResponseTopic)
             {
                 OnControlResponse(System.Buffers.BuffersExtensions.ToArray(message.Payload));
-                await e.AcknowledgeAsync(stoppingToken).ConfigureAwait(false);
+                await AcknowledgeAsync(e, connection, stoppingToken).ConfigureAwait(false);
                 return;
             }
 
             try
             {
-                await OnDeviceMessageAsync(e, stoppingToken).ConfigureAwait(false);
+                await OnDeviceMessageAsync(e, stoppingToken, acks: null, connection).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -139,6 +153,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         };
         client.DisconnectedAsync += e =>
         {
+            Interlocked.Increment(ref _connection); // acknowledgements still due for this connection are not sent on the next
             // Another client took this session: two replicas started with one --ClientId take it from each other for ever.
             // (Mosquitto 2.0 just closes the old connection: seen as connections that keep ending soon after they are made.)
             if (!e.ClientWasConnected) return Task.CompletedTask;
@@ -272,7 +287,9 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     /// ingest and acknowledged once stored — never when it must be sent again (<see cref="IngestOutcome.Retry"/>).
     /// </summary>
     /// <param name="acks">When given, gets each message's acknowledgement: true once the broker has it.</param>
-    private async Task OnDeviceMessageAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken, System.Collections.Concurrent.ConcurrentQueue<Task<bool>>? acks = null)
+    /// <param name="connection">The main connection's number the message came under (<see cref="_connection"/>); null for the take-over's own connection.</param>
+    private async Task OnDeviceMessageAsync(MqttApplicationMessageReceivedEventArgs e, CancellationToken stoppingToken, System.Collections.Concurrent.ConcurrentQueue<Task<bool>>? acks = null,
+        int? connection = null)
     {
         var message = e.ApplicationMessage;
         // The external broker's ACLs decide who may publish where; the hub still refuses what no device should send.
@@ -300,7 +317,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             if (!outcome.IsCompleted)
             {
                 // The taking over of a gone replica's session (acks given) keeps that session instead of reconnecting.
-                var ack = AcknowledgeWhenStoredAsync(outcome, e, redeliver: acks is null, stoppingToken);
+                var ack = AcknowledgeWhenStoredAsync(outcome, e, redeliver: acks is null, connection, stoppingToken);
                 acks?.Enqueue(ack);
                 return;
             }
@@ -309,7 +326,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
             if (!handled && acks is null) AskRedelivery();
         }
 
-        var acknowledged = handled && await AcknowledgeAsync(e, stoppingToken).ConfigureAwait(false);
+        var acknowledged = handled && await AcknowledgeAsync(e, connection, stoppingToken).ConfigureAwait(false);
         acks?.Enqueue(Task.FromResult(acknowledged));
     }
 
