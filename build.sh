@@ -155,8 +155,21 @@ run_tests() {
   local rc=0
   # One test assembly at a time (-m:1): the hub tests run real-time agents and the model suite measures latency,
   # and on two cores each made the other's timing flaky when they ran side by side.
-  EDGEML_REQUIRE_PUBLISHED=1 dotnet test EdgeMl.sln -m:1 -c Debug -nologo --no-build -v q \
+  # --blame: when a test host crashes, the run writes which tests it was running (Sequence_*.xml under TestResults/).
+  rm -rf tests/*/TestResults
+  EDGEML_REQUIRE_PUBLISHED=1 dotnet test EdgeMl.sln -m:1 -c Debug -nologo --no-build -v q --blame \
     --logger "console;verbosity=normal" > artifacts/test.log 2>&1 || rc=$?
+  if grep -qiE 'active test run was aborted|test host process crashed' artifacts/test.log; then
+    # Not a failed test but a dead test process: its assembly's remaining tests did not run. Say which, and what it ran.
+    echo "--- a test host crashed: its assembly's remaining tests did not run ---"
+    grep -iE 'Test run for|active test run was aborted' artifacts/test.log | grep -B1 -i 'aborted' | cut -c1-300
+    local seq
+    for seq in $(ls -t tests/*/TestResults/*/Sequence_*.xml 2>/dev/null); do
+      echo "the last tests $seq lists (the crash came during one of them):"
+      grep -oE 'Name="[^"]+"' "$seq" | tail -5 | sed -E 's/Name="(.*)"/  \1/'
+    done
+    echo "--- end of crash ---"
+  fi
   grep -E '^\s*(Passed|Failed|Skipped) [A-Z]|^\s*(Error Message|Assert|Expected|Actual)|Passed!|Failed!' artifacts/test.log || true
   # The closing line CI reads: "N passed, N failed".
   local passed failed skipped
