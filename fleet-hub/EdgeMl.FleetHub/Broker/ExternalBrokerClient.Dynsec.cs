@@ -283,7 +283,7 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
             Check(answers, 1, $"giving client '{hub}' the role {HubRole}", alreadyIsFine: true);
             return false;
         }
-        catch (BrokerIdentityException e) when (!_hubRoleGiven || _client is { IsConnected: true })
+        catch (BrokerIdentityException e) when (!_hubRoleGiven || (_client is { IsConnected: true } && !e.Disconnected))
         {
             LogDynsecProblem(logger, settings.Broker, e.Message);
             return true; // the hub goes on without: enrollment and revocation say why they fail
@@ -328,7 +328,8 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
         }
         catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException)
         {
-            throw new BrokerIdentityException($"sending to {ControlTopic}: {e.Message}");
+            // A DISCONNECT from the broker here is most often the one that follows a change of the hub's own rights.
+            throw new BrokerIdentityException($"sending to {ControlTopic}: {e.Message}", disconnected: e is MQTTnet.Exceptions.MqttClientUnexpectedDisconnectReceivedException);
         }
         finally
         {
@@ -373,4 +374,8 @@ public sealed partial class ExternalBrokerClient : IDeviceConnections
 }
 
 /// <summary>The external broker's dynamic-security plugin did not take a device's identity (message: what and why, one line).</summary>
-public sealed class BrokerIdentityException(string message) : Exception(message);
+public sealed class BrokerIdentityException(string message, bool disconnected = false) : Exception(message)
+{
+    /// <summary>The broker ended the connection while the command waited (after the hub's own rights changed, the expected case).</summary>
+    public bool Disconnected { get; } = disconnected;
+}
