@@ -127,7 +127,16 @@ public sealed partial class ExternalBrokerClient
                 return;
             }
 
-            await OnDeviceMessageAsync(e, stoppingToken, acks).ConfigureAwait(false);
+            try
+            {
+                await OnDeviceMessageAsync(e, stoppingToken, acks).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Not acknowledged: counted as such, so the session is kept (ending it would drop this message).
+                LogAdoptionProblem(logger, id, $"a message on {topic} could not be handled: {ex.Message}");
+                acks.Enqueue(Task.FromResult(false));
+            }
         };
         var connected = await adopter.ConnectAsync(options, stoppingToken).ConfigureAwait(false);
         if (connected.ResultCode != MqttClientConnectResultCode.Success) throw new IOException($"the broker refused the session: {connected.ResultCode}");
