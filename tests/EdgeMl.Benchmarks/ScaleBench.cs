@@ -42,6 +42,8 @@ public static class ScaleBench
         var load = long.Parse(o.GetValueOrDefault("load", "10000000"), CultureInfo.InvariantCulture);
         // --only store: the store alone; --only ingest: and one replica's drain (quick looks while tuning ingest).
         var only = o.GetValueOrDefault("only", "");
+        // --pg-stat: the statements that cost the database most in the empty and the full store (pg_stat_statements).
+        var pgStat = o.ContainsKey("pg-stat");
         if (!PostgresCluster.Available || !Mosquitto.Available)
         {
             Console.Error.WriteLine("edgeml-bench scale: needs Debian's postgresql and mosquitto (./build.sh bench scale installs them)");
@@ -53,7 +55,8 @@ public static class ScaleBench
         var total = Stopwatch.StartNew();
         var work = Directory.CreateTempSubdirectory("edgeml-scale-bench-");
         // fsync on, as in production; buffers sized for a store of 10 million records (the default 128 MB is for tiny machines).
-        using var cluster = new PostgresCluster(durable: true, "-c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min -c maintenance_work_mem=512MB");
+        using var cluster = new PostgresCluster(durable: true, "-c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min -c maintenance_work_mem=512MB"
+            + (pgStat ? " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" : ""));
         // The broker holds what devices sent while the replicas are away or behind: no queue limit (Mosquitto's default, 1000
         // messages per session, drops the rest: a real deployment must raise it too).
         using var broker = new Mosquitto(listenerOptions: "max_queued_messages 0").Start();
@@ -145,6 +148,7 @@ public static class ScaleBench
                 await e.WaitAsync().ConfigureAwait(false);
                 Step("empty store: one replica drains the backlog (3 rounds)");
                 emptyRate = (await BestDrainAsync(fleet, [e], batches, batch, cpu).ConfigureAwait(false)).Rate;
+                if (pgStat) PrintStatements(empty);
                 e.Stop();
                 replicas.Clear();
                 await ForgetSessionsAsync(broker.Url, ["hub-e"]).ConfigureAwait(false);
@@ -156,6 +160,7 @@ public static class ScaleBench
             await f.WaitAsync().ConfigureAwait(false);
             Step("full store: one replica drains the backlog (3 rounds)");
             fullRate = (await BestDrainAsync(fleet, [f], batches, batch, cpu).ConfigureAwait(false)).Rate;
+            if (pgStat) PrintStatements(full);
             results["ingest_empty_records_per_s"] = Math.Round(emptyRate);
             results["ingest_full_records_per_s"] = Math.Round(fullRate);
             results["ingest_ratio_full_vs_empty"] = Math.Round(fullRate / emptyRate, 2);
@@ -193,6 +198,26 @@ public static class ScaleBench
     }
 
     private static void Step(string what) => Console.WriteLine($"==> {what}");
+
+    /// <summary>The ten statements of one database that took the most execution time (pg_stat_statements), then resets them.</summary>
+    private static void PrintStatements(string connectionString)
+    {
+        using var c = new NpgsqlConnection(connectionString);
+        c.Open();
+        using (var ext = new NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", c)) ext.ExecuteNonQuery();
+        using (var q = new NpgsqlCommand("""
+            SELECT round(total_exec_time)::bigint, calls, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 150)
+            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY total_exec_time DESC LIMIT 10
+            """, c))
+        using (var r = q.ExecuteReader())
+        {
+            while (r.Read()) Console.WriteLine($"      {r.GetInt64(0),8} ms {r.GetInt64(1),8} calls {r.GetInt64(2),10} rows  {r.GetString(3)}");
+        }
+
+        using var reset = new NpgsqlCommand("SELECT pg_stat_statements_reset()", c);
+        reset.ExecuteNonQuery();
+    }
 
     private static async Task<int> WriteAsync(string outPath, JsonObject results)
     {
@@ -240,7 +265,7 @@ public static class ScaleBench
         for (var round = 0; round < 3; round++)
         {
             var d = await DrainAsync(fleet, replicas, batches, batch, cpu).ConfigureAwait(false);
-            Console.WriteLine($"    round {round + 1}: {d.Rate:N0} records/s, {d.PerCommit:N0} per commit");
+            Console.WriteLine($"    round {round + 1}: {d.Rate:N0} records/s, {d.PerCommit:N0} per commit, CPU ms per 1k records: hub {d.HubCpuMsPer1k:0.0}, PostgreSQL {d.PgCpuMsPer1k:0.0}, broker {d.BrokerCpuMsPer1k:0.0}");
             if (best is null || d.Rate > best.Rate) best = d;
         }
 

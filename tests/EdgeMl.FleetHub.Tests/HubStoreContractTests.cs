@@ -141,6 +141,21 @@ public abstract partial class HubStoreContractTests : IDisposable
     }
 
     [Fact]
+    public void Records_of_many_devices_come_in_one_call_per_device_newest_first_from_a_time_on_and_limited_per_device()
+    {
+        var since = DateTimeOffset.FromUnixTimeMilliseconds(1003);
+        Store.StoreBatches([("d1", Batch("b1", "drift", 1, 2, 3, 4, 5)), ("d2", Batch("b1", "drift", 1, 9)), ("d3", Batch("b1", "telemetry", 7, 8))], _now);
+        Store.StoreBatches([("d2", Batch("b2", "telemetry", 10))], _now);
+        var got = Store.RecordsOfDevices(["d2", "nobody", "d3", "d1"], "drift", since, 2);
+        // d2: only 1009 is from 1003 on; nobody and d3 (no drift records) add nothing; d1: its newest two of 1003..1005.
+        Assert.Equal([("d2", 9L), ("d1", 5L), ("d1", 4L)], got.Select(g => (g.Device, g.Record.Seq)));
+        Assert.All(got, g => Assert.Equal("drift", g.Record.Class));
+        Assert.Empty(Store.RecordsOfDevices([], "drift", since, 2));
+        Assert.Empty(Store.RecordsOfDevices(["d1"], "drift", since, 0));
+        Assert.Empty(Store.RecordsOfDevices(["d1"], "drift", DateTimeOffset.FromUnixTimeMilliseconds(2000), 10));
+    }
+
+    [Fact]
     public void Retention_removes_records_received_before_the_cutoff_and_they_are_not_stored_again()
     {
         Store.StoreBatches([("d1", Batch("b1", "telemetry", 1, 2)), ("d1", Batch("b1", "health", 1))], _now.AddDays(-40));

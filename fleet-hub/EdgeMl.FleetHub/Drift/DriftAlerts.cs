@@ -33,17 +33,16 @@ public sealed partial class DriftAlerts(
     public static DriftView DeviceDrift(IHubStore store, RegistryBaselines baselines, string device, DateTimeOffset since) =>
         DriftAnalysis.Analyze($"device {device}", Windows(store, [device], since), baselines.For);
 
+    /// <summary>
+    /// The drift windows the devices produced from <paramref name="since"/> on (at most 10,000 per device, newest first per
+    /// device), read in one store query for all of them; a stored window that does not parse is left out.
+    /// </summary>
     public static List<(string Device, Protocol.Drift.DriftReport Report)> Windows(IHubStore store, IEnumerable<string> devices, DateTimeOffset since)
     {
         var result = new List<(string, Protocol.Drift.DriftReport)>();
-        var sinceMs = since.ToUnixTimeMilliseconds();
-        foreach (var device in devices)
+        foreach (var (device, r) in store.RecordsOfDevices(devices.Distinct(StringComparer.Ordinal).ToList(), "drift", since, 10_000))
         {
-            foreach (var r in store.Records(device, 10_000, "drift"))
-            {
-                if (r.At < sinceMs) break; // newest first
-                if (DriftAnalysis.Parse(r.Data) is { } report) result.Add((device, report));
-            }
+            if (DriftAnalysis.Parse(r.Data) is { } report) result.Add((device, report));
         }
 
         return result;

@@ -172,6 +172,14 @@ public interface IHubStore : IDisposable
     List<HubRecord> RecordsBetween(string device, string recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit);
 
     /// <summary>
+    /// The records of <paramref name="recordClass"/> that each of <paramref name="devices"/> produced (its own time
+    /// <c>at</c>) from <paramref name="since"/> on: per device newest first and at most <paramref name="limitPerDevice"/>,
+    /// the devices in the order given (a device without such records, or unknown, adds nothing). One round trip for a
+    /// whole group or fleet (drift of a scope), reading only the day partitions from <paramref name="since"/> on.
+    /// </summary>
+    List<(string Device, HubRecord Record)> RecordsOfDevices(IReadOnlyList<string> devices, string recordClass, DateTimeOffset since, int limitPerDevice);
+
+    /// <summary>
     /// The device's presence changes (kept when <see cref="SetPresence"/> changes it), oldest first: the one in effect at
     /// <paramref name="since"/> (when there is one), then every one after it; at most <paramref name="limit"/>.
     /// </summary>

@@ -164,6 +164,17 @@ public sealed partial class LiteDbHubStore
         }
     }
 
+    public List<(string Device, HubRecord Record)> RecordsOfDevices(IReadOnlyList<string> devices, string recordClass, DateTimeOffset since, int limitPerDevice)
+    {
+        var result = new List<(string, HubRecord)>();
+        foreach (var device in devices)
+        {
+            foreach (var r in RecordsBetween(device, recordClass, since, null, limitPerDevice)) result.Add((device, r));
+        }
+
+        return result;
+    }
+
     public AlertEntry? RaiseAlert(string kind, string device, string subject, DateTimeOffset at, string severity, string message)
     {
         lock (_gate)

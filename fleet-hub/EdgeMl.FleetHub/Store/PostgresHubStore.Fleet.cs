@@ -168,6 +168,26 @@ public sealed partial class PostgresHubStore
         return result;
     });
 
+    /// <summary>
+    /// One query for all devices: each device's newest rows from the key (device, class, at, boot, seq) in the partitions
+    /// from <paramref name="since"/> on (a lateral join over the array of ids, in its order).
+    /// </summary>
+    public List<(string Device, HubRecord Record)> RecordsOfDevices(IReadOnlyList<string> devices, string recordClass, DateTimeOffset since, int limitPerDevice) => Run(c =>
+    {
+        var result = new List<(string, HubRecord)>();
+        if (limitPerDevice <= 0 || devices.Count == 0) return result;
+        using var q = Command(c, null, """
+            SELECT d.id, n.boot, n.seq, n.class, n.at, n.data FROM unnest($1::text[]) WITH ORDINALITY AS d(id, o)
+            CROSS JOIN LATERAL (
+                SELECT boot, seq, class, at, data FROM records r WHERE r.device = d.id AND r.class = $2 AND r.at >= $3
+                ORDER BY r.at DESC, r.boot DESC, r.seq DESC LIMIT $4) n
+            ORDER BY d.o, n.at DESC, n.boot DESC, n.seq DESC
+            """, P(NpgsqlDbType.Array | NpgsqlDbType.Text, devices.ToArray()), recordClass, since.ToUnixTimeMilliseconds(), limitPerDevice);
+        using var r = q.ExecuteReader();
+        while (r.Read()) result.Add((r.GetString(0), new HubRecord(r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetInt64(4), r.GetString(5))));
+        return result;
+    });
+
     public List<PresenceChange> PresenceHistory(string device, DateTimeOffset since, int limit) => Run(c =>
     {
         var result = new List<(long At, long Id, string Presence)>();
