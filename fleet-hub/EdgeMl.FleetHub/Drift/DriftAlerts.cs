@@ -116,7 +116,7 @@ public sealed partial class DriftAlerts(
 
         if (devices.Count > 0)
         {
-            CheckDevices([.. devices]);
+            CheckDevices([.. devices], registry);
             _pendingScopes.UnionWith(registry.Where(d => devices.Contains(d.Id) && d.Group is not null).Select(d => $"group {d.Group}"));
             _pendingScopes.Add("fleet");
         }
@@ -159,27 +159,42 @@ public sealed partial class DriftAlerts(
         }
     }
 
-    private void CheckDevices(List<string> devices)
+    /// <summary>
+    /// Each device's drift over the last hour against the status it has: its windows are read for 100 devices at a time
+    /// (one store query each), its status from the registry read at the start of the pass (only the leader writes it).
+    /// </summary>
+    private void CheckDevices(List<string> devices, List<DeviceRow> registry)
     {
-        foreach (var device in devices)
+        var status = registry.ToDictionary(d => d.Id, d => d.DriftStatus, StringComparer.Ordinal);
+        foreach (var chunk in devices.Chunk(100))
         {
             var now = time.GetUtcNow();
-            var view = DeviceDrift(store, baselines, device, now.AddHours(-1));
-            var previous = store.FindDevice(device)?.DriftStatus ?? "no data";
-            if (view.Status == previous) continue;
-            store.SetDriftStatus(device, view.Status, now);
-            // The alert list (GET /api/alerts): one active drift alert per device while it is moderate or major, at its severity.
-            if (Store.FleetPresence.Drifting(previous)) alerts.Clear("drift", device, "", now);
-            if (!Store.FleetPresence.Drifting(view.Status)) continue;
-            var drifting = view.Features.Where(f => f.Status is "moderate" or "major").Select(f => f.Feature).ToList();
-            var raised = alerts.Raise("drift", device, "", now, view.Status == "major" ? "critical" : "warning",
-                $"drift {view.Status} (was {previous}): {string.Join(", ", drifting)}");
-            // Published only when the store took the alert: one announcement per change, whichever replica got here first.
-            if (raised is null || Array.IndexOf(Order, view.Status) <= Array.IndexOf(Order, previous)) continue;
-            LogAlert(logger, device, previous, view.Status, string.Join(", ", drifting));
-            var alert = JsonSerializer.SerializeToUtf8Bytes(new DriftAlert(device, view.Status, previous, drifting, view.Model, view.Version, now), Web);
-            _ = publisher.PublishAsync(Topic, alert);
+            var windows = Windows(store, chunk, now.AddHours(-1)).ToLookup(w => w.Device, StringComparer.Ordinal);
+            foreach (var device in chunk)
+            {
+                var view = DriftAnalysis.Analyze($"device {device}", [.. windows[device]], baselines.For);
+                var previous = (status.TryGetValue(device, out var known) ? known : store.FindDevice(device)?.DriftStatus) ?? "no data";
+                if (view.Status == previous) continue;
+                Changed(device, previous, view, now);
+            }
         }
+    }
+
+    /// <summary>A device's drift status changed: kept on the device, its alert cleared or raised, a rise published.</summary>
+    private void Changed(string device, string previous, DriftView view, DateTimeOffset now)
+    {
+        store.SetDriftStatus(device, view.Status, now);
+        // The alert list (GET /api/alerts): one active drift alert per device while it is moderate or major, at its severity.
+        if (Store.FleetPresence.Drifting(previous)) alerts.Clear("drift", device, "", now);
+        if (!Store.FleetPresence.Drifting(view.Status)) return;
+        var drifting = view.Features.Where(f => f.Status is "moderate" or "major").Select(f => f.Feature).ToList();
+        var raised = alerts.Raise("drift", device, "", now, view.Status == "major" ? "critical" : "warning",
+            $"drift {view.Status} (was {previous}): {string.Join(", ", drifting)}");
+        // Published only when the store took the alert: one announcement per change, whichever replica got here first.
+        if (raised is null || Array.IndexOf(Order, view.Status) <= Array.IndexOf(Order, previous)) return;
+        LogAlert(logger, device, previous, view.Status, string.Join(", ", drifting));
+        var alert = JsonSerializer.SerializeToUtf8Bytes(new DriftAlert(device, view.Status, previous, drifting, view.Model, view.Version, now), Web);
+        _ = publisher.PublishAsync(Topic, alert);
     }
 
     [LoggerMessage(EventId = 2502, Level = LogLevel.Information, Message = "This replica judges drift alerts now (it leads drift-alerts)")]
