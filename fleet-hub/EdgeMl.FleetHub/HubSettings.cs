@@ -54,6 +54,13 @@ public sealed class HubSettings
     /// PostgreSQL store drops whole day partitions by the records' own time instead (docs/scale.md).
     /// </summary>
     public double RetentionDays { get; set; } = 30;
+    /// <summary>
+    /// How long a starting hub waits for a PostgreSQL <see cref="Store"/> that cannot be reached yet (seconds, default 60;
+    /// 0: not at all): it tries again with a growing pause (1 s doubling to 10 s) and says so on stderr each time, then
+    /// gives up with exit 1. Only what may pass is waited for (no answer, a refused or cut connection, a server starting up
+    /// or out of connections, as Npgsql's <c>IsTransient</c> says); a wrong password or database exits at once.
+    /// </summary>
+    public double StoreWaitSeconds { get; set; } = 60;
     /// <summary>How often retention runs (minutes, default 60).</summary>
     public double RetentionIntervalMinutes { get; set; } = 60;
     /// <summary>This replica's client id at the external broker (persistent session).</summary>
@@ -173,6 +180,7 @@ public sealed class HubSettings
         ["RolloutTickMs"] = (k, v) => Whole(k, v, 50, 3_600_000, "a whole number of milliseconds from 50 to 3600000"),
         ["shutdownTimeoutSeconds"] = (k, v) => Whole(k, v, 0, 3600, "a whole number of seconds from 0 to 3600"),
         ["RetentionDays"] = (k, v) => Number(k, v, 0, 36_500, "a number of days from 0 (kept for ever) to 36500"),
+        ["StoreWaitSeconds"] = (k, v) => Number(k, v, 0, 3600, "a number of seconds from 0 (do not wait) to 3600"),
         ["RetentionIntervalMinutes"] = (k, v) => Number(k, v, 1, 10_080, "a number of minutes from 1 to 10080 (a week)"),
         ["MetricsSampleSeconds"] = (k, v) => Number(k, v, 0, 86_400, "a number of seconds from 0 (every scrape) to 86400"),
         ["EnrollTokenHours"] = (k, v) => Number(k, v, 0.001, 8760, "a number of hours more than 0 and at most 8760 (a year)"),

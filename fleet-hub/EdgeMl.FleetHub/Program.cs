@@ -77,7 +77,8 @@ IHubStore store;
 try
 {
     Directory.CreateDirectory(settings.Data); // the operator token and local files live there with either store
-    store = settings.Store.Length > 0 ? PostgresHubStore.Open(settings.Store, settings.RetentionDays) : new LiteDbHubStore(settings.Data);
+    store = settings.Store.Length > 0 ? PostgresHubStore.OpenWaiting(settings.Store, settings.RetentionDays, TimeSpan.FromSeconds(settings.StoreWaitSeconds), Console.Error)
+                                      : new LiteDbHubStore(settings.Data);
 }
 catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or UnauthorizedAccessException or InvalidOperationException or LiteDB.LiteException
                               or System.Net.Sockets.SocketException or TimeoutException)
@@ -162,6 +163,17 @@ catch (Exception e) when (StartFailure(e) is { } why)
     // Ports in use, a certificate that cannot be read, an address that is not one: one line, exit 1.
     Console.Error.WriteLine($"edgeml-hub: cannot start: {why}");
     return 1;
+}
+
+// A background service that died stops the host (HostOptions.BackgroundServiceExceptionBehavior.StopHost, logged with its
+// exception): the exit is then 1 with its name and reason, so a supervisor sees a failure, not a clean stop.
+foreach (var service in app.Services.GetServices<IHostedService>().OfType<BackgroundService>())
+{
+    if (service.ExecuteTask is { IsFaulted: true } task)
+    {
+        Console.Error.WriteLine($"edgeml-hub: stopped: {service.GetType().Name} failed: {task.Exception?.GetBaseException().Message}");
+        return 1;
+    }
 }
 
 return 0;

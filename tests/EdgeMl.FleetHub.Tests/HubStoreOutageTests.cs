@@ -76,13 +76,66 @@ public sealed class HubStoreOutageTests(PostgresFixture postgres) : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_hub_started_before_its_database_waits_for_it_saying_why_and_starts_once_it_is_up()
+    {
+        // As after a power cut: the hub's supervisor starts it while PostgreSQL is still down.
+        using var cluster = new EdgeMl.TestUtilities.Postgres.PostgresCluster();
+        var store = cluster.CreateDatabase();
+        cluster.Stop();
+        var waiting = new Func<int>(() => _hub.HubLog.Count(l => l.Contains("cannot be reached yet", StringComparison.Ordinal)));
+        var up = Task.Run(() =>
+        {
+            HubHarness.Until(() => waiting() >= 2, "the hub to say (twice) that it waits for PostgreSQL", 30_000);
+            cluster.Start();
+        });
+        _hub.StartHub(null, "--Store", store, "--StoreWaitSeconds", "120");
+        await up;
+        var line = _hub.HubLog.First(l => l.Contains("cannot be reached yet", StringComparison.Ordinal));
+        Assert.StartsWith("edgeml-hub: PostgreSQL at ", line, StringComparison.Ordinal);
+        Assert.Contains("--StoreWaitSeconds", line, StringComparison.Ordinal);
+        Assert.DoesNotContain(" at Npgsql", string.Join("\n", _hub.HubLog), StringComparison.Ordinal); // no stack trace
+        Assert.Equal(HttpStatusCode.OK, (await _hub.Api.GetAsync("/api/devices")).StatusCode);
+    }
+
+    [Fact]
+    public void A_database_that_stays_down_stops_the_hub_after_the_wait_with_the_reason_and_exit_1()
+    {
+        using var cluster = new EdgeMl.TestUtilities.Postgres.PostgresCluster();
+        var store = cluster.CreateDatabase();
+        cluster.Stop();
+        var hub = Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (code, _, err) = HubHarness.Run(hub, "--Store", store, "--StoreWaitSeconds", "3", "--Data", _hub.HubData, "--urls", _hub.HubUrl);
+        Assert.Equal(1, code);
+        var lines = err.Trim().Split('\n');
+        Assert.Contains(lines, l => l.Contains("cannot be reached yet", StringComparison.Ordinal));
+        Assert.StartsWith("edgeml-hub: cannot open the store (--Store):", lines[^1], StringComparison.Ordinal);
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(3) && clock.Elapsed < TimeSpan.FromSeconds(40), $"the hub gave up after {clock.Elapsed.TotalSeconds:0.0} s, not about 3");
+
+        // Not waiting at all when told so: one line.
+        var (code0, _, err0) = HubHarness.Run(hub, "--Store", store, "--StoreWaitSeconds", "0", "--Data", _hub.HubData, "--urls", _hub.HubUrl);
+        Assert.Equal(1, code0);
+        Assert.Single(err0.Trim().Split('\n'));
+    }
+
     /// <summary>GET /api/devices until its answer satisfies <paramref name="done"/>; fails after the timeout.</summary>
     private async Task<HttpResponseMessage> UntilAsync(Func<HttpResponseMessage, bool> done, string what, int timeoutMs)
     {
         var deadline = Environment.TickCount64 + timeoutMs;
         while (true)
         {
-            var answer = await _hub.Api.GetAsync("/api/devices");
+            HttpResponseMessage answer;
+            try
+            {
+                answer = await _hub.Api.GetAsync("/api/devices");
+            }
+            catch (HttpRequestException e)
+            {
+                // The hub is gone: say what it wrote last.
+                throw new Xunit.Sdk.XunitException($"waiting for {what}: {e.Message}; the hub's last lines:\n{string.Join('\n', _hub.HubLog.TakeLast(30))}");
+            }
+
             if (done(answer)) return answer;
             Assert.True(Environment.TickCount64 < deadline, $"timed out waiting for {what} (last answer {(int)answer.StatusCode})");
             await Task.Delay(100);

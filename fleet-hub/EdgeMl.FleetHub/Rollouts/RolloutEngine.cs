@@ -69,7 +69,42 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Delay(TimeSpan.FromMilliseconds(300), time, stoppingToken).ConfigureAwait(false); // let the broker start
-        foreach (var (device, json) in store.DesiredStates())
+        var republished = await RepublishAsync().ConfigureAwait(false);
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Max(50, settings.RolloutTickMs)), time);
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+        {
+            // A store that could not be read at start (it went away just then) is read again at each tick until it answers:
+            // an exception here would stop the whole hub.
+            if (!republished) republished = await RepublishAsync().ConfigureAwait(false);
+            try
+            {
+                await TickAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogTickFailed(logger, e.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Publishes every desired state the store holds again, retained (the embedded broker starts without them); false when
+    /// the store cannot be read (logged): the caller tries again. A publish that fails is logged and skipped.
+    /// </summary>
+    private async Task<bool> RepublishAsync()
+    {
+        List<(string Device, string Json)> states;
+        try
+        {
+            states = store.DesiredStates();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogRepublishUnreadable(logger, e.Message);
+            return false;
+        }
+
+        foreach (var (device, json) in states)
         {
             try
             {
@@ -81,18 +116,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
             }
         }
 
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Max(50, settings.RolloutTickMs)), time);
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
-        {
-            try
-            {
-                await TickAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                LogTickFailed(logger, e.Message);
-            }
-        }
+        return true;
     }
 
     /// <summary>One step of every rollout that is not finished with its devices; only on the replica that leads <c>rollouts</c> (<see cref="IHubStore.Leads"/>).</summary>
@@ -463,4 +487,7 @@ public sealed partial class RolloutEngine(IHubStore store, IHubPublisher publish
 
     [LoggerMessage(EventId = 2604, Level = LogLevel.Warning, Message = "Could not re-publish the desired state of {Device}: {Error}")]
     private static partial void LogRepublishFailed(ILogger logger, string device, string error);
+
+    [LoggerMessage(EventId = 2607, Level = LogLevel.Warning, Message = "Cannot read the desired states to publish them again (tried again at the next tick): {Error}")]
+    private static partial void LogRepublishUnreadable(ILogger logger, string error);
 }

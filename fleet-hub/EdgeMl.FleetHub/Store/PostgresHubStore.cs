@@ -70,6 +70,36 @@ public sealed partial class PostgresHubStore : IHubStore
     }
 
     /// <summary>
+    /// <see cref="Open"/>, tried again while the server cannot be reached yet (a hub started with, or just before, its
+    /// database: after a power cut, or by a supervisor during a database restart): each failure that may pass (Npgsql's
+    /// <see cref="NpgsqlException.IsTransient"/>: no answer, a refused or cut connection, the server starting up or out of
+    /// connections) is written as one line to <paramref name="log"/>, then the next try comes after 1 s, doubling to at most
+    /// 10 s, the last one when <paramref name="wait"/> has passed. Anything else (a wrong password, no such database, a schema newer
+    /// than this hub) is thrown at once.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The last failure, once <paramref name="wait"/> has passed, or one that will not pass.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="Open"/>.</exception>
+    public static PostgresHubStore OpenWaiting(string connectionString, double retentionDays, TimeSpan wait, TextWriter log)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var pause = TimeSpan.FromSeconds(1);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return Open(connectionString, retentionDays);
+            }
+            catch (NpgsqlException e) when (e.IsTransient && clock.Elapsed < wait)
+            {
+                var target = new NpgsqlConnectionStringBuilder(connectionString);
+                log.WriteLine($"edgeml-hub: PostgreSQL at {target.Host}:{target.Port} cannot be reached yet (try {attempt}, waiting up to {wait.TotalSeconds:0} s in all, --StoreWaitSeconds): {e.Message}");
+                Thread.Sleep(pause < wait - clock.Elapsed ? pause : wait - clock.Elapsed); // the last try at the end of the wait
+                pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+            }
+        }
+    }
+
+    /// <summary>
     /// Schema versions, applied in order, each in its own transaction with its row in <c>schema_version</c>. Append only:
     /// a released migration is never changed.
     /// </summary>
