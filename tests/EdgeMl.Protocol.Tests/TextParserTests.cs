@@ -13,7 +13,9 @@ public sealed class TextParserTests
     [InlineData("1.5h", 5400)]
     [InlineData("7d", 604800)]
     [InlineData(" 24H ", 86400)]
-    public void Durations_read_seconds_minutes_hours_days(string text, double seconds)
+    [InlineData("200ms", 0.2)]
+    [InlineData("1500MS", 1.5)]
+    public void Durations_read_milliseconds_seconds_minutes_hours_days(string text, double seconds)
     {
         Assert.True(Durations.TryParse(text, out var span, out _));
         Assert.Equal(seconds, span.TotalSeconds);
@@ -27,6 +29,9 @@ public sealed class TextParserTests
     [InlineData("5w")]
     [InlineData("0")]
     [InlineData("h")]
+    [InlineData("ms")]
+    [InlineData("5mss")]
+    [InlineData("0ms")]
     public void Durations_refuse_what_is_not_one(string text) => Assert.False(Durations.TryParse(text, out _, out _));
 
     [Theory]

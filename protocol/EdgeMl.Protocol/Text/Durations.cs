@@ -3,8 +3,8 @@ using System.Globalization;
 namespace EdgeMl.Protocol.Text;
 
 /// <summary>
-/// The one duration syntax of every EdgeMl program and API: a number and a unit, <c>s</c>, <c>m</c>, <c>h</c> or
-/// <c>d</c> (<c>90s</c>, <c>10m</c>, <c>24h</c>, <c>7d</c>, <c>1.5h</c>); a bare number is seconds. At most ten years,
+/// The one duration syntax of every EdgeMl program and API: a number and a unit, <c>ms</c>, <c>s</c>, <c>m</c>,
+/// <c>h</c> or <c>d</c> (<c>200ms</c>, <c>90s</c>, <c>10m</c>, <c>24h</c>, <c>7d</c>, <c>1.5h</c>); a bare number is seconds. At most ten years,
 /// so that no value overflows a <see cref="TimeSpan"/> or a timestamp.
 /// </summary>
 public static class Durations
@@ -16,13 +16,14 @@ public static class Durations
     public static bool TryParse(string? text, out TimeSpan span, out string error, bool allowZero = false)
     {
         span = default;
-        error = $"'{text}' is not a duration like 90s, 10m, 24h or 7d";
+        error = $"'{text}' is not a duration like 200ms, 90s, 10m, 24h or 7d";
         var t = text?.Trim() ?? "";
         if (t.Length == 0) return false;
-        var unit = char.IsAsciiLetter(t[^1]) ? char.ToLowerInvariant(t[^1]) : 's';
-        var number = char.IsAsciiLetter(t[^1]) ? t[..^1] : t;
+        var ms = t.EndsWith("ms", StringComparison.OrdinalIgnoreCase);
+        var unit = ms ? 'x' : char.IsAsciiLetter(t[^1]) ? char.ToLowerInvariant(t[^1]) : 's';
+        var number = ms ? t[..^2] : char.IsAsciiLetter(t[^1]) ? t[..^1] : t;
         if (!double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v)) return false;
-        var seconds = unit switch { 's' => v, 'm' => v * 60, 'h' => v * 3600, 'd' => v * 86400, _ => double.NaN };
+        var seconds = unit switch { 'x' => v / 1000, 's' => v, 'm' => v * 60, 'h' => v * 3600, 'd' => v * 86400, _ => double.NaN };
         if (double.IsNaN(seconds)) return false;
         if (seconds > Max.TotalSeconds)
         {
