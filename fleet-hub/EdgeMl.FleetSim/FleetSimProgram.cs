@@ -75,6 +75,9 @@ public static class FleetSimProgram
         Console.WriteLine($"{devices} devices connected; Ctrl-C to stop");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         if (o.TryGetValue("duration", out var d)) stop.CancelAfter(Duration(d));
+        // A broker restart or a dropped connection does not end the run: each device reconnects and sends its unacknowledged
+        // batch again until --duration is over.
+        foreach (var dev in fleet.Devices) dev.ResendUntil = stop.Token;
         // The loops end on `stop`; a batch already sent waits for its PUBACK (only Ctrl-C, `ct`, cuts it short), so at the
         // end of --duration what the broker acknowledged is exactly what was produced.
         var tasks = new List<Task> { fleet.HealthLoopAsync(o.TryGetValue("health-every", out var he) ? Duration(he) : TimeSpan.FromSeconds(10), stop.Token, ct) };
@@ -98,7 +101,7 @@ public static class FleetSimProgram
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
         Console.WriteLine($"stopped: {fleet.Devices.Sum(x => x.AckedTelemetry)} telemetry and {fleet.Devices.Sum(x => x.AckedHealth)} health records acknowledged, "
-                          + $"{fleet.Devices.Sum(x => x.Disconnects)} disconnects");
+                          + $"{fleet.Devices.Sum(x => x.Disconnects)} disconnects, {fleet.Devices.Sum(x => x.Resends)} batches sent again");
         if (o.TryGetValue("report", out var report))
         {
             var acked = fleet.Devices.ToDictionary(x => x.Id, x => new Dictionary<string, long> { ["telemetry"] = x.AckedTelemetry, ["health"] = x.AckedHealth });

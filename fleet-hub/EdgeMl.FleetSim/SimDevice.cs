@@ -3,6 +3,8 @@ using System.Text.Json;
 using EdgeMl.Protocol.Wire;
 using MQTTnet;
 using MQTTnet.Protocol;
+using Polly;
+using Polly.Retry;
 
 namespace EdgeMl.FleetSim;
 
@@ -48,10 +50,30 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
             .WithWillRetain(true)
             .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
             .Build();
+        _options = options;
         var result = await _client.ConnectAsync(options, ct).ConfigureAwait(false);
         if (result.ResultCode != MqttClientConnectResultCode.Success) throw new InvalidOperationException($"{Id}: {result.ResultCode}");
         await PublishAsync(Topics.Status(Id), Status("online"), retain: true, ct).ConfigureAwait(false);
     }
+
+    /// <summary>Connects again with the options of <see cref="ConnectAsync"/> and says it is online (one caller at a time).</summary>
+    private async Task ReconnectAsync(CancellationToken ct)
+    {
+        await _reconnecting.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (_client.IsConnected) return;
+            var result = await _client.ConnectAsync(_options!, ct).ConfigureAwait(false);
+            if (result.ResultCode != MqttClientConnectResultCode.Success) throw new IOException($"{Id}: reconnect refused: {result.ResultCode}");
+            await PublishAsync(Topics.Status(Id), Status("online"), retain: true, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _reconnecting.Release();
+        }
+    }
+
+    private readonly SemaphoreSlim _reconnecting = new(1, 1);
 
     /// <summary>A batch of <paramref name="count"/> telemetry records produced now.</summary>
     public Task SendTelemetryAsync(int count, CancellationToken ct)
@@ -121,9 +143,50 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
         return _buffer.WrittenMemory.ToArray();
     }
 
+    /// <summary>
+    /// When set (<c>edgeml-fleetsim run</c>): a batch the broker did not acknowledge (the connection broke, the broker
+    /// restarted, no hub subscribed yet) is sent again, unchanged (the same boot and seqs: the hub stores it once), after
+    /// reconnecting, with a growing pause (0.5 s doubling to 5 s, jittered; Polly), until it is acknowledged or this token is
+    /// cancelled. Unset: a failed publish throws.
+    /// </summary>
+    public CancellationToken? ResendUntil { get; set; }
+
+    /// <summary>Batches sent again after a failed publish (<see cref="ResendUntil"/>).</summary>
+    public long Resends => Interlocked.Read(ref _resends);
+
+    private long _resends;
+    private MqttClientOptions? _options;
+    private ResiliencePipeline? _resend;
+
     private async Task PublishCountedAsync(string topic, byte[] payload, int count, bool health, CancellationToken ct)
     {
-        await PublishAsync(topic, payload, retain: false, ct).ConfigureAwait(false);
+        if (ResendUntil is { } until)
+        {
+            _resend ??= new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(e => e is not OperationCanceledException || !until.IsCancellationRequested),
+                BackoffType = DelayBackoffType.Exponential, UseJitter = true, Delay = TimeSpan.FromMilliseconds(500), MaxDelay = TimeSpan.FromSeconds(5),
+                MaxRetryAttempts = int.MaxValue,
+                OnRetry = _ =>
+                {
+                    Interlocked.Increment(ref _resends);
+                    return ValueTask.CompletedTask;
+                },
+            }).Build();
+            // The pauses and reconnects end with `until`; a publish under way is only cut short by `ct`, so a batch sent
+            // before the end still gets its PUBACK and is counted (what was acknowledged is what was produced).
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(until, ct);
+            await _resend.ExecuteAsync(async token =>
+            {
+                if (!_client.IsConnected) await ReconnectAsync(token).ConfigureAwait(false);
+                await PublishAsync(topic, payload, retain: false, ct).ConfigureAwait(false);
+            }, linked.Token).ConfigureAwait(false);
+        }
+        else
+        {
+            await PublishAsync(topic, payload, retain: false, ct).ConfigureAwait(false);
+        }
+
         if (health) AckedHealth += count;
         else AckedTelemetry += count;
     }

@@ -97,7 +97,12 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         const int Count = 100;
         var devices = new[] { "rs-1", "rs-2", "rs-3" };
         var agents = devices.Select(d => _a.Agent(d, Count, fast: false)).ToList();
+        // And three simulated devices (edgeml-fleetsim run), which reconnect and send an unacknowledged batch again.
+        var simOut = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var report = Path.Combine(_a.Dir.Path, "sim-acked.json");
+        using var sim = _a.StartSimulator(broker.Url, token, "rsim", 20, report, simOut);
         foreach (var d in devices) HubHarness.Until(() => _b.Records(d) >= 8, $"{d}'s first records", 30_000);
+        HubHarness.Until(() => _b.Records("rsim00000") >= 10, "the simulated devices' first records", 30_000);
 
         // Mosquitto restarts (SIGTERM, as systemctl restart does). While it is away an operator sets a device's desired model.
         var connectedA = _a.HubLog.Count(l => l.Contains("Connected to external broker", StringComparison.Ordinal));
@@ -134,6 +139,14 @@ public sealed class HubReplicasTests(PostgresFixture postgres) : IDisposable
         }
 
         foreach (var p in agents) p.Dispose();
+
+        // The simulator ran through the restart to its --duration: what the broker acknowledged is stored, once, on both.
+        Assert.True(sim.WaitForExit(90_000), "the simulator did not finish");
+        Assert.True(sim.ExitCode == 0, string.Join("\n", simOut));
+        var summary = simOut.Single(l => l.StartsWith("stopped:", StringComparison.Ordinal));
+        var resent = long.Parse(System.Text.RegularExpressions.Regex.Match(summary, @"(\d+) batches sent again").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(resent > 0, $"no batch was sent again across the broker restart: {summary}");
+        await HubHarness.AssertSimulatedRecordsStoredOnceAsync(report, _a, _b);
     }
 
     [Fact]
