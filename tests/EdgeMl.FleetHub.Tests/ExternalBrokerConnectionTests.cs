@@ -44,5 +44,15 @@ public sealed class ExternalBrokerConnectionTests : IDisposable
         Assert.Contains($"Set the broker's max_packet_size to {HubHarness.Str(hubMax)}", line, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_replica_in_a_shared_group_without_a_shared_store_is_told_that_it_would_keep_only_its_share_of_the_records()
+    {
+        Assert.True(Mosquitto.Available, "mosquitto is needed (./build.sh test installs it)");
+        using var broker = new Mosquitto().Start();
+        _h.StartHub(broker.Url, "--SharedGroup", "hubs");
+        Assert.True(_h.WaitSubscribed(30_000), "the hub did not connect to the broker");
+        Assert.Contains(_h.HubLog, l => l.Contains("--SharedGroup hubs without --Store", StringComparison.Ordinal));
+    }
+
     public void Dispose() => _h.Dispose();
 }

@@ -126,6 +126,9 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var uri = new Uri(settings.Broker);
+        // Each replica would store only the share the broker hands it, in a LiteDB file of its own: every replica's API
+        // then shows part of each device's records. (One replica alone in its group is fine, hence a warning.)
+        if (settings.SharedGroup.Length > 0 && settings.Store.Length == 0) LogSharedGroupWithoutStore(logger, settings.SharedGroup);
         using var client = new MqttClientFactory().CreateMqttClient();
         _client = client;
         client.ApplicationMessageReceivedAsync += async e =>
@@ -425,6 +428,10 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     [LoggerMessage(EventId = 2214, Level = LogLevel.Warning,
         Message = "External broker {Broker} takes publishes {BrokerLimit} from devices, the hub only up to {HubMax} bytes (--MaxPacketBytes): a device batch larger than that is acknowledged to its device by the broker and then dropped for the hub, never stored. Set the broker's max_packet_size to {HubMax} (docs/scale.md)")]
     private static partial void LogBrokerTakesLargerPackets(ILogger logger, string broker, string brokerLimit, int hubMax);
+
+    [LoggerMessage(EventId = 2216, Level = LogLevel.Warning,
+        Message = "--SharedGroup {Group} without --Store: this replica keeps its own LiteDB store, so with other replicas in the group each would store only its share of every device's records. Give every replica the same --Store (PostgreSQL, docs/scale.md)")]
+    private static partial void LogSharedGroupWithoutStore(ILogger logger, string group);
 
     [LoggerMessage(EventId = 2215, Level = LogLevel.Warning, Message = "External broker {Broker} refused the hub, retrying in {WaitMs:0} ms: {Error}")]
     private static partial void LogRefusedConnection(ILogger logger, string broker, double waitMs, string error);
