@@ -100,6 +100,12 @@ public sealed class HubSettings
             return "--BrokerDynsec needs --Broker mqtt://… and --BrokerUser/--BrokerPassword of the dynamic-security plugin's admin";
         }
 
+        if (SharedGroup.Length > 0 && Broker.Length == 0)
+        {
+            // Ignored before: a replica meant to share the load served devices alone on its embedded broker.
+            return "--SharedGroup needs --Broker mqtt://…: replicas split device traffic through an external broker's shared subscriptions (the embedded broker serves one hub)";
+        }
+
         if (Broker.Length == 0 && MqttPort == 0 && MqttTlsPort == 0) return "--MqttPort 0 and no --MqttTlsPort: the embedded broker would listen nowhere";
         if (BrokerCa.Length > 0 && BrokerCaProblem(BrokerCa) is { } ca) return ca;
         if (MqttTlsPort > 0 && (!File.Exists(MqttTlsCertificate) || !File.Exists(MqttTlsKey)))

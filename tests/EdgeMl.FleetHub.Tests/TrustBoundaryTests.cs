@@ -194,6 +194,7 @@ public sealed class TrustBoundaryTests : IDisposable
     [InlineData("--TrustedKeys", "/nope.pub", "is a list", 1)]
     [InlineData("--Broker", "mqtt//bad", "--Broker", 2)]
     [InlineData("--MqttAddress", "999.1.1.1", "--MqttAddress", 2)]
+    [InlineData("--SharedGroup", "hubs", "--SharedGroup needs --Broker", 1)] // was ignored: the "replica" served devices alone
     public void A_hub_started_with_a_wrong_setting_says_which_in_one_line_and_exits_non_zero(string option, string value, string named, int exit)
     {
         var (code, _, err) = HubHarness.Run(Path.Combine(AppContext.BaseDirectory, "edgeml-hub.dll"),

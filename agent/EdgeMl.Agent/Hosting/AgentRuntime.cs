@@ -232,6 +232,9 @@ public sealed partial class AgentRuntime : IDisposable
 
                 await uplinkStop.CancelAsync().ConfigureAwait(false);
                 await delivering.ConfigureAwait(false);
+                // Said, not left to be guessed: a run that ends (--count, a replay, a stop) with records the broker has not
+                // acknowledged looks like lost data to whoever counts what reached the hub; they are sent at the next start.
+                if (_failure is null) LogUndelivered(Outbox!.Stats().Depth);
             }
         }
 
@@ -357,6 +360,18 @@ public sealed partial class AgentRuntime : IDisposable
         _owned.Clear();
         _restart.Dispose();
     }
+
+    private void LogUndelivered(IReadOnlyDictionary<RecordClass, long> depth)
+    {
+        var left = depth.Values.Sum();
+        if (left == 0) return;
+        LogUndeliveredCore(_logger, left, _options.Hub.Broker,
+            string.Join(", ", depth.Where(kv => kv.Value > 0).Select(kv => $"{kv.Value} {DeviceOutbox.Name(kv.Key)}")));
+    }
+
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Warning,
+        Message = "{Count} record(s) not acknowledged by {Broker} yet ({Classes}): kept in the outbox and sent at the next start (edgeml-agent status shows them)")]
+    private static partial void LogUndeliveredCore(ILogger logger, long count, string broker, string classes);
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Critical, Message = "Stopping the agent: {Reason}")]
     private static partial void LogStageFailed(ILogger logger, string reason);

@@ -37,7 +37,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         }
         catch (Exception e) when (e is MqttCommunicationException or InvalidOperationException or OperationCanceledException)
         {
-            LogDown(logger, settings.Broker, 0, $"publishing on {topic}: {e.Message}");
+            LogDown(logger, settings.Broker, 0, $"publishing on {topic}: {Describe(e)}");
         }
     }
 
@@ -126,6 +126,9 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var uri = new Uri(settings.Broker);
+        // Each replica would store only the share the broker hands it, in a LiteDB file of its own: every replica's API
+        // then shows part of each device's records. (One replica alone in its group is fine, hence a warning.)
+        if (settings.SharedGroup.Length > 0 && settings.Store.Length == 0) LogSharedGroupWithoutStore(logger, settings.SharedGroup);
         using var client = new MqttClientFactory().CreateMqttClient();
         _client = client;
         client.ApplicationMessageReceivedAsync += async e =>
@@ -206,9 +209,11 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                     {
                         // Not "unreachable": the broker answered and said no (a wrong --BrokerUser/--BrokerPassword, a
                         // client id it refuses …). Retried, as the broker's configuration may be fixed meanwhile.
-                        throw new IOException($"the broker refused the hub's connection: {connected.ResultCode}{(string.IsNullOrEmpty(connected.ReasonString) ? "" : $" ({connected.ReasonString})")}"
+                        throw new BrokerRefusedException($"the broker refused the hub's connection: {connected.ResultCode}{(string.IsNullOrEmpty(connected.ReasonString) ? "" : $" ({connected.ReasonString})")}"
                                               + (connected.ResultCode is MqttClientConnectResultCode.BadUserNameOrPassword or MqttClientConnectResultCode.NotAuthorized ? " — check --BrokerUser and --BrokerPassword" : ""));
                     }
+
+                    WarnIfBrokerTakesLargerPackets(connected.MaximumPacketSize);
 
                     var share = settings.SharedGroup.Length > 0 ? $"$share/{settings.SharedGroup}/" : "";
                     var subscribe = new MqttClientSubscribeOptionsBuilder()
@@ -263,7 +268,8 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
                 // while a connect is pending", …) is a reason to retry, never to stop the hub.
                 failures++;
                 var wait = TimeSpan.FromMilliseconds(Math.Min(10_000, 200 * Math.Pow(2, Math.Min(failures, 10))) * (0.5 + Random.Shared.NextDouble() / 2));
-                LogDown(logger, settings.Broker, wait.TotalMilliseconds, e.Message);
+                if (e is BrokerRefusedException) LogRefusedConnection(logger, settings.Broker, wait.TotalMilliseconds, e.Message);
+                else LogDown(logger, settings.Broker, wait.TotalMilliseconds, Describe(e));
                 await Task.Delay(wait, stoppingToken).ConfigureAwait(false);
             }
         }
@@ -389,6 +395,46 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
 
     [LoggerMessage(EventId = 2207, Level = LogLevel.Information, Message = "The connection to {Broker} ended ({Reason}{Detail}); connecting again")]
     private static partial void LogConnectionEnded(ILogger logger, string broker, string reason, string detail);
+
+    /// <summary>The broker answered the CONNECT and said no: not "unreachable", and retried (its configuration may be fixed meanwhile).</summary>
+    private sealed class BrokerRefusedException(string message) : IOException(message);
+
+    /// <summary>
+    /// An exception's message and, when it adds something, its innermost one: MQTTnet says only "Error while connecting
+    /// host 'Unspecified/127.0.0.1:1883'." and keeps the reason (connection refused, unknown host, TLS) inside.
+    /// </summary>
+    internal static string Describe(Exception e)
+    {
+        var root = e.GetBaseException();
+        return ReferenceEquals(root, e) || e.Message.Contains(root.Message, StringComparison.Ordinal) ? e.Message : $"{e.Message} ({root.Message})";
+    }
+
+    private long _warnedBrokerPacketLimit = -1;
+
+    /// <summary>
+    /// A broker that takes larger publishes from devices than the hub takes (<c>--MaxPacketBytes</c>, sent as the hub's
+    /// maximum packet size) acknowledges such a batch to its device and then drops it for the hub (Mosquitto logs
+    /// "Dropping too large outgoing PUBLISH"): the device forgets it, and it is never stored. The broker's limit comes in
+    /// its CONNACK (absent: none). Said once per limit seen, at connect.
+    /// </summary>
+    private void WarnIfBrokerTakesLargerPackets(uint? brokerMax)
+    {
+        var limit = brokerMax is > 0 ? (long)brokerMax.Value : 0;
+        if (limit is > 0 && limit <= settings.MaxPacketBytes) return;
+        if (Interlocked.Exchange(ref _warnedBrokerPacketLimit, limit) == limit) return;
+        LogBrokerTakesLargerPackets(logger, settings.Broker, limit > 0 ? $"up to {limit} bytes" : "of any size (no max_packet_size)", settings.MaxPacketBytes);
+    }
+
+    [LoggerMessage(EventId = 2214, Level = LogLevel.Warning,
+        Message = "External broker {Broker} takes publishes {BrokerLimit} from devices, the hub only up to {HubMax} bytes (--MaxPacketBytes): a device batch larger than that is acknowledged to its device by the broker and then dropped for the hub, never stored. Set the broker's max_packet_size to {HubMax} (docs/scale.md)")]
+    private static partial void LogBrokerTakesLargerPackets(ILogger logger, string broker, string brokerLimit, int hubMax);
+
+    [LoggerMessage(EventId = 2216, Level = LogLevel.Warning,
+        Message = "--SharedGroup {Group} without --Store: this replica keeps its own LiteDB store, so with other replicas in the group each would store only its share of every device's records. Give every replica the same --Store (PostgreSQL, docs/scale.md)")]
+    private static partial void LogSharedGroupWithoutStore(ILogger logger, string group);
+
+    [LoggerMessage(EventId = 2215, Level = LogLevel.Warning, Message = "External broker {Broker} refused the hub, retrying in {WaitMs:0} ms: {Error}")]
+    private static partial void LogRefusedConnection(ILogger logger, string broker, double waitMs, string error);
 
     [LoggerMessage(EventId = 2200, Level = LogLevel.Information, Message = "Connected to external broker {Broker}")]
     private static partial void LogConnected(ILogger logger, string broker);

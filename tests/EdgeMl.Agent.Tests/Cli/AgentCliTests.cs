@@ -80,6 +80,26 @@ public class AgentCliTests
     }
 
     [Fact]
+    public void A_run_that_ends_before_the_broker_acknowledged_everything_says_how_many_records_stay_in_the_outbox()
+    {
+        // Nobody listens there: every record stays on the device. Someone counting what reached the hub must be told they
+        // are kept (and sent at the next start), not left to take them for lost.
+        using var dir = new TempDirectory();
+        var data = Path.Combine(dir.Path, "data");
+        var broker = $"mqtt://127.0.0.1:{EdgeMl.TestUtilities.Mqtt.Mosquitto.FreePort()}";
+        var (code, _, stderr) = AgentProcess.Agent("run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--count", "20", "--fast", "--quiet",
+            "--data", data, "--hub", broker, "--device", "left-1");
+        Assert.True(code == 0, stderr);
+        var line = Assert.Single(stderr.Split('\n'), l => l.Contains("kept in the outbox", StringComparison.Ordinal));
+        var (_, status, _) = AgentProcess.Agent("status", "--data", data, "--json");
+        var depth = JsonDocument.Parse(status).RootElement.GetProperty("outbox").GetProperty("depth");
+        var left = depth.EnumerateObject().Sum(c => c.Value.GetInt64());
+        Assert.Equal(20, depth.GetProperty("telemetry").GetInt64());
+        Assert.Contains($"{left} record(s) not acknowledged by {broker} yet (", line, StringComparison.Ordinal);
+        Assert.Contains("20 telemetry", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Bad_config_value_exits_1_naming_the_key()
     {
         var (code, _, stderr) = AgentProcess.Agent("run", "--model", TestPackages.VibrationInt8, "--sensor", "sim:vibration", "--Agent:Inference:Threads=-3");
