@@ -326,6 +326,23 @@ public sealed class HubApiErrorTests : IDisposable
         Assert.Equal([("alert", 3L, Ms(125)), ("alert", 2L, Ms(65))], Get($"/api/devices/field-1/records?class=alert&since={Iso(start.AddMinutes(60))}"));
         Assert.Equal([("alert", 2L, Ms(65)), ("alert", 1L, Ms(5))], Get($"/api/devices/field-1/alerts?until={Iso(start.AddMinutes(125))}"));
 
+        // The same from the command line: edgeml devices records, a table newest first, times in UTC.
+        var (code, stdout, stderr) = HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--since", from, "--until", until, "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.StartsWith("AT (UTC)", lines[0], StringComparison.Ordinal);
+        Assert.Equal(7, lines.Length - 2); // 6 predictions and the rule switching off at 65
+        Assert.StartsWith($"{start.AddMinutes(80):yyyy-MM-dd HH:mm:ss.fff}  telemetry  b1    9", lines[1], StringComparison.Ordinal);
+        Assert.Contains("alert", lines[3], StringComparison.Ordinal);
+        Assert.Equal("7 record(s) of field-1", lines[^1]);
+        (code, stdout, stderr) = HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--class", "alert", "--since", "24h", "--limit", "1", "--json", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(3, System.Text.Json.JsonDocument.Parse(stdout).RootElement.EnumerateArray().Single().GetProperty("seq").GetInt64());
+        (code, _, stderr) = HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--since", until, "--until", from, "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.Equal(1, code);
+        Assert.Contains("must be before until", stderr, StringComparison.Ordinal);
+        Assert.Equal(2, HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--until", "soon", "--hub", _h.HubUrl).Code);
+
         // The fleet's alert list: raised at or after since.
         HubHarness.Until(() => _h.Get("/api/alerts?kind=rule&device=field-1").GetArrayLength() == 2, "the two rule alerts");
         var raised = _h.Get($"/api/alerts?kind=rule&device=field-1&since={Iso(start.AddMinutes(60))}").EnumerateArray().Select(a => a.GetProperty("raisedAt").GetDateTimeOffset()).ToList();
