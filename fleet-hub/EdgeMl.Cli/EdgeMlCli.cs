@@ -73,6 +73,11 @@ public static class EdgeMlCli
         }
 
         static Argument<string> Arg(string name, string description) => new(name) { Description = description };
+
+        // A time: ISO 8601 (UTC without an offset) or a duration back from now; checked here, sent to the hub as ISO 8601.
+        static Option<string> Time(string name, string description) => CliOptions.Parsed<string>(name, description, "DURATION|TIME", false,
+            t => DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _) || EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out _)
+                ? (true, t, "") : (false, "", EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out var why) ? "" : $"{why}, or a time (ISO 8601)"));
         var expires = CliOptions.Duration("--expires", "How long the enrollment token stays valid, 1m to 365d (default: the hub's --EnrollTokenHours)", min: TimeSpan.FromMinutes(1), max: TimeSpan.FromDays(365));
 
         root.Subcommands.Add(Leaf("login", "Remember the hub and API token (~/.config/edgeml/login.json); checked against the hub first", LoginAsync));
@@ -86,6 +91,10 @@ public static class EdgeMlCli
                 CliOptions.Parsed<string>("--model", "Only devices running this model", "NAME[@VERSION]", false,
                     t => (EdgeMl.Protocol.Text.ModelRefs.TryParse(t, out _, out var e, versionOptional: true), t, e)), CliOptions.Text("--tag", "Only devices with this tag", "KEY[=VALUE]")),
             Leaf("show", "One device: registry, presence, latest health", ShowAsync, Arg("ID", "The device's id")),
+            Leaf("records", "A device's records, newest first (times in UTC): every class or one, between two times", RecordsAsync, Arg("ID", "The device's id"),
+                CliOptions.Choice("--class", "Only this class", "telemetry", "health", "drift", "alert"),
+                Time("--since", "Only those the device produced at or after this time (ISO 8601, UTC without an offset; 06:00 is today's) or this long ago (2h)"),
+                Time("--until", "Only those it produced before this time (the same forms)"), CliOptions.Integer("--limit", "At most N, the newest (default 100)", 1, 10_000)),
             Leaf("revoke", "The device's credentials stop working; it is disconnected now", RevokeAsync, Arg("ID", "The device's id")),
         });
         root.Subcommands.Add(new Command("tokens", "API tokens for operators and viewers")
@@ -150,9 +159,7 @@ public static class EdgeMlCli
         rollout.Subcommands.Add(Leaf("list", "The same as rollout status without an ID", RolloutCommands.StatusAsync));
         root.Subcommands.Add(rollout);
         root.Subcommands.Add(Leaf("rollback", "Every device of the group back to its previous model", RolloutCommands.RollbackAsync, Arg("GROUP", "The group")));
-        var since = CliOptions.Parsed<string>("--since", "From this long ago (24h, 7d) or this time (ISO 8601)", "DURATION|TIME", false,
-            t => DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _) || EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out _)
-                ? (true, t, "") : (false, "", EdgeMl.Protocol.Text.Durations.TryParse(t, out _, out var why) ? "" : $"{why}, or a time (ISO 8601)"));
+        var since = Time("--since", "From this long ago (24h, 7d) or this time (ISO 8601)");
         root.Subcommands.Add(Leaf("audit", "Who pushed, signed, started, paused, aborted, rolled back what; which device ran what", (a, o) => RolloutCommands.AuditAsync(a, o, stdout),
             since, CliOptions.Text("--action", "Only this action (model.push, rollout.start …)", "ACTION"), CliOptions.Text("--device", "Only this device", "ID"),
             CliOptions.Text("--rollout", "Only this rollout", "ID"), CliOptions.Flag("--csv", "CSV instead of a table"), CliOptions.Text("--out", "Write to a file", "FILE")));
@@ -226,6 +233,32 @@ public static class EdgeMlCli
         }).ToList();
         output.Table(["DEVICE", "GROUP", "PRESENCE", "LAST SEEN", "MODEL", "P99", "DRIFT", "RECORDS", "ENROLLMENT"], rows);
         output.Line($"{devices.Count} device(s); {devices.Count(d => S(d, "presence") == "online")} online");
+    }
+
+    /// <summary>
+    /// <c>edgeml devices records ID [--class C] [--since T] [--until T] [--limit N]</c>: <c>GET /api/devices/ID/records</c>
+    /// with the times as ISO 8601; a table of time (UTC, ms), class, boot, seq and the data (cut at 100 characters).
+    /// </summary>
+    private static async Task RecordsAsync(ParsedArgs args, Output output)
+    {
+        using var hub = HubClient.From(args);
+        var id = One(args, "devices records ID");
+        var limit = args.GetLong("limit") ?? 100;
+        var query = new List<string> { $"limit={limit.ToString(CultureInfo.InvariantCulture)}" };
+        if (args.Get("class") is { } recordClass) query.Add($"class={Uri.EscapeDataString(recordClass)}");
+        foreach (var key in new[] { "since", "until" })
+        {
+            if (args.Get(key) is { } t) query.Add($"{key}={Uri.EscapeDataString(RolloutCommands.Time(t, "--" + key).ToString("O", CultureInfo.InvariantCulture))}");
+        }
+
+        var records = (await hub.GetAsync($"/api/devices/{Uri.EscapeDataString(id)}/records?{string.Join('&', query)}").ConfigureAwait(false)).AsArray();
+        if (output.Json(records)) return;
+        output.Table(["AT (UTC)", "CLASS", "BOOT", "SEQ", "DATA"], records.Select(r => new[]
+        {
+            DateTimeOffset.FromUnixTimeMilliseconds(r!["at"]!.GetValue<long>()).ToString("yyyy-MM-dd HH:mm:ss.fff", CultureInfo.InvariantCulture), S(r, "class"), S(r, "boot"),
+            r["seq"]!.GetValue<long>().ToString(CultureInfo.InvariantCulture), r["data"]?.ToJsonString() is { } data && data.Length > 100 ? data[..99] + "…" : r["data"]?.ToJsonString() ?? "",
+        }).ToList());
+        output.Line(records.Count == limit ? $"the newest {records.Count} record(s) of {id} (--limit N for more, at most 10000)" : $"{records.Count} record(s) of {id}");
     }
 
     private static async Task ShowAsync(ParsedArgs args, Output output)

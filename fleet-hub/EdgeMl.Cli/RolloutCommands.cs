@@ -117,7 +117,7 @@ public static class RolloutCommands
     {
         using var hub = HubClient.From(args);
         var query = new List<string>();
-        if (args.Get("since") is { } since) query.Add($"since={Uri.EscapeDataString(Since(since).ToString("O", CultureInfo.InvariantCulture))}");
+        if (args.Get("since") is { } since) query.Add($"since={Uri.EscapeDataString(Time(since, "--since").ToString("O", CultureInfo.InvariantCulture))}");
         if (args.Get("action") is { } action) query.Add($"action={Uri.EscapeDataString(action)}");
         if (args.Get("device") is { } device) query.Add($"device={Uri.EscapeDataString(device)}");
         if (args.Get("rollout") is { } rollout) query.Add($"subject={Uri.EscapeDataString("rollout " + rollout)}");
@@ -148,13 +148,16 @@ public static class RolloutCommands
         }).ToList());
     }
 
-    /// <summary>"24h", "30m", "7d" ago (<see cref="EdgeMl.Protocol.Text.Durations"/>), or a timestamp.</summary>
-    private static DateTimeOffset Since(string text)
+    /// <summary>
+    /// The time an option like <c>--since</c> names: a timestamp (UTC without an offset: <c>2026-11-30T06:00</c>, <c>06:00</c>
+    /// today), or "24h", "30m", "7d" ago (<see cref="EdgeMl.Protocol.Text.Durations"/>); else a usage error naming <paramref name="option"/>.
+    /// </summary>
+    internal static DateTimeOffset Time(string text, string option)
     {
         if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)) return at;
         return EdgeMl.Protocol.Text.Durations.TryParse(text, out var span, out var error)
             ? DateTimeOffset.UtcNow - span
-            : throw new UsageException($"--since: {error}, or a time");
+            : throw new UsageException($"{option}: {error}, or a time");
     }
 
     private static string? S(JsonNode? node, string key) => node?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : node?[key]?.ToJsonString();

@@ -133,6 +133,7 @@ app.Use((http, next) =>
 
     return next(http);
 });
+app.UseQueryParameterCheck(); // a query parameter an /api endpoint does not take is a 400 naming it, never ignored
 app.MapHubMetrics(settings);
 app.UseDashboard();
 var driftAlerts = app.Services.GetRequiredService<EdgeMl.FleetHub.Drift.DriftAlerts>();

@@ -282,5 +282,151 @@ public sealed class HubApiErrorTests : IDisposable
         await serve;
     }
 
+    /// <summary>Publishes <paramref name="payload"/> on the device's telemetry topic as the device (mosquitto_pub, QoS 1: stored when it returns).</summary>
+    private void PublishAsDevice(string device, string payload)
+    {
+        Assert.True(File.Exists("/usr/bin/mosquitto_pub"), "mosquitto-clients is needed (./build.sh test installs it)");
+        var (code, _, err) = HubHarness.Run("/usr/bin/mosquitto_pub", "-p", HubHarness.Str(_h.Mqtt), "-i", device, "-u", device, "-P", _h.DevicePassword(device),
+            "-t", $"edgeml/{device}/tele", "-m", payload, "-q", "1");
+        Assert.True(code == 0, $"mosquitto_pub: {err}");
+    }
+
+    private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task Since_and_until_choose_telemetry_records_and_alerts_by_the_devices_own_time_newest_first()
+    {
+        _h.StartHub();
+        _h.Enroll("field-1");
+        // Two hours of the device's records, three hours ago: a prediction every 10 minutes (seq 1-12) and a rule that
+        // switches on, off and on again (alert records seq 1-3, which raise and clear fleet alerts at the device's time).
+        var start = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.AddHours(-3).ToUnixTimeSeconds() / 60 * 60);
+        long Ms(int minutes) => start.AddMinutes(minutes).ToUnixTimeMilliseconds();
+        const string Prediction = """{"seq":1,"t":0.5,"model":"m@1","label":"healthy","score":0.9,"probs":{"healthy":0.9},"latency_ms":0.2}""";
+        var records = Enumerable.Range(0, 12).Select(i => $$"""{"boot":"b1","seq":{{i + 1}},"class":"telemetry","at":{{Ms(10 * i)}},"data":{{Prediction}}}""")
+            .Concat(new[] { (5, "on"), (65, "off"), (125, "on") }.Select((x, i) =>
+                $$$"""{"boot":"b1","seq":{{{i + 1}}},"class":"alert","at":{{{Ms(x.Item1)}}},"data":{"kind":"rule","rule":"hot","state":"{{{x.Item2}}}"}}"""));
+        PublishAsDevice("field-1", $$"""{"device":"field-1","records":[{{string.Join(',', records)}}]}""");
+        HubHarness.Until(() => _h.Records("field-1") >= 15, "field-1's 15 records");
+
+        List<(string Class, long Seq, long At)> Get(string path) =>
+            _h.Get(path).EnumerateArray().Select(r => (r.GetProperty("class").GetString()!, r.GetProperty("seq").GetInt64(), r.GetProperty("at").GetInt64())).ToList();
+        List<(string, long, long)> Telemetry(params int[] seqs) => seqs.Select(q => ("telemetry", (long)q, Ms(10 * (q - 1)))).ToList();
+
+        var (from, until) = (Iso(start.AddMinutes(30)), Iso(start.AddMinutes(90)));
+        Assert.Equal(Telemetry(9, 8, 7, 6, 5, 4), Get($"/api/devices/field-1/telemetry?since={from}&until={until}")); // 30 ≤ at < 90
+        Assert.Equal(Telemetry(9, 8), Get($"/api/devices/field-1/telemetry?since={from}&until={until}&limit=2"));
+        Assert.Equal(Telemetry(12, 11, 10, 9, 8, 7, 6, 5, 4), Get($"/api/devices/field-1/telemetry?since={from}"));
+        Assert.Equal(Telemetry(3, 2, 1), Get($"/api/devices/field-1/telemetry?until={from}"));
+        Assert.Equal(Telemetry(12, 11), Get($"/api/devices/field-1/telemetry?since=24h&limit=2")); // a duration back from now, as everywhere
+        Assert.Equal(12, Get("/api/devices/field-1/telemetry").Count); // without a range: the newest, as before
+        // Every class at once (records without class=), or one; and the device's alert records.
+        Assert.Equal([("telemetry", 9L, Ms(80)), ("telemetry", 8L, Ms(70)), ("alert", 2L, Ms(65)), ("telemetry", 7L, Ms(60))],
+            Get($"/api/devices/field-1/records?since={Iso(start.AddMinutes(60))}&until={until}"));
+        Assert.Equal([("alert", 3L, Ms(125)), ("alert", 2L, Ms(65))], Get($"/api/devices/field-1/records?class=alert&since={Iso(start.AddMinutes(60))}"));
+        Assert.Equal([("alert", 2L, Ms(65)), ("alert", 1L, Ms(5))], Get($"/api/devices/field-1/alerts?until={Iso(start.AddMinutes(125))}"));
+
+        // The same from the command line: edgeml devices records, a table newest first, times in UTC.
+        var (code, stdout, stderr) = HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--since", from, "--until", until, "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.StartsWith("AT (UTC)", lines[0], StringComparison.Ordinal);
+        Assert.Equal(7, lines.Length - 2); // 6 predictions and the rule switching off at 65
+        Assert.StartsWith($"{start.AddMinutes(80):yyyy-MM-dd HH:mm:ss.fff}  telemetry  b1    9", lines[1], StringComparison.Ordinal);
+        Assert.Contains("alert", lines[3], StringComparison.Ordinal);
+        Assert.Equal("7 record(s) of field-1", lines[^1]);
+        (code, stdout, stderr) = HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--class", "alert", "--since", "24h", "--limit", "1", "--json", "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(3, System.Text.Json.JsonDocument.Parse(stdout).RootElement.EnumerateArray().Single().GetProperty("seq").GetInt64());
+        (code, _, stderr) = HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--since", until, "--until", from, "--hub", _h.HubUrl, "--token", _h.OperatorToken);
+        Assert.Equal(1, code);
+        Assert.Contains("must be before until", stderr, StringComparison.Ordinal);
+        Assert.Equal(2, HubHarness.Run(HubHarness.CliDll, "devices", "records", "field-1", "--until", "soon", "--hub", _h.HubUrl).Code);
+
+        // The fleet's alert list: raised at or after since.
+        HubHarness.Until(() => _h.Get("/api/alerts?kind=rule&device=field-1").GetArrayLength() == 2, "the two rule alerts");
+        var raised = _h.Get($"/api/alerts?kind=rule&device=field-1&since={Iso(start.AddMinutes(60))}").EnumerateArray().Select(a => a.GetProperty("raisedAt").GetDateTimeOffset()).ToList();
+        Assert.Equal([start.AddMinutes(125)], raised);
+        Assert.Equal(2, _h.Get($"/api/alerts?kind=rule&since={Iso(start)}").GetArrayLength());
+
+        // since not before until: a 400 naming both; a malformed time: a 400 naming it, on each call.
+        foreach (var call in new[] { "telemetry", "records", "alerts" })
+        {
+            var r = await _h.Api.GetAsync($"/api/devices/field-1/{call}?since={until}&until={from}");
+            Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+            Assert.Equal($"since ({start.AddMinutes(90):O}) must be before until ({start.AddMinutes(30):O})", Error(r));
+            Assert.Equal(HttpStatusCode.BadRequest, (await _h.Api.GetAsync($"/api/devices/field-1/{call}?since={from}&until={from}")).StatusCode);
+            r = await _h.Api.GetAsync($"/api/devices/field-1/{call}?until=06:00");
+            Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+            Assert.StartsWith("until '06:00' is not a time like 2026-11-30T06:00:00Z", Error(r), StringComparison.Ordinal);
+        }
+
+        var since = await _h.Api.GetAsync("/api/alerts?since=yesterday");
+        Assert.Equal(HttpStatusCode.BadRequest, since.StatusCode);
+        Assert.StartsWith("since 'yesterday' is not a time", Error(since), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync($"/api/devices/nobody/telemetry?since={from}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_query_parameter_the_endpoint_does_not_take_is_a_400_naming_it_and_the_ones_it_takes()
+    {
+        _h.StartHub();
+        _h.Register("pump-1", "line-a");
+        foreach (var (url, error) in new[]
+                 {
+                     ("/api/devices/pump-1/telemetry?sinse=2026-11-30T06:00:00Z", "unknown query parameter 'sinse' (this endpoint takes: limit, since, until)"),
+                     ("/api/devices/pump-1/records?limit=5&from=6h", "unknown query parameter 'from' (this endpoint takes: class, limit, since, until)"),
+                     ("/api/devices/pump-1/alerts?x=1&x=2", "unknown query parameter 'x' (this endpoint takes: limit, since, until)"),
+                     ("/api/alerts?until=1h", "unknown query parameter 'until' (this endpoint takes: active, kind, device, since, limit)"),
+                     ("/api/devices?group=line-a&groups=b", "unknown query parameter 'groups' (this endpoint takes: group, status, model, tag)"),
+                     ("/api/devices/page?size=5&order=id", "unknown query parameters 'size', 'order' (this endpoint takes: q, group, status, model, tag, drift, sort, page, pageSize)"),
+                     ("/api/fleet/summary?group=line-a", "unknown query parameter 'group' (this endpoint takes no query parameters)"),
+                     ("/api/devices/pump-1?verbose", "unknown query parameter 'verbose' (this endpoint takes no query parameters)"),
+                     ("/api/audit?rollout=r-1", "unknown query parameter 'rollout' (this endpoint takes: since, action, device, subject, format)"),
+                     ("/api/drift?device=pump-1&since=1h&window=5m", "unknown query parameter 'window' (this endpoint takes: device, group, since)"),
+                     ("/api/devices/pump-1/health?sample=1%00", "unknown query parameter 'sample' (this endpoint takes: limit, since, until)"),
+                     ("/api/devices/pump-1/health?%00=1", "unknown query parameter '?' (this endpoint takes: limit, since, until)"),
+                 })
+        {
+            var r = await _h.Api.GetAsync(url);
+            Assert.True(r.StatusCode == HttpStatusCode.BadRequest, $"{url}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+            Assert.Equal(error, Error(r));
+        }
+
+        // A change with a parameter it does not take changes nothing.
+        var post = await _h.Api.PostAsJsonAsync("/api/devices?dryRun=true", new { id = "pump-2" });
+        Assert.Equal(HttpStatusCode.BadRequest, post.StatusCode);
+        Assert.Equal("unknown query parameter 'dryRun' (this endpoint takes no query parameters)", Error(post));
+        Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync("/api/devices/pump-2")).StatusCode);
+
+        // Names match in any case, as the endpoints read them; a known one given twice stays the 400 it was.
+        Assert.Equal(HttpStatusCode.OK, (await _h.Api.GetAsync("/api/devices/pump-1/telemetry?LIMIT=5&Since=1h")).StatusCode);
+        var twice = await _h.Api.GetAsync("/api/devices/pump-1/telemetry?limit=5&limit=6");
+        Assert.Equal("limit is given 2 times; give it once", Error(twice));
+
+        // Who may not call the endpoint gets that answer first; a route that does not exist or a wrong method stays 404 / 405.
+        using var anonymous = new HttpClient { BaseAddress = _h.Api.BaseAddress };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/devices?sinse=1h")).StatusCode);
+        var viewerToken = HubHarness.Json(await _h.Api.PostAsJsonAsync("/api/tokens", new { role = "viewer", name = "v" })).GetProperty("token").GetString()!;
+        using var viewer = new HttpClient { BaseAddress = _h.Api.BaseAddress };
+        viewer.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", viewerToken);
+        Assert.Equal(HttpStatusCode.Forbidden, (await viewer.PostAsJsonAsync("/api/tokens?x=1", new { role = "operator", name = "w" })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await viewer.GetAsync("/api/devices?x=1")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _h.Api.GetAsync("/api/no-such-thing?x=1")).StatusCode);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await _h.Api.DeleteAsync("/api/fleet/summary?x=1")).StatusCode);
+
+        // What the edgeml CLI sends is all taken: the commands that filter by time and the others.
+        foreach (var args in new[]
+                 {
+                     new[] { "audit", "--since", "1h", "--action", "model.push", "--device", "pump-1", "--rollout", "r-1" }, ["audit", "--since", "2026-11-30T06:00:00Z", "--csv"],
+                     ["drift", "show", "--device", "pump-1", "--since", "6h"], ["drift", "show", "--group", "line-a"],
+                     ["devices", "list", "--group", "line-a", "--status", "pending", "--model", "m", "--tag", "site"],
+                 })
+        {
+            var (code, _, err) = HubHarness.Run(HubHarness.CliDll, [.. args, "--hub", _h.HubUrl, "--token", _h.OperatorToken]);
+            Assert.True(code == 0, $"edgeml {string.Join(' ', args)}: {err}");
+        }
+    }
+
     public void Dispose() => _h.Dispose();
 }

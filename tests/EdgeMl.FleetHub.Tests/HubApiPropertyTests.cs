@@ -97,6 +97,28 @@ public sealed class HubApiPropertyTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, (await viewer.GetAsync("/api/devices/dev-1")).StatusCode);
     }
 
+    [Fact]
+    public async Task Every_route_refuses_a_query_parameter_it_does_not_take_naming_it_and_changes_nothing()
+    {
+        _h.StartHub();
+        _h.Register("dev-1", "g");
+        var before = await StateAsync();
+        var routes = Gen.Select(Gen.OneOfConst(Routes), Gen.String[Gen.Char['a', 'z'], 1, 12], Gen.Select(Gen.OneOfConst(QueryKeys), Value).Array[0, 2], Body);
+        await routes.SampleAsync(async (route, name, known, body) =>
+        {
+            var (method, template) = (route[..route.IndexOf(' ')], route[(route.IndexOf(' ') + 1)..]);
+            var unknown = "zz" + name; // no endpoint takes a name starting with zz
+            var query = string.Join('&', known.Select(kv => $"{kv.Item1}={Uri.EscapeDataString(kv.Item2)}").Append($"{unknown}=1"));
+            using var request = new HttpRequestMessage(new HttpMethod(method), $"{template.Replace("{id}", "dev-1", StringComparison.Ordinal)}?{query}");
+            if (method == "POST") request.Content = new StringContent(body, Encoding.UTF8, "application/json");
+            using var response = await _h.Api.SendAsync(request);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{method} {request.RequestUri} → {(int)response.StatusCode} {text}");
+            Assert.Contains($"'{unknown}'", System.Text.Json.JsonDocument.Parse(text).RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
+        }, iter: 200, threads: 1);
+        Assert.Equal(before, await StateAsync());
+    }
+
     /// <summary>Sends; checks that an error answer is a JSON error; returns the status code.</summary>
     private static async Task<int> SendAsync(HttpClient client, (string Method, string Path, string Body) r)
     {

@@ -288,6 +288,59 @@ public abstract partial class HubStoreContractTests : IDisposable
         Assert.Null(Store.FindDevice("D1"));
     }
 
+    [Fact]
+    public void Records_of_every_class_between_since_and_until_are_chosen_by_the_devices_time_newest_first_across_day_partitions()
+    {
+        // Four days of records, one every 6 hours, the classes taking turns (each class its own seq): real times, so that
+        // the PostgreSQL store makes their day partitions and its "last two days first" split falls inside the ranges asked.
+        var start = DateTimeOffset.UtcNow.AddDays(-4).AddMinutes(1);
+        var classes = new[] { "telemetry", "health", "alert" };
+        var all = Enumerable.Range(0, 16).Select(k => new IncomingRecord("b1", k / 3 + 1, classes[k % 3], start.AddHours(6 * k).ToUnixTimeMilliseconds(), $$"""{"n":{{k}}}""")).ToList();
+        foreach (var day in all.Chunk(4)) Store.StoreBatches([("d1", day.ToList())], DateTimeOffset.FromUnixTimeMilliseconds(day[^1].At).AddSeconds(1));
+        Store.StoreBatches([("d2", Batch("b1", "telemetry", 1, 2))], DateTimeOffset.UtcNow); // another device's records are never in d1's
+
+        List<(string, long, long)> Expected(DateTimeOffset? since, DateTimeOffset? until, string? cls = null) => all
+            .Where(r => (since is null || r.At >= since.Value.ToUnixTimeMilliseconds()) && (until is null || r.At < until.Value.ToUnixTimeMilliseconds()) && (cls is null || r.Class == cls))
+            .OrderByDescending(r => r.At).Select(r => (r.Class, r.Seq, r.At)).ToList();
+        List<(string, long, long)> Between(DateTimeOffset? since, DateTimeOffset? until, int limit, string? cls = null) =>
+            Store.RecordsBetween("d1", cls, since, until, limit).Select(r => (r.Class, r.Seq, r.At)).ToList();
+
+        var (from, to) = (start.AddDays(1), start.AddDays(3));
+        var expected = Expected(from, to);
+        Assert.Equal(8, expected.Count);
+        Assert.Equal(3, expected.Select(r => r.Item1).Distinct().Count());
+        Assert.Equal(expected, Between(from, to, 100));
+        for (var limit = 1; limit <= expected.Count; limit++) Assert.Equal(expected.Take(limit), Between(from, to, limit)); // the newest, however many
+        Assert.Equal(Expected(from, null), Between(from, null, 100));
+        Assert.Equal(Expected(null, to), Between(null, to, 100));
+        Assert.Equal(Expected(null, null), Between(null, null, 100));
+        Assert.Equal(16, Between(null, null, 100).Count);
+        foreach (var cls in classes) Assert.Equal(Expected(from, to, cls), Between(from, to, 100, cls)); // a class: the same records as before
+        var exact = DateTimeOffset.FromUnixTimeMilliseconds(all[5].At);
+        Assert.Equal([(all[5].Class, all[5].Seq, all[5].At)], Between(exact, exact.AddMilliseconds(1), 100)); // since inclusive, until exclusive
+        Assert.Empty(Between(exact, exact, 100));
+        Assert.Empty(Between(to, from, 100));
+        Assert.Empty(Store.RecordsBetween("nobody", null, null, null, 100));
+        Reopen();
+        Assert.Equal(expected, Between(from, to, 100));
+    }
+
+    [Fact]
+    public void Alerts_since_a_time_are_those_raised_at_or_after_it()
+    {
+        Store.RaiseAlert("offline", "d1", "", _now, "warning", "first");
+        Store.RaiseAlert("sensor", "d1", "s1", _now.AddMinutes(10), "warning", "second");
+        Store.RaiseAlert("offline", "d2", "", _now.AddMinutes(20), "warning", "third");
+        Store.ClearAlert("sensor", "d1", "s1", _now.AddMinutes(30));
+        Assert.Equal(["third", "second"], Store.Alerts(new AlertQuery(Since: _now.AddMinutes(10))).Select(a => a.Message));
+        Assert.Equal(["third", "second", "first"], Store.Alerts(new AlertQuery(Since: _now)).Select(a => a.Message));
+        Assert.Equal(["third"], Store.Alerts(new AlertQuery(Active: true, Since: _now.AddMinutes(5))).Select(a => a.Message));
+        Assert.Equal(["second"], Store.Alerts(new AlertQuery(Active: false, Since: _now.AddMinutes(5))).Select(a => a.Message));
+        Assert.Equal(["second"], Store.Alerts(new AlertQuery(Device: "d1", Since: _now.AddMinutes(1))).Select(a => a.Message));
+        Assert.Equal(["third"], Store.Alerts(new AlertQuery(Limit: 1, Since: _now)).Select(a => a.Message));
+        Assert.Empty(Store.Alerts(new AlertQuery(Since: _now.AddMinutes(21))));
+    }
+
     public void Dispose()
     {
         _store?.Dispose();

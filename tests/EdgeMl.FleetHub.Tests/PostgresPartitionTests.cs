@@ -175,6 +175,13 @@ public sealed class PostgresPartitionTests(PostgresFixture postgres)
         Assert.DoesNotContain(between, l => l.Contains("Seq Scan", StringComparison.Ordinal));
         // Pruned to that one day: no other partition in the plan.
         Assert.Equal([day], between.SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, "records_(default|[0-9]{8})").Select(m => m.Value)).Distinct());
+
+        // Every class at once (GET /api/devices/{id}/records?since=&until=): the same records, and each read of the
+        // statement the store runs is pruned to that day as well.
+        Assert.Equal([5L, 6], store.RecordsBetween("d1", null, _now.AddDays(-3), _now.AddDays(-2), 100).Select(r => r.Seq));
+        var everyClass = Column("EXPLAIN " + PostgresHubStore.EveryClassSql, "d1", 100, lo + 1, lo + Day - 1);
+        Assert.Equal([day], everyClass.SelectMany(l => System.Text.RegularExpressions.Regex.Matches(l, "records_(default|[0-9]{8})").Select(m => m.Value)).Distinct());
+        Assert.DoesNotContain(everyClass, l => l.Contains("Seq Scan", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -26,7 +26,7 @@ public static partial class DevicesApi
 
             return TypedResults.Ok(store.Quarantined(device, limit)
                 .Select(q => new QuarantineView(q.Id, q.Device, q.At, q.Reason, q.Records, JsonNode.Parse(q.RecordsJson))).ToList());
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("device", "limit");
 
         var api = app.MapGroup("/api/devices");
         api.MapGet("/", IResult (HttpContext http, IHubStore store) =>
@@ -44,13 +44,14 @@ public static partial class DevicesApi
                 .Where(d => model is null || d.Model == model || $"{d.Model}@{d.ModelVersion}" == model)
                 .Where(d => tag is null || HasTag(d, tag))
                 .OrderBy(d => d.Id, StringComparer.Ordinal).ToList());
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("group", "status", "model", "tag");
         api.MapGet("/{id}", IResult (string id, IHubStore store, Ingest.TelemetryIngest ingest, IDeviceConnections connections) =>
             store.FindDevice(id) is { } d
                 ? TypedResults.Ok(Summary(d, withHealth: true) with { Rejected = ingest.DeviceRejections(id), BrokerLogin = connections.LoginState(id, d.Enrollment) })
                 : NoDevice(id)).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/telemetry", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "telemetry")).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/records", IResult (string id, HttpContext http, IHubStore store) =>
+        api.MapGet("/{id}/telemetry", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => History(store, id, http.Request.Query, "telemetry", time))
+            .RequireRole(ApiAuth.Viewer).Takes(HistoryParameters);
+        api.MapGet("/{id}/records", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) =>
         {
             if (!QueryValues.TryText(http.Request.Query, "class", 64, out var recordClass, out var error)) return TypedResults.BadRequest(new ApiError(error!));
             if (recordClass is not (null or "telemetry" or "health" or "drift" or "alert"))
@@ -58,12 +59,14 @@ public static partial class DevicesApi
                 return TypedResults.BadRequest(new ApiError($"class '{Printable(recordClass)}' is not one of telemetry, health, drift, alert (or leave it out for every class)"));
             }
 
-            return History(store, id, http.Request.Query, recordClass);
-        }).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/alerts", IResult (string id, HttpContext http, IHubStore store) => History(store, id, http.Request.Query, "alert")).RequireRole(ApiAuth.Viewer);
-        api.MapGet("/{id}/health", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthRange(id, http, store, time)).RequireRole(ApiAuth.Viewer);
+            return History(store, id, http.Request.Query, recordClass, time);
+        }).RequireRole(ApiAuth.Viewer).Takes(["class", .. HistoryParameters]);
+        api.MapGet("/{id}/alerts", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => History(store, id, http.Request.Query, "alert", time))
+            .RequireRole(ApiAuth.Viewer).Takes(HistoryParameters);
+        api.MapGet("/{id}/health", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthRange(id, http, store, time))
+            .RequireRole(ApiAuth.Viewer).Takes(HistoryParameters);
         api.MapGet("/{id}/health/series", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) => FleetApi.HealthSeriesRange(id, http, store, time))
-            .RequireRole(ApiAuth.Viewer);
+            .RequireRole(ApiAuth.Viewer).Takes("points", "since", "until");
 
         api.MapPost("/", IResult (EnrollRequest request, IHubStore store, HubSettings settings, TimeProvider time) =>
         {
@@ -160,19 +163,31 @@ public static partial class DevicesApi
         });
     }
 
+    /// <summary>What the history calls (telemetry, records, alerts, health) take: <c>limit</c>, <c>since</c>, <c>until</c>.</summary>
+    private static readonly string[] HistoryParameters = ["limit", "since", "until"];
+
     /// <summary>
-    /// The device's newest stored records (as stored: a batch resent after a reconnect may arrive after a newer one),
-    /// shown newest first by the device's own time <c>at</c>; <c>?limit=</c> from 1 to 10,000 (default 100), anything
-    /// else a 400 naming it.
+    /// The device's records of <paramref name="recordClass"/> (null: every class), newest first by the device's own time
+    /// <c>at</c>, at most <c>?limit=</c> (1 to 10,000, default 100). With <c>?since=</c> and/or <c>?until=</c> (times as
+    /// <see cref="QueryValues.TryTime"/> reads them) only those the device produced in [since, until), chosen by the store
+    /// by <c>at</c>; without, the newest stored (as stored: a batch resent after a reconnect may arrive after a newer one).
+    /// A malformed value, or a since not before until, is a 400 naming it.
     /// </summary>
-    private static IResult History(IHubStore store, string id, IQueryCollection query, string? recordClass)
+    private static IResult History(IHubStore store, string id, IQueryCollection query, string? recordClass, TimeProvider time)
     {
-        if (!QueryValues.TryInt(query, "limit", 1, 10_000, 100, out var limit, out var error)) return TypedResults.BadRequest(new ApiError(error!));
-        return store.FindDevice(id) is null
-            ? NoDevice(id)
-            : TypedResults.Ok(store.Records(id, limit, recordClass)
-                .OrderByDescending(r => r.At)
-                .Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
+        var now = time.GetUtcNow();
+        if (!QueryValues.TryInt(query, "limit", 1, 10_000, 100, out var limit, out var error) || !QueryValues.TryTime(query, "since", now, out var since, out error)
+                                                                                              || !QueryValues.TryTime(query, "until", now, out var until, out error))
+        {
+            return TypedResults.BadRequest(new ApiError(error!));
+        }
+
+        if (since is { } s && until is { } u && s >= u) return TypedResults.BadRequest(new ApiError($"since ({s:O}) must be before until ({u:O})"));
+        if (store.FindDevice(id) is null) return NoDevice(id);
+        var records = since is null && until is null
+            ? store.Records(id, limit, recordClass).OrderByDescending(r => r.At).ToList()
+            : store.RecordsBetween(id, recordClass, since, until, limit);
+        return TypedResults.Ok(records.Select(r => new RecordView(r.Boot, r.Seq, r.Class, r.At, JsonNode.Parse(r.Data))).ToList());
     }
 
     /// <summary>

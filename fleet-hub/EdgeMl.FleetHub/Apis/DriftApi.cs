@@ -34,7 +34,7 @@ public static class DriftApi
             var devices = store.Devices().Where(d => group is null || d.Group == group).Select(d => d.Id).ToList();
             if (group is not null && devices.Count == 0) return TypedResults.NotFound(new ApiError($"no device in group '{group}'"));
             return TypedResults.Ok(DriftAnalysis.Analyze(group is null ? "fleet" : $"group {group}", DriftAlerts.Windows(store, devices, from), baselines.For));
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("device", "group", "since");
 
         // A device's drift over time: the range cut into equal buckets, each tested like GET /api/drift tests a range.
         app.MapGet("/api/drift/series", IResult (HttpContext http, IHubStore store, RegistryBaselines baselines, TimeProvider time) =>
@@ -54,7 +54,7 @@ public static class DriftApi
             if (span > TimeSpan.FromDays(400)) return TypedResults.BadRequest(new ApiError($"since ({since:O}) is more than 400 days back"));
             if (store.FindDevice(device) is null) return TypedResults.NotFound(new ApiError($"no device '{device}'"));
             return TypedResults.Ok(Series(store, baselines, device, now, span, buckets));
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("device", "since", "buckets");
     }
 
     /// <summary>Most buckets a drift series is cut into.</summary>

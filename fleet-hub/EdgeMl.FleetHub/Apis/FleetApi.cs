@@ -40,7 +40,7 @@ public static class FleetApi
             if (parsed.Error is not null) return TypedResults.BadRequest(new ApiError(parsed.Error));
             var page = store.QueryDevices(parsed.Query!);
             return TypedResults.Ok(new DevicePageView(page.Total, page.Page, page.PageSize, page.Items.Select(DeviceRowView.Of).ToList()));
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("q", "group", "status", "model", "tag", "drift", "sort", "page", "pageSize");
 
         app.MapGet("/api/devices/{id}/presence", IResult (string id, HttpContext http, IHubStore store, TimeProvider time) =>
         {
@@ -53,9 +53,9 @@ public static class FleetApi
 
             if (store.FindDevice(id) is null) return TypedResults.NotFound(new ApiError($"no device '{id}'"));
             return TypedResults.Ok(store.PresenceHistory(id, since ?? now.AddDays(-1), limit));
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("limit", "since");
 
-        app.MapGet("/api/alerts", IResult (HttpContext http, IHubStore store) =>
+        app.MapGet("/api/alerts", IResult (HttpContext http, IHubStore store, TimeProvider time) =>
         {
             var query = http.Request.Query;
             bool? active = null;
@@ -77,9 +77,13 @@ public static class FleetApi
             var (device, e3) = Single(query, "device");
             if (e3 is not null) return TypedResults.BadRequest(new ApiError(e3));
             if (device is not null && EdgeMl.Protocol.Wire.DeviceIds.Problem(device) is { } bad) return TypedResults.BadRequest(new ApiError($"device: {bad}"));
-            if (!TryInt(query, "limit", 1, 1000, 100, out var limit, out var error)) return TypedResults.BadRequest(new ApiError(error!));
-            return TypedResults.Ok(store.Alerts(new AlertQuery(active, kind, device, limit)).Select(AlertView.Of).ToList());
-        }).RequireRole(ApiAuth.Viewer);
+            if (!TryInt(query, "limit", 1, 1000, 100, out var limit, out var error) || !TryTime(query, "since", time.GetUtcNow(), out var since, out error))
+            {
+                return TypedResults.BadRequest(new ApiError(error!));
+            }
+
+            return TypedResults.Ok(store.Alerts(new AlertQuery(active, kind, device, limit, since)).Select(AlertView.Of).ToList());
+        }).RequireRole(ApiAuth.Viewer).Takes("active", "kind", "device", "since", "limit");
 
         app.MapGet("/api/events", (HttpContext http, HubEvents events, IHostApplicationLifetime life) => StreamAsync(http, events, life)).RequireRole(ApiAuth.Viewer);
     }

@@ -5,7 +5,8 @@ namespace EdgeMl.FleetHub.Apis;
 /// <summary>
 /// Query-string values read strictly: a value that is malformed, out of range or given twice is refused with a message
 /// naming the parameter and what it may be (the endpoint answers 400 with it); nothing is clamped or ignored silently.
-/// An absent parameter takes the documented default. Unknown parameters are ignored (as everywhere in the API).
+/// An absent parameter takes the documented default. A parameter the endpoint does not take is refused before the
+/// endpoint runs (<see cref="QueryParameters"/>).
 /// </summary>
 public static class QueryValues
 {

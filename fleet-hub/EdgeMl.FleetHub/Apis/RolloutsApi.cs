@@ -81,7 +81,7 @@ public static class RolloutsApi
             }
 
             return Results.Text(csv.ToString(), "text/csv");
-        }).RequireRole(ApiAuth.Viewer);
+        }).RequireRole(ApiAuth.Viewer).Takes("since", "action", "device", "subject", "format");
     }
 
     private static string Csv(string s) => s.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? $"\"{s.Replace("\"", "\"\"", StringComparison.Ordinal)}\"" : s;

@@ -76,11 +76,15 @@ public static partial class ApiAuth
     /// <summary>
     /// An endpoint filter: 401 without a known token (Bearer header, or the dashboard's session cookie), 403 when the
     /// token's role is below <paramref name="role"/>, and 403 for a changing request signed in by cookie without the
-    /// session's CSRF token (<see cref="DashboardSessions"/>).
+    /// session's CSRF token (<see cref="DashboardSessions"/>). The role is kept as endpoint metadata (<see cref="RoleRequired"/>)
+    /// as well, for middleware that must not answer a caller the endpoint would refuse.
     /// </summary>
     public static TBuilder RequireRole<TBuilder>(this TBuilder builder, string role) where TBuilder : IEndpointConventionBuilder =>
-        builder.AddEndpointFilter(async (context, next) =>
+        builder.WithMetadata(new RoleRequired(role)).AddEndpointFilter(async (context, next) =>
             Refusal(context.HttpContext, role) ?? await next(context).ConfigureAwait(false));
+
+    /// <summary>The role an endpoint requires (<see cref="RequireRole"/>), as endpoint metadata.</summary>
+    public sealed record RoleRequired(string Role);
 
     /// <summary>
     /// The answer for a caller without <paramref name="role"/> (401 without a known token, 403 below the role), or null

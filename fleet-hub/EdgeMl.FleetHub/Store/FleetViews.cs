@@ -58,8 +58,12 @@ public sealed record PresenceChange(DateTimeOffset At, string Presence);
 public sealed record AlertEntry(
     long Id, string Kind, string Device, string Subject, DateTimeOffset RaisedAt, DateTimeOffset? ClearedAt, string Severity, string Message);
 
-/// <summary>Which alerts: <see cref="Active"/> true: not cleared, false: cleared, null: both; newest raised first.</summary>
-public sealed record AlertQuery(bool? Active = null, string? Kind = null, string? Device = null, int Limit = 100);
+/// <summary>
+/// Which alerts: <see cref="Active"/> true: not cleared, false: cleared, null: both; <see cref="Since"/>: raised at or
+/// after it (null: any time; both stores read it from their index on the raise time); newest raised first, at most
+/// <see cref="Limit"/>.
+/// </summary>
+public sealed record AlertQuery(bool? Active = null, string? Kind = null, string? Device = null, int Limit = 100, DateTimeOffset? Since = null);
 
 /// <summary>How the fleet views name a device's presence.</summary>
 public static class FleetPresence

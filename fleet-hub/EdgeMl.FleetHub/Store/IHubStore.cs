@@ -166,10 +166,11 @@ public interface IHubStore : IDisposable
     DevicePage QueryDevices(DeviceQuery query);
 
     /// <summary>
-    /// The records of <paramref name="recordClass"/> the device produced (its own time <c>at</c>) from <paramref name="since"/>
-    /// (inclusive) to <paramref name="until"/> (exclusive; null: open), newest first, at most <paramref name="limit"/>.
+    /// The records of <paramref name="recordClass"/> (null: of every class) the device produced (its own time <c>at</c>, ms)
+    /// from <paramref name="since"/> (inclusive; null: open) to <paramref name="until"/> (exclusive; null: open), newest first
+    /// (by <c>at</c>, then boot and seq descending), at most <paramref name="limit"/>; empty for an unknown device.
     /// </summary>
-    List<HubRecord> RecordsBetween(string device, string recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit);
+    List<HubRecord> RecordsBetween(string device, string? recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit);
 
     /// <summary>
     /// The records of <paramref name="recordClass"/> that each of <paramref name="devices"/> produced (its own time

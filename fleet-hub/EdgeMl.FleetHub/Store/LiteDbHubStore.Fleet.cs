@@ -129,7 +129,7 @@ public sealed partial class LiteDbHubStore
     /// first by <c>at</c>. Batches are read newest first from the key index and the walk stops at batches received
     /// <see cref="ClockLeewayMs"/> before <paramref name="since"/>.
     /// </summary>
-    public List<HubRecord> RecordsBetween(string device, string recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit)
+    public List<HubRecord> RecordsBetween(string device, string? recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit)
     {
         lock (_gate)
         {
@@ -149,7 +149,7 @@ public sealed partial class LiteDbHubStore
                 if (newest.Count == limit && newest.TryPeek(out _, out var oldestKept) && received < oldestKept - ClockLeewayMs) break;
                 foreach (var r in batch["records"].AsArray)
                 {
-                    if (r["class"].AsString != recordClass) continue;
+                    if (recordClass is not null && r["class"].AsString != recordClass) continue;
                     var at = r["at"].AsInt64;
                     if (at < from || at >= to) continue;
                     newest.Enqueue(new HubRecord(r["boot"].AsString, r["seq"].AsInt64, r["class"].AsString, at, r["data"].AsString), at);
@@ -211,10 +211,14 @@ public sealed partial class LiteDbHubStore
     {
         lock (_gate)
         {
+            var since = query.Since?.ToUnixTimeMilliseconds() ?? long.MinValue;
             IEnumerable<BsonDocument> docs = query.Active == true
                 ? _alerts.Find(Query.Not("active", BsonValue.Null)).OrderByDescending(a => a["raisedAt"].AsInt64)
-                : _alerts.Query().OrderByDescending("$.raisedAt").ToEnumerable();
+                : query.Since is null
+                    ? _alerts.Query().OrderByDescending("$.raisedAt").ToEnumerable()
+                    : _alerts.Query().Where(Query.GTE("raisedAt", since)).OrderByDescending("$.raisedAt").ToEnumerable(); // from the raisedAt index
             return docs
+                .Where(a => a["raisedAt"].AsInt64 >= since)
                 .Where(a => query.Active is null || a["active"].IsNull != query.Active.Value)
                 .Where(a => query.Kind is null || a["kind"].AsString == query.Kind)
                 .Where(a => query.Device is null || a["device"].AsString == query.Device)

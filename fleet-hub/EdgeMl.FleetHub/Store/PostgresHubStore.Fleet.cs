@@ -155,11 +155,27 @@ public sealed partial class PostgresHubStore
         return new DevicePage(total, query.Page, query.PageSize, items);
     });
 
-    /// <summary>From the key (device, class, at, boot, seq) in the day partitions the range touches: the database reads at most <paramref name="limit"/> rows.</summary>
-    public List<HubRecord> RecordsBetween(string device, string recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit) => Run(c =>
+    /// <summary>
+    /// From the key (device, class, at, boot, seq) in the day partitions the range touches: the database reads at most
+    /// <paramref name="limit"/> rows. Without a class, as <see cref="Records"/> does it (the device's classes found by
+    /// skipping through the key, the newest of each): first the part of the range in the last two days (a device that is
+    /// sending), then, for what is still missing, the part before it; each query pruned to the partitions of its part.
+    /// </summary>
+    public List<HubRecord> RecordsBetween(string device, string? recordClass, DateTimeOffset? since, DateTimeOffset? until, int limit) => Run(c =>
     {
         var result = new List<HubRecord>();
         if (limit <= 0) return result;
+        if (recordClass is null)
+        {
+            var from = since?.ToUnixTimeMilliseconds() ?? long.MinValue;
+            var to = until?.ToUnixTimeMilliseconds() ?? long.MaxValue;
+            if (from >= to) return result;
+            var recent = Math.Clamp(DateTimeOffset.UtcNow.AddDays(-2).ToUnixTimeMilliseconds(), from, to);
+            if (recent < to) RecordsIn(c, device, limit, null, recent, to, result);
+            if (result.Count < limit && from < recent) RecordsIn(c, device, limit - result.Count, null, from, recent, result);
+            return result;
+        }
+
         using var q = Command(c, null, """
             SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $2 AND at >= $3 AND at < $4 ORDER BY at DESC, boot DESC, seq DESC LIMIT $5
             """, device, recordClass, since?.ToUnixTimeMilliseconds() ?? long.MinValue, until?.ToUnixTimeMilliseconds() ?? long.MaxValue, limit);
@@ -243,6 +259,12 @@ public sealed partial class PostgresHubStore
         {
             args.Add(query.Device);
             where.Append($" AND device = ${args.Count}");
+        }
+
+        if (query.Since is { } since)
+        {
+            args.Add(since.ToUnixTimeMilliseconds());
+            where.Append($" AND raised_at >= ${args.Count}");
         }
 
         args.Add((long)query.Limit);

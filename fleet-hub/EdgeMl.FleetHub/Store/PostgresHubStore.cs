@@ -532,24 +532,29 @@ public sealed partial class PostgresHubStore : IHubStore
         return result;
     });
 
+    /// <summary>
+    /// The newest $2 records of every class of device $1 with <c>$3 ≤ at &lt; $4</c> (boot, seq, class, at, data): the
+    /// device's classes found by skipping through the key (one probe per partition each), the newest of each class from
+    /// it, and the newest of those. Every read of <c>records</c> carries the range, so each is pruned to its partitions.
+    /// </summary>
+    public const string EveryClassSql = """
+        WITH RECURSIVE classes(class) AS (
+            SELECT min(class) FROM records WHERE device = $1 AND at >= $3 AND at < $4
+            UNION ALL
+            SELECT (SELECT min(r.class) FROM records r WHERE r.device = $1 AND r.class > classes.class AND r.at >= $3 AND r.at < $4)
+            FROM classes WHERE classes.class IS NOT NULL)
+        SELECT n.boot, n.seq, n.class, n.at, n.data FROM classes
+        CROSS JOIN LATERAL (
+            SELECT boot, seq, class, at, data FROM records r WHERE r.device = $1 AND r.class = classes.class AND r.at >= $3 AND r.at < $4
+            ORDER BY r.at DESC, r.boot DESC, r.seq DESC LIMIT $2) n
+        ORDER BY n.at DESC, n.boot DESC, n.seq DESC LIMIT $2
+        """;
+
     /// <summary>The newest <paramref name="limit"/> records of a device with <c>from ≤ at &lt; until</c>, appended to <paramref name="result"/>.</summary>
     private static void RecordsIn(NpgsqlConnection c, string device, int limit, string? recordClass, long from, long until, List<HubRecord> result)
     {
-        // Without a class: the device's classes found by skipping through the key (one probe per partition each),
-        // the newest of each class from it, and the newest of those.
         using var q = recordClass is null
-            ? Command(c, null, """
-                WITH RECURSIVE classes(class) AS (
-                    SELECT min(class) FROM records WHERE device = $1 AND at >= $3 AND at < $4
-                    UNION ALL
-                    SELECT (SELECT min(r.class) FROM records r WHERE r.device = $1 AND r.class > classes.class AND r.at >= $3 AND r.at < $4)
-                    FROM classes WHERE classes.class IS NOT NULL)
-                SELECT n.boot, n.seq, n.class, n.at, n.data FROM classes
-                CROSS JOIN LATERAL (
-                    SELECT boot, seq, class, at, data FROM records r WHERE r.device = $1 AND r.class = classes.class AND r.at >= $3 AND r.at < $4
-                    ORDER BY r.at DESC, r.boot DESC, r.seq DESC LIMIT $2) n
-                ORDER BY n.at DESC, n.boot DESC, n.seq DESC LIMIT $2
-                """, device, limit, from, until)
+            ? Command(c, null, EveryClassSql, device, limit, from, until)
             : Command(c, null, "SELECT boot, seq, class, at, data FROM records WHERE device = $1 AND class = $5 AND at >= $3 AND at < $4 ORDER BY at DESC, boot DESC, seq DESC LIMIT $2",
                 device, limit, from, until, recordClass);
         using var r = q.ExecuteReader();
