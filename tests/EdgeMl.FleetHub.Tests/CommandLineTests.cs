@@ -242,7 +242,7 @@ public sealed class CommandLineTests
             test fails when this page and `--help` differ. Every program answers `--help` on every command, `--version`, and
             `completion bash` (add `source <(edgeml completion bash)` to `~/.bashrc`; zsh: run `autoload -U bashcompinit && bashcompinit`
             first). Exit codes: 0 done, 1 refused or failed (one line on stderr saying why), 2 wrong command line (one line naming
-            the option and what it expects), 130 stopped by Ctrl-C. Durations are written `90s`, `10m`, `24h`, `7d` (a bare
+            the option and what it expects), 130 stopped by Ctrl-C. Durations are written `200ms`, `90s`, `10m`, `24h`, `7d` (a bare
             number is seconds), sizes `64KiB`, `512MB` (a bare number is bytes), a hub `HOST[:PORT]` (port 8080) or
             `http(s)://HOST[:PORT]`, a model `NAME@VERSION` — the same everywhere, in the programs and the hub's API.
 

@@ -14,20 +14,38 @@ import * as alerts from './pages/alerts.js';
 const main = document.getElementById('main');
 const top = document.getElementById('top');
 let cleanup = null;
+let view = null;
 
 function route() {
   const [page, ...rest] = location.hash.replace(/^#\/?/, '').split('?')[0].split('/').map(decodeURIComponent);
   return { page: page || 'fleet', params: rest };
 }
 
+// Each showing renders into a view of its own (display: contents, so the layout is main's): what the page shown before
+// left behind (a throttled refresh still due, a request still on its way) can only draw into its old view, which is no
+// longer in the page. The view's data-rendered (set by a page once it has drawn; tests and screenshots wait for it) is
+// mirrored on main while the view is the current one.
+function newView() {
+  const mine = h('div.view');
+  view = mine;
+  delete main.dataset.rendered;
+  mount(main, mine);
+  new MutationObserver(() => {
+    if (view !== mine) return;
+    if (mine.dataset.rendered) main.dataset.rendered = mine.dataset.rendered;
+    else delete main.dataset.rendered;
+  }).observe(mine, { attributes: true, attributeFilter: ['data-rendered'] });
+  return mine;
+}
+
 async function show() {
   if (cleanup) cleanup();
   cleanup = null;
-  delete main.dataset.rendered; // each page sets it once it has drawn (tests and screenshots wait for it)
+  const mine = newView();
   if (!session.current) {
     top.hidden = true;
     stopLive();
-    cleanup = signin.render(main, { onSignedIn: signedIn }) ?? null;
+    cleanup = signin.render(mine, { onSignedIn: signedIn }) ?? null;
     return;
   }
   top.hidden = false;
@@ -37,14 +55,19 @@ async function show() {
   const pages = { fleet, device, rollouts, models, alerts };
   const module = pages[page];
   if (!module) {
-    mount(main, problem(`no page '${page}'`), h('a', { href: '#/fleet' }, 'to the fleet'));
+    mount(mine, problem(`no page '${page}'`), h('a', { href: '#/fleet' }, 'to the fleet'));
     return;
   }
+  let done = null;
   try {
-    cleanup = (await module.render(main, params)) ?? null;
+    done = (await module.render(mine, params)) ?? null;
   } catch (e) {
-    mount(main, problem(e));
+    mount(mine, problem(e));
   }
+  // Another page was asked for while this one was drawing: this one's live updates stop at once (they would keep
+  // refreshing a view nobody sees); the other page's cleanup is already in place.
+  if (view === mine) cleanup = done;
+  else if (done) done();
 }
 
 function signedIn() {
