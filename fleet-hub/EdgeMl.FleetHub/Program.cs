@@ -155,6 +155,9 @@ app.MapModelsApi();
 app.MapRolloutsApi();
 app.MapFleetApi();
 app.MapSessionApi();
+// Taken before Run: Run disposes the host's services when it returns (reading them after it threw ObjectDisposedException,
+// so every Ctrl-C / SIGTERM stop ended in an unhandled exception, exit 134).
+var backgroundServices = app.Services.GetServices<IHostedService>().OfType<BackgroundService>().ToList();
 try
 {
     app.Run();
@@ -168,7 +171,7 @@ catch (Exception e) when (StartFailure(e) is { } why)
 
 // A background service that died stops the host (HostOptions.BackgroundServiceExceptionBehavior.StopHost, logged with its
 // exception): the exit is then 1 with its name and reason, so a supervisor sees a failure, not a clean stop.
-foreach (var service in app.Services.GetServices<IHostedService>().OfType<BackgroundService>())
+foreach (var service in backgroundServices)
 {
     if (service.ExecuteTask is { IsFaulted: true } task)
     {

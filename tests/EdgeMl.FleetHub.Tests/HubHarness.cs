@@ -104,6 +104,20 @@ public sealed class HubHarness : IDisposable
     /// <summary>What the hub process wrote (stdout and stderr), line by line, since it was first started.</summary>
     public ConcurrentQueue<string> HubLog { get; } = new();
 
+    /// <summary>SIGTERM, as Ctrl-C or <c>systemctl stop</c> does; waits up to 20 s for the hub to exit (then kill -9).</summary>
+    /// <returns>The hub's exit code (-1 when it had to be killed).</returns>
+    public int StopHub()
+    {
+        using (var kill = Process.Start("/bin/kill", ["-TERM", _hub!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            kill.WaitForExit();
+        var code = _hub.WaitForExit(20_000) ? _hub.ExitCode : -1;
+        if (code == -1) _hub.Kill();
+        _hub.WaitForExit();
+        _hub.Dispose();
+        _hub = null;
+        return code;
+    }
+
     public void KillHub()
     {
         _hub!.Kill(); // kill -9
