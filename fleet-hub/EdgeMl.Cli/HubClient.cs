@@ -73,6 +73,9 @@ public sealed class HubClient : IDisposable
         using var request = new HttpRequestMessage(method, path);
         if (body is not null) request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
         if (content is not null) request.Content = content;
+        // A file upload first asks whether the hub takes it (HTTP/1.1 "Expect: 100-continue", RFC 9110 10.1.1): a hub that
+        // refuses it (no or a wrong token, a viewer token) answers before a byte of the file is sent.
+        if (content is ProgressContent) request.Headers.ExpectContinue = true;
         HttpResponseMessage response;
         try
         {

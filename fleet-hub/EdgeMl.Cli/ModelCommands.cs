@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using EdgeMl.Protocol.Packages;
 
@@ -103,14 +104,22 @@ public static partial class ModelCommands
         }
 
         var lastPercent = -1;
-        var result = await hub.PostFileAsync("/api/models", path, (sent, total) =>
+        JsonNode result;
+        try
         {
-            var percent = total == 0 ? 100 : (int)(100 * sent / total);
-            if (percent == lastPercent) return;
-            lastPercent = percent;
-            progressTo.Write($"\rpushing {package.Manifest.Name}@{package.Manifest.Version}: {percent,3}% of {total / 1024.0:0.#} KiB");
-        }).ConfigureAwait(false);
-        progressTo.WriteLine();
+            result = await hub.PostFileAsync("/api/models", path, (sent, total) =>
+            {
+                var percent = total == 0 ? 100 : (int)(100 * sent / total);
+                if (percent == lastPercent) return;
+                lastPercent = percent;
+                progressTo.Write($"\rpushing {package.Manifest.Name}@{package.Manifest.Version}: {percent,3}% of {total / 1024.0:0.#} KiB");
+            }).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (lastPercent >= 0) progressTo.WriteLine(); // an error then starts a line of its own
+        }
+
         if (output.Json(result)) return;
         output.Line($"{result["name"]}@{result["version"]} in the registry: SHA-256 {result["sha256"]!.GetValue<string>()[..16]}…, signed by key {result["keyId"]}, pushed by {result["pushedBy"]}");
     }

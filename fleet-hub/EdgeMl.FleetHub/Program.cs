@@ -84,7 +84,8 @@ catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or Unauthor
                               or System.Net.Sockets.SocketException or TimeoutException)
 {
     // A server that cannot be reached, a password it refuses, a data directory we cannot write: one line, exit 1.
-    Console.Error.WriteLine($"edgeml-hub: cannot open the store ({(settings.Store.Length > 0 && e is not (IOException or UnauthorizedAccessException) ? "--Store" : $"--Data {settings.Data}")}): {e.Message}");
+    var waited = e is Npgsql.NpgsqlException { IsTransient: true } && settings.StoreWaitSeconds > 0 ? $" (waited {settings.StoreWaitSeconds:0} s, --StoreWaitSeconds)" : "";
+    Console.Error.WriteLine($"edgeml-hub: cannot open the store ({(settings.Store.Length > 0 && e is not (IOException or UnauthorizedAccessException) ? "--Store" : $"--Data {settings.Data}")}){waited}: {e.Message}");
     return 1;
 }
 

@@ -151,7 +151,7 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
     /// </summary>
     public CancellationToken? ResendUntil { get; set; }
 
-    /// <summary>Batches sent again after a failed publish (<see cref="ResendUntil"/>).</summary>
+    /// <summary>Batches that had to be sent again after a failed publish (<see cref="ResendUntil"/>), each counted once however many tries it took.</summary>
     public long Resends => Interlocked.Read(ref _resends);
 
     private long _resends;
@@ -167,17 +167,14 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
                 ShouldHandle = new PredicateBuilder().Handle<Exception>(e => e is not OperationCanceledException || !until.IsCancellationRequested),
                 BackoffType = DelayBackoffType.Exponential, UseJitter = true, Delay = TimeSpan.FromMilliseconds(500), MaxDelay = TimeSpan.FromSeconds(5),
                 MaxRetryAttempts = int.MaxValue,
-                OnRetry = _ =>
-                {
-                    Interlocked.Increment(ref _resends);
-                    return ValueTask.CompletedTask;
-                },
             }).Build();
+            var attempts = 0;
             // The pauses and reconnects end with `until`; a publish under way is only cut short by `ct`, so a batch sent
             // before the end still gets its PUBACK and is counted (what was acknowledged is what was produced).
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(until, ct);
             await _resend.ExecuteAsync(async token =>
             {
+                if (++attempts == 2) Interlocked.Increment(ref _resends); // counted once per batch, at its first resend
                 if (!_client.IsConnected) await ReconnectAsync(token).ConfigureAwait(false);
                 await PublishAsync(topic, payload, retain: false, ct).ConfigureAwait(false);
             }, linked.Token).ConfigureAwait(false);

@@ -95,6 +95,7 @@ public sealed class HubStoreOutageTests(PostgresFixture postgres) : IDisposable
         Assert.StartsWith("edgeml-hub: PostgreSQL at ", line, StringComparison.Ordinal);
         Assert.Contains("--StoreWaitSeconds", line, StringComparison.Ordinal);
         Assert.DoesNotContain(" at Npgsql", string.Join("\n", _hub.HubLog), StringComparison.Ordinal); // no stack trace
+        Assert.Contains(_hub.HubLog, l => l.StartsWith("edgeml-hub: PostgreSQL answered at try ", StringComparison.Ordinal));
         Assert.Equal(HttpStatusCode.OK, (await _hub.Api.GetAsync("/api/devices")).StatusCode);
     }
 
@@ -110,7 +111,7 @@ public sealed class HubStoreOutageTests(PostgresFixture postgres) : IDisposable
         Assert.Equal(1, code);
         var lines = err.Trim().Split('\n');
         Assert.Contains(lines, l => l.Contains("cannot be reached yet", StringComparison.Ordinal));
-        Assert.StartsWith("edgeml-hub: cannot open the store (--Store):", lines[^1], StringComparison.Ordinal);
+        Assert.StartsWith("edgeml-hub: cannot open the store (--Store) (waited 3 s, --StoreWaitSeconds):", lines[^1], StringComparison.Ordinal);
         Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(3) && clock.Elapsed < TimeSpan.FromSeconds(40), $"the hub gave up after {clock.Elapsed.TotalSeconds:0.0} s, not about 3");
 
         // Not waiting at all when told so: one line.

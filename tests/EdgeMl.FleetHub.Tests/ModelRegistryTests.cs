@@ -66,8 +66,15 @@ public sealed class ModelRegistryTests : IDisposable
         {
             var refused = Edgeml("model", "push", package);
             Assert.Equal(1, refused.Code);
-            Assert.Contains(reason, refused.Err, StringComparison.Ordinal);
+            // After the progress line, on a line of its own.
+            Assert.Contains(refused.Err.Split('\n'), l => l.StartsWith("error: ", StringComparison.Ordinal) && l.Contains(reason, StringComparison.Ordinal));
         }
+
+        // A token the hub refuses: the hub answers before the file is sent (Expect: 100-continue), so no progress at all.
+        var wrongToken = HubHarness.Run(HubHarness.CliDll, "model", "push", int8, "--hub", _h.HubUrl, "--token", "op_" + new string('x', 40));
+        Assert.Equal(1, wrongToken.Code);
+        Assert.DoesNotContain("pushing", wrongToken.Err, StringComparison.Ordinal);
+        Assert.StartsWith("error: ", wrongToken.Err.Trim(), StringComparison.Ordinal);
 
         var list = Edgeml("model", "list");
         Assert.Equal(0, list.Code);

@@ -157,6 +157,7 @@ public sealed partial class ExternalBrokerClient(TelemetryIngest ingest, HubSett
         client.DisconnectedAsync += e =>
         {
             Interlocked.Increment(ref _connection); // acknowledgements still due for this connection are not sent on the next
+            if (stoppingToken.IsCancellationRequested) return Task.CompletedTask; // the hub stops: no "connecting again"
             // Another client took this session: two replicas started with one --ClientId take it from each other for ever.
             // (Mosquitto 2.0 just closes the old connection: seen as connections that keep ending soon after they are made.)
             if (!e.ClientWasConnected) return Task.CompletedTask;

@@ -87,7 +87,9 @@ public sealed partial class PostgresHubStore : IHubStore
         {
             try
             {
-                return Open(connectionString, retentionDays);
+                var store = Open(connectionString, retentionDays);
+                if (attempt > 1) log.WriteLine($"edgeml-hub: PostgreSQL answered at try {attempt}, after {clock.Elapsed.TotalSeconds:0} s");
+                return store;
             }
             catch (NpgsqlException e) when (e.IsTransient && clock.Elapsed < wait)
             {
