@@ -64,6 +64,7 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
         {
             if (_client.IsConnected) return;
             var result = await _client.ConnectAsync(_options!, ct).ConfigureAwait(false);
+            if (Refusal(result.ResultCode)) throw new ConnectionRefusedException($"{Id}: the broker refuses this device ({result.ResultCode}): revoked, or its password changed");
             if (result.ResultCode != MqttClientConnectResultCode.Success) throw new IOException($"{Id}: reconnect refused: {result.ResultCode}");
             await PublishAsync(Topics.Status(Id), Status("online"), retain: true, ct).ConfigureAwait(false);
         }
@@ -74,6 +75,13 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
     }
 
     private readonly SemaphoreSlim _reconnecting = new(1, 1);
+
+    /// <summary>Connect answers that another try will not change (MQTT 5 reason codes 0x86, 0x87, 0x8A, 0x8C).</summary>
+    private static bool Refusal(MqttClientConnectResultCode code) => code is MqttClientConnectResultCode.BadUserNameOrPassword
+        or MqttClientConnectResultCode.NotAuthorized or MqttClientConnectResultCode.Banned or MqttClientConnectResultCode.BadAuthenticationMethod;
+
+    /// <summary>The broker refuses the device itself: sending again is pointless, the run stops with this reason.</summary>
+    public sealed class ConnectionRefusedException(string message) : IOException(message);
 
     /// <summary>A batch of <paramref name="count"/> telemetry records produced now.</summary>
     public Task SendTelemetryAsync(int count, CancellationToken ct)
@@ -164,7 +172,7 @@ public sealed class SimDevice(string id, string password) : IAsyncDisposable
         {
             _resend ??= new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = new PredicateBuilder().Handle<Exception>(e => e is not OperationCanceledException || !until.IsCancellationRequested),
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(e => e is not ConnectionRefusedException && (e is not OperationCanceledException || !until.IsCancellationRequested)),
                 BackoffType = DelayBackoffType.Exponential, UseJitter = true, Delay = TimeSpan.FromMilliseconds(500), MaxDelay = TimeSpan.FromSeconds(5),
                 MaxRetryAttempts = int.MaxValue,
             }).Build();

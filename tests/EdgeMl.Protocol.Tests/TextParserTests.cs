@@ -32,6 +32,8 @@ public sealed class TextParserTests
     [InlineData("ms")]
     [InlineData("5mss")]
     [InlineData("0ms")]
+    [InlineData("0.5ms")]
+    [InlineData("0.0005")]
     public void Durations_refuse_what_is_not_one(string text) => Assert.False(Durations.TryParse(text, out _, out _));
 
     [Theory]

@@ -35,14 +35,18 @@ public sealed partial class DriftAlerts(
 
     /// <summary>
     /// The drift windows the devices produced from <paramref name="since"/> on (at most 10,000 per device, newest first per
-    /// device), read in one store query for all of them; a stored window that does not parse is left out.
+    /// device), read in one store query per 1,000 devices; a stored window that does not parse is left out.
     /// </summary>
     public static List<(string Device, Protocol.Drift.DriftReport Report)> Windows(IHubStore store, IEnumerable<string> devices, DateTimeOffset since)
     {
         var result = new List<(string, Protocol.Drift.DriftReport)>();
-        foreach (var (device, r) in store.RecordsOfDevices(devices.Distinct(StringComparer.Ordinal).ToList(), "drift", since, 10_000))
+        // 1,000 devices per query: a fleet of 100,000 is 100 short queries, not one that may run into the command timeout.
+        foreach (var chunk in devices.Distinct(StringComparer.Ordinal).Chunk(1000))
         {
-            if (DriftAnalysis.Parse(r.Data) is { } report) result.Add((device, report));
+            foreach (var (device, r) in store.RecordsOfDevices(chunk, "drift", since, 10_000))
+            {
+                if (DriftAnalysis.Parse(r.Data) is { } report) result.Add((device, report));
+            }
         }
 
         return result;

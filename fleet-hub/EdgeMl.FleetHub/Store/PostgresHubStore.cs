@@ -95,7 +95,8 @@ public sealed partial class PostgresHubStore : IHubStore
             {
                 var target = new NpgsqlConnectionStringBuilder(connectionString);
                 log.WriteLine($"edgeml-hub: PostgreSQL at {target.Host}:{target.Port} cannot be reached yet (try {attempt}, waiting up to {wait.TotalSeconds:0} s in all, --StoreWaitSeconds): {e.Message}");
-                Thread.Sleep(pause < wait - clock.Elapsed ? pause : wait - clock.Elapsed); // the last try at the end of the wait
+                var left = wait - clock.Elapsed; // read once: the last try at the end of the wait, never a negative sleep
+                if (left > TimeSpan.Zero) Thread.Sleep(pause < left ? pause : left);
                 pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
             }
         }

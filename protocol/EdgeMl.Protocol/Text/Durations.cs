@@ -4,7 +4,7 @@ namespace EdgeMl.Protocol.Text;
 
 /// <summary>
 /// The one duration syntax of every EdgeMl program and API: a number and a unit, <c>ms</c>, <c>s</c>, <c>m</c>,
-/// <c>h</c> or <c>d</c> (<c>200ms</c>, <c>90s</c>, <c>10m</c>, <c>24h</c>, <c>7d</c>, <c>1.5h</c>); a bare number is seconds. At most ten years,
+/// <c>h</c> or <c>d</c> (<c>200ms</c>, <c>90s</c>, <c>10m</c>, <c>24h</c>, <c>7d</c>, <c>1.5h</c>); a bare number is seconds. From 1 ms to ten years,
 /// so that no value overflows a <see cref="TimeSpan"/> or a timestamp.
 /// </summary>
 public static class Durations
@@ -28,6 +28,12 @@ public static class Durations
         if (seconds > Max.TotalSeconds)
         {
             error = $"'{text}' is longer than the longest duration, {Max.TotalDays:0} days";
+            return false;
+        }
+
+        if (seconds > 0 && seconds < 0.001)
+        {
+            error = $"'{text}' is shorter than the shortest duration, 1 ms";
             return false;
         }
 
